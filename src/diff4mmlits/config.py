@@ -1,0 +1,190 @@
+"""Typed configuration: one frozen section per stage, presets, YAML files and ``--set`` overrides.
+
+Resolution order (later wins): the section defaults (the paper's settings) → the preset
+(``smoke``, ``demo`` or ``paper``) → a YAML config file → ``--set key=value`` overrides. The fully
+resolved configuration is saved as ``runs/<name>/config.yaml``. Unknown keys are errors.
+
+Each section keeps its own preset overrides in ``PRESETS`` next to its fields, so that the
+settings of one stage are read in one place.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from diff4mmlits.errors import InputError
+
+PRESET_NAMES: tuple[str, ...] = ("smoke", "demo", "paper")
+Preset = Literal["smoke", "demo", "paper"]
+
+
+class Section(BaseModel):
+    """Base of every configuration section: strict (unknown keys fail) and frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+
+
+# --- data and phantom ----------------------------------------------------------------------
+class DataConfig(Section):
+    """How datasets are read."""
+
+    annotated_phase: Literal["NC", "AP", "PVP", "DP"] = "PVP"
+    test_fraction: float = 0.2
+    """Share of cases held out from every training stage, for evaluation (at least one case)."""
+    validation_fraction: float = 0.2
+    """Share of the remaining cases used for validation during training."""
+
+
+class PhantomConfig(Section):
+    """The built-in phantom that ``demo`` generates."""
+
+    cases: int = 12
+    size: int = 64
+    site: Literal["default", "second"] = "default"
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "smoke": {"cases": 3, "size": 32},
+        "demo": {"cases": 12, "size": 64},
+        "paper": {"cases": 40, "size": 128},
+    }
+
+
+class PreviewConfig(Section):
+    """Per-case preview figures."""
+
+    enabled: bool = True
+    window_hu: tuple[float, float] = (-160.0, 240.0)
+    """Display window for figures, HU."""
+
+
+# --- the whole configuration ---------------------------------------------------------------
+class Config(Section):
+    """The full, resolved configuration of a run."""
+
+    preset: Preset = "paper"
+    seed: int = 0
+    device: str = "auto"
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    workers: int = 1
+    """Parallel processes for per-case work (registration, inpainting, synthesis, prediction)."""
+    data: DataConfig = DataConfig()
+    phantom: PhantomConfig = PhantomConfig()
+    preview: PreviewConfig = PreviewConfig()
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "smoke": {"device": "cpu"},
+        "demo": {"device": "auto"},
+        "paper": {"device": "auto"},
+    }
+
+
+def _preset_overrides(model: type[BaseModel], preset: str) -> dict[str, Any]:
+    """Collect the preset's overrides of ``model`` and of its sections, recursively."""
+    overrides: dict[str, Any] = copy.deepcopy(getattr(model, "PRESETS", {}).get(preset, {}))
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, Section):
+            nested = _preset_overrides(annotation, preset)
+            if nested:
+                overrides[name] = _deep_merge(nested, overrides.get(name, {}))
+    return overrides
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``"segment.epochs=3"`` → ``{"segment": {"epochs": 3}}`` (the value is parsed as YAML)."""
+    if "=" not in text:
+        raise InputError(f"--set {text!r}: expected key=value, e.g. --set segment.epochs=3")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise InputError(f"--set {text!r}: the key is empty; write section.field=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    result: dict[str, Any] = {}
+    node = result
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return result
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into a nested dict (``safe_load``: no code in configs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("config file not found", path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InputError(f"not valid YAML{where}; fix the syntax", path) from None
+    if not isinstance(data, dict):
+        raise InputError("a config file must hold a mapping of sections (e.g. 'segment: {epochs: 3}')", path)
+    return data
+
+
+def resolve_config(
+    preset: str = "demo",
+    config_file: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    base: dict[str, Any] | None = None,
+) -> Config:
+    """Build the configuration: defaults → preset → ``base`` → config file → ``--set`` overrides."""
+    if preset not in PRESET_NAMES:
+        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESET_NAMES)}")
+    values = _preset_overrides(Config, preset)
+    values["preset"] = preset
+    if base:
+        values = _deep_merge(values, base)
+    if config_file is not None:
+        from_file = load_config_file(config_file)
+        if "preset" in from_file and from_file["preset"] != preset:
+            values = _deep_merge(_preset_overrides(Config, str(from_file["preset"])), values)
+        values = _deep_merge(values, from_file)
+    for text in overrides:
+        values = _deep_merge(values, parse_override(text))
+    return validate_config(values, source=str(config_file) if config_file else "--set")
+
+
+def validate_config(values: dict[str, Any], source: str = "configuration") -> Config:
+    """Validate a nested dict into a :class:`Config`; errors become one :class:`InputError` line."""
+    try:
+        return Config.model_validate(values)
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        if first["type"] == "extra_forbidden":
+            message = f"unknown setting '{key}'"
+        else:
+            message = f"setting '{key}': {first['msg']} (got {first.get('input')!r})"
+        extra = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+        raise InputError(f"{source}: {message}{extra}; see docs/presets.md for the settings") from None
+
+
+def config_to_yaml(config: Config) -> str:
+    """The configuration as YAML text (tuples as lists), for ``runs/<name>/config.yaml``."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def read_run_config(path: str | Path) -> Config:
+    """Load a saved ``config.yaml`` back into a :class:`Config`."""
+    return validate_config(load_config_file(path), source=str(path))

@@ -1,0 +1,19 @@
+"""The one exception type for bad input.
+
+An :class:`InputError` is something the user can fix; its message is one line: which file, what
+is wrong, what to do. The CLI prints it as ``error: <message>`` and exits with status 2. Any other
+exception is a bug: the CLI prints one line naming the log file that holds the traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class InputError(Exception):
+    """Bad user input: a file, a folder, a setting. The message is the whole story, in one line."""
+
+    def __init__(self, message: str, path: str | Path | None = None) -> None:
+        message = " ".join(str(message).split())  # one line, always
+        self.path = Path(path) if path is not None else None
+        super().__init__(f"{path}: {message}" if path is not None else message)

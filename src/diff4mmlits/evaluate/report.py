@@ -1,0 +1,97 @@
+"""``report/index.html``: one page that shows what a run holds.
+
+The page is assembled from what exists in the run folder: the manifest's case table, the preview
+figures, and a section per later stage (registration QC, inpainting, synthesis, segmentation
+metrics) when that stage's outputs are there. Links point only to files that exist; images are
+linked relative to the report, so the folder can be copied or zipped as a whole.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from diff4mmlits.config import Config
+from diff4mmlits.files import write_text_atomic
+from diff4mmlits.runfolder import RunFolder
+
+ReportSection = Callable[[RunFolder, Path], str]
+"""A function that returns an HTML fragment for the report (``""`` when it has nothing to show)."""
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1200px; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+img { max-width: 100%; border: 1px solid #ddd; margin: 4px 0; }
+figure { display: inline-block; margin: 0.5em; vertical-align: top; }
+figcaption { font-size: 0.8em; color: #555; }
+.muted { color: #777; font-size: 0.9em; }
+"""
+
+
+def relative_link(target: Path, report_dir: Path) -> str:
+    """A link from the report folder to ``target`` (forward slashes, HTML-escaped)."""
+    return html.escape(Path(os.path.relpath(target, report_dir)).as_posix())
+
+
+def html_table(header: list[str], rows: list[list[object]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def figure_html(path: Path, report_dir: Path, caption: str) -> str:
+    return f'<figure><img src="{relative_link(path, report_dir)}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+
+
+def section_cases(run: RunFolder, report_dir: Path) -> str:
+    """The dataset: cases, phases, geometry, label volumes and split."""
+    if not run.manifest_path.is_file():
+        return ""
+    manifest = run.load_manifest()
+    split_of = {case_id: name for name, ids in manifest["split"].items() for case_id in ids}
+    rows = []
+    for case in manifest["cases"]:
+        pvp = case["phases"].get(manifest.get("annotated_phase", "PVP"), next(iter(case["phases"].values())))
+        label = case.get("label", {})
+        rows.append([
+            case["id"], ", ".join(case["phases"]), "×".join(map(str, pvp["shape"])),
+            "×".join(f"{s:.2g}" for s in pvp["spacing_mm"]), label.get("liver_ml", "–"), label.get("tumor_ml", "–"),
+            split_of.get(case["id"], "–"),
+        ])
+    table = html_table(["case", "phases", "shape (z×y×x)", "spacing (mm)", "liver (mL)", "tumor (mL)", "split"], rows)
+    return f"<h2>Dataset</h2><p class='muted'>{html.escape(manifest['dataset'])} ({manifest['layout']} layout)</p>{table}"
+
+
+def section_previews(run: RunFolder, report_dir: Path) -> str:
+    """Preview figures, one per case."""
+    figures = sorted(run.previews_dir.glob("*.png"))
+    if not figures:
+        return ""
+    body = "".join(figure_html(path, report_dir, path.stem) for path in figures)
+    return f"<h2>Cases</h2><p class='muted'>Each phase at the slice with most tumor; the label (drawn on the annotated phase) as contours: liver green, tumor red.</p>{body}"
+
+
+REPORT_SECTIONS: list[ReportSection] = [
+    section_cases,
+    section_previews,
+    # later stages add their sections here, in pipeline order
+]
+
+
+def write_run_report(run: RunFolder, config: Config) -> Path:
+    """Write ``RUN/report/index.html`` from what the run folder holds."""
+    report_dir = run.report_dir
+    report_dir.mkdir(parents=True, exist_ok=True)
+    sections = [section(run, report_dir) for section in REPORT_SECTIONS]
+    body = "\n".join(s for s in sections if s)
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>diff4mmlits — "
+        f"{html.escape(run.root.name)}</title><style>{STYLE}</style></head><body>"
+        f"<h1>diff4mmlits run: {html.escape(run.root.name)}</h1>"
+        f"<p class='muted'>preset {html.escape(config.preset)}, seed {config.seed}</p>{body}</body></html>\n"
+    )
+    return write_text_atomic(report_dir / "index.html", page)
