@@ -132,10 +132,37 @@ def stage_report(run: RunFolder, config: Config) -> None:
     write_run_report(run, config)
 
 
+def stage_train_autoencoder(run: RunFolder, config: Config) -> None:
+    """The synthesizer's VQ autoencoder on the normal CT (models/autoencoder)."""
+    from diff4mmlits.synthesize.stage import stage_train_autoencoder as train
+
+    train(run, config)
+
+
+def stage_train_synthesizer(run: RunFolder, config: Config) -> None:
+    """The latent diffusion tumor synthesizer on the real tumors (models/diffusion[-joint])."""
+    from diff4mmlits.synthesize.stage import stage_train_synthesizer as train
+
+    train(run, config)
+
+
+def stage_synthesize(run: RunFolder, config: Config) -> None:
+    """Synthetic cases with new tumors painted into the normal CT (synthetic/)."""
+    from diff4mmlits.synthesize.stage import stage_synthesize as synthesize
+
+    synthesize(run, config)
+
+
 # --- the stages, in order ----------------------------------------------------------------------
 STAGES: list[Stage] = [
     Stage("previews", "preview figure per case", stage_previews, ("preview",), ()),
     # register, inpaint, synthesize, translate, segment and evaluate stages are inserted here, in order
+    Stage("train-autoencoder", "the synthesizer's autoencoder on normal CT", stage_train_autoencoder,
+          ("autoencoder",), ("register", "inpaint")),
+    Stage("train-synthesizer", "the latent diffusion tumor synthesizer", stage_train_synthesizer,
+          ("autoencoder", "diffusion"), ("register", "train-autoencoder")),
+    Stage("synthesize", "synthetic cases with aligned tumors in every phase", stage_synthesize,
+          ("synthesize", "diffusion"), ("register", "inpaint", "train-autoencoder", "train-synthesizer")),
     Stage("report", "report/index.html", stage_report, (), ()),
 ]
 

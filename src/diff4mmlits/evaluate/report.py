@@ -75,9 +75,17 @@ def section_previews(run: RunFolder, report_dir: Path) -> str:
     return f"<h2>Cases</h2><p class='muted'>Each phase at the slice with most tumor; the label (drawn on the annotated phase) as contours: liver green, tumor red.</p>{body}"
 
 
+def section_synthesis(run: RunFolder, report_dir: Path) -> str:
+    """Synthesis: autoencoder and synthesizer metrics, contrast per phase (synthetic vs real), figures."""
+    from diff4mmlits.synthesize.report import synthesis_section
+
+    return synthesis_section(run, report_dir)
+
+
 REPORT_SECTIONS: list[ReportSection] = [
     section_cases,
     section_previews,
+    section_synthesis,
     # later stages add their sections here, in pipeline order
 ]
 
