@@ -107,8 +107,8 @@ def sample_acquisition(rng: np.random.Generator, site: Site, site_name: str, siz
         phase_shape = (slices + extra, size, size)
         offset = np.array([rng.uniform(-12, 12) - extra * spacing[0] / 2, rng.uniform(-4, 4), rng.uniform(-4, 4)])
         grids[phase] = Grid(phase_shape, spacing, tuple(float(v) for v in pvp_origin + offset))
-    blur = (site.slice_profile * spacing[0], rng.uniform(*site.blur_voxels) * pixel, 0.0)
-    blur = (blur[0], blur[1], blur[1])
+    in_plane_blur = rng.uniform(*site.blur_voxels) * pixel
+    blur = (site.slice_profile * spacing[0], in_plane_blur, in_plane_blur)
     level = rng.uniform(*site.noise_hu)
     noise = {phase: float(np.clip(level * rng.uniform(0.9, 1.1), *site.noise_hu)) for phase in PHASES}
     return Acquisition(site=site_name, grids=grids, blur_sigma_mm=blur, noise_hu=noise, noise_grain_voxels=site.noise_grain_voxels)

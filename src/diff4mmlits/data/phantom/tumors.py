@@ -153,7 +153,7 @@ def sample_tumors(
         where = np.argwhere(candidates)
         if len(where) == 0:
             continue
-        index = where[rng.integers(len(where))] + rng.uniform(-0.5, 0.5, size=3)
+        index = where[rng.integers(len(where))] + rng.uniform(-0.3, 0.3, size=3)  # stays nearest its voxel
         centre = index_to_world[:3, :3] @ index + index_to_world[:3, 3]
         tumors.append(_draw_tumor(rng, kind, centre, radius, contrast, spacing_mm))
     return tumors
