@@ -79,6 +79,8 @@ class AutoencoderConfig(Section):
     num_res_layers: int = 2
     num_embeddings: int = 1024
     """Codebook size of the vector quantizer."""
+    restart_dead_codes_every: int = 20
+    """Every so many steps, codebook entries that no latent uses are moved onto encoder outputs (0 = never)."""
     embedding_dim: int = 8
     """Latent channels (the diffusion model works on these)."""
     batch_size: int = 2
@@ -103,11 +105,12 @@ class AutoencoderConfig(Section):
     """Held-out patches (validation cases) for the reconstruction MAE (HU, liver)."""
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "smoke": {"patch_vox": 16, "channels": (8, 16), "num_res_layers": 1, "num_embeddings": 32, "embedding_dim": 2,
-                  "batch_size": 2, "steps": 6, "learning_rate": 1e-3, "adversarial_start_step": 3,
-                  "discriminator_channels": 4, "discriminator_layers": 1, "save_every_steps": 3, "validation_patches": 2},
-        "demo": {"patch_vox": 32, "channels": (16, 32), "num_res_layers": 1, "num_embeddings": 256, "embedding_dim": 4,
-                 "batch_size": 4, "steps": 300, "learning_rate": 2e-3, "adversarial_start_step": 150,
+        "smoke": {"patch_vox": 16, "channels": (8, 16), "num_res_layers": 1, "num_embeddings": 32, "embedding_dim": 4,
+                  "batch_size": 4, "steps": 6, "learning_rate": 3e-3, "adversarial_start_step": 3,
+                  "discriminator_channels": 4, "discriminator_layers": 1, "save_every_steps": 3, "validation_patches": 2,
+                  "restart_dead_codes_every": 3},
+        "demo": {"patch_vox": 32, "channels": (16, 32), "num_res_layers": 1, "num_embeddings": 256, "embedding_dim": 8,
+                 "batch_size": 4, "steps": 300, "learning_rate": 1e-3, "adversarial_start_step": 150,
                  "discriminator_channels": 8, "discriminator_layers": 2, "save_every_steps": 100, "validation_patches": 8},
         "paper": {},
     }

@@ -41,7 +41,7 @@ from diff4mmlits.synthesize.training import RunningMean, TrainingLog, autocast, 
 log = logging.getLogger(__name__)
 
 DISCRIMINATOR_NAME = "discriminator.safetensors"
-LOG_COLUMNS = ["l1", "quantization", "generator_adversarial", "discriminator", "perceptual"]
+LOG_COLUMNS = ["l1", "quantization", "generator_adversarial", "discriminator", "perceptual", "codes_restarted"]
 
 
 @dataclass
@@ -97,6 +97,34 @@ def training_batch(normal: PatchSource, tumors: PatchSource | None, rng: np.rand
     if n_tumor:
         parts.append(tumors.sample(rng, n_tumor, config.patch_vox, 1.0)[0])
     return np.concatenate(parts)
+
+
+@torch.no_grad()
+def restart_dead_codes(network: torch.nn.Module, images_unit: torch.Tensor, generator: torch.Generator,
+                       context: DistributedContext) -> int:
+    """Move codebook entries that (almost) no latent uses onto encoder outputs of ``images_unit``.
+
+    Without this, MONAI's EMA quantizer settles on a few dozen codes and the decoder cannot tell a
+    tumor from its surroundings. A code is dead when its EMA usage is under a tenth of the mean;
+    it is re-placed on a random latent vector of the batch (rank 0 draws, every rank copies).
+    Returns the number of codes moved.
+    """
+    quantizer = network.quantizer.quantizer
+    usage = quantizer.ema_cluster_size
+    dead = usage < 0.1 * usage.mean()
+    count = int(dead.sum())
+    if count == 0:
+        return 0
+    latents = network.encode(images_unit)
+    flat = latents.movedim(1, -1).reshape(-1, latents.shape[1]).float()
+    pick = torch.randint(0, flat.shape[0], (count,), generator=generator, device="cpu").to(flat.device)
+    fresh = flat[pick]
+    if context.is_distributed:
+        torch.distributed.broadcast(fresh, src=0)
+    quantizer.embedding.weight.data[dead] = fresh.to(quantizer.embedding.weight.dtype)
+    quantizer.ema_w.data[dead] = fresh.to(quantizer.ema_w.dtype)
+    quantizer.ema_cluster_size.data[dead] = 1.0
+    return count
 
 
 @torch.no_grad()
@@ -223,6 +251,8 @@ def train_autoencoder(
             loss_d.backward()
             opt_d.step()
             values["discriminator"] = loss_d.item()
+        if config.restart_dead_codes_every and (step + 1) % config.restart_dead_codes_every == 0:
+            values["codes_restarted"] = restart_dead_codes(unwrap(network_ddp), x, torch.Generator().manual_seed(seed * 7919 + step), context)
         running.add(**values)
         done = step + 1
         if done % log_every == 0 or done == config.steps:
@@ -236,7 +266,7 @@ def train_autoencoder(
                                          "optimizer_discriminator": opt_d.state_dict()})
             write_json_atomic(folder / "config.json", {"kind": MODEL_KIND, "arguments": arguments,
                                                        "window_hu": list(config.window_hu), "factor": factor})
-            training_log.write("autoencoder (VQVAE + PatchDiscriminator)")
+            training_log.write("autoencoder (VQVAE + PatchDiscriminator)", final=done == config.steps)
     barrier(context)
     if not context.is_main:
         return {}

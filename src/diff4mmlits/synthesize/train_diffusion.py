@@ -261,7 +261,7 @@ def train_diffusion(
             save_weights(unwrap(network_ddp), folder / "weights.safetensors")
             save_training_state(folder, {"step": done, "optimizer": optimizer.state_dict()})
             write_json_atomic(folder / "config.json", {**record, "steps_done": done})
-            training_log.write(f"latent diffusion ({config.mode} mode), Eq. 3 loss")
+            training_log.write(f"latent diffusion ({config.mode} mode), Eq. 3 loss", final=done == config.steps)
     barrier(context)
     if not context.is_main:
         return {}

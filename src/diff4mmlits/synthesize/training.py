@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import torch
 
 from diff4mmlits.files import write_text_atomic
 
+PLOT_EVERY_S = 60.0
 LOG_NAME = "log.csv"
 CURVES_NAME = "curves.png"
 
@@ -45,6 +47,7 @@ class TrainingLog:
         self.folder = Path(folder)
         self.columns = ["step", *columns]
         self.rows: list[dict[str, float]] = []
+        self._plotted = time.monotonic()
         path = self.folder / LOG_NAME
         if resume and path.is_file():
             with open(path, newline="") as handle:
@@ -55,14 +58,17 @@ class TrainingLog:
         self.rows = [row for row in self.rows if row.get("step", -1) < step]  # a resume overwrites later rows
         self.rows.append({"step": float(step), **{k: float(v) for k, v in values.items()}})
 
-    def write(self, title: str) -> None:
+    def write(self, title: str, final: bool = False) -> None:
+        """Write ``log.csv``; redraw ``curves.png`` at the end, or when the last drawing is a minute old."""
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=self.columns, extrasaction="ignore")
         writer.writeheader()
         for row in self.rows:
             writer.writerow({k: (int(v) if k == "step" else f"{v:.6g}") for k, v in row.items()})
         write_text_atomic(self.folder / LOG_NAME, buffer.getvalue())
-        self.plot(title)
+        if final or time.monotonic() - self._plotted > PLOT_EVERY_S:
+            self.plot(title)
+            self._plotted = time.monotonic()
 
     def plot(self, title: str) -> None:
         import matplotlib.pyplot as plt
