@@ -186,6 +186,8 @@ class SynthesizeConfig(Section):
     method: Literal["ldm", "handcrafted"] = "ldm"
     per_case: int = 2
     """Synthetic cases written per training case."""
+    sampler: Literal["ddim", "ddpm"] = "ddim"
+    """ddim: ``ddim_steps`` deterministic steps; ddpm: all of the schedule's steps (slow, for comparison)."""
     ddim_steps: int = 50
     ddim_eta: float = 0.0
     feather_mm: float = 4.0

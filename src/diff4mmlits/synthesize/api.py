@@ -94,8 +94,9 @@ class LatentDiffusionPainter:
             normal, rng, self.paint_crop, self.config.tumor, self.diffusion.crop_vox, self.config.feather_mm,
             self.close_vox, self.dilate_vox,
         )
-        return case, {"method": "ldm", "mode": self.diffusion.mode, "ddim_steps": self.config.ddim_steps,
-                      "ddim_eta": self.config.ddim_eta, **provenance}
+        sampling = ({"sampler": "ddim", "ddim_steps": self.config.ddim_steps, "ddim_eta": self.config.ddim_eta}
+                    if self.config.sampler == "ddim" else {"sampler": "ddpm", "steps": self.diffusion.schedule["num_train_timesteps"]})
+        return case, {"method": "ldm", "mode": self.diffusion.mode, **sampling, **provenance}
 
     def paint_crop(self, crops_hu: dict[str, np.ndarray], condition: np.ndarray, tumor: np.ndarray,
                    liver: np.ndarray, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -136,14 +137,15 @@ class LatentDiffusionPainter:
             generator: the only source of noise.
         """
         channels, grid = self.codec.latent_channels, tuple(condition_latent.shape[2:])
-        scheduler = build_scheduler(self.diffusion.schedule, "ddim")
+        scheduler = build_scheduler(self.diffusion.schedule, self.config.sampler)
+        steps = self.config.ddim_steps if self.config.sampler == "ddim" else int(self.diffusion.schedule["num_train_timesteps"])
         network = self.diffusion.network
         if self.diffusion.mode == "paper":
             count = len(names)
             noise = torch.randn((1, channels, *grid), generator=generator, device=self.device).expand(count, -1, -1, -1, -1)
             labels = torch.tensor([PHASES.index(name) for name in names], device=self.device)
             condition = paper_condition(condition_latent, mask_latent.expand(count, -1, -1, -1, -1))
-            return denoise(network, scheduler, noise.contiguous(), condition, self.config.ddim_steps, generator,
+            return denoise(network, scheduler, noise.contiguous(), condition, steps, generator,
                            class_labels=labels, eta=self.config.ddim_eta)
         slots = torch.zeros((1, len(PHASES), channels, *grid), device=self.device)
         present = torch.zeros((1, len(PHASES)), device=self.device)
@@ -152,7 +154,7 @@ class LatentDiffusionPainter:
             present[0, PHASES.index(name)] = 1.0
         noise = torch.randn((1, len(PHASES) * channels, *grid), generator=generator, device=self.device)
         latent = denoise(network, scheduler, noise, joint_condition(slots, mask_latent, present),
-                         self.config.ddim_steps, generator, eta=self.config.ddim_eta)
+                         steps, generator, eta=self.config.ddim_eta)
         latent = latent.view(1, len(PHASES), channels, *grid)
         return torch.stack([latent[0, PHASES.index(name)] for name in names])
 
