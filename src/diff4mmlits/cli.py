@@ -120,6 +120,46 @@ def validate(
         raise typer.Exit(1)
 
 
+# --- register ------------------------------------------------------------------------------
+@app.command()
+def register(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder (native, nnU-Net v2 raw or LiTS layout).")],
+    run_dir: RunOption = Path("runs/default"),
+    method: Annotated[str | None, typer.Option("--method", help="none (only resample onto the PVP grid), rigid, affine or bspline (default: the config's, bspline).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Cases registered in parallel processes (default: the config's).")] = None,
+    shard: Annotated[str | None, typer.Option("--shard", help="Only shard I of N of the cases, e.g. 2/4 (to split the work across machines).")] = None,
+    preset: Annotated[str | None, typer.Option("--preset", help="For a new run folder: smoke, demo (default) or paper.")] = None,
+    config_file: ConfigOption = None,
+    overrides: SetOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Register cases even when their outputs are up to date.")] = False,
+) -> None:
+    """Register every phase onto the annotated phase (liver-focused) and resample it onto that grid.
+
+    Writes RUN/registered/<case>/: <PHASE>.nii.gz, label.nii.gz, <PHASE>.tfm (ITK transforms that
+    3D Slicer opens), qc.json and qc.png. Creates the run folder when it does not exist yet.
+    """
+    from diff4mmlits.distributed import parse_shard
+    from diff4mmlits.register.stage import open_register_run, register_run
+
+    if method is not None and method not in ("none", "rigid", "affine", "bspline"):
+        raise InputError(f"--method {method!r}: choose none, rigid, affine or bspline")
+    shard_index, shard_count = parse_shard(shard)
+    extra = list(overrides or []) + ([f"register.method={method}"] if method else [])
+    folder, config = open_register_run(dataset, run_dir, preset=preset, config_file=config_file, overrides=extra)
+    start = time.time()
+    summaries = register_run(folder, config, shard=(shard_index, shard_count), workers=workers, force=force)
+    done = [s for s in summaries if not s.get("skipped")]
+    skipped = len(summaries) - len(done)
+    if shard_count == 1:
+        from diff4mmlits.pipeline import get_stage, stage_fingerprint
+
+        folder.write_stamp("register", stage_fingerprint(folder, get_stage("register"), config))
+    note = f", {skipped} up to date" if skipped else ""
+    part = f" (shard {shard_index}/{shard_count})" if shard_count > 1 else ""
+    typer.echo(f"register: {len(done)} case(s) registered{part}{note} in {time.time() - start:.1f} s; "
+               f"outputs in {folder.registered_dir}")
+
+
 # --- the whole pipeline ----------------------------------------------------------------------
 @app.command()
 def run(

@@ -11,11 +11,12 @@ settings of one stage are read in one place.
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from diff4mmlits.errors import InputError
 
@@ -62,7 +63,76 @@ class PreviewConfig(Section):
     """Display window for figures, HU."""
 
 
+# --- register ------------------------------------------------------------------------------
+class RegisterConfig(Section):
+    """Paper step 1: rough, liver-focused registration of every phase onto the annotated phase.
+
+    Each stage of the chain (rigid → affine → B-spline, cut at ``method``) runs SimpleITK's
+    ``ImageRegistrationMethod`` with Mattes mutual information over the liver region of interest,
+    multi-resolution over ``shrink_factors`` / ``smoothing_sigmas_mm`` (one entry per level).
+    """
+
+    method: Literal["none", "rigid", "affine", "bspline"] = "bspline"
+    """How far the chain goes; ``none`` only resamples every phase onto the annotated grid."""
+    margin_mm: float = 20.0
+    """The region of interest is the annotated liver (label > 0) dilated by this margin, mm."""
+    shrink_factors: tuple[int, ...] = (4, 2, 1)
+    """Multi-resolution levels, coarse to fine: shrink factor of each level (voxels)."""
+    smoothing_sigmas_mm: tuple[float, ...] = (4.0, 2.0, 0.0)
+    """Gaussian smoothing of each level, mm (same length as ``shrink_factors``)."""
+    rigid_iterations: int = 200
+    """Optimizer iterations per level of the rigid stage."""
+    affine_iterations: int = 200
+    """Optimizer iterations per level of the affine stage."""
+    bspline_iterations: int = 100
+    """Optimizer iterations per level of the B-spline stage."""
+    bspline_grid_mm: float = 40.0
+    """Control-point spacing of the coarse B-spline grid, mm (over the annotated phase's extent)."""
+    bspline_levels: int = 2
+    """How many of the finest levels the B-spline stage uses (it starts from the affine result)."""
+    histogram_bins: int = 32
+    """Bins of the Mattes mutual information histogram."""
+    sampling_percentage: float = 0.25
+    """Share of the region-of-interest voxels sampled by the metric (random, fixed seed)."""
+    sampling_seed: int = 0
+    """Seed of the metric's random sampling: the same seed gives the same transforms."""
+    intensity_window_hu: tuple[float, float] = (-200.0, 300.0)
+    """Intensities are clipped to this window before the metric sees them (soft tissue), HU."""
+    divergence_tolerance: float = 0.0
+    """A stage whose metric in the region ends worse than its start by more than this falls back."""
+    fill_hu: float = -1024.0
+    """Value of resampled voxels outside a phase's field of view, HU."""
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "smoke": {
+            "shrink_factors": (2, 1), "smoothing_sigmas_mm": (2.0, 0.0), "rigid_iterations": 40,
+            "affine_iterations": 20, "bspline_iterations": 10, "bspline_levels": 1, "sampling_percentage": 0.3,
+        },
+        "demo": {"rigid_iterations": 100, "affine_iterations": 50, "bspline_iterations": 30, "sampling_percentage": 0.2},
+        "paper": {},
+    }
+
+    @model_validator(mode="after")
+    def _check_levels(self) -> RegisterConfig:
+        if len(self.shrink_factors) != len(self.smoothing_sigmas_mm) or not self.shrink_factors:
+            raise ValueError("shrink_factors and smoothing_sigmas_mm need one entry per level, as many of each")
+        if any(f < 1 for f in self.shrink_factors):
+            raise ValueError("shrink factors must be at least 1")
+        if not 0.0 < self.sampling_percentage <= 1.0:
+            raise ValueError("sampling_percentage must lie in (0, 1]")
+        if self.margin_mm < 0 or self.bspline_grid_mm <= 0:
+            raise ValueError("margin_mm must be ≥ 0 and bspline_grid_mm > 0")
+        if not 1 <= self.bspline_levels <= len(self.shrink_factors):
+            raise ValueError("bspline_levels must lie between 1 and the number of levels")
+        return self
+
+
 # --- the whole configuration ---------------------------------------------------------------
+# The section ``register`` shares its name with ``ABCMeta.register`` (pydantic models are ABCs);
+# the field is meant to hide it on ``Config`` instances, so pydantic's warning about it is noise.
+warnings.filterwarnings("ignore", message='Field name "register" in "Config" shadows', category=UserWarning)
+
+
 class Config(Section):
     """The full, resolved configuration of a run."""
 
@@ -75,6 +145,7 @@ class Config(Section):
     data: DataConfig = DataConfig()
     phantom: PhantomConfig = PhantomConfig()
     preview: PreviewConfig = PreviewConfig()
+    register: RegisterConfig = RegisterConfig()
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"device": "cpu"},

@@ -125,6 +125,13 @@ def stage_previews(run: RunFolder, config: Config) -> None:
         plot_case_preview(case, run.previews_dir / f"{case.case_id}.png", window_hu=config.preview.window_hu)
 
 
+def stage_register(run: RunFolder, config: Config) -> None:
+    """Liver-focused registration of every phase onto the annotated phase: ``registered/<case>/``."""
+    from diff4mmlits.register.stage import register_run
+
+    register_run(run, config)
+
+
 def stage_report(run: RunFolder, config: Config) -> None:
     """``report/index.html``: what the run holds, with its figures and tables."""
     from diff4mmlits.evaluate.report import write_run_report
@@ -135,6 +142,7 @@ def stage_report(run: RunFolder, config: Config) -> None:
 # --- the stages, in order ----------------------------------------------------------------------
 STAGES: list[Stage] = [
     Stage("previews", "preview figure per case", stage_previews, ("preview",), ()),
+    Stage("register", "every phase registered onto the annotated phase (registered/)", stage_register, ("register",), ()),
     # register, inpaint, synthesize, translate, segment and evaluate stages are inserted here, in order
     Stage("report", "report/index.html", stage_report, (), ()),
 ]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from diff4mmlits.config import Config
 from diff4mmlits.files import write_text_atomic
+from diff4mmlits.register.report import section_registration
 from diff4mmlits.runfolder import RunFolder
 
 ReportSection = Callable[[RunFolder, Path], str]
@@ -78,6 +79,7 @@ def section_previews(run: RunFolder, report_dir: Path) -> str:
 REPORT_SECTIONS: list[ReportSection] = [
     section_cases,
     section_previews,
+    section_registration,
     # later stages add their sections here, in pipeline order
 ]
 
