@@ -86,14 +86,20 @@ class RegisterConfig(Section):
     """Optimizer iterations per level of the affine stage."""
     bspline_iterations: int = 100
     """Optimizer iterations per level of the B-spline stage."""
-    bspline_grid_mm: float = 40.0
+    bspline_grid_mm: float = 60.0
     """Control-point spacing of the coarse B-spline grid, mm (over the annotated phase's extent)."""
-    bspline_levels: int = 2
-    """How many of the finest levels the B-spline stage uses (it starts from the affine result)."""
+    bspline_shrink_factors: tuple[int, ...] = (2,)
+    """Levels of the B-spline stage (it starts from the affine result, so coarse levels suffice)."""
+    bspline_smoothing_sigmas_mm: tuple[float, ...] = (2.0,)
+    """Smoothing of each B-spline level, mm: keeps the deformation from fitting the noise."""
+    bspline_max_displacement_mm: float = 3.0
+    """Bound on each control point's displacement beyond the affine result, mm (the residual is small)."""
     histogram_bins: int = 32
     """Bins of the Mattes mutual information histogram."""
     sampling_percentage: float = 0.25
     """Share of the region-of-interest voxels sampled by the metric (random, fixed seed)."""
+    sampling_min_points: int = 5000
+    """At least this many metric samples per level (coarse levels of small images sample more)."""
     sampling_seed: int = 0
     """Seed of the metric's random sampling: the same seed gives the same transforms."""
     intensity_window_hu: tuple[float, float] = (-200.0, 300.0)
@@ -106,7 +112,7 @@ class RegisterConfig(Section):
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {
             "shrink_factors": (2, 1), "smoothing_sigmas_mm": (2.0, 0.0), "rigid_iterations": 40,
-            "affine_iterations": 20, "bspline_iterations": 10, "bspline_levels": 1, "sampling_percentage": 0.3,
+            "affine_iterations": 20, "bspline_iterations": 10, "sampling_percentage": 0.3,
         },
         "demo": {"rigid_iterations": 100, "affine_iterations": 50, "bspline_iterations": 30, "sampling_percentage": 0.2},
         "paper": {},
@@ -122,8 +128,10 @@ class RegisterConfig(Section):
             raise ValueError("sampling_percentage must lie in (0, 1]")
         if self.margin_mm < 0 or self.bspline_grid_mm <= 0:
             raise ValueError("margin_mm must be ≥ 0 and bspline_grid_mm > 0")
-        if not 1 <= self.bspline_levels <= len(self.shrink_factors):
-            raise ValueError("bspline_levels must lie between 1 and the number of levels")
+        if len(self.bspline_shrink_factors) != len(self.bspline_smoothing_sigmas_mm) or not self.bspline_shrink_factors:
+            raise ValueError("bspline_shrink_factors and bspline_smoothing_sigmas_mm need one entry per level, as many of each")
+        if self.bspline_max_displacement_mm <= 0:
+            raise ValueError("bspline_max_displacement_mm must be > 0")
         return self
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.volume import Volume
@@ -13,29 +14,38 @@ CONTRAST = {"NC": (40.0, 60.0, 40.0, 400.0), "AP": (45.0, 75.0, 110.0, 400.0),
             "PVP": (50.0, 110.0, 85.0, 400.0), "DP": (48.0, 95.0, 75.0, 400.0)}
 
 
-def anatomy_hu(world_zyx: np.ndarray, phase: str, rng: np.random.Generator) -> np.ndarray:
-    """HU of a simple abdomen at world points ``(..., 3)`` (z, y, x mm): body, liver, tumor, spine."""
-    z, y, x = world_zyx[..., 0], world_zyx[..., 1], world_zyx[..., 2]
-    body_hu, liver_hu, tumor_hu, bone_hu = CONTRAST[phase]
-    image = np.full(z.shape, -1000.0)
-    body = (y / 70.0) ** 2 + (x / 95.0) ** 2 <= 1.0
-    image[body] = -100.0  # fat
-    image[((y / 58.0) ** 2 + (x / 82.0) ** 2 <= 1.0)] = body_hu  # muscle and organs
-    liver = ((z - 5) / 45.0) ** 2 + ((y + 5) / 38.0) ** 2 + ((x + 30) / 42.0) ** 2 <= 1.0
-    image[liver] = liver_hu
-    image[((z - 12) / 9.0) ** 2 + ((y + 8) / 9.0) ** 2 + ((x + 38) / 9.0) ** 2 <= 1.0] = tumor_hu
-    image[((y - 40) / 12.0) ** 2 + (x / 12.0) ** 2 <= 1.0] = bone_hu
-    vessel = ((y + 5) / 5.0) ** 2 + ((x + 22) / 5.0) ** 2 <= 1.0
-    image[vessel & liver] = liver_hu + 60.0
-    return image + rng.normal(0.0, 8.0, size=z.shape)
+def _ellipsoid(world_zyx: np.ndarray, centre, radii) -> np.ndarray:
+    return (((world_zyx - np.asarray(centre)) / np.asarray(radii)) ** 2).sum(axis=-1) <= 1.0
 
 
 def label_of(world_zyx: np.ndarray) -> np.ndarray:
-    z, y, x = world_zyx[..., 0], world_zyx[..., 1], world_zyx[..., 2]
-    label = np.zeros(z.shape, np.uint8)
-    label[((z - 5) / 45.0) ** 2 + ((y + 5) / 38.0) ** 2 + ((x + 30) / 42.0) ** 2 <= 1.0] = 1
-    label[((z - 12) / 9.0) ** 2 + ((y + 8) / 9.0) ** 2 + ((x + 38) / 9.0) ** 2 <= 1.0] = 2
+    """0 / 1 liver (a big right lobe and a smaller left lobe) / 2 tumor, at world points (z, y, x mm)."""
+    label = np.zeros(world_zyx.shape[:-1], np.uint8)
+    liver = _ellipsoid(world_zyx, (5, -5, -35), (45, 35, 40)) | _ellipsoid(world_zyx, (20, -20, 15), (18, 15, 35))
+    label[liver] = 1
+    label[_ellipsoid(world_zyx, (12, -8, -48), (10, 8, 9))] = 2
     return label
+
+
+def anatomy_hu(world_zyx: np.ndarray, phase: str, rng: np.random.Generator) -> np.ndarray:
+    """HU of a simple abdomen at world points ``(..., 3)`` (z, y, x mm): body, liver, tumor, organs, spine."""
+    y, x = world_zyx[..., 1], world_zyx[..., 2]
+    body_hu, liver_hu, tumor_hu, bone_hu = CONTRAST[phase]
+    image = np.full(y.shape, -1000.0)
+    image[(y / 75.0) ** 2 + (x / 100.0) ** 2 <= 1.0] = -100.0  # subcutaneous fat
+    image[(y / 65.0) ** 2 + (x / 90.0) ** 2 <= 1.0] = body_hu  # muscle and bowel
+    image[_ellipsoid(world_zyx, (-25, 25, -45), (25, 14, 14))] = body_hu + 90.0  # right kidney
+    image[_ellipsoid(world_zyx, (-20, 25, 45), (25, 14, 14))] = body_hu + 90.0  # left kidney
+    image[_ellipsoid(world_zyx, (20, 15, 60), (30, 18, 20))] = body_hu + 40.0  # spleen
+    image[(((y - 38) / 14.0) ** 2 + (x / 14.0) ** 2) <= 1.0] = bone_hu  # spine
+    image[(((y - 18) / 9.0) ** 2 + ((x - 12) / 9.0) ** 2) <= 1.0] = body_hu + 120.0  # aorta
+    label = label_of(world_zyx)
+    image[label == 1] = liver_hu
+    image[label == 2] = tumor_hu
+    vessel = (((y + 5) / 5.0) ** 2 + ((x + 22) / 5.0) ** 2 <= 1.0) & (label == 1)
+    image[vessel] = liver_hu + 60.0
+    image = ndimage.gaussian_filter(image, 0.8)  # the scanner's blur
+    return image + rng.normal(0.0, 8.0, size=y.shape)
 
 
 def grid(shape: tuple[int, int, int], spacing: tuple[float, float, float], origin: tuple[float, float, float]) -> np.ndarray:
@@ -71,3 +81,17 @@ def make_shifted_case(shift_mm=(10.0, 3.0, -2.0), shape=(24, 28, 32), spacing=(6
 @pytest.fixture
 def shifted_case():
     return make_shifted_case()
+
+
+@pytest.fixture(scope="session")
+def small_phantom():
+    """The phantom's smoke-size case (size 32) when the phantom is installed, else skip."""
+    phantom = pytest.importorskip("diff4mmlits.data.phantom")
+    return phantom.make_phantom_case(0, seed=0, size=32)
+
+
+@pytest.fixture
+def smoke_config():
+    from diff4mmlits.config import resolve_config
+
+    return resolve_config("smoke").register

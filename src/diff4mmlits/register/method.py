@@ -142,18 +142,24 @@ def _registration_method(fixed: sitk.Image, roi: sitk.Image, config: RegisterCon
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=config.histogram_bins)
     method.SetMetricFixedMask(roi)
+    if name == "bspline":
+        shrink, sigmas = list(config.bspline_shrink_factors), list(config.bspline_smoothing_sigmas_mm)
+    else:
+        shrink, sigmas = list(config.shrink_factors), list(config.smoothing_sigmas_mm)
     method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(config.sampling_percentage, _itk_seed(config.sampling_seed))
+    method.SetMetricSamplingPercentagePerLevel(_sampling_per_level(roi, shrink, config), _itk_seed(config.sampling_seed))
+    method.MetricUseFixedImageGradientFilterOff()  # central differences at the samples: cheaper than
+    method.MetricUseMovingImageGradientFilterOff()  # a gradient image per level when sampling sparsely
     method.SetInterpolator(sitk.sitkLinear)
-    levels = config.bspline_levels if name == "bspline" else len(config.shrink_factors)
-    method.SetShrinkFactorsPerLevel(list(config.shrink_factors[-levels:]))
-    method.SetSmoothingSigmasPerLevel(list(config.smoothing_sigmas_mm[-levels:]))
+    method.SetShrinkFactorsPerLevel(shrink)
+    method.SetSmoothingSigmasPerLevel(sigmas)
     method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     if name == "bspline":
+        bound = config.bspline_max_displacement_mm  # control points move at most this far: no runaway
         method.SetOptimizerAsLBFGSB(
             gradientConvergenceTolerance=1e-5, numberOfIterations=config.bspline_iterations,
             maximumNumberOfCorrections=5, maximumNumberOfFunctionEvaluations=4 * config.bspline_iterations,
-            costFunctionConvergenceFactor=1e7,
+            costFunctionConvergenceFactor=1e7, lowerBound=-bound, upperBound=bound,
         )
     else:
         iterations = config.rigid_iterations if name == "rigid" else config.affine_iterations
@@ -163,6 +169,17 @@ def _registration_method(fixed: sitk.Image, roi: sitk.Image, config: RegisterCon
         )
         method.SetOptimizerScalesFromPhysicalShift()
     return method
+
+
+def _sampling_per_level(roi: sitk.Image, shrink: list[int], config: RegisterConfig) -> list[float]:
+    """Share of voxels sampled at each level: ``sampling_percentage``, raised where that would give
+    fewer than ``sampling_min_points`` points inside the region (coarse levels of small images)."""
+    inside = max(float(np.count_nonzero(sitk.GetArrayViewFromImage(roi))), 1.0)
+    shares = []
+    for factor in shrink:
+        inside_at_level = inside / factor**3
+        shares.append(float(min(1.0, max(config.sampling_percentage, config.sampling_min_points / inside_at_level))))
+    return shares
 
 
 def _run_stage(method: sitk.ImageRegistrationMethod, name: str, fixed: sitk.Image, fixed_full: sitk.Image,
@@ -221,7 +238,9 @@ def _metric_evaluator(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image, co
         method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=config.histogram_bins)
         method.SetMetricFixedMask(roi)
         method.SetMetricSamplingStrategy(method.RANDOM)
-        method.SetMetricSamplingPercentage(min(1.0, 2 * config.sampling_percentage), _itk_seed(config.sampling_seed + 1))
+        inside = max(float(np.count_nonzero(sitk.GetArrayViewFromImage(roi))), 1.0)
+        share = min(1.0, max(2 * config.sampling_percentage, 2 * config.sampling_min_points / inside))
+        method.SetMetricSamplingPercentage(share, _itk_seed(config.sampling_seed + 1))
         method.SetInterpolator(sitk.sitkLinear)
         method.SetInitialTransform(transform, inPlace=False)
         return float(method.MetricEvaluate(fixed, moving))
