@@ -114,7 +114,10 @@ class RegisterConfig(Section):
             "shrink_factors": (2, 1), "smoothing_sigmas_mm": (2.0, 0.0), "rigid_iterations": 40,
             "affine_iterations": 20, "bspline_iterations": 10, "sampling_percentage": 0.3,
         },
-        "demo": {"rigid_iterations": 100, "affine_iterations": 50, "bspline_iterations": 30, "sampling_percentage": 0.2},
+        "demo": {
+            "rigid_iterations": 100, "affine_iterations": 50, "bspline_iterations": 15, "sampling_percentage": 0.2,
+            "bspline_max_displacement_mm": 2.0,
+        },
         "paper": {},
     }
 

@@ -5,8 +5,8 @@ cubic B-spline — each with Mattes mutual information (the phases differ in con
 the liver region of interest, multi-resolution (shrink and smooth per level) and a fixed random
 sampling seed, so the same inputs give the same transform. After each stage the metric is
 evaluated on a fixed full-resolution sample of the region; a stage that ends worse than it started
-(or that ITK cannot finish) is dropped and the previous stage's transform is kept, and the result
-says so.
+(or that ITK cannot finish) is dropped, the previous stage's transform is kept (the next stage
+starts from it), and the result says so.
 
 Convention (ITK's, for resampling): fixed = the annotated phase, moving = the phase; the transform
 maps fixed points to moving points.
@@ -64,6 +64,10 @@ class PhaseRegistration:
     transform: sitk.Transform
     kept: str
     """The last accepted stage: ``none`` (identity), ``rigid``, ``affine`` or ``bspline``."""
+    metric_before: float
+    """Mattes MI (lower is better) of the identity over the region, on the fixed evaluation sample."""
+    metric_after: float
+    """Mattes MI of ``transform`` on the same sample."""
     stages: list[StageResult] = field(default_factory=list)
 
     @property
@@ -93,9 +97,6 @@ def register_phase(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image, confi
     Returns:
         The composed transform (fixed → moving points) and a record of each stage.
     """
-    names = stage_names(config.method)
-    if not names:
-        return PhaseRegistration(identity_transform(), "none", [])
     fixed_full = fixed
     fixed, roi = _crop_to_mask(_window(fixed, config), roi)
     moving = _crop_to_world_box(_window(moving, config), fixed, MOVING_PAD_MM)
@@ -103,10 +104,10 @@ def register_phase(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image, confi
     centre = _mask_centroid(roi)
 
     current: sitk.Transform = identity_transform()
-    current_metric = evaluate(current)
+    current_metric = start_metric = evaluate(current)
     kept = "none"
     stages: list[StageResult] = []
-    for name in names:
+    for name in stage_names(config.method):
         start = time.perf_counter()
         method = _registration_method(fixed, roi, config, name)
         try:
@@ -124,16 +125,8 @@ def register_phase(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image, confi
                 else f"diverged (metric {after:.4f} worse than {current_metric:.4f}); kept {kept}")
         log.warning("%s: %s stage %s", label, name, note)
         stages.append(StageResult(name, False, current_metric, after, iterations, _short(stop), seconds, note))
-        break  # later stages build on this one; stop the chain at the last good transform
-    return PhaseRegistration(_flatten(current), kept, stages)
-
-
-def evaluate_similarity(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image, transform: sitk.Transform,
-                        config: RegisterConfig) -> float:
-    """Mattes MI (lower is better) of ``transform`` over the region, on the seeded full-resolution sample."""
-    fixed, roi = _crop_to_mask(_window(fixed, config), roi)
-    moving = _crop_to_world_box(_window(moving, config), fixed, MOVING_PAD_MM)
-    return _metric_evaluator(fixed, moving, roi, config)(transform)
+        # the next stage (if any) starts again from the last good transform
+    return PhaseRegistration(_flatten(current), kept, start_metric, current_metric, stages)
 
 
 # --- one stage ------------------------------------------------------------------------------
