@@ -96,13 +96,16 @@ def phantom(
 
 @app.command()
 def validate(
-    dataset: Annotated[Path, typer.Argument(help="Dataset folder (native, nnU-Net v2 raw or LiTS layout).")],
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder (native, nnU-Net v2 raw or LiTS / MSD layout).")],
     phase: Annotated[str, typer.Option("--annotated-phase", help="The phase the labels are drawn on.")] = "PVP",
+    unlabelled: Annotated[bool, typer.Option("--unlabelled", help="Cases without a label are fine (prediction input).")] = False,
 ) -> None:
-    """Check a dataset: a table of cases and one line per problem. Writes nothing; exit 1 on errors."""
+    """Check a dataset before using it: prints a table of its cases and one line per problem (the
+    file, what is wrong, what to do). Writes nothing. Exit status 0 when clean (warnings allowed),
+    2 when any error was found."""
     from diff4mmlits.data.validate import validate_dataset
 
-    report = validate_dataset(dataset, annotated_phase=phase)
+    report = validate_dataset(dataset, annotated_phase=phase, require_label=not unlabelled)
     if report.rows:
         header = f"{'case':<20} {'phases':<16} {'shape (z,y,x)':<16} {'spacing (mm)':<20} {'labels':<8} {'liver mL':>9} {'tumor mL':>9}"
         typer.echo(header)
@@ -115,9 +118,41 @@ def validate(
     for problem in report.problems:
         typer.echo(str(problem), err=True)
     n_err, n_warn = len(report.errors), len(report.warnings)
-    typer.echo(f"{len(report.rows)} case(s) read; {n_err} error(s), {n_warn} warning(s)")
+    typer.echo(f"{dataset}: {len(report.rows)} case(s) read; {n_err} error(s), {n_warn} warning(s)")
     if n_err:
-        raise typer.Exit(1)
+        raise typer.Exit(2)
+
+
+@app.command("export-nnunet")
+def export_nnunet(
+    sources: Annotated[list[Path], typer.Argument(metavar="SOURCE...", help="Dataset folder(s) in any layout, e.g. RUN/registered and RUN/synthetic; their cases are exported together.", show_default=False)],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="The nnU-Net raw folder (nnUNet_raw); the dataset goes into OUT/DatasetNNN_NAME.")],
+    dataset_id: Annotated[int, typer.Option("--dataset-id", help="nnU-Net dataset id, 1-999 (custom datasets usually ≥ 500).")],
+    name: Annotated[str, typer.Option("--name", help="Dataset name (letters, digits, '-', '_').")] = "Diff4MMLiTS",
+    channel_names: Annotated[str, typer.Option("--channel-names", help="ct: every channel named CT, so nnU-Net uses its CT normalisation (phases kept in channel_phases); phases: channels named NC, AP, PVP, DP (nnU-Net then z-scores them).")] = "ct",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset of the same id and name.")] = False,
+) -> None:
+    """Export cases as an nnU-Net v2 raw dataset (channels in the order NC, AP, PVP, DP; labels
+    background 0, liver 1, tumor 2), so nnU-Net itself can train on them. Each source is validated
+    first; every case must have its phases on one grid (export RUN/registered, not raw scans).
+    Cases without a label go to imagesTs."""
+    from diff4mmlits.data.dataset import load_dataset
+    from diff4mmlits.data.nnunet import export_nnunet_dataset
+    from diff4mmlits.data.validate import validate_dataset
+
+    if channel_names not in ("ct", "phases"):
+        raise InputError(f"--channel-names {channel_names!r}: choose ct or phases")
+    if out in sources:
+        raise InputError("OUT is also a source; give the nnU-Net raw folder as the last argument", out)
+    cases = []
+    for source in sources:
+        validate_dataset(source, require_label=False).raise_for_errors()
+        cases += load_dataset(source, require_label=False)
+    target = export_nnunet_dataset(cases, out, dataset_id=dataset_id, name=name, channel_names=channel_names,  # type: ignore[arg-type]
+                                   overwrite=overwrite)
+    labelled = sum(case.label is not None for case in cases)
+    typer.echo(f"export-nnunet: {labelled} training and {len(cases) - labelled} test case(s) written to {target}")
+    typer.echo(f"  train it with: nnUNetv2_plan_and_preprocess -d {dataset_id} && nnUNetv2_train {dataset_id} 3d_fullres 0")
 
 
 # --- the whole pipeline ----------------------------------------------------------------------
