@@ -34,6 +34,8 @@ class CaseFiles:
         issues: ``(file, message)`` problems found while listing (unknown phase name, a phase given
             twice, an unsupported file); reading raises the first, validation reports them all.
         label_ids: file label id → our id (0, 1, 2) when the layout numbers classes differently.
+        expected: where a missing phase or label (key ``"label"``) should be, in layouts that
+            name files by case (nnU-Net, LiTS); messages then name that file.
     """
 
     case_id: str
@@ -43,6 +45,7 @@ class CaseFiles:
     extras: Mapping[str, Path] = field(default_factory=dict)
     issues: tuple[tuple[Path, str], ...] = ()
     label_ids: Mapping[int, int] | None = None
+    expected: Mapping[str, Path] = field(default_factory=dict)
 
     def missing(self, annotated_phase: str = ANNOTATED_PHASE, require_label: bool = True) -> list[tuple[Path, str]]:
         """Problems of the listing itself: an empty case, no annotated phase, no label."""
@@ -50,10 +53,16 @@ class CaseFiles:
             return [(self.location, "empty case folder: no image files (.nii.gz, .nii, .nrrd, .mha, .mhd or a DICOM folder); add the phases or remove the folder")]
         problems: list[tuple[Path, str]] = []
         if annotated_phase not in self.phases:
-            present = ", ".join(sorted(self.phases)) or "none"
-            problems.append((self.location, f"the annotated phase {annotated_phase} is missing (found: {present}); add {annotated_phase}.nii.gz (the phase the label is drawn on)"))
+            if annotated_phase in self.expected:
+                problems.append((self.expected[annotated_phase], f"file not found: case {self.case_id} has no {annotated_phase} image (the annotated phase); add it"))
+            else:
+                present = ", ".join(sorted(self.phases)) or "none"
+                problems.append((self.location, f"the annotated phase {annotated_phase} is missing (found: {present}); add {annotated_phase}.nii.gz (the phase the label is drawn on)"))
         if require_label and self.label is None:
-            problems.append((self.location, f"no label file; add label.nii.gz on the {annotated_phase} grid (0 background, 1 liver, 2 tumor)"))
+            if "label" in self.expected:
+                problems.append((self.expected["label"], f"file not found: case {self.case_id} has no label; add it (0 background, 1 liver, 2 tumor on the {annotated_phase} grid)"))
+            else:
+                problems.append((self.location, f"no label file; add label.nii.gz on the {annotated_phase} grid (0 background, 1 liver, 2 tumor)"))
         return problems
 
 

@@ -77,12 +77,13 @@ def _lits_cases(dataset: Path, require_label: bool, phase: str) -> list[CaseFile
         table[case_id] = path
     cases = []
     for case_id in sorted(set(volumes) | set(segmentations)):
+        any_file = volumes.get(case_id) or segmentations[case_id]
+        number = _LITS_FILE.match(strip_extension(any_file))["number"]  # type: ignore[index]
+        ext = volume_extension(any_file)
+        expected = {phase: any_file.parent / f"volume-{number}{ext}", "label": any_file.parent / f"segmentation-{number}{ext}"}
         phases = {phase: volumes[case_id]} if case_id in volumes else {}
-        issue_list = list(issues.get(case_id, []))
-        if case_id not in volumes:
-            issue_list.append((segmentations[case_id], "segmentation without a matching volume-N file; add the volume or remove the segmentation"))
-        location = (volumes.get(case_id) or segmentations[case_id]).parent
-        cases.append(CaseFiles(case_id, location, phases, segmentations.get(case_id), issues=tuple(issue_list)))
+        cases.append(CaseFiles(case_id, any_file.parent, phases, segmentations.get(case_id),
+                               issues=tuple(issues.get(case_id, [])), expected=expected))
     return cases
 
 
@@ -99,7 +100,7 @@ def _msd_cases(dataset: Path, require_label: bool, phase: str) -> list[CaseFiles
                 continue
             case_id = strip_extension(path)
             label = dataset / labels / path.name
-            cases.append(CaseFiles(case_id, folder, {phase: path}, label if label.is_file() else None))
+            cases.append(CaseFiles(case_id, folder, {phase: path}, label if label.is_file() else None, expected={"label": label}))
     return cases
 
 

@@ -178,8 +178,8 @@ def _list_split(dataset: Path, images: str, labels: str, ending: str, channels: 
             if channel not in by_channel and by_channel:
                 issues.append((folder / f"{case_id}_{channel:04d}{ending}", f"missing: case {case_id} has no channel {channel:04d} ({phase}); every case needs every channel"))
         label = dataset / labels / f"{case_id}{ending}"
-        cases.append(CaseFiles(case_id=case_id, location=folder / case_id, phases=phases,
-                               label=label if label.is_file() else None, issues=tuple(issues), label_ids=ids))
+        cases.append(CaseFiles(case_id=case_id, location=folder, phases=phases, label=label if label.is_file() else None,
+                               issues=tuple(issues), label_ids=ids, expected={"label": label}))
     return cases
 
 
