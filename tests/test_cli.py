@@ -38,19 +38,19 @@ def test_unexpected_error_is_one_line_naming_a_log_with_the_traceback(
     import diff4mmlits.data.validate as validate
 
     def broken(*args, **kwargs):
-        raise RuntimeError("something inside broke\nsecond line of the message")
+        raise RuntimeError("something inside broke (≤ 20 mm)\nsecond line of the message")
 
     monkeypatch.setattr(validate, "validate_dataset", broken)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     assert main(["validate", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
-    assert err[0].startswith("internal error (RuntimeError: something inside broke); traceback in ")
+    assert err[0].startswith("internal error (RuntimeError: something inside broke (≤ 20 mm)); traceback in ")
     log = Path(err[0].rsplit("traceback in ", 1)[1])
     assert log.is_file() and log.parent.parent == tmp_path
     text = log.read_text()
     assert "diff4mmlits validate" in text and "Traceback (most recent call last)" in text
-    assert "RuntimeError: something inside broke" in text and "def broken" not in err[0]
+    assert "RuntimeError: something inside broke (≤ 20 mm)" in text and "def broken" not in err[0]
 
 
 def test_input_error_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -46,14 +47,22 @@ SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override one
 DeviceOption = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N (default: the config's, auto).")]
 
 
-def _setup_logging(verbose: bool = False) -> None:
+def _setup_logging(verbose: bool = False) -> Callable[[], None]:
+    """Log diff4mmlits messages to stderr; return a function that puts the previous set-up back
+    (so that calling :func:`main` in-process, as tests do, leaves no handler on a closed stream)."""
     level = logging.DEBUG if verbose else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger("diff4mmlits")
+    saved = (root.handlers[:], root.level, root.propagate)
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+
+    def restore() -> None:
+        root.handlers[:], root.level, root.propagate = saved[0], saved[1], saved[2]
+
+    return restore
 
 
 def _log_file_for_crash() -> Path:
@@ -220,8 +229,14 @@ def demo(
 # --- entry point ---------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: one line for bad input (exit 2), one line + log file for a bug (exit 1)."""
-    _setup_logging(verbose=bool(os.environ.get("DIFF4MMLITS_VERBOSE")))
-    args = sys.argv[1:] if argv is None else argv
+    restore_logging = _setup_logging(verbose=bool(os.environ.get("DIFF4MMLITS_VERBOSE")))
+    try:
+        return _run(sys.argv[1:] if argv is None else argv)
+    finally:
+        restore_logging()
+
+
+def _run(args: list[str]) -> int:
     try:
         app(args=args, prog_name="diff4mmlits")  # usage errors: typer prints them and exits 2
     except SystemExit as err:
@@ -234,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as err:  # a bug: keep the traceback in a file, show one line
         path = _log_file_for_crash()
-        path.write_text(f"diff4mmlits {' '.join(args)}\n\n{traceback.format_exc()}")
+        path.write_text(f"diff4mmlits {' '.join(args)}\n\n{traceback.format_exc()}", encoding="utf-8")
         summary = str(err).splitlines()[0] if str(err) else ""
         typer.echo(f"internal error ({type(err).__name__}: {summary}); traceback in {path}", err=True)
         return 1

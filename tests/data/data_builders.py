@@ -6,6 +6,7 @@ path). A second conftest.py would shadow tests/conftest.py for ``from conftest i
 
 from __future__ import annotations
 
+import locale
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -58,7 +59,19 @@ class Build:
 
     @staticmethod
     def dicom_series(folder: Path, array: np.ndarray, spacing=(2.5, 0.7, 0.7), origin=(-300.0, 20.0, -10.0)) -> list[Path]:
-        """Write ``array`` (z, y, x; HU) as a CT DICOM series with SimpleITK, one file a slice."""
+        """Write ``array`` (z, y, x; HU) as a CT DICOM series with SimpleITK, one file a slice.
+
+        GDCM's writer switches the process locale to "C" (Python's default text encoding then
+        becomes ASCII); the locale is put back afterwards so that later tests are unaffected.
+        """
+        saved = locale.setlocale(locale.LC_ALL)
+        try:
+            return Build._write_dicom_series(folder, array, spacing, origin)
+        finally:
+            locale.setlocale(locale.LC_ALL, saved)
+
+    @staticmethod
+    def _write_dicom_series(folder: Path, array: np.ndarray, spacing, origin) -> list[Path]:
         folder.mkdir(parents=True, exist_ok=True)
         image = sitk.GetImageFromArray(array.astype(np.int16))
         image.SetSpacing(tuple(reversed(spacing)))

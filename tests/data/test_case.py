@@ -47,6 +47,14 @@ def test_label_off_grid_is_refused_and_unregistered_phases_are_named() -> None:
         case.require_registered()
 
 
+def test_extras_must_lie_on_the_annotated_grid() -> None:
+    build = Build()
+    pvp = build.ct()
+    mask = build.label(build.ct(origin=(0.0, 3.0, 0.0)))
+    with pytest.raises(InputError, match="c/inpaint_mask vs PVP: origin"):
+        Case("c", {"PVP": pvp}, extras={"inpaint_mask": mask})
+
+
 def test_masks_need_a_label() -> None:
     with pytest.raises(InputError, match="has no label"):
         _ = Case("c", {"PVP": Build().ct()}).liver_mask

@@ -73,6 +73,7 @@ def test_write_volume_dtypes(tmp_path: Path) -> None:
     back = read_volume(write_volume(hu, tmp_path / "i.nii.gz"))
     assert back.array.dtype == np.int16
     np.testing.assert_array_equal(back.array, hu.array)
+    assert read_volume(write_volume(volume.with_array(volume.array.astype(np.float16)), tmp_path / "h.nii.gz")).array.dtype == np.float32
     mask = volume.with_array(volume.array > 0, kind="label")
     np.testing.assert_array_equal(read_volume(write_volume(mask, tmp_path / "m.nii.gz")).array, mask.array.astype(np.uint8))
 
@@ -186,3 +187,14 @@ def test_two_dimensional_image_is_refused(tmp_path: Path) -> None:
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 5), np.int16)), str(path))
     with pytest.raises(InputError, match="expected a 3D image, got a 2D"):
         read_volume(path)
+
+
+def test_nan_in_a_nifti_is_caught_although_simpleitk_reads_it_as_zero(tmp_path: Path) -> None:
+    import nibabel as nib
+
+    array = np.full((6, 5, 4), -500.0, np.float32)
+    array[1, 2, 3] = np.nan
+    nib.save(nib.Nifti1Image(array, np.eye(4)), str(tmp_path / "PVP.nii.gz"))
+    assert not np.isnan(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "PVP.nii.gz")))).any()  # ITK's view
+    with pytest.raises(InputError, match="1 voxel\\(s\\) are NaN or Inf"):
+        read_volume(tmp_path / "PVP.nii.gz")

@@ -120,3 +120,14 @@ def test_pointing_at_a_case_folder_gets_a_hint(tmp_path: Path) -> None:
     write_case_folder(Build().case(), tmp_path / "case_000")
     with pytest.raises(InputError, match="looks like one case folder"):
         read_native_dataset(tmp_path / "case_000")
+
+
+def test_stage_outputs_with_extra_volumes(tmp_path: Path) -> None:
+    """normal/<case>/ keeps inpaint_mask.nii.gz beside the phases: named, it is read as an extra."""
+    case = Build().case(phases=("PVP",))
+    write_case_folder(case, tmp_path / "case_000")
+    write_volume(case.label, tmp_path / "case_000" / "inpaint_mask.nii.gz")
+    with pytest.raises(InputError, match="unknown phase name 'inpaint_mask'"):
+        load_dataset(tmp_path)
+    (read,) = load_dataset(tmp_path, extra_names=("inpaint_mask",))
+    np.testing.assert_array_equal(read.extras["inpaint_mask"].array, case.label.array)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -55,9 +56,12 @@ def _json_keys(path: Path) -> set[str]:
     return set(meta) if isinstance(meta, dict) else set()
 
 
-def list_case_files(dataset: str | Path, require_label: bool = True, annotated_phase: str = ANNOTATED_PHASE) -> list[CaseFiles]:
+def list_case_files(
+    dataset: str | Path, require_label: bool = True, annotated_phase: str = ANNOTATED_PHASE, extra_names: Iterable[str] = ()
+) -> list[CaseFiles]:
     """Where every case's files are, whatever the layout (raises :class:`InputError` for a dataset
-    that cannot be listed: missing folder, empty dataset, broken ``dataset.json``)."""
+    that cannot be listed: missing folder, empty dataset, broken ``dataset.json``). ``extra_names``:
+    volumes a stage keeps beside the phases in the native layout (e.g. ``inpaint_mask``)."""
     layout = detect_layout(dataset)
     if layout == "nnunet":
         from diff4mmlits.data.nnunet import nnunet_case_files
@@ -69,11 +73,13 @@ def list_case_files(dataset: str | Path, require_label: bool = True, annotated_p
         return lits_case_files(dataset, require_label, annotated_phase)
     from diff4mmlits.data.native import native_case_files
 
-    return native_case_files(dataset)
+    return native_case_files(dataset, extra_names)
 
 
-def load_dataset(dataset: str | Path, require_label: bool = True, annotated_phase: str = ANNOTATED_PHASE) -> list[Case]:
+def load_dataset(
+    dataset: str | Path, require_label: bool = True, annotated_phase: str = ANNOTATED_PHASE, extra_names: Iterable[str] = ()
+) -> list[Case]:
     """Read every case of a dataset, whatever its layout (the first problem raises; run
     :func:`diff4mmlits.data.validate.validate_dataset` first to see them all)."""
     return [read_case_files(files, annotated_phase, require_label)
-            for files in list_case_files(dataset, require_label, annotated_phase)]
+            for files in list_case_files(dataset, require_label, annotated_phase, extra_names)]

@@ -103,12 +103,13 @@ def read_volume(path: str | Path, kind: str = "image") -> Volume:
             image = sitk.ReadImage(str(path))
     except RuntimeError as err:
         raise _unreadable(err, path) from None
-    if nifti and image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
-        _check_nifti_finite(path)  # ITK turns NaN and Inf in a NIfTI into 0
     try:
-        return from_sitk(image, kind=kind)
+        volume = from_sitk(image, kind=kind)
     except InputError as err:
         raise InputError(err.message, path) from None
+    if nifti and np.issubdtype(volume.array.dtype, np.floating) and not volume.array.all():
+        _check_nifti_finite(path)  # ITK reads NaN and Inf in a NIfTI as 0: look at the file when a 0 shows up
+    return volume
 
 
 @contextlib.contextmanager
@@ -308,14 +309,14 @@ def _first_itk_line(err: Exception) -> str:
 def write_volume(volume: Volume, path: str | Path) -> Path:
     """Write a volume as NIfTI (or any SimpleITK format by extension), atomically.
 
-    Labels are written as uint8; images keep their dtype (float64 is stored as float32, int64 as
-    int16 when the values fit).
+    Labels are written as uint8; images keep their dtype (float64 and float16 are stored as
+    float32, int64 as int16 when the values fit).
     """
     path = Path(path)
     array = volume.array
     if volume.kind == "label":
         array = array.astype(np.uint8)
-    elif array.dtype == np.float64:
+    elif array.dtype in (np.float64, np.float16):
         array = array.astype(np.float32)
     elif array.dtype == np.int64 and array.size and -32768 <= array.min() and array.max() <= 32767:
         array = array.astype(np.int16)

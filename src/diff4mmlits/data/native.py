@@ -39,8 +39,8 @@ PHASE_ALIASES: dict[str, str] = {
 
 
 UNSUPPORTED_EXTENSIONS: tuple[str, ...] = (
-    ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".npy", ".npz", ".mat", ".img", ".hdr",
-    ".dcm", ".zip", ".gz", ".txt",
+    ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".npy", ".npz", ".mat", ".hdr",
+    ".dcm", ".zip", ".gz",
 )
 """Endings of files that, named like a phase or the label, are reported as unreadable."""
 
@@ -89,7 +89,8 @@ def scan_case_folder(folder: str | Path, extra_names: Iterable[str] = ()) -> Cas
         if stem.lower() in LABEL_ALIASES:
             if label is not None:
                 issues.append((entry, f"the label is given twice ({label.name} and {entry.name}); keep one"))
-            elif stem != LABEL_NAME:
+                continue
+            if stem != LABEL_NAME:
                 log.info("%s: file %s read as the label", folder.name, entry.name)
             label = entry
             continue
@@ -145,8 +146,9 @@ def list_case_folders(dataset: str | Path) -> list[Path]:
     return sorted(p for p in dataset.iterdir() if p.is_dir() and is_case_folder_name(p.name))
 
 
-def native_case_files(dataset: str | Path) -> list[CaseFiles]:
-    """The cases of a native dataset, one :class:`CaseFiles` per case folder."""
+def native_case_files(dataset: str | Path, extra_names: Iterable[str] = ()) -> list[CaseFiles]:
+    """The cases of a native dataset, one :class:`CaseFiles` per case folder (``extra_names``: other
+    volumes a stage keeps beside the phases, e.g. ``inpaint_mask``)."""
     dataset = Path(dataset)
     folders = list_case_folders(dataset)
     if not folders:
@@ -154,7 +156,7 @@ def native_case_files(dataset: str | Path) -> list[CaseFiles]:
         if any(volume_extension(p) and canonical_phase_name(strip_extension(p)) for p in dataset.iterdir()):
             hint = " (this looks like one case folder: give the folder that holds the case folders)"
         raise InputError(f"empty dataset: no case folders found{hint}; expected DATASET/<case>/PVP.nii.gz and label.nii.gz", dataset)
-    return [scan_case_folder(folder) for folder in folders]
+    return [scan_case_folder(folder, extra_names) for folder in folders]
 
 
 def read_native_dataset(dataset: str | Path, require_label: bool = True, annotated_phase: str = ANNOTATED_PHASE) -> list[Case]:
