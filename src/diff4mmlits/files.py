@@ -29,7 +29,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        os.chmod(tmp, _default_file_mode())  # mkstemp makes 0600; a finished output gets the usual mode
+        os.chmod(tmp, _default_file_mode())  # mkstemp makes 0600; outputs follow the umask like any file
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -37,7 +37,6 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def _default_file_mode() -> int:
-    """``0o666`` less the process umask: the mode ``open()`` would have given the file."""
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
