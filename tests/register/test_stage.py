@@ -95,7 +95,7 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path: Path, capsys, problem: st
     if problem == "label_grid":
         label = read_volume(folder / "label.nii.gz", kind="label")
         moved = Volume(label.array, label.spacing_mm, (label.origin_mm[0] + 7.0, *label.origin_mm[1:]), kind="label")
-        expected = "label vs PVP: origin"
+        expected = "origin"
     else:
         ap = read_volume(folder / "AP.nii.gz")
         moved = Volume(ap.array, ap.spacing_mm, tuple(o + 5000.0 for o in ap.origin_mm))
@@ -108,6 +108,7 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path: Path, capsys, problem: st
     err = capsys.readouterr().err.strip().splitlines()
     error_lines = [line for line in err if line.startswith("error:")]
     assert len(error_lines) == 1 and expected in error_lines[0]
+    assert ("label" if problem == "label_grid" else "AP") in error_lines[0]
     assert "Traceback" not in "\n".join(err)
     assert not (run / "config.yaml").exists() and not (run / "registered").exists()
 
