@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
-import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from diff4mmlits.config import Config, RegisterConfig
 from diff4mmlits.data.case import Case
@@ -196,12 +196,13 @@ def register_run(run: RunFolder, config: Config, shard: tuple[int, int] = (1, 1)
                  min(workers, len(todo)), f" ({len(jobs) - len(todo)} up to date)" if len(jobs) > len(todo) else "")
     bar = progress(total=len(todo), desc="register", unit="case")
     try:
-        if workers == 1 or len(todo) <= 1:
-            for job in todo:
-                summaries.append(register_job(job))
-                bar.update(1)
-        else:
-            summaries += _run_parallel(todo, min(workers, len(todo)), bar)
+        with logging_redirect_tqdm(loggers=[logging.getLogger("diff4mmlits")]):  # warnings above the bar
+            if workers == 1 or len(todo) <= 1:
+                for job in todo:
+                    summaries.append(register_job(job))
+                    bar.update(1)
+            else:
+                summaries += _run_parallel(todo, min(workers, len(todo)), bar)
     finally:
         bar.close()
     return summaries
@@ -258,7 +259,7 @@ def _run_parallel(jobs: Sequence[CaseJob], workers: int, bar: Any) -> list[dict[
     summaries: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
                              initargs=(level,)) as pool:
-        pending: set[Future] = {pool.submit(register_job, job) for job in jobs}
+        pending: set[Future] = {pool.submit(_register_job_in_worker, job) for job in jobs}
         while pending:
             done, pending = wait(pending, return_when=FIRST_EXCEPTION)
             for future in done:
@@ -267,19 +268,40 @@ def _run_parallel(jobs: Sequence[CaseJob], workers: int, bar: Any) -> list[dict[
                     for other in pending:
                         other.cancel()
                     raise error
-                summaries.append(future.result())
+                summary = future.result()
+                for level, message in summary.pop("log", []):
+                    log.log(level, "%s", message)  # the worker's warnings, printed here above the bar
+                summaries.append(summary)
                 bar.update(1)
     return summaries
 
 
+class _CollectingHandler(logging.Handler):
+    """Keeps a worker's log messages so that the main process prints them (one console, one bar)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[tuple[int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append((record.levelno, record.getMessage()))
+
+
+_WORKER_LOG = _CollectingHandler()
+
+
 def _init_worker(level: int) -> None:
-    """Worker set-up: one SimpleITK thread (the processes share the cores), console warnings."""
+    """Worker set-up: one SimpleITK thread (the processes share the cores); log messages collected."""
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger("diff4mmlits")
-    root.handlers[:] = [handler]
+    root.handlers[:] = [_WORKER_LOG]
     root.setLevel(level)
     root.propagate = False
 
+
+def _register_job_in_worker(job: CaseJob) -> dict[str, Any]:
+    """:func:`register_job` in a worker process; the summary carries the case's log messages."""
+    _WORKER_LOG.messages.clear()
+    summary = register_job(job)
+    summary["log"] = list(_WORKER_LOG.messages)
+    return summary
