@@ -100,6 +100,8 @@ class RegisterConfig(Section):
     """Share of the region-of-interest voxels sampled by the metric (random, fixed seed)."""
     sampling_min_points: int = 5000
     """At least this many metric samples per level (coarse levels of small images sample more)."""
+    sampling_max_points: int = 20000
+    """At most this many metric samples per level (large images sample a smaller share)."""
     sampling_seed: int = 0
     """Seed of the metric's random sampling: the same seed gives the same transforms."""
     intensity_window_hu: tuple[float, float] = (-200.0, 300.0)
@@ -129,6 +131,8 @@ class RegisterConfig(Section):
             raise ValueError("shrink factors must be at least 1")
         if not 0.0 < self.sampling_percentage <= 1.0:
             raise ValueError("sampling_percentage must lie in (0, 1]")
+        if not 0 < self.sampling_min_points <= self.sampling_max_points:
+            raise ValueError("sampling_min_points must be > 0 and at most sampling_max_points")
         if self.margin_mm < 0 or self.bspline_grid_mm <= 0:
             raise ValueError("margin_mm must be ≥ 0 and bspline_grid_mm > 0")
         if len(self.bspline_shrink_factors) != len(self.bspline_smoothing_sigmas_mm) or not self.bspline_shrink_factors:

@@ -31,7 +31,7 @@ def test_written_transforms_reproduce_the_written_phases(shifted_case, smoke_con
     case, _, _ = shifted_case
     result = register_case(case, smoke_config)
     assert any(t.GetName() == "CompositeTransform" for t in result.transforms.values())  # the B-spline kept
-    folder = write_registered_case(result, case, tmp_path / "case", smoke_config, figure=False)
+    folder = write_registered_case(result, case, tmp_path / "case", figure=False)
     for name in ("NC", "AP", "DP"):
         transform = sitk.ReadTransform(str(folder / f"{name}.tfm"))
         again = sitk.Resample(to_sitk(case.phases[name]), to_sitk(case.annotated), transform, sitk.sitkLinear,

@@ -23,7 +23,7 @@ from diff4mmlits.data.volume import Volume, require_same_grid
 from diff4mmlits.errors import InputError
 from diff4mmlits.register.method import PhaseRegistration, register_phase
 from diff4mmlits.register.qc import label_dice, region_nmi
-from diff4mmlits.register.resample import resample_onto
+from diff4mmlits.register.resample import dense_transform, resample_onto
 from diff4mmlits.register.roi import RegionOfInterest, liver_roi
 
 log = logging.getLogger(__name__)
@@ -95,8 +95,9 @@ def register_case(case: Case, config: RegisterConfig, truth_labels: Mapping[str,
         phase_start = time.perf_counter()
         moving = case.phases[name]
         registration = register_phase(fixed, to_sitk(moving), roi_image, config, label=f"{case.case_id}/{name}")
+        on_grid = dense_transform(registration.transform, annotated)  # evaluate a B-spline once
         before = resample_onto(moving, annotated, None, config.fill_hu)
-        after = resample_onto(moving, annotated, registration.transform, config.fill_hu)
+        after = resample_onto(moving, annotated, on_grid, config.fill_hu)
         phases[name] = after
         transforms[name] = registration.transform
         registrations[name] = registration
@@ -114,7 +115,7 @@ def register_case(case: Case, config: RegisterConfig, truth_labels: Mapping[str,
             entry["fallback"] = registration.fallbacks
         if truth_labels is not None and name in truth_labels and case.label is not None:
             dice_before = label_dice(truth_labels[name], case.label, None)
-            dice_after = label_dice(truth_labels[name], case.label, registration.transform)
+            dice_after = label_dice(truth_labels[name], case.label, on_grid)
             entry["liver_dice"] = {"before": _round(dice_before["liver"]), "after": _round(dice_after["liver"])}
             entry["tumor_dice"] = {"before": _round(dice_before["tumor"]), "after": _round(dice_after["tumor"])}
         entry["seconds"] = round(time.perf_counter() - phase_start, 3)

@@ -165,14 +165,20 @@ def _registration_method(fixed: sitk.Image, roi: sitk.Image, config: RegisterCon
 
 
 def _sampling_per_level(roi: sitk.Image, shrink: list[int], config: RegisterConfig) -> list[float]:
-    """Share of voxels sampled at each level: ``sampling_percentage``, raised where that would give
-    fewer than ``sampling_min_points`` points inside the region (coarse levels of small images)."""
+    """Share of voxels sampled at each level: ``sampling_percentage`` of the region, kept between
+    ``sampling_min_points`` (coarse levels of small images) and ``sampling_max_points`` (large images)."""
     inside = max(float(np.count_nonzero(sitk.GetArrayViewFromImage(roi))), 1.0)
-    shares = []
-    for factor in shrink:
-        inside_at_level = inside / factor**3
-        shares.append(float(min(1.0, max(config.sampling_percentage, config.sampling_min_points / inside_at_level))))
-    return shares
+    return [_sampling_share(inside / factor**3, config.sampling_percentage, config) for factor in shrink]
+
+
+def _sampling_share(inside: float, percentage: float, config: RegisterConfig) -> float:
+    """``percentage`` of ``inside`` voxels, clipped to [min, max] points, as a share in (0, 1].
+
+    ITK draws that share of the level's box at random and keeps the points inside the mask, so the
+    share of the box is also the expected share of the region's voxels.
+    """
+    points = min(max(percentage * inside, config.sampling_min_points), config.sampling_max_points)
+    return float(min(1.0, points / inside))
 
 
 def _run_stage(method: sitk.ImageRegistrationMethod, name: str, fixed: sitk.Image, fixed_full: sitk.Image,
@@ -232,7 +238,7 @@ def _metric_evaluator(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image, co
         method.SetMetricFixedMask(roi)
         method.SetMetricSamplingStrategy(method.RANDOM)
         inside = max(float(np.count_nonzero(sitk.GetArrayViewFromImage(roi))), 1.0)
-        share = min(1.0, max(2 * config.sampling_percentage, 2 * config.sampling_min_points / inside))
+        share = _sampling_share(inside, config.sampling_percentage, config)
         method.SetMetricSamplingPercentage(share, _itk_seed(config.sampling_seed + 1))
         method.SetInterpolator(sitk.sitkLinear)
         method.SetInitialTransform(transform, inPlace=False)

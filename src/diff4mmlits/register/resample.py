@@ -50,6 +50,20 @@ def resample_onto(moving: Volume, reference: Volume, transform: sitk.Transform |
     return from_sitk(image, kind=moving.kind)
 
 
+def dense_transform(transform: sitk.Transform, reference: Volume) -> sitk.Transform:
+    """``transform`` sampled at ``reference``'s voxel centres, as a displacement-field transform.
+
+    On that grid it maps every voxel centre exactly as ``transform`` does, but a B-spline is
+    evaluated once instead of once per resampling; linear transforms are returned unchanged.
+    """
+    if transform.IsLinear():
+        return transform
+    to_field = sitk.TransformToDisplacementFieldFilter()
+    to_field.SetReferenceImage(to_sitk(reference.with_array(np.zeros(reference.shape, np.uint8))))
+    to_field.SetOutputPixelType(sitk.sitkVectorFloat64)
+    return sitk.DisplacementFieldTransform(to_field.Execute(transform))
+
+
 def displacement_field_mm(transform: sitk.Transform, reference: Volume) -> np.ndarray:
     """``T(p) − p`` at every voxel centre ``p`` of ``reference``: ``(z, y, x, 3)``, (z, y, x) components, mm."""
     grid = to_sitk(reference.with_array(np.zeros(reference.shape, np.uint8)))

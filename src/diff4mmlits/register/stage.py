@@ -27,15 +27,14 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from diff4mmlits import PHASES
 from diff4mmlits.config import Config, RegisterConfig
 from diff4mmlits.data.case import Case
-from diff4mmlits.data.io import to_sitk
 from diff4mmlits.data.native import read_case_folder, write_case_folder
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.errors import InputError
 from diff4mmlits.files import atomic_path, write_json_atomic
 from diff4mmlits.register.case import RegisteredCase, register_case
-from diff4mmlits.register.resample import resample_sitk
 from diff4mmlits.runfolder import RunFolder, fingerprint_of
 
 log = logging.getLogger(__name__)
@@ -43,8 +42,8 @@ log = logging.getLogger(__name__)
 QC_JSON = "qc.json"
 QC_PNG = "qc.png"
 TRANSFORM_SUFFIX = ".tfm"
-ROUND_TRIP_TOLERANCE_HU = 1e-2
-"""A written transform, read back, must reproduce the written phase to within this many HU."""
+ROUND_TRIP_TOLERANCE_MM = 1e-6
+"""A written transform, read back, must map points to within this distance of the original (mm)."""
 
 
 # --- one case's files ----------------------------------------------------------------------
@@ -66,22 +65,31 @@ def read_transform(path: str | Path) -> sitk.Transform:
         raise InputError("cannot be read as an ITK transform file; re-run 'diff4mmlits register'", path) from None
 
 
-def check_transform_round_trip(path: Path, phase: Volume, annotated: Volume, written: Volume, fill_hu: float) -> float:
-    """Read ``path`` back, resample ``phase`` through it and compare with ``written`` (max |Δ| HU).
+def check_transform_round_trip(path: Path, transform: sitk.Transform, reference: Volume) -> float:
+    """Read ``path`` back and map points spread over ``reference``'s grid with it and with ``transform``.
 
-    Raises a ``RuntimeError`` (a bug, not bad input) when the file does not reproduce the phase.
+    Returns the largest distance (mm) between the two mappings. Raises a ``RuntimeError`` (a bug,
+    not bad input) when the file does not reproduce the transform: resampling through the file would
+    then not reproduce the written phase.
     """
-    transform = read_transform(path)
-    again = resample_sitk(to_sitk(phase), to_sitk(annotated), transform, is_label=False, fill_hu=fill_hu)
-    error = float(np.max(np.abs(sitk.GetArrayViewFromImage(again) - written.array)))
-    if not error <= ROUND_TRIP_TOLERANCE_HU:
-        raise RuntimeError(f"{path}: the transform read back reproduces the phase only to {error:.3g} HU")
+    again = read_transform(path)
+    rng = np.random.default_rng(0)
+    index = rng.uniform(0, np.asarray(reference.shape) - 1, size=(200, 3))
+    points = reference.index_to_world(index)[:, ::-1]  # (x, y, z) for ITK
+    error = max(float(np.linalg.norm(np.subtract(again.TransformPoint(tuple(p)), transform.TransformPoint(tuple(p)))))
+                for p in points)
+    if not error <= ROUND_TRIP_TOLERANCE_MM:
+        raise RuntimeError(f"{path}: the transform read back maps points up to {error:.3g} mm away from the original")
     return error
 
 
-def write_registered_case(result: RegisteredCase, original: Case, folder: str | Path, config: RegisterConfig,
-                          fingerprint: str = "", figure: bool = True) -> Path:
-    """Write one registered case folder; ``qc.json`` comes last and marks the folder complete."""
+def write_registered_case(result: RegisteredCase, original: Case, folder: str | Path, fingerprint: str = "",
+                          figure: bool = True) -> Path:
+    """Write one registered case folder; ``qc.json`` comes last and marks the folder complete.
+
+    Each transform file is read back and checked against the transform it was written from.
+    Files of phases the case no longer has (from an earlier run) are removed.
+    """
     from diff4mmlits.register.qc import plot_registration_qc
 
     folder = Path(folder)
@@ -89,10 +97,12 @@ def write_registered_case(result: RegisteredCase, original: Case, folder: str | 
     write_case_folder(result.case, folder)
     for name, transform in result.transforms.items():
         path = write_transform(transform, folder / f"{name}{TRANSFORM_SUFFIX}")
-        check_transform_round_trip(path, original.phases[name], original.annotated, result.case.phases[name], config.fill_hu)
-    for stale in folder.glob(f"*{TRANSFORM_SUFFIX}"):
-        if stale.name[: -len(TRANSFORM_SUFFIX)] not in result.transforms:
-            stale.unlink()
+        check_transform_round_trip(path, transform, original.annotated)
+    for name in PHASES:
+        if name not in result.case.phases:
+            (folder / f"{name}.nii.gz").unlink(missing_ok=True)
+        if name not in result.transforms:
+            (folder / f"{name}{TRANSFORM_SUFFIX}").unlink(missing_ok=True)
     if figure:
         plot_registration_qc(original, result.case, folder / QC_PNG, roi=result.roi.mask.array > 0)
     write_json_atomic(folder / QC_JSON, {**result.qc, "fingerprint": fingerprint})
@@ -214,7 +224,7 @@ def register_job(job: CaseJob) -> dict[str, Any]:
         job.source, annotated_phase=job.annotated_phase, require_label=False)
     truth = _truth_labels(job.truth_dataset, job.case_id)
     result = register_case(case, job.config, truth_labels=truth)
-    write_registered_case(result, case, job.out_dir, job.config, fingerprint=job.fingerprint, figure=job.figure)
+    write_registered_case(result, case, job.out_dir, fingerprint=job.fingerprint, figure=job.figure)
     phases = result.qc["phases"]
     return {
         "case": job.case_id,
