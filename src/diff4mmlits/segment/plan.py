@@ -158,13 +158,23 @@ class SegmenterPlan:
         return "\n".join(lines)
 
 
-def target_spacing(spacings: Sequence[Sequence[float]]) -> tuple[float, float, float]:
-    """The median spacing per axis; along a coarse axis (≥3× the finest) the 10th percentile (nnU-Net)."""
+def target_spacing(spacings: Sequence[Sequence[float]], shapes: Sequence[Sequence[int]] | None = None) -> tuple[float, float, float]:
+    """The median spacing per axis; for strongly anisotropic data nnU-Net's exception (module doc).
+
+    When the coarsest median spacing is more than 3× the next one *and* the image is more than 3×
+    shorter along that axis (in voxels) than along the others, the coarse axis takes the 10th
+    percentile of its spacings (but never finer than the other axes), so thin-slice cases are not
+    thrown away by resampling.
+    """
     array = np.asarray(spacings, dtype=np.float64)
     target = np.median(array, axis=0)
     coarse = int(np.argmax(target))
-    if target[coarse] >= ANISOTROPY_THRESHOLD * np.min(target):
-        target[coarse] = np.percentile(array[:, coarse], 10)
+    others = [a for a in range(3) if a != coarse]
+    if shapes is not None and target[coarse] > ANISOTROPY_THRESHOLD * max(target[others]):
+        sizes = np.median(np.asarray(shapes, dtype=np.float64) * array / target, axis=0)
+        if sizes[coarse] * ANISOTROPY_THRESHOLD < min(sizes[others]):
+            thin = float(np.percentile(array[:, coarse], 10))
+            target[coarse] = max(thin, float(max(target[others])) + 1e-5)
     return tuple(float(round(v, 4)) for v in target)  # type: ignore[return-value]
 
 
@@ -231,7 +241,7 @@ def _fit_patch(patch: np.ndarray, spacing: Sequence[float], config: SegmentConfi
 
 def plan_segmenter(fp: Fingerprint, config: SegmentConfig) -> SegmenterPlan:
     """Derive target spacing, patch size and network topology from a fingerprint (pure)."""
-    spacing = target_spacing(fp.spacings_mm)
+    spacing = target_spacing(fp.spacings_mm, fp.shapes)
     extents_mm = np.asarray(fp.shapes, dtype=np.float64) * np.asarray(fp.spacings_mm, dtype=np.float64)
     median_shape = np.maximum(1, np.round(np.median(extents_mm, axis=0) / np.asarray(spacing))).astype(int)
 

@@ -182,8 +182,8 @@ def ensure_registered(case: Case, run_config: dict[str, Any] | None) -> Case:
     if case.is_registered():
         return case
     try:
-        from diff4mmlits.register import register_case
         from diff4mmlits.config import Config as FullConfig
+        from diff4mmlits.register import register_case
     except ImportError:
         raise InputError(
             f"{case.case_id}: the phases are not on the {case.annotated_phase} grid and this installation has no "

@@ -52,7 +52,7 @@ from diff4mmlits.errors import InputError
 from diff4mmlits.files import write_json_atomic, write_text_atomic
 from diff4mmlits.progress import progress
 from diff4mmlits.segment.dataset import HybridDataset, PreparedCase, TumorPainter
-from diff4mmlits.segment.networks import build_network, deep_supervision_heads, main_output
+from diff4mmlits.segment.networks import build_network, main_output
 from diff4mmlits.segment.plan import PLAN_FILE, Fingerprint, SegmenterPlan, read_plan, write_plan
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,8 @@ class TrainResult:
     epochs_done: int
     best_val_dice: float | None
     rows: list[dict[str, Any]] = field(default_factory=list)
+    network: torch.nn.Module | None = None
+    """The trained network (last weights, unwrapped from DDP)."""
 
     @property
     def loader_wait_fraction(self) -> float:
@@ -185,8 +187,9 @@ def read_log(path: Path) -> list[dict[str, Any]]:
 
 def plot_curves(rows: list[dict[str, Any]], path: Path) -> Path:
     """Training loss and validation Dice per epoch (one PNG)."""
-    from diff4mmlits.evaluate.figures import save_figure
     import matplotlib.pyplot as plt
+
+    from diff4mmlits.evaluate.figures import save_figure
 
     epochs = [int(r["epoch"]) for r in rows]
     fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(9, 3.2))
@@ -358,4 +361,4 @@ def train_segmenter(
                 100 * wait_s / max(wait_s + compute_s, 1e-9),
             )
         barrier(context)
-    return TrainResult(out_dir, len(rows) and int(rows[-1]["epoch"]), best, rows)
+    return TrainResult(out_dir, len(rows) and int(rows[-1]["epoch"]), best, rows, unwrap(model))
