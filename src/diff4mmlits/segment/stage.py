@@ -21,7 +21,7 @@ from diff4mmlits.config import Config
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.dataset import load_dataset
 from diff4mmlits.data.io import write_volume
-from diff4mmlits.data.native import find_case_files, list_case_folders, read_case_folder
+from diff4mmlits.data.native import list_case_folders, read_case_folder, scan_case_folder
 from diff4mmlits.distributed import DistributedContext, cleanup_distributed, init_distributed
 from diff4mmlits.errors import InputError
 from diff4mmlits.progress import progress
@@ -158,13 +158,7 @@ def stage_train(run: RunFolder, config: Config) -> None:
 # --- prediction --------------------------------------------------------------------------------
 def is_case_folder(path: Path) -> bool:
     """True when ``path`` holds phase images itself (one case), not case folders (a dataset)."""
-    if not path.is_dir():
-        return False
-    try:
-        phases, _, _ = find_case_files(path)
-    except InputError:
-        return False
-    return bool(phases)
+    return path.is_dir() and bool(scan_case_folder(path).phases)
 
 
 def read_prediction_inputs(path: str | Path, annotated_phase: str = "PVP") -> list[Case]:
