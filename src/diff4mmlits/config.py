@@ -137,10 +137,10 @@ class SegmentConfig(Section):
             "sliding_window_overlap": 0.25,
         },
         "demo": {
-            "patch_size_vox": None, "memory_budget_mb": 150.0, "base_filters": 8, "max_filters": 64,
-            "max_pooling_steps": 4, "deep_supervision": False, "batch_size": 2, "epochs": 12,
-            "steps_per_epoch": 25, "optimizer": "adamw", "learning_rate": 3e-3, "rotate_prob": 0.1,
-            "loader_workers": 1, "sliding_window_overlap": 0.25,
+            "patch_size_vox": None, "memory_budget_mb": 80.0, "base_filters": 8, "max_filters": 64,
+            "max_pooling_steps": 4, "deep_supervision": False, "batch_size": 2, "epochs": 15,
+            "steps_per_epoch": 20, "optimizer": "adamw", "learning_rate": 1e-2, "rotate_prob": 0.1,
+            "loader_workers": 0, "sliding_window_overlap": 0.25,
         },
         "paper": {},
     }

@@ -37,14 +37,15 @@ SEGMENTER_MODEL = "segmenter"
 
 
 # --- training ----------------------------------------------------------------------------------
-def read_stage_cases(folder: Path, case_ids: Sequence[str], what: str, hint: str, require_label: bool = True) -> list[Case]:
+def read_stage_cases(folder: Path, case_ids: Sequence[str], what: str, hint: str, annotated_phase: str = "PVP",
+                     require_label: bool = True) -> list[Case]:
     """Read ``folder/<case>/`` for each id (native layout), with a clear error when one is missing."""
     cases = []
     for case_id in case_ids:
         path = folder / case_id
         if not path.is_dir():
             raise InputError(f"{what} case {case_id} not found; {hint}", path)
-        cases.append(read_case_folder(path, require_label=require_label, extra_names=("inpaint_mask",)))
+        cases.append(read_case_folder(path, annotated_phase=annotated_phase, require_label=require_label, extra_names=("inpaint_mask",)))
     return cases
 
 
@@ -64,7 +65,7 @@ def synthetic_source(folder: Path) -> str | None:
     return None
 
 
-def read_offline_synthetic(run: RunFolder, train_ids: Sequence[str]) -> list[Case]:
+def read_offline_synthetic(run: RunFolder, train_ids: Sequence[str], annotated_phase: str = "PVP") -> list[Case]:
     """Synthetic cases made from train-split normal CT only (validation/test never leak in)."""
     if not run.synthetic_dir.is_dir():
         raise InputError("no synthetic cases; run 'diff4mmlits synthesize --run RUN' first or use --synthetic none", run.synthetic_dir)
@@ -75,7 +76,7 @@ def read_offline_synthetic(run: RunFolder, train_ids: Sequence[str]) -> list[Cas
         if source is None:
             source = next((cid for cid in allowed if folder.name == cid or folder.name.startswith(f"{cid}_")), None)
         if source in allowed:
-            cases.append(read_case_folder(folder, require_label=True))
+            cases.append(read_case_folder(folder, annotated_phase=annotated_phase, require_label=True))
     if not cases:
         raise InputError("no synthetic case made from a training case; re-run 'diff4mmlits synthesize'", run.synthetic_dir)
     return cases
@@ -112,8 +113,9 @@ def train_run(run: RunFolder, config: Config, resume: bool = False, context: Dis
         train_ids, val_ids = run.split("train"), run.split("validation")
         if not train_ids:
             raise InputError("the train split is empty; the dataset needs at least 1 training case", run.manifest_path)
-        train_cases = read_stage_cases(run.registered_dir, train_ids, "registered", hint)
-        val_cases = read_stage_cases(run.registered_dir, val_ids, "registered", hint)
+        phase = config.data.annotated_phase
+        train_cases = read_stage_cases(run.registered_dir, train_ids, "registered", hint, phase)
+        val_cases = read_stage_cases(run.registered_dir, val_ids, "registered", hint, phase)
         fp = fingerprint(train_cases, seg.window_hu)
         plan = plan_segmenter(fp, seg)
         if context.is_main:
@@ -123,10 +125,10 @@ def train_run(run: RunFolder, config: Config, resume: bool = False, context: Dis
         synthetic: list[PreparedCase] = []
         normal: list[Case] = []
         if seg.synthetic == "offline" and seg.synthetic_ratio > 0:
-            synthetic = [prepare_case(c, plan, seg.phases) for c in read_offline_synthetic(run, train_ids)]
+            synthetic = [prepare_case(c, plan, seg.phases) for c in read_offline_synthetic(run, train_ids, phase)]
         elif seg.synthetic == "on-the-fly" and seg.synthetic_ratio > 0:
             normal_hint = "run 'diff4mmlits inpaint --run RUN' first or use --synthetic none"
-            normal = [resample_case(c, plan.target_spacing_mm) for c in read_stage_cases(run.normal_dir, train_ids, "normal", normal_hint)]
+            normal = [resample_case(c, plan.target_spacing_mm) for c in read_stage_cases(run.normal_dir, train_ids, "normal", normal_hint, phase)]
             if painter is None:
                 # paint in the loader workers on the CPU, or in this process on its device
                 painter = load_painter_for(run, config, "cpu" if seg.loader_workers > 0 else str(context.device))
@@ -168,7 +170,7 @@ def read_prediction_inputs(path: str | Path, annotated_phase: str = "PVP") -> li
         raise InputError("input not found; give a case folder or a dataset folder", path)
     if is_case_folder(path):
         return [read_case_folder(path, annotated_phase=annotated_phase, require_label=False)]
-    return load_dataset(path, require_label=False)
+    return load_dataset(path, require_label=False, annotated_phase=annotated_phase)
 
 
 def ensure_registered(case: Case, run_config: dict[str, Any] | None) -> Case:
@@ -206,7 +208,8 @@ def predict_path(model_dir: str | Path, input_path: str | Path, output: str | Pa
                  tta: bool | None = None) -> list[Path]:
     """``diff4mmlits predict``: every case under ``input_path`` → ``output/<case>.nii.gz``."""
     segmenter = load_segmenter(model_dir, device=device)
-    cases = read_prediction_inputs(input_path)
+    annotated_phase = (segmenter.model_config.get("run_config") or {}).get("data", {}).get("annotated_phase", "PVP")
+    cases = read_prediction_inputs(input_path, annotated_phase)
     return predict_cases(cases, segmenter, output, tta=tta)
 
 
@@ -224,6 +227,6 @@ def stage_predict(run: RunFolder, config: Config) -> None:
     for case_id in test_ids:
         folder = run.registered_dir / case_id
         if folder.is_dir():
-            registered[case_id] = read_case_folder(folder, require_label=False)
+            registered[case_id] = read_case_folder(folder, annotated_phase=config.data.annotated_phase, require_label=False)
     predict_cases(cases, segmenter, run.predictions_dir, registered=registered)
     log.info("predict: %d case(s) written to %s", len(cases), run.predictions_dir)

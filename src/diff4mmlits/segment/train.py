@@ -280,7 +280,8 @@ def train_segmenter(
     }
     if context.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_plan(plan, fingerprint, out_dir / PLAN_FILE) if not resume else None
+        if not resume:
+            write_plan(plan, fingerprint, out_dir / PLAN_FILE)
         write_json_atomic(out_dir / CONFIG_NAME, {**model_config, "epochs_done": start_epoch})
 
     dataset = HybridDataset(
