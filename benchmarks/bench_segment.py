@@ -101,13 +101,29 @@ def make_cases(indices: range, seed: int, site: str, size: int, with_normal: boo
     return cases, normals, how
 
 
-def load_bench_painter(method: str, device: str) -> Any:
-    """The synthesize stage's painter, or None when the stage is not installed."""
+def load_bench_painter(args: argparse.Namespace, train: list[Case]) -> Any:
+    """The synthesize stage's painter, or None when that stage is not installed.
+
+    ``handcrafted`` measures the tumor contrasts of the registered training cases (what the
+    synthesize stage does in a run); ``ldm`` loads the trained latent diffusion painter of an
+    existing run folder (``--painter-run``, e.g. after ``diff4mmlits demo``).
+    """
     try:
         from diff4mmlits.synthesize.api import load_painter
+        from diff4mmlits.synthesize.contrast import measure_tumor_contrasts
+        from diff4mmlits.synthesize.handcrafted import HandcraftedPainter
     except ImportError:
         return None
-    return load_painter(None, method, "paper", device)
+    if args.painter == "ldm":
+        from diff4mmlits.runfolder import RunFolder
+
+        if args.painter_run is None:
+            raise SystemExit("--painter ldm needs --painter-run RUN (a run folder with a trained synthesizer)")
+        return load_painter(RunFolder(args.painter_run), "ldm", "paper", "cpu")
+    config = resolve_config("demo")
+    tumors = [t for case in train for t in measure_tumor_contrasts(case)]
+    return HandcraftedPainter(real_tumors=tumors, config=config.synthesize, crop_vox=config.diffusion.crop_vox,
+                              close_vox=config.diffusion.close_kernel_vox, dilate_vox=config.diffusion.dilate_kernel_vox)
 
 
 # --- quality -------------------------------------------------------------------------------------
@@ -126,7 +142,7 @@ def quality(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     second, _, _ = make_cases(range(200, 200 + args.second), args.data_seed, "second", args.size, False)
     print(f"data: {n_train} train, {n_val} val, {args.test} test, {args.second} second-site cases of size {args.size} "
           f"in {time.time() - t0:.0f} s; {how}", flush=True)
-    painter = load_bench_painter(args.painter, "cpu")
+    painter = load_bench_painter(args, train)
     results: dict[str, Any] = {}
     for variant in args.variants:
         if VARIANTS[variant]["synthetic"] != "none" and painter is None:
@@ -173,7 +189,7 @@ def print_quality_table(results: dict[str, Any]) -> None:
 # --- speed ---------------------------------------------------------------------------------------
 def training_speed(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     train, normal, _ = make_cases(range(4), args.data_seed, "default", args.size, with_normal=True)
-    painter = load_bench_painter(args.painter, "cpu")
+    painter = load_bench_painter(args, train)
     result: dict[str, Any] = {}
     settings = [("real only", 0.0, 0)] + ([("on-the-fly synthesis", args.ratio, 0), ("on-the-fly, 1 loader worker", args.ratio, 1)]
                                            if painter is not None else [])
@@ -253,7 +269,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--patch", type=int, nargs=3, default=[32, 32, 32])
     parser.add_argument("--ratio", type=float, default=0.5, help="synthetic share of training samples")
-    parser.add_argument("--painter", default="handcrafted", help="synthesize.api method painting on the fly")
+    parser.add_argument("--painter", default="handcrafted", choices=["handcrafted", "ldm"], help="how synthetic tumors are painted on the fly")
+    parser.add_argument("--painter-run", type=Path, default=None, help="run folder with a trained synthesizer (for --painter ldm)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--speed-steps", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=3)
