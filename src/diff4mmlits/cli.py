@@ -219,6 +219,78 @@ def register(
     typer.echo(f"register: {len(done)} case(s) registered{part}{note} in {time.time() - start:.1f} s; "
                f"outputs in {folder.registered_dir}")
 
+# --- segment and evaluate ----------------------------------------------------------------------
+@app.command()
+def train(
+    run_dir: RunOption,
+    backbone: Annotated[str | None, typer.Option("--backbone", help="dynunet (nnU-Net style, default), unet, attention-unet, segresnet, swin-unetr or vnet.")] = None,
+    synthetic: Annotated[str | None, typer.Option("--synthetic", help="none (real cases only), offline (RUN/synthetic/) or on-the-fly (painted into the normal CT while training).")] = None,
+    synthetic_ratio: Annotated[float | None, typer.Option("--synthetic-ratio", min=0.0, max=1.0, help="Share of training samples that are synthetic, 0 to 1.")] = None,
+    phases: Annotated[str | None, typer.Option("--phases", help="Phases the model sees, e.g. NC,AP,PVP,DP or PVP (the unimodal baseline); the others are filled by duplication.")] = None,
+    device: DeviceOption = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted training from its last checkpoint.")] = False,
+    overrides: SetOption = None,
+) -> None:
+    """Train the 4-phase tumor segmenter on the run's registered cases plus synthetic ones.
+
+    Writes RUN/models/segmenter/: the plan (plan.json, also printed), weights (best and last),
+    the training log (log.csv) and its curves (curves.png). Launch with torchrun for several GPUs.
+    """
+    from diff4mmlits.pipeline import get_stage, stage_fingerprint
+    from diff4mmlits.runfolder import RunFolder
+    from diff4mmlits.segment.stage import SEGMENTER_MODEL, train_run
+
+    if synthetic is not None and synthetic not in ("none", "offline", "on-the-fly"):
+        raise InputError(f"--synthetic {synthetic!r}: choose none, offline or on-the-fly")
+    extra = list(overrides or [])
+    for key, value in (("backbone", backbone), ("synthetic", synthetic), ("synthetic_ratio", synthetic_ratio), ("phases", phases)):
+        if value is not None:
+            extra.append(f"segment.{key}={value}")
+    config = load_run_config(run_dir, device, extra)
+    folder = RunFolder(run_dir)
+    result = train_run(folder, config, resume=resume, echo=typer.echo)
+    if os.environ.get("RANK", "0") == "0":
+        folder.write_stamp("train", stage_fingerprint(folder, get_stage("train"), config))
+        typer.echo(f"train: model in {folder.model_dir(SEGMENTER_MODEL)} ({result.epochs_done} epochs; "
+                   f"log.csv, curves.png, plan.json)")
+
+
+@app.command()
+def predict(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="One case folder (PVP.nii.gz, AP.nii.gz…) or a dataset of any layout; registered here if needed.")],
+    output: Annotated[Path, typer.Argument(metavar="OUTPUT", help="Folder for the labels, one <case>.nii.gz per case.")],
+    model: Annotated[Path, typer.Option("--model", help="Trained segmenter folder, e.g. runs/NAME/models/segmenter.")],
+    device: DeviceOption = None,
+    tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="Test-time flips along every axis (8× slower, a little more accurate). Default: the model's setting.")] = None,
+) -> None:
+    """Segment liver and tumors in new CT: one label file per case on its annotated phase's grid.
+
+    The labels (0 background, 1 liver, 2 tumor) open aligned over the CT in ITK-SNAP or 3D Slicer.
+    """
+    from diff4mmlits.segment.stage import predict_path
+
+    start = time.time()
+    written = predict_path(model, input_path, output, device=device or "auto", tta=tta)
+    typer.echo(f"predict: {len(written)} case(s) in {time.time() - start:.1f} s; labels in {output}")
+
+
+@app.command()
+def evaluate(
+    pred: Annotated[Path, typer.Argument(metavar="PRED", help="Folder of predicted labels (<case>.nii.gz).")],
+    gt: Annotated[Path, typer.Argument(metavar="GT", help="Ground truth: a dataset (any layout) or a folder of label files <case>.nii.gz.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for metrics.csv, summary.csv, figures/ and index.html.")],
+) -> None:
+    """Score predictions: DSC, Jaccard, sensitivity, precision, HD95 and lesion detection, with an HTML report."""
+    from diff4mmlits.config import EvaluateConfig
+    from diff4mmlits.evaluate.evaluation import evaluate_predictions, read_truth
+    from diff4mmlits.evaluate.tables import summary_text
+
+    evaluation = evaluate_predictions(pred, read_truth(gt), out, EvaluateConfig())
+    typer.echo(summary_text(evaluation.summary))
+    if evaluation.missing_predictions:
+        typer.echo(f"note: {len(evaluation.missing_predictions)} ground-truth case(s) have no prediction and were not scored")
+    typer.echo(f"evaluate: {len(evaluation.rows)} case(s); tables in {out / 'metrics.csv'}; report {out / 'index.html'}")
+
 
 # --- the whole pipeline ----------------------------------------------------------------------
 @app.command()

@@ -143,11 +143,36 @@ def stage_report(run: RunFolder, config: Config) -> None:
     write_run_report(run, config)
 
 
+def stage_train(run: RunFolder, config: Config) -> None:
+    """``models/segmenter/``: the multimodal segmenter trained on real + synthetic cases."""
+    from diff4mmlits.segment.stage import stage_train as run_train
+
+    run_train(run, config)
+
+
+def stage_predict(run: RunFolder, config: Config) -> None:
+    """``predictions/<case>.nii.gz`` for the test split."""
+    from diff4mmlits.segment.stage import stage_predict as run_predict
+
+    run_predict(run, config)
+
+
+def stage_evaluate(run: RunFolder, config: Config) -> None:
+    """``report/metrics.csv`` and figures: the test-split predictions scored against their labels."""
+    from diff4mmlits.evaluate.stage import stage_evaluate as run_evaluate
+
+    run_evaluate(run, config)
+
+
 # --- the stages, in order ----------------------------------------------------------------------
 STAGES: list[Stage] = [
     Stage("previews", "preview figure per case", stage_previews, ("preview",), ()),
     Stage("register", "every phase registered onto the annotated phase (registered/)", stage_register, ("register",), ()),
-    # register, inpaint, synthesize, translate, segment and evaluate stages are inserted here, in order
+    # inpaint and synthesize stages go here, in pipeline order
+    Stage("train", "the 4-phase segmenter trained on real + synthetic cases (models/segmenter/)", stage_train,
+          ("segment",), ("register", "inpaint", "synthesize")),
+    Stage("predict", "labels of the held-out test cases (predictions/)", stage_predict, ("segment",), ("train",)),
+    Stage("evaluate", "metrics of the test predictions (report/metrics.csv)", stage_evaluate, ("evaluate",), ("predict",)),
     Stage("report", "report/index.html", stage_report, (), ()),
 ]
 

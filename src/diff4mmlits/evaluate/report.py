@@ -76,11 +76,27 @@ def section_previews(run: RunFolder, report_dir: Path) -> str:
     return f"<h2>Cases</h2><p class='muted'>Each phase at the slice with most tumor; the label (drawn on the annotated phase) as contours: liver green, tumor red.</p>{body}"
 
 
+def section_segmenter(run: RunFolder, report_dir: Path) -> str:
+    """The trained segmenter (plan and curves); see :mod:`diff4mmlits.evaluate.stage`."""
+    from diff4mmlits.evaluate.stage import section_segmenter as section
+
+    return section(run, report_dir)
+
+
+def section_segmentation_metrics(run: RunFolder, report_dir: Path) -> str:
+    """Metrics of the test-split predictions; see :mod:`diff4mmlits.evaluate.stage`."""
+    from diff4mmlits.evaluate.stage import section_segmentation_metrics as section
+
+    return section(run, report_dir)
+
+
 REPORT_SECTIONS: list[ReportSection] = [
     section_cases,
     section_previews,
     section_registration,
     # later stages add their sections here, in pipeline order
+    section_segmenter,
+    section_segmentation_metrics,
 ]
 
 
