@@ -120,6 +120,52 @@ def validate(
         raise typer.Exit(1)
 
 
+# --- translate: unpaired cross-modality translation --------------------------------------------
+@app.command("train-translator")
+def train_translator(
+    source: Annotated[Path, typer.Option("--source", help="Dataset to translate from, e.g. labelled CT (labels needed for essnet).")],
+    target: Annotated[Path, typer.Option("--target", help="Dataset of the other modality, e.g. MRI; other patients are fine (unpaired).")],
+    run_dir: RunOption,
+    method: Annotated[str | None, typer.Option("--method", help="essnet (CycleGAN + segmentation constraint, keeps anatomy), cyclegan or cut (default: the config's, essnet).")] = None,
+    preset: PresetOption = "demo",
+    config_file: ConfigOption = None,
+    overrides: SetOption = None,
+    device: DeviceOption = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in RUN/models/translator-METHOD.")] = False,
+) -> None:
+    """Train an unpaired translator from SOURCE's modality to TARGET's (e.g. CT to MRI) into RUN/models/."""
+    from diff4mmlits.config import resolve_config
+    from diff4mmlits.runfolder import RunFolder
+    from diff4mmlits.translate.stage import train_translator_from_datasets
+
+    if method is not None and method not in ("essnet", "cyclegan", "cut"):
+        raise InputError(f"--method {method!r}: choose essnet, cyclegan or cut")
+    extra = list(overrides or []) + ([f"translate.method={method}"] if method else [])
+    folder = RunFolder(run_dir)
+    if folder.exists() and config_file is None:
+        config = load_run_config(run_dir, device, extra)
+    else:
+        config = resolve_config(preset, config_file, extra + ([f"device={device}"] if device else []))
+        folder.root.mkdir(parents=True, exist_ok=True)
+        folder.save_config(config)
+    model = train_translator_from_datasets(source, target, folder, config, resume=resume)
+    typer.echo(f"train-translator: {config.translate.method} model in {model} (log.csv, curves.png beside it)")
+
+
+@app.command()
+def translate(
+    model: Annotated[Path, typer.Option("--model", help="Model folder written by train-translator (RUN/models/translator-METHOD).")],
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="A volume file, a case folder or a dataset folder of the source modality.")],
+    output: Annotated[Path, typer.Argument(metavar="OUTPUT", help="Volume file (for a file INPUT) or folder for the translated cases.")],
+    device: DeviceOption = None,
+) -> None:
+    """Translate volumes with a trained translator; labels and geometry are carried over unchanged."""
+    from diff4mmlits.translate.stage import translate_path
+
+    written = translate_path(model, input_path, output, device=device or "auto")
+    typer.echo(f"translate: {len(written)} output(s) written to {output}")
+
+
 # --- the whole pipeline ----------------------------------------------------------------------
 @app.command()
 def run(
