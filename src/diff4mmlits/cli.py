@@ -146,10 +146,12 @@ def train_translator(
         config = load_run_config(run_dir, device, extra)
     else:
         config = resolve_config(preset, config_file, extra + ([f"device={device}"] if device else []))
-        folder.root.mkdir(parents=True, exist_ok=True)
-        folder.save_config(config)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes
+            folder.root.mkdir(parents=True, exist_ok=True)
+            folder.save_config(config)
     model = train_translator_from_datasets(source, target, folder, config, resume=resume)
-    typer.echo(f"train-translator: {config.translate.method} model in {model} (log.csv, curves.png beside it)")
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(f"train-translator: {config.translate.method} model in {model} (log.csv, curves.png beside it)")
 
 
 @app.command()
@@ -158,11 +160,12 @@ def translate(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="A volume file, a case folder or a dataset folder of the source modality.")],
     output: Annotated[Path, typer.Argument(metavar="OUTPUT", help="Volume file (for a file INPUT) or folder for the translated cases.")],
     device: DeviceOption = None,
+    complete_missing: Annotated[bool, typer.Option("--complete-missing", help="Keep every phase and add the model's target phase where a case lacks it (for a phase-to-phase translator, e.g. PVP to AP).")] = False,
 ) -> None:
     """Translate volumes with a trained translator; labels and geometry are carried over unchanged."""
     from diff4mmlits.translate.stage import translate_path
 
-    written = translate_path(model, input_path, output, device=device or "auto")
+    written = translate_path(model, input_path, output, device=device or "auto", complete_missing=complete_missing)
     typer.echo(f"translate: {len(written)} output(s) written to {output}")
 
 

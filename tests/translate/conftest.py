@@ -40,7 +40,7 @@ def toy_case(index: int, shape: tuple[int, int, int] = (8, 32, 32), modality: st
             lookup[tissue] = hu
         image = lookup[tissues] + rng.normal(0, 10, shape).astype(np.float32)
     else:
-        image = render_mri(tissues, TOY_TISSUES, spacing, rng)
+        image = render_mri(tissues, TOY_TISSUES, rng)
     origin = (float(index), -20.0, 10.0)
     volume = Volume(image.astype(np.float32), spacing, origin)
     return Case(case_id=f"toy_{index:02d}", phases={"PVP": volume}, label=Volume(label, spacing, origin, kind="label"))

@@ -17,8 +17,8 @@ def tissue_means(image: np.ndarray, tissues: np.ndarray) -> dict[str, float]:
 
 def test_t1_post_contrast_order_differs_from_ct() -> None:
     tissues = toy_tissues((10, 48, 48), np.random.default_rng(0))
-    clean = MRIRendering(contrast_jitter=0.0, blur_mm=0.0, bias_amplitude=(0.0, 0.0), noise_fraction=(0.01, 0.01))
-    means = tissue_means(render_mri(tissues, TOY_TISSUES, (2.5, 1.5, 1.5), np.random.default_rng(1), clean), tissues)
+    clean = MRIRendering(contrast_jitter=0.0, blur_vox=0.0, bias_amplitude=(0.0, 0.0), noise_fraction=(0.01, 0.01))
+    means = tissue_means(render_mri(tissues, TOY_TISSUES, np.random.default_rng(1), clean), tissues)
     assert means["air"] < 0.05 * means["liver"]
     assert means["spleen"] < means["liver"]  # reversed from CT PVP (spleen > liver)
     assert means["hcc"] < means["liver"]  # washout
@@ -28,8 +28,8 @@ def test_t1_post_contrast_order_differs_from_ct() -> None:
 
 def test_rician_noise_is_positive_and_biased_upward_in_air() -> None:
     tissues = np.zeros((4, 32, 32), dtype=np.uint8)
-    settings = MRIRendering(blur_mm=0.0, bias_amplitude=(0.0, 0.0), noise_fraction=(0.05, 0.05))
-    image = render_mri(tissues, TOY_TISSUES, (1.0, 1.0, 1.0), np.random.default_rng(2), settings)
+    settings = MRIRendering(blur_vox=0.0, bias_amplitude=(0.0, 0.0), noise_fraction=(0.05, 0.05))
+    image = render_mri(tissues, TOY_TISSUES, np.random.default_rng(2), settings)
     sigma = 0.05 * settings.liver_signal
     assert image.min() >= 0
     assert image.mean() == pytest.approx(sigma * np.sqrt(np.pi / 2), rel=0.05)  # Rayleigh mean where the signal is 0
@@ -43,9 +43,9 @@ def test_bias_field_is_smooth_and_within_its_amplitude() -> None:
 
 def test_same_seed_same_image_and_unknown_ids_are_refused() -> None:
     tissues = toy_tissues((4, 16, 16), np.random.default_rng(0))
-    a = render_mri(tissues, TOY_TISSUES, (1, 1, 1), np.random.default_rng(5))
-    b = render_mri(tissues, TOY_TISSUES, (1, 1, 1), np.random.default_rng(5))
+    a = render_mri(tissues, TOY_TISSUES, np.random.default_rng(5))
+    b = render_mri(tissues, TOY_TISSUES, np.random.default_rng(5))
     assert np.array_equal(a, b)
     with pytest.raises(InputError, match="no name"):
-        render_mri(tissues, {0: "air"}, (1, 1, 1), np.random.default_rng(5))
+        render_mri(tissues, {0: "air"}, np.random.default_rng(5))
     assert relative_signal("some_new_vein") > 1.0  # unknown names fall back on keywords

@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 
+from diff4mmlits.data.case import Case
 from diff4mmlits.data.volume import grid_mismatch
 from diff4mmlits.errors import InputError
 from diff4mmlits.translate.stage import prepare_data, train_translator
 from diff4mmlits.translate.train import (
     build_model,
+    complete_missing_phase,
     learning_rate_factor,
     load_translator,
     read_log,
@@ -90,3 +92,16 @@ def test_learning_rate_is_constant_then_falls_linearly_to_zero() -> None:
     factors = [learning_rate_factor(s, 10, 0.5) for s in range(11)]
     assert factors[:5] == [1.0] * 5 and factors[10] == 0.0
     assert all(a > b for a, b in zip(factors[5:], factors[6:]))
+
+
+def test_complete_missing_adds_only_the_missing_phase(tmp_path, toy_ct) -> None:
+    """A PVP → AP translator fills AP where it is missing; everything present stays as it was."""
+    with_ap = [Case(case_id=c.case_id, phases={"PVP": c.annotated, "AP": c.annotated.with_array(c.annotated.array * 0.8)},
+                    label=c.label) for c in toy_ct]
+    config = smoke_config(method="cut", steps=2, target_phase="AP", target_intensity="window")
+    translator = load_translator(train_translator(toy_ct, with_ap, config, tmp_path / "pvp2ap", device="cpu"))
+    completed = complete_missing_phase(toy_ct[0], translator)
+    assert completed.phase_names == ["AP", "PVP"]
+    assert completed.phases["PVP"] is toy_ct[0].phases["PVP"] and completed.label is toy_ct[0].label
+    assert grid_mismatch(completed.phases["AP"], toy_ct[0].annotated) is None
+    assert complete_missing_phase(with_ap[0], translator) is with_ap[0]

@@ -74,8 +74,8 @@ class MRIRendering:
     liver_signal: float = 400.0
     contrast_jitter: float = 0.06
     """Standard deviation of the per-case, per-tissue multiplicative signal jitter."""
-    blur_mm: float = 0.8
-    """Gaussian partial-volume blur, standard deviation in mm."""
+    blur_vox: float = 0.7
+    """Gaussian partial-volume blur, standard deviation in voxels (the image is as sharp as its grid allows)."""
     bias_amplitude: tuple[float, float] = (0.1, 0.3)
     """Range of the bias field's peak log-amplitude (a field of exp(±0.3) spans about ±35 %)."""
     noise_fraction: tuple[float, float] = (0.025, 0.05)
@@ -100,7 +100,6 @@ def bias_field(shape: tuple[int, int, int], rng: np.random.Generator, amplitude:
 def render_mri(
     tissues: np.ndarray,
     names: Mapping[int, str],
-    spacing_mm: tuple[float, float, float],
     rng: np.random.Generator,
     settings: MRIRendering = MRIRendering(),
 ) -> np.ndarray:
@@ -109,7 +108,6 @@ def render_mri(
     Args:
         tissues: ``(Z, Y, X)`` integer tissue ids.
         names: tissue id → name (the phantom's ``TISSUES``).
-        spacing_mm: voxel size (z, y, x), mm (for the blur).
         rng: draws the contrast jitter, bias field and noise.
 
     Returns:
@@ -123,8 +121,7 @@ def render_mri(
         jitter = 1.0 + settings.contrast_jitter * rng.normal() if relative_signal(name) > 0 else 1.0
         lookup[tissue_id] = settings.liver_signal * relative_signal(name) * max(jitter, 0.5)
     clean = lookup[np.asarray(tissues, dtype=np.int64)]
-    sigma_vox = [settings.blur_mm / s for s in spacing_mm]
-    clean = ndimage.gaussian_filter(clean, sigma_vox)
+    clean = ndimage.gaussian_filter(clean, settings.blur_vox) if settings.blur_vox > 0 else clean
     clean *= bias_field(clean.shape, rng, rng.uniform(*settings.bias_amplitude))
     sigma = rng.uniform(*settings.noise_fraction) * settings.liver_signal
     real = clean + rng.normal(0.0, sigma, clean.shape)
@@ -153,7 +150,7 @@ def mri_case_from_phantom(phantom_case: Any, rng: np.random.Generator, settings:
     grid = case.annotated
     if tissues.shape != grid.shape:
         raise ValueError(f"tissue map shape {tissues.shape} differs from the annotated grid {grid.shape}")
-    image = grid.with_array(render_mri(tissues, names, grid.spacing_mm, rng, settings), kind="image")
+    image = grid.with_array(render_mri(tissues, names, rng, settings), kind="image")
     return Case(case_id=case.case_id, phases={phase: image}, label=case.label, annotated_phase=phase)
 
 

@@ -28,6 +28,7 @@ from diff4mmlits.translate.intensity import intensity_map
 from diff4mmlits.translate.sampling import SampleSource
 from diff4mmlits.translate.train import (
     TranslatorData,
+    complete_missing_phase,
     fit_translator,
     load_translator,
     translate_case,
@@ -102,8 +103,12 @@ def train_translator_from_datasets(source: Path, target: Path, run: RunFolder, c
                             device=config.device, resume=resume, seed=config.seed)
 
 
-def translate_path(model: Path, input_path: Path, output: Path, device: str = "cpu") -> list[Path]:
-    """``translate``: one volume file → one file, or a dataset / case folder → native case folders."""
+def translate_path(model: Path, input_path: Path, output: Path, device: str = "cpu", complete_missing: bool = False) -> list[Path]:
+    """``translate``: one volume file → one file, or a dataset / case folder → native case folders.
+
+    With ``complete_missing``, each case keeps all its phases and gains the translator's target
+    phase where it lacks it (a phase-to-phase translator filling a missing phase).
+    """
     input_path, output = Path(input_path), Path(output)
     if not input_path.exists():
         raise InputError("input not found; give a volume file, a case folder or a dataset folder", input_path)
@@ -119,7 +124,8 @@ def translate_path(model: Path, input_path: Path, output: Path, device: str = "c
     cases = _read_cases(input_path)
     written = []
     for case in progress(cases, desc="translate", unit="case"):
-        written.append(write_case_folder(translate_case(case, translator), output / case.case_id))
+        result = complete_missing_phase(case, translator) if complete_missing else translate_case(case, translator)
+        written.append(write_case_folder(result, output / case.case_id))
     return written
 
 

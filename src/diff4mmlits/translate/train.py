@@ -396,3 +396,22 @@ def translate_case(case: Case, translator: Translator) -> Case:
     translated = translate_volume(source, translator)
     return Case(case_id=case.case_id, phases={translator.target_phase: translated}, label=case.label,
                 annotated_phase=translator.target_phase)
+
+
+def complete_missing_phase(case: Case, translator: Translator) -> Case:
+    """Add the translator's target phase, made from its source phase, to a case that lacks it.
+
+    An alternative to the paper's rule of duplicating a present phase into a missing one: a
+    translator trained from one phase to another (e.g. PVP → AP) fills the gap. Every phase that
+    is present, the label and the geometry stay as they are; the new phase lies on the source
+    phase's grid. Cases that already hold the target phase are returned unchanged.
+    """
+    if translator.target_phase in case.phases:
+        return case
+    if translator.source_phase not in case.phases:
+        raise InputError(
+            f"{case.case_id}: cannot make {translator.target_phase} from {translator.source_phase}, which is missing too"
+        )
+    made = translate_volume(case.phases[translator.source_phase], translator)
+    phases = {**case.phases, translator.target_phase: made}
+    return Case(case_id=case.case_id, phases=phases, label=case.label, annotated_phase=case.annotated_phase, extras=case.extras)
