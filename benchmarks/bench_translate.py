@@ -50,6 +50,8 @@ from diff4mmlits.translate.train import (
 )
 
 PERCENTILE = IntensityMap("percentile", 0.5, 99.5)
+DEVICE = torch.device("cpu")
+"""Where networks run (``--device``)."""
 
 
 # --- a small 2D liver segmenter (the judge, and the downstream U-Net) -----------------------------
@@ -64,7 +66,7 @@ def train_liver_unet(cases: list[Case], steps: int, seed: int, batch: int = 8) -
     """A 2D liver U-Net (MONAI), Dice + CE, Adam 1e-3, random slices."""
     torch.manual_seed(seed)
     net = UNet(spatial_dims=2, in_channels=1, out_channels=2, channels=(16, 32, 64, 128), strides=(2, 2, 2),
-               num_res_units=1, norm="INSTANCE")
+               num_res_units=1, norm="INSTANCE").to(DEVICE)
     images, livers = slice_stack(cases)
     keep = livers.reshape(len(livers), -1).any(1) | (np.arange(len(livers)) % 3 == 0)  # liver slices and some others
     images, livers = torch.from_numpy(images[keep]), torch.from_numpy(livers[keep])
@@ -74,7 +76,7 @@ def train_liver_unet(cases: list[Case], steps: int, seed: int, batch: int = 8) -
     net.train()
     for _ in range(steps):
         index = torch.randint(0, len(images), (batch,), generator=generator)
-        x, y = images[index, None], livers[index, None]
+        x, y = images[index, None].to(DEVICE), livers[index, None].to(DEVICE)
         if torch.rand((), generator=generator) < 0.5:
             x, y = x.flip(-1), y.flip(-1)
         loss = loss_fn(net(_pad(x)), _pad(y))
@@ -94,9 +96,9 @@ def _pad(x: torch.Tensor, multiple: int = 8) -> torch.Tensor:
 
 @torch.no_grad()
 def segment_liver(net: UNet, case: Case) -> np.ndarray:
-    unit = torch.from_numpy(PERCENTILE.to_unit(case.annotated.array))[:, None]
+    unit = torch.from_numpy(PERCENTILE.to_unit(case.annotated.array))[:, None].to(DEVICE)
     logits = net(_pad(unit))[..., : unit.shape[-2], : unit.shape[-1]]
-    return logits.argmax(1).numpy().astype(bool)
+    return logits.argmax(1).cpu().numpy().astype(bool)
 
 
 def dice_iou(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -121,7 +123,7 @@ def translation_error(translated: Case, truth: Case) -> tuple[float, float]:
 def train_in_memory(data: TranslatorData, config: TranslateConfig, seed: int) -> tuple[object, float]:
     """Train a method in this process (no files); returns the model and its steps/s."""
     torch.manual_seed(seed)
-    model = build_model(config, data.source.channels, data.out_channels)
+    model = build_model(config, data.source.channels, data.out_channels).to(DEVICE)
     schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: learning_rate_factor(s, config.steps, config.decay_fraction))
                   for o in model.optimizers.values()]
     sampler = torch.Generator().manual_seed(seed)
@@ -129,7 +131,7 @@ def train_in_memory(data: TranslatorData, config: TranslateConfig, seed: int) ->
     for _ in range(config.steps):
         a, label = data.source.sample(config.batch_size, config.crop_vox, 2, sampler)
         b, _ = data.target.sample(config.batch_size, config.crop_vox, 2, sampler)
-        model.train_step(Batch(a, b, label if model.needs_labels else None), sampler)
+        model.train_step(Batch(a, b, label if model.needs_labels else None).to(DEVICE), sampler)
         for scheduler in schedulers:
             scheduler.step()
     return model, config.steps / (time.perf_counter() - start)
@@ -139,16 +141,19 @@ def baseline_generator_steps_per_s(data: TranslatorData, config: TranslateConfig
     """A supervised generator step (forward, L1 to the input, backward, Adam) at the same size."""
     from diff4mmlits.translate.cyclegan import build_generator
 
-    generator = build_generator(config, 1, 1)
+    generator = build_generator(config, 1, 1).to(DEVICE)
     optimizer = torch.optim.Adam(generator.parameters(), lr=config.learning_rate)
     sampler = torch.Generator().manual_seed(0)
     start = time.perf_counter()
     for _ in range(steps):
         a, _ = data.source.sample(config.batch_size, config.crop_vox, 2, sampler)
+        a = a.to(DEVICE)
         loss = F.l1_loss(generator(a), a)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
     return steps / (time.perf_counter() - start)
 
 
@@ -159,13 +164,17 @@ def main() -> None:
     parser.add_argument("--segmenter-steps", type=int, default=300, help="steps of each liver U-Net")
     parser.add_argument("--seeds", type=int, default=2, help="seeds of the downstream experiment")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--ct-cases", type=int, default=6)
     parser.add_argument("--methods", default="cyclegan,essnet,cut")
     parser.add_argument("--out", type=Path, default=None, help="folder for results.json and a comparison figure")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    global DEVICE
+    DEVICE = torch.device(args.device)
     began = time.perf_counter()
 
-    sets = make_unpaired_sets(n_ct=6, n_mri=10, seed=0, size=args.size)
+    sets = make_unpaired_sets(n_ct=args.ct_cases, n_mri=10, seed=0, size=args.size)
     target, judge_cases, few_real, test = sets.mri[:4], sets.mri[:7], sets.mri[:2], sets.mri[7:]
     print(f"phantom {args.size}: {len(sets.ct)} CT (source), {len(target)} MRI (target, other patients), "
           f"{len(test)} MRI held out; shapes {sets.ct[0].annotated.shape}")
@@ -187,7 +196,7 @@ def main() -> None:
     for method in args.methods.split(","):
         config = base.model_copy(update={"method": method})
         model, steps_per_s = train_in_memory(data, config, seed=0)
-        translator = translator_from_model(model, data, config, torch.device("cpu"))
+        translator = translator_from_model(model, data, config, DEVICE)
         slices, seconds = sum(c.annotated.shape[0] for c in sets.ct), []
         for _ in range(3):  # best of three: the machine is shared
             start = time.perf_counter()
@@ -247,13 +256,15 @@ def bare_forward_slices_per_s(translator, cases: list[Case]) -> float:
     """The generator alone over the same slices, already normalised and batched (no I/O, no padding)."""
     generator = translator.generator.eval()
     stacks = [torch.from_numpy(translator.source_map.to_unit(c.annotated.array))[:, None] for c in cases]
-    stacks = [_pad(s, 4) for s in stacks]
+    stacks = [_pad(s, 4).to(DEVICE) for s in stacks]
     seconds = []
     for _ in range(3):  # best of three, as for the translations
         start = time.perf_counter()
         for stack in stacks:
             for i in range(0, len(stack), translator.batch_slices):
                 generator(stack[i:i + translator.batch_slices])
+        if DEVICE.type == "cuda":
+            torch.cuda.synchronize()
         seconds.append(time.perf_counter() - start)
     return sum(len(s) for s in stacks) / min(seconds)
 

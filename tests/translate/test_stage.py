@@ -11,6 +11,8 @@ from diff4mmlits.cli import main
 from diff4mmlits.data.io import read_volume
 from diff4mmlits.data.native import write_case_folder
 from diff4mmlits.data.volume import grid_mismatch
+from diff4mmlits.runfolder import RunFolder
+from diff4mmlits.translate.report import section_translators
 
 from .conftest import toy_case
 
@@ -33,6 +35,8 @@ def test_train_then_translate_a_dataset(tmp_path, datasets, capsys) -> None:
     model = run / "models" / "translator-essnet"
     assert (model / "weights.safetensors").is_file() and (run / "config.yaml").is_file()
     assert str(model) in capsys.readouterr().out
+    section = section_translators(RunFolder(run), run / "report")
+    assert "translator-essnet" in section and "curves.png" in section and "preview.png" in section
 
     out = tmp_path / "translated"
     assert main(["translate", "--model", str(model), str(ct), str(out), "--device", "cpu"]) == 0

@@ -32,7 +32,7 @@ def essnet_folder(tmp_path_factory, toy_ct, toy_mri):
 
 def test_training_writes_a_complete_model_folder(essnet_folder) -> None:
     names = {p.name for p in essnet_folder.iterdir()}
-    assert {"config.json", "weights.safetensors", "networks.safetensors", "training_state.pt", "log.csv", "curves.png"} <= names
+    assert {"config.json", "weights.safetensors", "networks.safetensors", "training_state.pt", "log.csv", "curves.png", "preview.png"} <= names
     rows = read_log(essnet_folder / "log.csv")
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert all(r["segmentation"] > 0 for r in rows)

@@ -75,10 +75,18 @@ def section_previews(run: RunFolder, report_dir: Path) -> str:
     return f"<h2>Cases</h2><p class='muted'>Each phase at the slice with most tumor; the label (drawn on the annotated phase) as contours: liver green, tumor red.</p>{body}"
 
 
+def _translators(run: RunFolder, report_dir: Path) -> str:
+    """Translators trained into this run folder (``train-translator``), if any."""
+    from diff4mmlits.translate.report import section_translators
+
+    return section_translators(run, report_dir)
+
+
 REPORT_SECTIONS: list[ReportSection] = [
     section_cases,
     section_previews,
     # later stages add their sections here, in pipeline order
+    _translators,
 ]
 
 

@@ -58,6 +58,7 @@ METHODS: dict[str, type[TranslationModel]] = {"cyclegan": CycleGAN, "essnet": Es
 NETWORKS_NAME = "networks.safetensors"
 LOG_NAME = "log.csv"
 CURVES_NAME = "curves.png"
+PREVIEW_NAME = "preview.png"
 
 
 @dataclass
@@ -154,6 +155,7 @@ def fit_translator(
         if start >= config.steps:
             log.info("translate: %s already trained for %d steps", config.method, config.steps)
         write_curves(out_dir / CURVES_NAME, rows, title=f"{config.method} training losses")
+        write_preview(out_dir / PREVIEW_NAME, data, translator_from_model(model, data, config, context.device))
     return out_dir
 
 
@@ -263,6 +265,31 @@ def write_curves(path: Path, rows: list[dict[str, float]], title: str) -> Path |
     ax.set_yscale("log")
     ax.set_title(title)
     ax.legend(fontsize=7, ncol=2)
+    return save_figure(fig, path)
+
+
+def write_preview(path: Path, data: TranslatorData, translator: Translator, count: int = 3) -> Path:
+    """``preview.png``: one axial slice of the first source volumes (the most-labelled slice) and its translation."""
+    from diff4mmlits.evaluate.figures import draw_label_contours, plt, save_figure
+
+    count = min(count, len(data.source.images))
+    fig, axes = plt.subplots(2, count, figsize=(2.6 * count, 5.2), squeeze=False)
+    for column in range(count):
+        image = data.source.images[column].astype(np.float32)
+        label = data.source.labels[column] if data.source.labels is not None else None
+        z = int((label > 0).sum(axis=(1, 2)).argmax()) if label is not None and label.any() else image.shape[1] // 2
+        if translator.spatial_dims == 3:
+            low = max(0, min(z - translator.crop_vox // 2, image.shape[1] - translator.crop_vox))
+            slab = image[:, low:low + translator.crop_vox]
+            out = translate_array(slab, translator)[0, z - low]
+        else:
+            out = translate_array(image[:, z:z + 1], translator)[0, 0]
+        for row, (picture, title) in enumerate(((image[0, z], "source"), (out, "translated"))):
+            axes[row, column].imshow(picture, cmap="gray", vmin=-1, vmax=1)
+            if label is not None:
+                draw_label_contours(axes[row, column], label[z])
+            axes[row, column].set_title(f"{title} {column + 1}, z={z}", fontsize=8)
+            axes[row, column].axis("off")
     return save_figure(fig, path)
 
 
