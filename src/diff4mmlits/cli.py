@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -46,14 +47,22 @@ SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override one
 DeviceOption = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N (default: the config's, auto).")]
 
 
-def _setup_logging(verbose: bool = False) -> None:
+def _setup_logging(verbose: bool = False) -> Callable[[], None]:
+    """Log diff4mmlits messages to stderr; return a function that puts the previous set-up back
+    (so that calling :func:`main` in-process, as tests do, leaves no handler on a closed stream)."""
     level = logging.DEBUG if verbose else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger("diff4mmlits")
+    saved = (root.handlers[:], root.level, root.propagate)
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+
+    def restore() -> None:
+        root.handlers[:], root.level, root.propagate = saved[0], saved[1], saved[2]
+
+    return restore
 
 
 def _log_file_for_crash() -> Path:
@@ -81,28 +90,35 @@ def load_run_config(run: Path, device: str | None = None, overrides: list[str] |
 def phantom(
     out: Annotated[Path, typer.Argument(help="Folder to write the phantom dataset into (native layout + _truth/).")],
     cases: Annotated[int, typer.Option("--cases", min=1, help="Number of cases.")] = 8,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same files.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed; the same seed gives the same files.")] = 0,
     site: Annotated[str, typer.Option("--site", help="default, or second: other noise, blur, slice thickness and contrast timing (out-of-distribution tests).")] = "default",
-    size: Annotated[int, typer.Option("--size", min=24, help="In-plane size in voxels (the volume is size × size × size·5/8 or so).")] = 64,
+    size: Annotated[int, typer.Option("--size", min=16, help="In-plane size in voxels (the volume is size × size × 0.75·size slices; fewer, thicker slices for --site second).")] = 64,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Cases generated in parallel (processes).")] = 1,
 ) -> None:
     """Write the built-in four-phase phantom: misaligned phases, PVP labels and per-phase truth."""
-    from diff4mmlits.data.phantom import write_phantom_dataset
+    from diff4mmlits.data.phantom import SITES, TRUTH_FOLDER, write_phantom_dataset
 
-    if site not in ("default", "second"):
-        raise InputError(f"--site {site!r}: choose default or second")
-    write_phantom_dataset(out, cases=cases, seed=seed, site=site, size=size)
-    typer.echo(f"phantom: {cases} case(s) written to {out} (truth in {out / '_truth'})")
+    if site not in SITES:
+        raise InputError(f"--site {site!r}: choose one of {', '.join(SITES)}")
+    start = time.time()
+    write_phantom_dataset(out, cases=cases, seed=seed, site=site, size=size, workers=workers)
+    typer.echo(f"phantom: {cases} case(s) ({site} site, size {size}) written in {time.time() - start:.1f} s")
+    typer.echo(f"  dataset: {out}   (<case>/{{NC,AP,PVP,DP}}.nii.gz, label.nii.gz)")
+    typer.echo(f"  truth:   {out / TRUTH_FOLDER}   (per-phase labels, tumor-free images, displacement fields, tumors.json)")
 
 
 @app.command()
 def validate(
-    dataset: Annotated[Path, typer.Argument(help="Dataset folder (native, nnU-Net v2 raw or LiTS layout).")],
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder (native, nnU-Net v2 raw or LiTS / MSD layout).")],
     phase: Annotated[str, typer.Option("--annotated-phase", help="The phase the labels are drawn on.")] = "PVP",
+    unlabelled: Annotated[bool, typer.Option("--unlabelled", help="Cases without a label are fine (prediction input).")] = False,
 ) -> None:
-    """Check a dataset: a table of cases and one line per problem. Writes nothing; exit 1 on errors."""
+    """Check a dataset before using it: prints a table of its cases and one line per problem (the
+    file, what is wrong, what to do). Writes nothing. Exit status 0 when clean (warnings allowed),
+    2 when any error was found."""
     from diff4mmlits.data.validate import validate_dataset
 
-    report = validate_dataset(dataset, annotated_phase=phase)
+    report = validate_dataset(dataset, annotated_phase=phase, require_label=not unlabelled)
     if report.rows:
         header = f"{'case':<20} {'phases':<16} {'shape (z,y,x)':<16} {'spacing (mm)':<20} {'labels':<8} {'liver mL':>9} {'tumor mL':>9}"
         typer.echo(header)
@@ -115,9 +131,53 @@ def validate(
     for problem in report.problems:
         typer.echo(str(problem), err=True)
     n_err, n_warn = len(report.errors), len(report.warnings)
-    typer.echo(f"{len(report.rows)} case(s) read; {n_err} error(s), {n_warn} warning(s)")
+    typer.echo(f"{dataset}: {len(report.rows)} case(s) read; {n_err} error(s), {n_warn} warning(s)")
     if n_err:
-        raise typer.Exit(1)
+        raise typer.Exit(2)
+
+
+@app.command("export-nnunet")
+def export_nnunet(
+    sources: Annotated[list[Path], typer.Argument(metavar="SOURCE...", help="Dataset folder(s) in any layout, e.g. RUN/registered and RUN/synthetic; their cases are exported together.", show_default=False)],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="The nnU-Net raw folder (nnUNet_raw); the dataset goes into OUT/DatasetNNN_NAME.")],
+    dataset_id: Annotated[int, typer.Option("--dataset-id", help="nnU-Net dataset id, 1-999 (custom datasets usually ≥ 500).")],
+    name: Annotated[str, typer.Option("--name", help="Dataset name (letters, digits, '-', '_').")] = "Diff4MMLiTS",
+    channel_names: Annotated[str, typer.Option("--channel-names", help="ct: every channel named CT, so nnU-Net uses its CT normalisation (phases kept in channel_phases); phases: channels named NC, AP, PVP, DP (nnU-Net then z-scores them).")] = "ct",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset of the same id and name.")] = False,
+) -> None:
+    """Export cases as an nnU-Net v2 raw dataset (channels in the order NC, AP, PVP, DP; labels
+    background 0, liver 1, tumor 2), so nnU-Net itself can train on them. Each source is validated
+    first; every case must have its phases on one grid (export RUN/registered, not raw scans).
+    Cases without a label go to imagesTs."""
+    from diff4mmlits.data.dataset import load_dataset
+    from diff4mmlits.data.nnunet import export_nnunet_dataset
+    from diff4mmlits.data.validate import validate_dataset
+
+    if channel_names not in ("ct", "phases"):
+        raise InputError(f"--channel-names {channel_names!r}: choose ct or phases")
+    if out in sources:
+        raise InputError("OUT is also a source; give the nnU-Net raw folder as the last argument", out)
+    cases = []
+    for source in sources:
+        validate_dataset(source, require_label=False).raise_for_errors()
+        cases += load_dataset(source, require_label=False)
+    target = export_nnunet_dataset(cases, out, dataset_id=dataset_id, name=name, channel_names=channel_names,  # type: ignore[arg-type]
+                                   overwrite=overwrite)
+    labelled = sum(case.label is not None for case in cases)
+    typer.echo(f"export-nnunet: {labelled} training and {len(cases) - labelled} test case(s) written to {target}")
+    typer.echo(f"  train it with: nnUNetv2_plan_and_preprocess -d {dataset_id} && nnUNetv2_train {dataset_id} 3d_fullres 0")
+
+
+@app.command("config")
+def show_config(
+    preset: PresetOption = "demo",
+    config_file: ConfigOption = None,
+    overrides: SetOption = None,
+) -> None:
+    """Print the fully resolved configuration (preset + file + --set) as YAML."""
+    from diff4mmlits.config import config_to_yaml, resolve_config
+
+    typer.echo(config_to_yaml(resolve_config(preset, config_file, list(overrides or []))), nl=False)
 
 
 # --- translate: unpaired cross-modality translation --------------------------------------------
@@ -222,8 +282,14 @@ def demo(
 # --- entry point ---------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: one line for bad input (exit 2), one line + log file for a bug (exit 1)."""
-    _setup_logging(verbose=bool(os.environ.get("DIFF4MMLITS_VERBOSE")))
-    args = sys.argv[1:] if argv is None else argv
+    restore_logging = _setup_logging(verbose=bool(os.environ.get("DIFF4MMLITS_VERBOSE")))
+    try:
+        return _run(sys.argv[1:] if argv is None else argv)
+    finally:
+        restore_logging()
+
+
+def _run(args: list[str]) -> int:
     try:
         app(args=args, prog_name="diff4mmlits")  # usage errors: typer prints them and exits 2
     except SystemExit as err:
@@ -236,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as err:  # a bug: keep the traceback in a file, show one line
         path = _log_file_for_crash()
-        path.write_text(f"diff4mmlits {' '.join(args)}\n\n{traceback.format_exc()}")
+        path.write_text(f"diff4mmlits {' '.join(args)}\n\n{traceback.format_exc()}", encoding="utf-8")
         summary = str(err).splitlines()[0] if str(err) else ""
         typer.echo(f"internal error ({type(err).__name__}: {summary}); traceback in {path}", err=True)
         return 1

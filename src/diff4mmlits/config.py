@@ -219,18 +219,23 @@ def resolve_config(
     overrides: list[str] | tuple[str, ...] = (),
     base: dict[str, Any] | None = None,
 ) -> Config:
-    """Build the configuration: defaults → preset → ``base`` → config file → ``--set`` overrides."""
+    """Build the configuration: defaults → preset → ``base`` → config file → ``--set`` overrides.
+
+    A config file that names a ``preset`` overrides ``preset`` (it comes later in that order): the
+    file's preset is applied underneath the file's own values.
+    """
+    from_file = load_config_file(config_file) if config_file is not None else {}
+    if "preset" in from_file:
+        preset = str(from_file["preset"])
+        if preset not in PRESET_NAMES:
+            raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESET_NAMES)}", config_file)
     if preset not in PRESET_NAMES:
         raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESET_NAMES)}")
     values = _preset_overrides(Config, preset)
     values["preset"] = preset
     if base:
         values = _deep_merge(values, base)
-    if config_file is not None:
-        from_file = load_config_file(config_file)
-        if "preset" in from_file and from_file["preset"] != preset:
-            values = _deep_merge(_preset_overrides(Config, str(from_file["preset"])), values)
-        values = _deep_merge(values, from_file)
+    values = _deep_merge(values, from_file)
     for text in overrides:
         values = _deep_merge(values, parse_override(text))
     return validate_config(values, source=str(config_file) if config_file else "--set")

@@ -91,7 +91,10 @@ def ingest_dataset(dataset: str | Path, run: RunFolder, config: Config) -> dict[
     dataset = Path(dataset).resolve()
     report = validate_dataset(dataset, annotated_phase=config.data.annotated_phase)
     report.raise_for_errors()
-    cases = load_dataset(dataset)
+    for warning in report.warnings:
+        log.warning("%s", warning)
+    log.info("validate: %d case(s) in %s, no errors, %d warning(s)", len(report.rows), dataset, len(report.warnings))
+    cases = load_dataset(dataset, annotated_phase=config.data.annotated_phase)
     manifest = {
         "dataset": str(dataset),
         "layout": detect_layout(dataset),
@@ -105,7 +108,8 @@ def ingest_dataset(dataset: str | Path, run: RunFolder, config: Config) -> dict[
 
 def load_split_cases(run: RunFolder, split: str | Iterable[str] | None = None) -> list[Case]:
     """Input cases of the run's dataset, optionally only those of a split (``train``/``validation``/``test``)."""
-    cases = load_dataset(run.dataset_path())
+    manifest = run.load_manifest()
+    cases = load_dataset(run.dataset_path(), annotated_phase=manifest.get("annotated_phase", "PVP"))
     if split is None:
         return cases
     splits = [split] if isinstance(split, str) else list(split)
