@@ -94,13 +94,23 @@ def phantom(
     site: Annotated[str, typer.Option("--site", help="default, or second: other noise, blur, slice thickness and contrast timing (out-of-distribution tests).")] = "default",
     size: Annotated[int, typer.Option("--size", min=16, help="In-plane size in voxels (the volume is size × size × 0.75·size slices; fewer, thicker slices for --site second).")] = 64,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Cases generated in parallel (processes).")] = 1,
+    modality: Annotated[str, typer.Option("--modality", help="ct (four phases), or mri: the same anatomy as a T1 post-contrast-like MRI study (PVP.nii.gz + label), for train-translator; use another --seed than the CT set so the patients differ.")] = "ct",
 ) -> None:
     """Write the built-in four-phase phantom: misaligned phases, PVP labels and per-phase truth."""
     from diff4mmlits.data.phantom import SITES, TRUTH_FOLDER, write_phantom_dataset
 
     if site not in SITES:
         raise InputError(f"--site {site!r}: choose one of {', '.join(SITES)}")
+    if modality not in ("ct", "mri"):
+        raise InputError(f"--modality {modality!r}: choose ct or mri")
     start = time.time()
+    if modality == "mri":
+        from diff4mmlits.translate.phantom_mri import write_mri_phantom_dataset
+
+        write_mri_phantom_dataset(out, cases=cases, seed=seed, site=site, size=size)
+        typer.echo(f"phantom: {cases} MRI-like case(s) ({site} site, size {size}) written in {time.time() - start:.1f} s")
+        typer.echo(f"  dataset: {out}   (<case>/PVP.nii.gz: T1 post-contrast-like image, label.nii.gz)")
+        return
     write_phantom_dataset(out, cases=cases, seed=seed, site=site, size=size, workers=workers)
     typer.echo(f"phantom: {cases} case(s) ({site} site, size {size}) written in {time.time() - start:.1f} s")
     typer.echo(f"  dataset: {out}   (<case>/{{NC,AP,PVP,DP}}.nii.gz, label.nii.gz)")

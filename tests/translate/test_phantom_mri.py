@@ -5,8 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from diff4mmlits.cli import main
+from diff4mmlits.data.dataset import load_dataset
+from diff4mmlits.data.phantom import TISSUES
+from diff4mmlits.data.volume import grid_mismatch
 from diff4mmlits.errors import InputError
-from diff4mmlits.translate.phantom_mri import MRIRendering, bias_field, relative_signal, render_mri
+from diff4mmlits.translate.phantom_mri import (
+    MRIRendering,
+    bias_field,
+    mri_case_from_phantom,
+    relative_signal,
+    render_mri,
+)
 
 from .conftest import TOY_TISSUES, toy_tissues
 
@@ -49,3 +59,21 @@ def test_same_seed_same_image_and_unknown_ids_are_refused() -> None:
     with pytest.raises(InputError, match="no name"):
         render_mri(tissues, {0: "air"}, np.random.default_rng(5))
     assert relative_signal("some_new_vein") > 1.0  # unknown names fall back on keywords
+
+
+def test_phantom_patient_as_mri_keeps_grid_and_label(phantom_case) -> None:
+    mri = mri_case_from_phantom(phantom_case, np.random.default_rng(0))
+    ct = phantom_case.case
+    assert mri.phase_names == ["PVP"] and mri.label is ct.label
+    assert grid_mismatch(mri.annotated, ct.annotated) is None
+    tissues = phantom_case.truth.tissues.array
+    means = {name: float(mri.annotated.array[tissues == tid].mean()) for tid, name in TISSUES.items() if (tissues == tid).any()}
+    assert means["spleen"] < means["liver"] < means["portal_vein"]
+    assert means["bone_cortex"] < means["muscle"] and means["air"] < 0.1 * means["liver"]
+
+
+def test_phantom_mri_command_writes_a_dataset_the_translator_reads(tmp_path) -> None:
+    out = tmp_path / "mri"
+    assert main(["phantom", str(out), "--cases", "2", "--seed", "4", "--size", "24", "--modality", "mri"]) == 0
+    cases = load_dataset(out)
+    assert len(cases) == 2 and all(c.phase_names == ["PVP"] and c.label is not None for c in cases)
