@@ -193,15 +193,16 @@ def show_config(
 # --- translate: unpaired cross-modality translation --------------------------------------------
 @app.command("train-translator")
 def train_translator(
-    source: Annotated[Path, typer.Option("--source", help="Dataset to translate from, e.g. labelled CT (labels needed for essnet).")],
-    target: Annotated[Path, typer.Option("--target", help="Dataset of the other modality, e.g. MRI; other patients are fine (unpaired).")],
     run_dir: RunOption,
+    source: Annotated[Path | None, typer.Option("--source", help="Dataset to translate from, e.g. labelled CT (labels needed for essnet).")] = None,
+    target: Annotated[Path | None, typer.Option("--target", help="Dataset of the other modality, e.g. MRI; other patients are fine (unpaired).")] = None,
     method: Annotated[str | None, typer.Option("--method", help="essnet (CycleGAN + segmentation constraint, keeps anatomy), cyclegan or cut (default: the config's, essnet).")] = None,
     preset: PresetOption = "demo",
     config_file: ConfigOption = None,
     overrides: SetOption = None,
     device: DeviceOption = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in RUN/models/translator-METHOD.")] = False,
+    painter: Annotated[bool, typer.Option("--painter", help="Instead: train the CUT tumor painter (the paper's Table V baseline, for 'synthesize --method cut') on RUN's normal and registered cases; no --source/--target.")] = False,
 ) -> None:
     """Train an unpaired translator from SOURCE's modality to TARGET's (e.g. CT to MRI) into RUN/models/."""
     from diff4mmlits.config import resolve_config
@@ -210,6 +211,16 @@ def train_translator(
 
     if method is not None and method not in ("essnet", "cyclegan", "cut"):
         raise InputError(f"--method {method!r}: choose essnet, cyclegan or cut")
+    if painter:
+        if source is not None or target is not None:
+            raise InputError("--painter trains on the run folder's own cases; leave out --source and --target")
+        from diff4mmlits.translate.cut_painter import train_cut_painter
+
+        model = train_cut_painter(RunFolder(run_dir), load_run_config(run_dir, device, overrides), resume=resume)
+        typer.echo(f"train-translator: CUT tumor painter in {model}; use it with 'diff4mmlits synthesize --run {run_dir} --method cut'")
+        return
+    if source is None or target is None:
+        raise InputError("give both --source DATASET and --target DATASET (or --painter to train the CUT tumor painter)")
     extra = list(overrides or []) + ([f"translate.method={method}"] if method else [])
     folder = RunFolder(run_dir)
     if folder.exists() and config_file is None:
