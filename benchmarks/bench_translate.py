@@ -187,7 +187,7 @@ def main() -> None:
 
     judge = train_liver_unet(judge_cases, args.segmenter_steps, seed=100)
     judge_real = np.mean([dice_iou(segment_liver(judge, c), c.label.array > 0)[0] for c in test])
-    print(f"fixed MRI segmenter: liver Dice {judge_real:.3f} on held-out real MRI")
+    print(f"fixed MRI segmenter: liver Dice {judge_real:.3f} on held-out real MRI", flush=True)
 
     results: dict[str, dict[str, float]] = {}
     translated: dict[str, list[Case]] = {"identity": sets.ct, "paired truth": sets.ct_as_mri}
@@ -203,6 +203,7 @@ def main() -> None:
             translated[method] = [translate_case(c, translator) for c in sets.ct]
             seconds.append(time.perf_counter() - start)
         slices_per_s = slices / min(seconds)
+        print(f"  trained {method}: {steps_per_s:.2f} steps/s", flush=True)
         speed[method] = {"train_steps_per_s": steps_per_s, "train_ratio_vs_supervised_step": steps_per_s / baseline_train,
                          "slices_per_s": slices_per_s}
     baseline_slices = bare_forward_slices_per_s(translator, sets.ct)

@@ -105,3 +105,11 @@ def test_complete_missing_adds_only_the_missing_phase(tmp_path, toy_ct) -> None:
     assert completed.phases["PVP"] is toy_ct[0].phases["PVP"] and completed.label is toy_ct[0].label
     assert grid_mismatch(completed.phases["AP"], toy_ct[0].annotated) is None
     assert complete_missing_phase(with_ap[0], translator) is with_ap[0]
+
+
+def test_3d_cubes_train_and_translate_with_sliding_windows(tmp_path, toy_ct, toy_mri) -> None:
+    config = smoke_config(method="essnet", steps=1, spatial_dims=3, crop_vox=16, batch_size=1, segmenter_channels=(4, 8))
+    translator = load_translator(train_translator(toy_ct, toy_mri, config, tmp_path / "3d", device="cpu"))
+    assert translator.spatial_dims == 3
+    out = translate_case(toy_ct[0], translator)
+    assert grid_mismatch(out.annotated, toy_ct[0].annotated) is None and out.label is toy_ct[0].label
