@@ -137,24 +137,63 @@ def train_in_memory(data: TranslatorData, config: TranslateConfig, seed: int) ->
     return model, config.steps / (time.perf_counter() - start)
 
 
-def baseline_generator_steps_per_s(data: TranslatorData, config: TranslateConfig, steps: int = 20) -> float:
-    """A supervised generator step (forward, L1 to the input, backward, Adam) at the same size."""
-    from diff4mmlits.translate.cyclegan import build_generator
+class SupervisedStep:
+    """The baseline: one supervised generator step (forward, L1 to the input, backward, Adam) at the same size."""
 
-    generator = build_generator(config, 1, 1).to(DEVICE)
-    optimizer = torch.optim.Adam(generator.parameters(), lr=config.learning_rate)
-    sampler = torch.Generator().manual_seed(0)
-    start = time.perf_counter()
-    for _ in range(steps):
-        a, _ = data.source.sample(config.batch_size, config.crop_vox, 2, sampler)
+    def __init__(self, data: TranslatorData, config: TranslateConfig) -> None:
+        from diff4mmlits.translate.cyclegan import build_generator
+
+        self.data, self.config = data, config
+        self.generator = build_generator(config, 1, 1).to(DEVICE)
+        self.optimizer = torch.optim.Adam(self.generator.parameters(), lr=config.learning_rate)
+        self.sampler = torch.Generator().manual_seed(0)
+
+    def __call__(self) -> None:
+        a, _ = self.data.source.sample(self.config.batch_size, self.config.crop_vox, 2, self.sampler)
         a = a.to(DEVICE)
-        loss = F.l1_loss(generator(a), a)
-        optimizer.zero_grad()
+        loss = F.l1_loss(self.generator(a), a)
+        self.optimizer.zero_grad()
         loss.backward()
-        optimizer.step()
+        self.optimizer.step()
+
+
+def rate(step, count: int) -> float:
+    """Calls per second of ``step`` over ``count`` calls (after one warm-up call)."""
+    step()
     if DEVICE.type == "cuda":
         torch.cuda.synchronize()
-    return steps / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for _ in range(count):
+        step()
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+    return count / (time.perf_counter() - start)
+
+
+def interleaved_ratio(step, baseline, count: int, rounds: int = 3) -> tuple[float, float, float]:
+    """``(rate, baseline rate, median ratio)``: baseline, step, baseline, … so that both see the same machine load."""
+    ratios, rates, bases = [], [], []
+    for _ in range(rounds):
+        before = rate(baseline, count)
+        measured = rate(step, count)
+        after = rate(baseline, count)
+        rates.append(measured)
+        bases.append(0.5 * (before + after))
+        ratios.append(measured / bases[-1])
+    return float(np.median(rates)), float(np.median(bases)), float(np.median(ratios))
+
+
+def method_step(data: TranslatorData, config: TranslateConfig):
+    """One training step of a fresh model of ``config.method`` (for timing)."""
+    model = build_model(config, data.source.channels, data.out_channels).to(DEVICE)
+    sampler = torch.Generator().manual_seed(1)
+
+    def step() -> None:
+        a, label = data.source.sample(config.batch_size, config.crop_vox, 2, sampler)
+        b, _ = data.target.sample(config.batch_size, config.crop_vox, 2, sampler)
+        model.train_step(Batch(a, b, label if model.needs_labels else None).to(DEVICE), sampler)
+
+    return step
 
 
 def main() -> None:
@@ -166,6 +205,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--ct-cases", type=int, default=6)
+    parser.add_argument("--speed-steps", type=int, default=10, help="steps per timing window")
     parser.add_argument("--complete-missing-steps", type=int, default=250,
                         help="steps of the PVP → AP translator of the --complete-missing experiment (0: skip it)")
     parser.add_argument("--methods", default="cyclegan,essnet,cut")
@@ -193,24 +233,22 @@ def main() -> None:
 
     results: dict[str, dict[str, float]] = {}
     translated: dict[str, list[Case]] = {"identity": sets.ct, "paired truth": sets.ct_as_mri}
-    baseline_train = baseline_generator_steps_per_s(data, base)
     speed: dict[str, dict[str, float]] = {}
+    supervised = SupervisedStep(data, base)
     for method in args.methods.split(","):
         config = base.model_copy(update={"method": method})
-        model, steps_per_s = train_in_memory(data, config, seed=0)
+        model, wall_rate = train_in_memory(data, config, seed=0)
         translator = translator_from_model(model, data, config, DEVICE)
-        slices, seconds = sum(c.annotated.shape[0] for c in sets.ct), []
-        for _ in range(3):  # best of three: the machine is shared
-            start = time.perf_counter()
-            translated[method] = [translate_case(c, translator) for c in sets.ct]
-            seconds.append(time.perf_counter() - start)
-        slices_per_s = slices / min(seconds)
-        print(f"  trained {method}: {steps_per_s:.2f} steps/s", flush=True)
-        speed[method] = {"train_steps_per_s": steps_per_s, "train_ratio_vs_supervised_step": steps_per_s / baseline_train,
-                         "slices_per_s": slices_per_s}
-    baseline_slices = bare_forward_slices_per_s(translator, sets.ct)
-    for method in speed:
-        speed[method]["slices_ratio_vs_bare_forward"] = speed[method]["slices_per_s"] / baseline_slices
+        translated[method] = [translate_case(c, translator) for c in sets.ct]
+        steps_per_s, baseline_steps, train_ratio = interleaved_ratio(method_step(data, config), supervised, args.speed_steps)
+        slices = sum(c.annotated.shape[0] for c in sets.ct)
+        slices_per_s, baseline_slices, slice_ratio = interleaved_ratio(
+            lambda translator=translator: [translate_case(c, translator) for c in sets.ct],
+            lambda translator=translator: bare_forward(translator, sets.ct), 1)
+        speed[method] = {"train_steps_per_s": steps_per_s, "baseline_steps_per_s": baseline_steps, "train_ratio": train_ratio,
+                         "slices_per_s": slices_per_s * slices, "baseline_slices_per_s": baseline_slices * slices,
+                         "slices_ratio": slice_ratio, "wall_steps_per_s_while_training": wall_rate}
+        print(f"  trained {method} ({wall_rate:.2f} steps/s over the whole training)", flush=True)
 
     print("\nanatomy preservation and translation error (mean over the CT cases)")
     print(f"{'translation':<14} {'liver Dice':>10} {'MAE':>7} {'SSIM':>7}")
@@ -238,11 +276,11 @@ def main() -> None:
         iou, dice = np.array([r[0] for r in runs]), np.array([r[1] for r in runs])
         print(f"{arm:<22} {iou.mean():>7.3f}±{iou.std():.3f} {dice.mean():>7.3f}±{dice.std():.3f}   {np.round(iou, 3).tolist()}")
 
-    print(f"\nspeed ({args.threads} thread(s)); baselines: supervised generator step {baseline_train:.2f} steps/s, "
-          f"bare generator forward {baseline_slices:.1f} slices/s")
-    for method, s in speed.items():
-        print(f"{method:<10} train {s['train_steps_per_s']:.2f} steps/s (×{s['train_ratio_vs_supervised_step']:.2f} of the "
-              f"supervised step); translate {s['slices_per_s']:.1f} slices/s (×{s['slices_ratio_vs_bare_forward']:.2f} of the bare forward)")
+    print(f"\nspeed ({args.threads} thread(s), {DEVICE.type}; each ratio against a baseline timed just before and after it)")
+    for method, r in speed.items():
+        print(f"{method:<10} train {r['train_steps_per_s']:.2f} steps/s = ×{r['train_ratio']:.2f} of a supervised generator "
+              f"step ({r['baseline_steps_per_s']:.2f}/s); translate {r['slices_per_s']:.0f} slices/s = ×{r['slices_ratio']:.2f} "
+              f"of the bare generator forward ({r['baseline_slices_per_s']:.0f}/s)")
     complete = {}
     if args.complete_missing_steps > 0:
         complete = complete_missing_experiment(args.size, args.complete_missing_steps)
@@ -306,21 +344,13 @@ def complete_missing_experiment(size: int, steps: int, cases: int = 8, method: s
 
 
 @torch.no_grad()
-def bare_forward_slices_per_s(translator, cases: list[Case]) -> float:
-    """The generator alone over the same slices, already normalised and batched (no I/O, no padding)."""
+def bare_forward(translator, cases: list[Case]) -> None:
+    """The generator alone over the same slices, already normalised (no intensity maps, no volumes)."""
     generator = translator.generator.eval()
-    stacks = [torch.from_numpy(translator.source_map.to_unit(c.annotated.array))[:, None] for c in cases]
-    stacks = [_pad(s, 4).to(DEVICE) for s in stacks]
-    seconds = []
-    for _ in range(3):  # best of three, as for the translations
-        start = time.perf_counter()
-        for stack in stacks:
-            for i in range(0, len(stack), translator.batch_slices):
-                generator(stack[i:i + translator.batch_slices])
-        if DEVICE.type == "cuda":
-            torch.cuda.synchronize()
-        seconds.append(time.perf_counter() - start)
-    return sum(len(s) for s in stacks) / min(seconds)
+    for case in cases:
+        stack = _pad(torch.from_numpy(translator.source_map.to_unit(case.annotated.array))[:, None], 4).to(DEVICE)
+        for i in range(0, len(stack), translator.batch_slices):
+            generator(stack[i:i + translator.batch_slices])
 
 
 def save_comparison(translated: dict[str, list[Case]], sources: list[Case], path: Path) -> None:
