@@ -94,13 +94,23 @@ def phantom(
     site: Annotated[str, typer.Option("--site", help="default, or second: other noise, blur, slice thickness and contrast timing (out-of-distribution tests).")] = "default",
     size: Annotated[int, typer.Option("--size", min=16, help="In-plane size in voxels (the volume is size × size × 0.75·size slices; fewer, thicker slices for --site second).")] = 64,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Cases generated in parallel (processes).")] = 1,
+    modality: Annotated[str, typer.Option("--modality", help="ct (four phases), or mri: the same anatomy as a T1 post-contrast-like MRI study (PVP.nii.gz + label), for train-translator; use another --seed than the CT set so the patients differ.")] = "ct",
 ) -> None:
     """Write the built-in four-phase phantom: misaligned phases, PVP labels and per-phase truth."""
     from diff4mmlits.data.phantom import SITES, TRUTH_FOLDER, write_phantom_dataset
 
     if site not in SITES:
         raise InputError(f"--site {site!r}: choose one of {', '.join(SITES)}")
+    if modality not in ("ct", "mri"):
+        raise InputError(f"--modality {modality!r}: choose ct or mri")
     start = time.time()
+    if modality == "mri":
+        from diff4mmlits.translate.phantom_mri import write_mri_phantom_dataset
+
+        write_mri_phantom_dataset(out, cases=cases, seed=seed, site=site, size=size)
+        typer.echo(f"phantom: {cases} MRI-like case(s) ({site} site, size {size}) written in {time.time() - start:.1f} s")
+        typer.echo(f"  dataset: {out}   (<case>/PVP.nii.gz: T1 post-contrast-like image, label.nii.gz)")
+        return
     write_phantom_dataset(out, cases=cases, seed=seed, site=site, size=size, workers=workers)
     typer.echo(f"phantom: {cases} case(s) ({site} site, size {size}) written in {time.time() - start:.1f} s")
     typer.echo(f"  dataset: {out}   (<case>/{{NC,AP,PVP,DP}}.nii.gz, label.nii.gz)")
@@ -290,6 +300,65 @@ def evaluate(
     if evaluation.missing_predictions:
         typer.echo(f"note: {len(evaluation.missing_predictions)} ground-truth case(s) have no prediction and were not scored")
     typer.echo(f"evaluate: {len(evaluation.rows)} case(s); tables in {out / 'metrics.csv'}; report {out / 'index.html'}")
+
+# --- translate: unpaired cross-modality translation --------------------------------------------
+@app.command("train-translator")
+def train_translator(
+    run_dir: RunOption,
+    source: Annotated[Path | None, typer.Option("--source", help="Dataset to translate from, e.g. labelled CT (labels needed for essnet).")] = None,
+    target: Annotated[Path | None, typer.Option("--target", help="Dataset of the other modality, e.g. MRI; other patients are fine (unpaired).")] = None,
+    method: Annotated[str | None, typer.Option("--method", help="essnet (CycleGAN + segmentation constraint, keeps anatomy), cyclegan or cut (default: the config's, essnet).")] = None,
+    preset: PresetOption = "demo",
+    config_file: ConfigOption = None,
+    overrides: SetOption = None,
+    device: DeviceOption = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in RUN/models/translator-METHOD.")] = False,
+    painter: Annotated[bool, typer.Option("--painter", help="Instead: train the CUT tumor painter (the paper's Table V baseline, for 'synthesize --method cut') on RUN's normal and registered cases; no --source/--target.")] = False,
+) -> None:
+    """Train an unpaired translator from SOURCE's modality to TARGET's (e.g. CT to MRI) into RUN/models/."""
+    from diff4mmlits.config import resolve_config
+    from diff4mmlits.runfolder import RunFolder
+    from diff4mmlits.translate.stage import train_translator_from_datasets
+
+    if method is not None and method not in ("essnet", "cyclegan", "cut"):
+        raise InputError(f"--method {method!r}: choose essnet, cyclegan or cut")
+    if painter:
+        if source is not None or target is not None:
+            raise InputError("--painter trains on the run folder's own cases; leave out --source and --target")
+        from diff4mmlits.translate.cut_painter import train_cut_painter
+
+        model = train_cut_painter(RunFolder(run_dir), load_run_config(run_dir, device, overrides), resume=resume)
+        typer.echo(f"train-translator: CUT tumor painter in {model}; use it with 'diff4mmlits synthesize --run {run_dir} --method cut'")
+        return
+    if source is None or target is None:
+        raise InputError("give both --source DATASET and --target DATASET (or --painter to train the CUT tumor painter)")
+    extra = list(overrides or []) + ([f"translate.method={method}"] if method else [])
+    folder = RunFolder(run_dir)
+    if folder.exists() and config_file is None:
+        config = load_run_config(run_dir, device, extra)
+    else:
+        config = resolve_config(preset, config_file, extra + ([f"device={device}"] if device else []))
+        if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes
+            folder.root.mkdir(parents=True, exist_ok=True)
+            folder.save_config(config)
+    model = train_translator_from_datasets(source, target, folder, config, resume=resume)
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(f"train-translator: {config.translate.method} model in {model} (log.csv, curves.png beside it)")
+
+
+@app.command()
+def translate(
+    model: Annotated[Path, typer.Option("--model", help="Model folder written by train-translator (RUN/models/translator-METHOD).")],
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="A volume file, a case folder or a dataset folder of the source modality.")],
+    output: Annotated[Path, typer.Argument(metavar="OUTPUT", help="Volume file (for a file INPUT) or folder for the translated cases.")],
+    device: DeviceOption = None,
+    complete_missing: Annotated[bool, typer.Option("--complete-missing", help="Keep every phase and add the model's target phase where a case lacks it (for a phase-to-phase translator, e.g. PVP to AP).")] = False,
+) -> None:
+    """Translate volumes with a trained translator; labels and geometry are carried over unchanged."""
+    from diff4mmlits.translate.stage import translate_path
+
+    written = translate_path(model, input_path, output, device=device or "auto", complete_missing=complete_missing)
+    typer.echo(f"translate: {len(written)} output(s) written to {output}")
 
 
 # --- the whole pipeline ----------------------------------------------------------------------

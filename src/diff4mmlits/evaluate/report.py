@@ -89,6 +89,12 @@ def section_segmentation_metrics(run: RunFolder, report_dir: Path) -> str:
 
     return section(run, report_dir)
 
+def _translators(run: RunFolder, report_dir: Path) -> str:
+    """Translators trained into this run folder (``train-translator``), if any."""
+    from diff4mmlits.translate.report import section_translators
+
+    return section_translators(run, report_dir)
+
 
 REPORT_SECTIONS: list[ReportSection] = [
     section_cases,
@@ -97,6 +103,8 @@ REPORT_SECTIONS: list[ReportSection] = [
     # later stages add their sections here, in pipeline order
     section_segmenter,
     section_segmentation_metrics,
+
+    _translators,
 ]
 
 
