@@ -163,12 +163,38 @@ def stage_evaluate(run: RunFolder, config: Config) -> None:
 
     run_evaluate(run, config)
 
+def stage_train_autoencoder(run: RunFolder, config: Config) -> None:
+    """The synthesizer's VQ autoencoder on the normal CT (models/autoencoder)."""
+    from diff4mmlits.synthesize.stage import stage_train_autoencoder as train
+
+    train(run, config)
+
+
+def stage_train_synthesizer(run: RunFolder, config: Config) -> None:
+    """The latent diffusion tumor synthesizer on the real tumors (models/diffusion[-joint])."""
+    from diff4mmlits.synthesize.stage import stage_train_synthesizer as train
+
+    train(run, config)
+
+
+def stage_synthesize(run: RunFolder, config: Config) -> None:
+    """Synthetic cases with new tumors painted into the normal CT (synthetic/)."""
+    from diff4mmlits.synthesize.stage import stage_synthesize as synthesize
+
+    synthesize(run, config)
+
 
 # --- the stages, in order ----------------------------------------------------------------------
 STAGES: list[Stage] = [
     Stage("previews", "preview figure per case", stage_previews, ("preview",), ()),
     Stage("register", "every phase registered onto the annotated phase (registered/)", stage_register, ("register",), ()),
-    # inpaint and synthesize stages go here, in pipeline order
+    # the inpaint stages (train-inpainter, inpaint) go here
+    Stage("train-autoencoder", "the synthesizer's autoencoder on normal CT", stage_train_autoencoder,
+          ("autoencoder",), ("register", "inpaint")),
+    Stage("train-synthesizer", "the latent diffusion tumor synthesizer", stage_train_synthesizer,
+          ("autoencoder", "diffusion"), ("register", "train-autoencoder")),
+    Stage("synthesize", "synthetic cases with aligned tumors in every phase", stage_synthesize,
+          ("synthesize", "diffusion"), ("register", "inpaint", "train-autoencoder", "train-synthesizer")),
     Stage("train", "the 4-phase segmenter trained on real + synthetic cases (models/segmenter/)", stage_train,
           ("segment",), ("register", "inpaint", "synthesize")),
     Stage("predict", "labels of the held-out test cases (predictions/)", stage_predict, ("segment",), ("train",)),
