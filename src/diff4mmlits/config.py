@@ -62,6 +62,83 @@ class PreviewConfig(Section):
     """Display window for figures, HU."""
 
 
+# --- inpaint (Normal CT Generator) -----------------------------------------------------------
+class InpaintConfig(Section):
+    """The Normal CT Generator (paper §III-A): mask preparation, the FFC inpainter and its training.
+
+    Defaults are the paper's and LaMa's (Suvorov et al. 2022, ``lama-fourier``) settings.
+    """
+
+    # mask preparation (paper: 5×5 closing, one 3×3 dilation of each PVP tumor, in-plane)
+    close_kernel_vox: int = 5
+    dilate_kernel_vox: int = 3
+    close_kernel_mm: float | None = None
+    """When set, the closing kernel's width in mm (overrides ``close_kernel_vox``)."""
+    dilate_kernel_mm: float | None = None
+    """When set, the dilation kernel's width in mm (overrides ``dilate_kernel_vox``)."""
+
+    method: Literal["ffc", "median", "mean-fill"] = "ffc"
+    """What fills the mask: the trained FFC network, or a baseline (Table V's median filter, liver mean + noise)."""
+    window_hu: tuple[float, float] = (-175.0, 250.0)
+    """HU window mapped to [-1, 1] for the network's input and output."""
+
+    # network (LaMa's FFC ResNet generator, 2D)
+    base_channels: int = 64
+    max_channels: int = 512
+    n_downsampling: int = 3
+    n_blocks: int = 9
+    ratio_global: float = 0.75
+    enable_lfu: bool = False
+    disc_channels: int = 64
+    disc_layers: int = 3
+
+    # training (LaMa: Adam, generator lr 1e-3, discriminator lr 1e-4)
+    steps: int = 100_000
+    batch_size: int = 16
+    crop_vox: int = 256
+    """Square training crops, voxels (slices smaller than this are used whole)."""
+    lr_generator: float = 1e-3
+    lr_discriminator: float = 1e-4
+    liver_slice_fraction: float = 0.8
+    """Share of training slices drawn from slices that contain liver."""
+    blob_mask_fraction: float = 0.5
+    """Share of training masks that are tumor-like blobs inside the liver (the rest: LaMa strokes and boxes)."""
+    max_hole_fraction: float = 0.5
+    """Largest share of a crop that a random stroke/box mask may cover."""
+    l1_hole_weight: float = 10.0
+    l1_known_weight: float = 10.0
+    adversarial_weight: float = 10.0
+    r1_weight: float = 0.001
+    feature_matching_weight: float = 100.0
+    perceptual_weight: float = 0.0
+    """Off by default. > 0 needs ``perceptual_weights``: a local ResNet-50 state dict (nothing is downloaded)."""
+    perceptual_weights: str | None = None
+    mixed_precision: bool = True
+    """float16 autocast + gradient scaling on CUDA (ignored on CPU)."""
+    log_every_steps: int = 50
+    checkpoint_every_steps: int = 1000
+    monitor_slices: int = 32
+    """Slices of the validation split with fixed random holes, for the monitor MAE in the training log."""
+
+    # inference
+    inference_batch_size: int = 32
+    median_kernel_vox: int = 5
+    """Median-filter baseline: window of the iterative masked median, voxels (in-plane)."""
+    mean_fill_noise: bool = True
+    """Mean-fill baseline: add Gaussian noise with the liver's HU standard deviation."""
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "smoke": {"base_channels": 8, "max_channels": 32, "n_downsampling": 2, "n_blocks": 1, "disc_channels": 8,
+                  "disc_layers": 2, "steps": 6, "batch_size": 4, "crop_vox": 32, "log_every_steps": 2,
+                  "checkpoint_every_steps": 3, "monitor_slices": 4, "inference_batch_size": 16},
+        "demo": {"base_channels": 16, "max_channels": 64, "n_downsampling": 2, "n_blocks": 3, "disc_channels": 16,
+                 "disc_layers": 2, "steps": 300, "batch_size": 8, "crop_vox": 64, "lr_generator": 2e-3,
+                 "lr_discriminator": 2e-4, "log_every_steps": 25, "checkpoint_every_steps": 100,
+                 "monitor_slices": 16, "inference_batch_size": 32},
+        "paper": {},
+    }
+
+
 # --- the whole configuration ---------------------------------------------------------------
 class Config(Section):
     """The full, resolved configuration of a run."""
@@ -75,6 +152,7 @@ class Config(Section):
     data: DataConfig = DataConfig()
     phantom: PhantomConfig = PhantomConfig()
     preview: PreviewConfig = PreviewConfig()
+    inpaint: InpaintConfig = InpaintConfig()
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"device": "cpu"},
