@@ -120,6 +120,18 @@ def validate(
         raise typer.Exit(1)
 
 
+@app.command("config")
+def show_config(
+    preset: PresetOption = "demo",
+    config_file: ConfigOption = None,
+    overrides: SetOption = None,
+) -> None:
+    """Print the fully resolved configuration (preset + file + --set) as YAML."""
+    from diff4mmlits.config import config_to_yaml, resolve_config
+
+    typer.echo(config_to_yaml(resolve_config(preset, config_file, list(overrides or []))), nl=False)
+
+
 # --- the whole pipeline ----------------------------------------------------------------------
 @app.command()
 def run(

@@ -91,6 +91,9 @@ def ingest_dataset(dataset: str | Path, run: RunFolder, config: Config) -> dict[
     dataset = Path(dataset).resolve()
     report = validate_dataset(dataset, annotated_phase=config.data.annotated_phase)
     report.raise_for_errors()
+    for warning in report.warnings:
+        log.warning("%s", warning)
+    log.info("validate: %d case(s) in %s, no errors, %d warning(s)", len(report.rows), dataset, len(report.warnings))
     cases = load_dataset(dataset)
     manifest = {
         "dataset": str(dataset),

@@ -1,0 +1,114 @@
+"""The pipeline over a run folder: ingest, split, stamps, skipping up-to-date stages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from diff4mmlits.config import resolve_config
+from diff4mmlits.data.case import Case
+from diff4mmlits.data.native import write_case_folder
+from diff4mmlits.data.volume import Volume
+from diff4mmlits.errors import InputError
+from diff4mmlits.pipeline import STAGES, Stage, get_stage, ingest_dataset, run_pipeline, run_stage, split_cases
+from diff4mmlits.runfolder import RunFolder
+
+
+def tiny_case(case_id: str, seed: int) -> Case:
+    """A 12³ two-phase case: a 'liver' cube with a 'tumor' inside, noise around."""
+    rng = np.random.default_rng(seed)
+    label = np.zeros((12, 12, 12), np.uint8)
+    label[3:9, 3:9, 3:9] = 1
+    label[5:7, 5:7, 5:7] = 2
+    pvp = np.where(label > 0, 110.0, -100.0) + rng.normal(0, 10, label.shape)
+    ap = np.where(label > 0, 70.0, -100.0) + rng.normal(0, 10, label.shape)
+    grid = dict(spacing_mm=(2.0, 1.5, 1.5), origin_mm=(0.0, -10.0, 5.0))
+    return Case(
+        case_id,
+        {"PVP": Volume(pvp.astype(np.float32), **grid), "AP": Volume(ap.astype(np.float32), **grid)},
+        Volume(label, kind="label", **grid),
+    )
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Path:
+    for i in range(5):
+        write_case_folder(tiny_case(f"case_{i:03d}", i), tmp_path / "data" / f"case_{i:03d}")
+    return tmp_path / "data"
+
+
+def test_split_is_deterministic_disjoint_and_covering() -> None:
+    ids = [f"c{i}" for i in range(10)]
+    split = split_cases(ids, seed=3, test_fraction=0.2, validation_fraction=0.25)
+    assert split == split_cases(list(reversed(ids)), seed=3, test_fraction=0.2, validation_fraction=0.25)
+    parts = [set(split[k]) for k in ("train", "validation", "test")]
+    assert set().union(*parts) == set(ids)
+    assert sum(len(p) for p in parts) == len(ids)
+    assert len(split["test"]) == 2 and len(split["validation"]) == 2
+    assert split != split_cases(ids, seed=4, test_fraction=0.2, validation_fraction=0.25)
+
+
+def test_tiny_datasets_keep_at_least_one_training_case() -> None:
+    assert split_cases(["a", "b"], 0, 0.2, 0.2) == {"train": ["a", "b"], "validation": [], "test": []}
+    three = split_cases(["a", "b", "c"], 0, 0.2, 0.2)
+    assert len(three["test"]) == 1 and len(three["train"]) == 2
+
+
+def test_ingest_writes_manifest_with_geometry_and_checksums(tiny_dataset: Path, tmp_path: Path) -> None:
+    run = RunFolder(tmp_path / "run")
+    manifest = ingest_dataset(tiny_dataset, run, resolve_config("smoke"))
+    assert run.manifest_path.is_file()
+    assert [c["id"] for c in manifest["cases"]] == [f"case_{i:03d}" for i in range(5)]
+    first = manifest["cases"][0]
+    assert set(first["phases"]) == {"AP", "PVP"}
+    assert first["phases"]["PVP"]["spacing_mm"] == [2.0, 1.5, 1.5]
+    assert first["label"]["tumor_ml"] == pytest.approx(8 * 2.0 * 1.5 * 1.5 / 1000, abs=0.01)
+    checksums = {c["phases"]["PVP"]["checksum"] for c in manifest["cases"]}
+    assert len(checksums) == 5  # different noise → different checksums
+
+
+def test_ingest_refuses_a_bad_dataset_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="empty dataset"):
+        ingest_dataset(tmp_path / "empty", RunFolder(tmp_path / "run"), resolve_config("smoke"))
+    assert not (tmp_path / "run" / "manifest.json").exists()
+
+
+def test_run_pipeline_writes_config_previews_report_and_skips_when_up_to_date(tiny_dataset: Path, tmp_path: Path, monkeypatch) -> None:
+    calls: list[str] = []
+    probe = Stage("probe", "counts its runs", lambda run, config: calls.append("probe"), ("preview",), ())
+    monkeypatch.setattr("diff4mmlits.pipeline.STAGES", [probe, *[s for s in STAGES if s.name in ("previews", "report")]])
+    config = resolve_config("smoke")
+    run = RunFolder(tmp_path / "run")
+    run_pipeline(tiny_dataset, run, config)
+    assert run.config_path.is_file() and run.load_config() == config
+    assert len(list(run.previews_dir.glob("*.png"))) == 5
+    page = (run.report_dir / "index.html").read_text()
+    assert "case_004" in page and "previews/case_000.png" in page
+    assert calls == ["probe"]
+    run_pipeline(tiny_dataset, run, config)
+    assert calls == ["probe"], "an up-to-date stage must be skipped"
+    changed = resolve_config("smoke", overrides=["preview.window_hu=[-100, 200]"])
+    run_pipeline(tiny_dataset, run, changed)
+    assert calls == ["probe", "probe"], "a changed config section must re-run the stage"
+    run_pipeline(tiny_dataset, run, changed, force=True)
+    assert calls == ["probe"] * 3
+
+
+def test_a_failed_stage_leaves_no_stamp(tiny_dataset: Path, tmp_path: Path) -> None:
+    def explode(run: RunFolder, config) -> None:
+        raise InputError("boom")
+
+    run = RunFolder(tmp_path / "run")
+    config = resolve_config("smoke")
+    ingest_dataset(tiny_dataset, run, config)
+    with pytest.raises(InputError):
+        run_stage(run, Stage("explode", "fails", explode), config)
+    assert run.read_stamp("explode") is None
+
+
+def test_unknown_stage_is_one_line() -> None:
+    with pytest.raises(InputError, match="unknown stage 'nope'"):
+        get_stage("nope")
