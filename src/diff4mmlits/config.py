@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from diff4mmlits.errors import InputError
 
@@ -70,8 +70,8 @@ class InpaintConfig(Section):
     """
 
     # mask preparation (paper: 5×5 closing, one 3×3 dilation of each PVP tumor, in-plane)
-    close_kernel_vox: int = 5
-    dilate_kernel_vox: int = 3
+    close_kernel_vox: int = Field(5, ge=1)
+    dilate_kernel_vox: int = Field(3, ge=1)
     close_kernel_mm: float | None = None
     """When set, the closing kernel's width in mm (overrides ``close_kernel_vox``)."""
     dilate_kernel_mm: float | None = None
@@ -83,19 +83,19 @@ class InpaintConfig(Section):
     """HU window mapped to [-1, 1] for the network's input and output."""
 
     # network (LaMa's FFC ResNet generator, 2D)
-    base_channels: int = 64
+    base_channels: int = Field(64, ge=4)
     max_channels: int = 512
-    n_downsampling: int = 3
-    n_blocks: int = 9
-    ratio_global: float = 0.75
+    n_downsampling: int = Field(3, ge=1, le=6)
+    n_blocks: int = Field(9, ge=0)
+    ratio_global: float = Field(0.75, ge=0.0, lt=1.0)
     enable_lfu: bool = False
     disc_channels: int = 64
-    disc_layers: int = 3
+    disc_layers: int = Field(3, ge=1)
 
     # training (LaMa: Adam, generator lr 1e-3, discriminator lr 1e-4)
-    steps: int = 100_000
-    batch_size: int = 16
-    crop_vox: int = 256
+    steps: int = Field(100_000, ge=0)
+    batch_size: int = Field(16, ge=1)
+    crop_vox: int = Field(256, ge=16)
     """Square training crops, voxels (slices smaller than this are used whole)."""
     lr_generator: float = 1e-3
     lr_discriminator: float = 1e-4
@@ -109,20 +109,22 @@ class InpaintConfig(Section):
     l1_known_weight: float = 10.0
     adversarial_weight: float = 10.0
     r1_weight: float = 0.001
+    r1_every_steps: int = Field(1, ge=1)
+    """Lazy R1: the penalty every k steps with k times the weight (LaMa: every step)."""
     feature_matching_weight: float = 100.0
     perceptual_weight: float = 0.0
     """Off by default. > 0 needs ``perceptual_weights``: a local ResNet-50 state dict (nothing is downloaded)."""
     perceptual_weights: str | None = None
     mixed_precision: bool = True
     """float16 autocast + gradient scaling on CUDA (ignored on CPU)."""
-    log_every_steps: int = 50
-    checkpoint_every_steps: int = 1000
+    log_every_steps: int = Field(50, ge=1)
+    checkpoint_every_steps: int = Field(1000, ge=1)
     monitor_slices: int = 32
     """Slices of the validation split with fixed random holes, for the monitor MAE in the training log."""
 
     # inference
-    inference_batch_size: int = 32
-    median_kernel_vox: int = 5
+    inference_batch_size: int = Field(32, ge=1)
+    median_kernel_vox: int = Field(5, ge=3)
     """Median-filter baseline: window of the iterative masked median, voxels (in-plane)."""
     mean_fill_noise: bool = True
     """Mean-fill baseline: add Gaussian noise with the liver's HU standard deviation."""
@@ -132,7 +134,7 @@ class InpaintConfig(Section):
                   "disc_layers": 2, "steps": 6, "batch_size": 4, "crop_vox": 32, "log_every_steps": 2,
                   "checkpoint_every_steps": 3, "monitor_slices": 4, "inference_batch_size": 16},
         "demo": {"base_channels": 16, "max_channels": 64, "n_downsampling": 2, "n_blocks": 3, "disc_channels": 16,
-                 "disc_layers": 2, "steps": 300, "batch_size": 8, "crop_vox": 64, "lr_generator": 2e-3,
+                 "disc_layers": 2, "steps": 300, "batch_size": 8, "r1_every_steps": 4, "crop_vox": 64, "lr_generator": 2e-3,
                  "lr_discriminator": 2e-4, "log_every_steps": 25, "checkpoint_every_steps": 100,
                  "monitor_slices": 16, "inference_batch_size": 32},
         "paper": {},

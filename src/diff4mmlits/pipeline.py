@@ -128,6 +128,20 @@ def stage_previews(run: RunFolder, config: Config) -> None:
         plot_case_preview(case, run.previews_dir / f"{case.case_id}.png", window_hu=config.preview.window_hu)
 
 
+def stage_train_inpainter(run: RunFolder, config: Config) -> None:
+    """``models/inpainter/``: the FFC inpainter trained on the registered train + validation cases."""
+    from diff4mmlits.inpaint.stage import stage_train_inpainter as train
+
+    train(run, config)
+
+
+def stage_inpaint(run: RunFolder, config: Config) -> None:
+    """``normal/<case>/``: every registered case with its tumors inpainted away, in every phase."""
+    from diff4mmlits.inpaint.stage import stage_inpaint as inpaint
+
+    inpaint(run, config)
+
+
 def stage_report(run: RunFolder, config: Config) -> None:
     """``report/index.html``: what the run holds, with its figures and tables."""
     from diff4mmlits.evaluate.report import write_run_report
@@ -139,6 +153,9 @@ def stage_report(run: RunFolder, config: Config) -> None:
 STAGES: list[Stage] = [
     Stage("previews", "preview figure per case", stage_previews, ("preview",), ()),
     # register, inpaint, synthesize, translate, segment and evaluate stages are inserted here, in order
+    Stage("train-inpainter", "FFC inpainter trained on the registered cases", stage_train_inpainter, ("inpaint",),
+          ("register",)),
+    Stage("inpaint", "tumor-free normal CT of every phase", stage_inpaint, ("inpaint",), ("train-inpainter", "register")),
     Stage("report", "report/index.html", stage_report, (), ()),
 ]
 

@@ -47,7 +47,7 @@ from diff4mmlits.checkpoint import (
 )
 from diff4mmlits.config import Config, InpaintConfig
 from diff4mmlits.data.case import Case
-from diff4mmlits.distributed import DistributedContext, init_distributed, unwrap, wrap_ddp
+from diff4mmlits.distributed import DistributedContext, init_distributed, wrap_ddp
 from diff4mmlits.errors import InputError
 from diff4mmlits.files import write_text_atomic
 from diff4mmlits.inpaint.losses import (
@@ -58,7 +58,7 @@ from diff4mmlits.inpaint.losses import (
     r1_penalty,
 )
 from diff4mmlits.inpaint.network import FFCInpainter, InpainterArchitecture, composite
-from diff4mmlits.inpaint.slices import SliceSource, TrainingBatch, build_sources, monitor_batch, sample_batch
+from diff4mmlits.inpaint.slices import TrainingBatch, build_sources, monitor_batch, sample_batch
 from diff4mmlits.progress import progress
 
 log = logging.getLogger(__name__)
@@ -143,8 +143,12 @@ class InpaintingGAN:
     def _autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(device_type="cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext()
 
-    def train_step(self, batch: TrainingBatch) -> dict[str, float]:
-        """One generator step then one discriminator step; the losses as floats."""
+    def train_step(self, batch: TrainingBatch, apply_r1: bool = True) -> dict[str, float]:
+        """One generator step then one discriminator step; the losses as floats.
+
+        ``apply_r1=False`` skips the R1 penalty this step (lazy regularisation: with
+        ``r1_every_steps`` = k, the penalty runs every k-th step with k times the weight).
+        """
         cfg = self.config
         b = batch.to(self.device)
         self.generator_ddp.train()
@@ -175,15 +179,16 @@ class InpaintingGAN:
 
         # 2. discriminator: inpainted pixels are fake, R1 on real slices
         self.discriminator.requires_grad_(True)
-        real_in = real_d_input.detach().requires_grad_(cfg.r1_weight > 0)
+        use_r1 = apply_r1 and cfg.r1_weight > 0
+        real_in = real_d_input.detach().requires_grad_(use_r1)
         with self._autocast():
             real_logits = self.discriminator(real_in)[-1]
             fake_logits = self.discriminator(discriminator_input(inpainted.detach(), b.phase_index, self.n_phases))[-1]
         adv_d = discriminator_loss(real_logits.float(), fake_logits.float(), b.hole, b.valid)
         r1 = torch.zeros((), device=self.device)
-        if cfg.r1_weight > 0:
+        if use_r1:
             r1 = r1_penalty(real_logits, real_in, scale=float(self.scaler_d.get_scale()) if self.amp else 1.0)
-        d_total = adv_d + cfg.r1_weight * r1
+        d_total = adv_d + cfg.r1_weight * cfg.r1_every_steps * r1
         self.optimizer_d.zero_grad(set_to_none=True)
         self.scaler_d.scale(d_total).backward()
         _average_gradients(self.discriminator, self.context)
@@ -225,9 +230,10 @@ class TrainingResult:
     last_row: dict[str, float]
 
 
-def model_config(gan: InpaintingGAN, config: Config, step: int, case_ids: Sequence[str]) -> dict:
+def model_config(gan: InpaintingGAN, config: Config, step: int, case_ids: Sequence[str], extra: dict | None = None) -> dict:
     """The model folder's ``config.json``: what builds the network and how it was trained."""
     return {
+        **(extra or {}),
         "model": MODEL_KIND,
         "architecture": gan.architecture.to_dict(),
         "window_hu": list(config.inpaint.window_hu),
@@ -265,7 +271,7 @@ def _write_log(folder: Path, rows: list[dict[str, float]]) -> None:
 
 def plot_curves(rows: list[dict[str, float]], path: Path) -> Path:
     """Loss curves of the training log: L1 terms, adversarial terms, feature matching, monitor MAE."""
-    from diff4mmlits.evaluate.figures import save_figure, plt
+    from diff4mmlits.evaluate.figures import plt, save_figure
 
     steps = [row["step"] for row in rows]
     groups = [("L1 (window units)", ("l1_hole", "l1_known")), ("adversarial", ("adv_g", "adv_d", "r1")),
@@ -283,8 +289,8 @@ def plot_curves(rows: list[dict[str, float]], path: Path) -> Path:
 
 
 def _save_checkpoint(folder: Path, gan: InpaintingGAN, config: Config, step: int, rows: list[dict[str, float]],
-                     case_ids: Sequence[str]) -> None:
-    save_model_folder(folder, gan.generator, model_config(gan, config, step, case_ids))
+                     case_ids: Sequence[str], extra: dict | None) -> None:
+    save_model_folder(folder, gan.generator, model_config(gan, config, step, case_ids, extra))
     save_weights(gan.discriminator, folder / DISCRIMINATOR_NAME)
     save_training_state(folder, {"step": step, "log": rows, **gan.state()})
     _write_log(folder, rows)
@@ -298,6 +304,7 @@ def train_inpainter(
     device: str | None = None,
     resume: bool = False,
     init_from: str | Path | None = None,
+    extra_config: dict | None = None,
 ) -> TrainingResult:
     """Train the FFC inpainter on registered, labelled ``cases``; write the model folder ``out_dir``.
 
@@ -310,6 +317,7 @@ def train_inpainter(
         device: ``auto``/``cpu``/``cuda[:N]``; default the config's.
         resume: continue from ``out_dir/training_state.pt`` when there is one.
         init_from: a model folder whose weights start the training (fine-tuning, as the paper does).
+        extra_config: more entries for the model folder's ``config.json`` (the stage's training key).
     """
     cfg = config.inpaint
     out_dir = Path(out_dir)
@@ -343,15 +351,16 @@ def train_inpainter(
 
     totals: dict[str, list[float]] = {name: [] for name in LOSS_NAMES}
     started = time.perf_counter()
-    bar = progress(range(start, cfg.steps), desc="train-inpainter", total=cfg.steps - start, unit="step")
-    step = start
+    bar = progress(range(start, cfg.steps), desc="train-inpainter", total=max(0, cfg.steps - start), unit="step")
+    done = start
     for step in bar:
         rng = np.random.default_rng([config.seed, context.rank, step])
         batch = sample_batch(sources, rng, cfg.batch_size, cfg.crop_vox, cfg.liver_slice_fraction,
                              cfg.blob_mask_fraction, cfg.max_hole_fraction)
-        losses = gan.train_step(batch)
+        losses = gan.train_step(batch, apply_r1=step % cfg.r1_every_steps == 0)
         for name, value in losses.items():
-            totals[name].append(value)
+            if name != "r1" or step % cfg.r1_every_steps == 0:
+                totals[name].append(value)
         bar.set_postfix(l1=f"{losses['l1_hole']:.3f}", g=f"{losses['g_total']:.2f}", d=f"{losses['d_total']:.3f}")
         done = step + 1
         if done % cfg.log_every_steps == 0 or done == cfg.steps:
@@ -361,14 +370,7 @@ def train_inpainter(
             rows.append(row)
             totals = {name: [] for name in LOSS_NAMES}
         if context.is_main and (done % cfg.checkpoint_every_steps == 0 or done == cfg.steps):
-            _save_checkpoint(out_dir, gan, config, done, rows, case_ids)
-        step = done
-    if context.is_main and (start >= cfg.steps or not (out_dir / WEIGHTS_NAME).is_file()):
-        _save_checkpoint(out_dir, gan, config, max(step, start), rows, case_ids)
-    return TrainingResult(out_dir, max(step, start), rows[-1] if rows else {})
-
-
-def sources_for(cases: Sequence[Case], config: InpaintConfig) -> list[SliceSource]:
-    """The training slice sources of ``cases`` with this configuration's mask preparation."""
-    return build_sources(cases, PHASES, tuple(config.window_hu), config.close_kernel_vox, config.dilate_kernel_vox,
-                         config.close_kernel_mm, config.dilate_kernel_mm)
+            _save_checkpoint(out_dir, gan, config, done, rows, case_ids, extra_config)
+    if context.is_main and not (out_dir / WEIGHTS_NAME).is_file():
+        _save_checkpoint(out_dir, gan, config, done, rows, case_ids, extra_config)
+    return TrainingResult(out_dir, done, rows[-1] if rows else {})
