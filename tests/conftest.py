@@ -26,3 +26,19 @@ def _seed_everything() -> None:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def phantom_case():
+    """A small phantom case (32 voxels in-plane, 24 slices): four misaligned phases and the truth."""
+    from diff4mmlits.data.phantom import make_phantom_case
+
+    return make_phantom_case(0, seed=0, size=32)
+
+
+@pytest.fixture(scope="session")
+def phantom_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A phantom dataset folder with 3 cases of size 32 (native layout plus ``_truth/``), seed 0."""
+    from diff4mmlits.data.phantom import write_phantom_dataset
+
+    return write_phantom_dataset(tmp_path_factory.mktemp("phantom") / "dataset", cases=3, seed=0, size=32)

@@ -81,17 +81,21 @@ def load_run_config(run: Path, device: str | None = None, overrides: list[str] |
 def phantom(
     out: Annotated[Path, typer.Argument(help="Folder to write the phantom dataset into (native layout + _truth/).")],
     cases: Annotated[int, typer.Option("--cases", min=1, help="Number of cases.")] = 8,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same files.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed; the same seed gives the same files.")] = 0,
     site: Annotated[str, typer.Option("--site", help="default, or second: other noise, blur, slice thickness and contrast timing (out-of-distribution tests).")] = "default",
-    size: Annotated[int, typer.Option("--size", min=24, help="In-plane size in voxels (the volume is size × size × size·5/8 or so).")] = 64,
+    size: Annotated[int, typer.Option("--size", min=16, help="In-plane size in voxels (the volume is size × size × 0.75·size slices; fewer, thicker slices for --site second).")] = 64,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Cases generated in parallel (processes).")] = 1,
 ) -> None:
     """Write the built-in four-phase phantom: misaligned phases, PVP labels and per-phase truth."""
-    from diff4mmlits.data.phantom import write_phantom_dataset
+    from diff4mmlits.data.phantom import SITES, TRUTH_FOLDER, write_phantom_dataset
 
-    if site not in ("default", "second"):
-        raise InputError(f"--site {site!r}: choose default or second")
-    write_phantom_dataset(out, cases=cases, seed=seed, site=site, size=size)
-    typer.echo(f"phantom: {cases} case(s) written to {out} (truth in {out / '_truth'})")
+    if site not in SITES:
+        raise InputError(f"--site {site!r}: choose one of {', '.join(SITES)}")
+    start = time.time()
+    write_phantom_dataset(out, cases=cases, seed=seed, site=site, size=size, workers=workers)
+    typer.echo(f"phantom: {cases} case(s) ({site} site, size {size}) written in {time.time() - start:.1f} s")
+    typer.echo(f"  dataset: {out}   (<case>/{{NC,AP,PVP,DP}}.nii.gz, label.nii.gz)")
+    typer.echo(f"  truth:   {out / TRUTH_FOLDER}   (per-phase labels, tumor-free images, displacement fields, tumors.json)")
 
 
 @app.command()

@@ -185,3 +185,71 @@ def write_volume(volume: Volume, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         sitk.WriteImage(image, str(tmp), useCompression=True)
     return path
+
+
+# --- displacement fields -------------------------------------------------------------------
+def displacement_to_sitk(displacement_mm: np.ndarray, grid: Volume) -> sitk.Image:
+    """A ``(Z, Y, X, 3)`` field with ``(z, y, x)`` components (mm) on ``grid`` → a SimpleITK vector image.
+
+    The result has ``(x, y, z)`` components, float64 and ``grid``'s geometry: what
+    ``sitk.DisplacementFieldTransform`` takes (ITK convention: output point ``p`` maps to ``p + d(p)``).
+    """
+    displacement_mm = np.asarray(displacement_mm, dtype=np.float64)
+    if displacement_mm.shape != (*grid.shape, 3):
+        raise ValueError(f"displacement shape {displacement_mm.shape} does not match the grid {grid.shape} + (3,)")
+    image = sitk.GetImageFromArray(np.ascontiguousarray(displacement_mm[..., ::-1]), isVector=True)
+    image.SetSpacing(tuple(reversed(grid.spacing_mm)))
+    image.SetOrigin(tuple(reversed(grid.origin_mm)))
+    image.SetDirection(tuple(np.asarray(grid.direction)[::-1, ::-1].ravel()))
+    return image
+
+
+def displacement_from_sitk(image: sitk.Image) -> tuple[np.ndarray, Volume]:
+    """A 3-component SimpleITK vector image → (``(Z, Y, X, 3)`` float64 field with ``(z, y, x)`` components in mm, its grid)."""
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 3:
+        raise InputError(
+            f"a displacement field is a 3D image with 3 components per voxel, got {image.GetDimension()}D "
+            f"with {image.GetNumberOfComponentsPerPixel()}"
+        )
+    field = sitk.GetArrayFromImage(image).astype(np.float64)[..., ::-1].copy()
+    direction_xyz = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)
+    grid = Volume(
+        array=np.zeros(field.shape[:3], dtype=np.uint8),
+        spacing_mm=tuple(reversed(image.GetSpacing())),
+        origin_mm=tuple(reversed(image.GetOrigin())),
+        direction=direction_xyz[::-1, ::-1].copy(),
+        kind="label",
+    )
+    return field, grid
+
+
+def write_displacement_field(displacement_mm: np.ndarray, grid: Volume, path: str | Path) -> Path:
+    """Write a displacement field (``(Z, Y, X, 3)``, ``(z, y, x)`` components, mm, on ``grid``) atomically.
+
+    On disk it is an ITK vector image of float64 ``(x, y, z)`` components (NIfTI intent "vector"),
+    which ``sitk.DisplacementFieldTransform(sitk.ReadImage(path))`` and 3D Slicer load directly.
+    """
+    path = Path(path)
+    image = displacement_to_sitk(displacement_mm, grid)
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(image, str(tmp), useCompression=True)
+    return path
+
+
+def read_displacement_field(path: str | Path) -> tuple[np.ndarray, Volume]:
+    """Read a displacement field written by :func:`write_displacement_field` (or any ITK vector field).
+
+    Returns ``(field, grid)``: ``field`` is ``(Z, Y, X, 3)`` float64 with ``(z, y, x)`` components in
+    mm; ``grid`` is an empty label volume carrying the field's geometry.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("displacement field not found; check the path", path)
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as err:
+        raise InputError(f"cannot be read as an image ({_first_itk_line(err)})", path) from None
+    try:
+        return displacement_from_sitk(image)
+    except InputError as err:
+        raise InputError(str(err), path) from None

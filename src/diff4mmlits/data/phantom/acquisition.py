@@ -1,0 +1,132 @@
+"""How the phantom is scanned: grids, slice thickness, blur, noise and contrast timing, per site.
+
+Every phase gets its own grid: the same spacing as PVP, but another table position (z origin and
+number of slices) and a few mm of in-plane shift, as in a real multi-phase exam. The field of view
+is a liver-centred abdominal crop of about 240 mm (3.75 mm pixels at size 64). The ``second`` site
+differs in noise (level and grain), blur, slice thickness (1.6× thicker, so fewer slices) and
+contrast timing (earlier arterial, later portal and delayed phases): an out-of-distribution scanner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from diff4mmlits import PHASES
+
+
+@dataclass(frozen=True)
+class Site:
+    """A scanner and protocol: ranges the per-case acquisition is drawn from."""
+
+    field_of_view_mm: tuple[float, float]  # in-plane, drawn per case
+    z_extent_mm: float  # PVP z coverage, mm
+    slice_factor: float  # slice spacing / in-plane spacing at size 64 (z voxels = 0.75 · size / factor)
+    blur_voxels: tuple[float, float]  # in-plane Gaussian PSF sigma, voxels
+    slice_profile: float  # z Gaussian sigma, in slice spacings
+    noise_hu: tuple[float, float]
+    noise_grain_voxels: float  # sigma of the Gaussian that correlates the noise in-plane, voxels
+    timing: dict[str, tuple[float, float]]  # contrast timing τ range per phase (see enhancement.py)
+
+
+SITES: dict[str, Site] = {
+    "default": Site(
+        field_of_view_mm=(228.0, 252.0), z_extent_mm=180.0, slice_factor=1.0, blur_voxels=(0.45, 0.75),
+        slice_profile=0.4, noise_hu=(10.0, 25.0), noise_grain_voxels=0.7,
+        timing={"NC": (0.0, 1.0), "AP": (0.0, 1.0), "PVP": (0.0, 1.0), "DP": (0.0, 1.0)},
+    ),
+    "second": Site(
+        field_of_view_mm=(240.0, 264.0), z_extent_mm=180.0, slice_factor=1.6, blur_voxels=(0.9, 1.3),
+        slice_profile=0.55, noise_hu=(18.0, 32.0), noise_grain_voxels=1.2,
+        timing={"NC": (0.0, 1.0), "AP": (-0.6, 0.2), "PVP": (0.6, 1.3), "DP": (0.8, 1.6)},
+    ),
+}
+"""The two scanner/protocol settings: ``default`` and the out-of-distribution ``second``."""
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A phase's voxel grid: shape ``(Z, Y, X)``, spacing and origin in mm (identity direction)."""
+
+    shape: tuple[int, int, int]
+    spacing_mm: tuple[float, float, float]
+    origin_mm: tuple[float, float, float]
+
+    def points(self) -> np.ndarray:
+        """World positions ``(3, Z, Y, X)`` (mm, z/y/x rows) of every voxel centre, float64."""
+        axes = [o + s * np.arange(n, dtype=np.float64) for o, s, n in zip(self.origin_mm, self.spacing_mm, self.shape)]
+        return np.stack(np.meshgrid(*axes, indexing="ij"))
+
+    def affine(self) -> np.ndarray:
+        """``(4, 4)``: (z, y, x) indices → world mm."""
+        affine = np.diag([*self.spacing_mm, 1.0])
+        affine[:3, 3] = self.origin_mm
+        return affine
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """One case's scan: grids, PSF (mm), noise level and grain, per phase."""
+
+    site: str
+    grids: dict[str, Grid]
+    blur_sigma_mm: tuple[float, float, float]  # z, y, x
+    noise_hu: dict[str, float]
+    noise_grain_voxels: float
+
+    def to_dict(self) -> dict:
+        return {
+            "site": self.site,
+            "grids": {p: {"shape": list(g.shape), "spacing_mm": [round(v, 4) for v in g.spacing_mm],
+                          "origin_mm": [round(v, 4) for v in g.origin_mm]} for p, g in self.grids.items()},
+            "blur_sigma_mm": [round(v, 3) for v in self.blur_sigma_mm],
+            "noise_hu": {p: round(v, 2) for p, v in self.noise_hu.items()},
+            "noise_grain_voxels": self.noise_grain_voxels,
+        }
+
+
+def sample_acquisition(rng: np.random.Generator, site: Site, site_name: str, size: int, centre_mm: np.ndarray) -> Acquisition:
+    """Draw grids (a ``size``-voxel square in-plane, ``0.75 · size / slice_factor`` slices), blur and noise.
+
+    ``centre_mm``: the world point (z, y, x) the PVP field of view is centred on.
+    """
+    pixel = rng.uniform(*site.field_of_view_mm) / size
+    slices = max(8, int(round(0.75 * size / site.slice_factor)))
+    spacing = (site.z_extent_mm / slices, pixel, pixel)
+    shape = (slices, size, size)
+    centre = np.asarray(centre_mm, dtype=np.float64) + rng.uniform(-5, 5, size=3)
+    pvp_origin = centre - (np.asarray(shape) - 1) / 2 * np.asarray(spacing)
+    grids = {}
+    for phase in PHASES:
+        if phase == "PVP":
+            grids[phase] = Grid(shape, spacing, tuple(float(v) for v in pvp_origin))
+            continue
+        extra = int(rng.integers(-2, 4))  # another table range: a few slices more or fewer
+        phase_shape = (slices + extra, size, size)
+        offset = np.array([rng.uniform(-12, 12) - extra * spacing[0] / 2, rng.uniform(-4, 4), rng.uniform(-4, 4)])
+        grids[phase] = Grid(phase_shape, spacing, tuple(float(v) for v in pvp_origin + offset))
+    in_plane_blur = rng.uniform(*site.blur_voxels) * pixel
+    blur = (site.slice_profile * spacing[0], in_plane_blur, in_plane_blur)
+    level = rng.uniform(*site.noise_hu)
+    noise = {phase: float(np.clip(level * rng.uniform(0.9, 1.1), *site.noise_hu)) for phase in PHASES}
+    return Acquisition(site=site_name, grids=grids, blur_sigma_mm=blur, noise_hu=noise, noise_grain_voxels=site.noise_grain_voxels)
+
+
+def acquire(clean: list[np.ndarray], acquisition: Acquisition, phase: str, rng: np.random.Generator) -> list[np.ndarray]:
+    """Blur each noise-free HU volume with the PSF, add one shared correlated-noise draw, round to int16.
+
+    The same noise goes into every volume of ``clean`` (the case and its tumor-free twin), so they
+    are identical wherever the blurred inputs are.
+    """
+    grid = acquisition.grids[phase]
+    sigma_voxels = [s / d for s, d in zip(acquisition.blur_sigma_mm, grid.spacing_mm)]
+    grain = acquisition.noise_grain_voxels
+    noise = ndimage.gaussian_filter(rng.standard_normal(grid.shape, dtype=np.float32), sigma=(0.3, grain, grain), mode="wrap")
+    noise *= np.float32(acquisition.noise_hu[phase] / max(float(noise.std()), 1e-6))
+    out = []
+    for volume in clean:
+        blurred = ndimage.gaussian_filter(volume, sigma=sigma_voxels, mode="nearest")
+        out.append(np.clip(np.rint(blurred + noise), -1024, 3071).astype(np.int16))
+    return out

@@ -1,0 +1,210 @@
+"""One phantom case: a patient, drawn four times (NC, AP, PVP, DP) with breathing in between.
+
+The steps, all seeded from ``(seed, index, site)``:
+
+1. draw the patient (:mod:`.anatomy`), the contrast timing (:mod:`.enhancement`), the scan
+   (:mod:`.acquisition`) and one breathing motion per non-PVP phase (:mod:`.breathing`);
+2. draw the PVP tissue map and place 1–4 tumors inside its liver (:mod:`.tumors`);
+3. for each phase, map every voxel of that phase's grid back to the anatomy frame (inverse
+   breathing), draw tissues, HU and tumors there, then blur and add noise; the tumor-free twin is
+   the same draw without tumors, with the same noise;
+4. the truth displacement of each phase is ``d(p)`` on the PVP grid (ITK convention: the anatomy at
+   PVP point ``p`` lies at ``p + d(p)`` in the phase).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+
+from diff4mmlits import LABEL_BACKGROUND, LABEL_LIVER, LABEL_TUMOR, PHASES
+from diff4mmlits.data.case import ANNOTATED_PHASE, Case
+from diff4mmlits.data.phantom.acquisition import SITES, Acquisition, Grid, acquire, sample_acquisition
+from diff4mmlits.data.phantom.anatomy import LIVER_TISSUES, TUMOR_TISSUES, Anatomy, render_anatomy, sample_anatomy
+from diff4mmlits.data.phantom.breathing import Breathing, sample_breathing
+from diff4mmlits.data.phantom.enhancement import Contrast, clean_hu, sample_contrast
+from diff4mmlits.data.phantom.tumors import Tumor, paint_tumors, sample_tumors
+from diff4mmlits.data.volume import Volume
+from diff4mmlits.errors import InputError
+
+MIN_SIZE = 16
+DISPLACEMENT_QUANTUM_MM = 1.0 / 1024
+"""Truth displacements are rounded to multiples of this (exact in binary: small, reproducible files)."""
+
+
+@dataclass(frozen=True)
+class PhantomTruth:
+    """What real data never has, for one phantom case.
+
+    Attributes:
+        phase_labels: phase → label (0/1/2) on that phase's own grid.
+        tumor_free: phase → the same image (HU, int16, same noise) with the tumors left out.
+        displacement_mm: phase → ``(Z, Y, X, 3)`` float64 on the PVP grid, ``(z, y, x)`` components
+            in mm; ITK's resampling convention: the anatomy at PVP point ``p`` lies at
+            ``p + d(p)`` in that phase (zero for PVP).
+        tumors: one dict per tumor: ``kind`` (hcc | metastasis | cyst | hemangioma),
+            ``centre_mm`` and ``radii_mm`` (z, y, x, PVP frame), ``diameter_mm``, ``rotation``,
+            ``mean_hu`` per phase (noise-free), ``core_hu``/``rim_hu``, ``subtle_on_pvp``.
+        tissues: integer tissue map on the PVP grid (ids of ``TISSUES``).
+        parameters: the case's seed, site, contrast timing, acquisition and breathing summary.
+    """
+
+    phase_labels: Mapping[str, Volume]
+    tumor_free: Mapping[str, Volume]
+    displacement_mm: Mapping[str, np.ndarray]
+    tumors: list[dict]
+    tissues: Volume
+    parameters: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PhantomCase:
+    """A phantom case as any dataset would give it (``case``), plus its ``truth``."""
+
+    case: Case
+    truth: PhantomTruth
+
+
+@dataclass(frozen=True)
+class PhantomPlan:
+    """Every random choice of one case, drawn before anything is rendered."""
+
+    case_id: str
+    anatomy: Anatomy
+    contrast: Contrast
+    acquisition: Acquisition
+    breathing: dict[str, Breathing]
+    tumors: list[Tumor]
+    pvp_tissues: np.ndarray  # tissue map on the PVP grid without tumors
+
+
+@dataclass(frozen=True)
+class PhaseDrawing:
+    """One phase drawn on its grid before blur and noise."""
+
+    points: np.ndarray  # (3, Z, Y, X) anatomy-frame world points of the phase's voxels, mm
+    tissues: np.ndarray  # uint8 (Z, Y, X), tumors included
+    hu: np.ndarray  # float32 HU, tumors included
+    hu_tumor_free: np.ndarray
+    label: np.ndarray  # uint8 0/1/2
+
+
+def case_id_for(index: int) -> str:
+    """``case_000``, ``case_001``…"""
+    return f"case_{index:03d}"
+
+
+def check_phantom_arguments(index: int, seed: int, site: str, size: int) -> None:
+    """Raise :class:`InputError` for an unknown site, a size below 16 or a negative index or seed."""
+    if site not in SITES:
+        raise InputError(f"unknown phantom site {site!r}; choose one of {', '.join(SITES)}")
+    if size < MIN_SIZE:
+        raise InputError(f"phantom size {size} is too small; use at least {MIN_SIZE} voxels")
+    if index < 0 or seed < 0:
+        raise InputError(f"phantom case index ({index}) and seed ({seed}) must be ≥ 0")
+
+
+def plan_phantom_case(index: int, seed: int = 0, site: str = "default", size: int = 64) -> PhantomPlan:
+    """Draw every random choice of case ``index`` (deterministic in ``seed``, ``index``, ``site``)."""
+    check_phantom_arguments(index, seed, site, size)
+    rng = np.random.default_rng([seed, index, list(SITES).index(site)])
+    anatomy = sample_anatomy(rng)
+    contrast = sample_contrast(rng, SITES[site].timing)
+    acquisition = sample_acquisition(rng, SITES[site], site, size, centre_mm=np.array([-8.0, 0.0, -22.0]))
+    pvp = acquisition.grids[ANNOTATED_PHASE]
+    pvp_tissues = render_anatomy(pvp.points().astype(np.float32), anatomy)
+    liver = np.isin(pvp_tissues, LIVER_TISSUES)
+    liver_centre = pvp.affine()[:3, :3] @ np.argwhere(liver).mean(axis=0) + np.asarray(pvp.origin_mm)
+    spine_front = anatomy.spine_yx[0] - anatomy.vertebra_radii_yx[0]
+    breathing = {phase: sample_breathing(rng, liver_centre, spine_front) for phase in PHASES if phase != ANNOTATED_PHASE}
+    count = int(rng.choice([1, 2, 3, 4], p=[0.3, 0.3, 0.25, 0.15]))
+    tumors = sample_tumors(rng, liver, pvp.affine(), pvp.spacing_mm, contrast, count)
+    return PhantomPlan(case_id_for(index), anatomy, contrast, acquisition, breathing, tumors, pvp_tissues)
+
+
+def draw_phase(plan: PhantomPlan, phase: str) -> PhaseDrawing:
+    """Draw ``phase`` on its own grid, noise-free: inverse breathing, tissues, HU, tumors, label."""
+    grid = plan.acquisition.grids[phase]
+    points = grid.points()
+    if phase in plan.breathing:
+        points = plan.breathing[phase].to_anatomy(points)
+    points = points.astype(np.float32)
+    tissues = plan.pvp_tissues.copy() if phase == ANNOTATED_PHASE else render_anatomy(points, plan.anatomy)
+    hu_free = clean_hu(tissues, points, plan.anatomy, plan.contrast, phase)
+    hu = hu_free.copy()
+    paint_tumors(points, plan.tumors, tissues, hu, phase)
+    return PhaseDrawing(points, tissues, hu, hu_free, label_from_tissues(tissues))
+
+
+def label_from_tissues(tissues: np.ndarray) -> np.ndarray:
+    """0 background, 1 liver (parenchyma and intrahepatic vessels), 2 tumor; uint8."""
+    label = np.full(tissues.shape, LABEL_BACKGROUND, dtype=np.uint8)
+    label[np.isin(tissues, LIVER_TISSUES)] = LABEL_LIVER
+    label[np.isin(tissues, TUMOR_TISSUES)] = LABEL_TUMOR
+    return label
+
+
+def make_phantom_case(index: int, seed: int = 0, site: str = "default", size: int = 64) -> PhantomCase:
+    """Generate phantom case ``index``: four misaligned phases (HU, int16), the PVP label, and the truth.
+
+    Args:
+        index: case number (the case id is ``case_{index:03d}``).
+        seed: dataset seed; ``(seed, index, site)`` fixes every random choice.
+        site: ``"default"`` or ``"second"`` (other noise, blur, thicker slices, shifted timing).
+        size: in-plane voxels; the PVP grid is ``(0.75·size / slice factor, size, size)``.
+
+    Raises:
+        InputError: unknown ``site``, ``size`` below 16, negative ``index`` or ``seed``.
+    """
+    plan = plan_phantom_case(index, seed=seed, site=site, size=size)
+    noise_rng = np.random.default_rng([seed, index, list(SITES).index(site), 1])
+    pvp_grid = plan.acquisition.grids[ANNOTATED_PHASE]
+    pvp_points = pvp_grid.points()
+    phases, labels, tumor_free, displacement = {}, {}, {}, {}
+    for phase in PHASES:
+        drawing = draw_phase(plan, phase)
+        grid = plan.acquisition.grids[phase]
+        image, image_free = acquire([drawing.hu, drawing.hu_tumor_free], plan.acquisition, phase, noise_rng)
+        phases[phase] = _volume(image, grid, "image")
+        tumor_free[phase] = _volume(image_free, grid, "image")
+        labels[phase] = _volume(drawing.label, grid, "label")
+        if phase == ANNOTATED_PHASE:
+            tissues = _volume(drawing.tissues, grid, "label")
+            field_mm = np.zeros((3, *pvp_grid.shape))
+        else:
+            field_mm = plan.breathing[phase].displacement(pvp_points)
+        displacement[phase] = np.round(np.moveaxis(field_mm, 0, -1) / DISPLACEMENT_QUANTUM_MM) * DISPLACEMENT_QUANTUM_MM
+    case = Case(case_id=plan.case_id, phases=phases, label=labels[ANNOTATED_PHASE])
+    truth = PhantomTruth(
+        phase_labels=MappingProxyType(labels),
+        tumor_free=MappingProxyType(tumor_free),
+        displacement_mm=MappingProxyType(displacement),
+        tumors=[tumor.to_dict() for tumor in plan.tumors],
+        tissues=tissues,
+        parameters=_parameters(plan, index, seed, site, size, pvp_points),
+    )
+    return PhantomCase(case=case, truth=truth)
+
+
+def _volume(array: np.ndarray, grid: Grid, kind: str) -> Volume:
+    return Volume(array=array, spacing_mm=grid.spacing_mm, origin_mm=grid.origin_mm, kind=kind)  # type: ignore[arg-type]
+
+
+def _parameters(plan: PhantomPlan, index: int, seed: int, site: str, size: int, pvp_points: np.ndarray) -> dict:
+    liver = np.isin(plan.pvp_tissues, LIVER_TISSUES)
+    liver_centre = pvp_points[:, liver].mean(axis=1)
+    motion = {}
+    for phase, breathing in plan.breathing.items():
+        moved = breathing.displacement(liver_centre.reshape(3, 1))[:, 0]
+        motion[phase] = {"liver_centre_displacement_mm": [round(float(v), 3) for v in moved],
+                         "craniocaudal_mm": round(float(breathing.craniocaudal_mm), 3)}
+    return {
+        "case_id": plan.case_id, "index": index, "seed": seed, "site": site, "size": size,
+        "contrast_timing": {p: round(v, 4) for p, v in plan.contrast.timing.items()},
+        "acquisition": plan.acquisition.to_dict(),
+        "breathing": motion,
+        "liver_centre_mm": [round(float(v), 3) for v in liver_centre],
+    }

@@ -1,0 +1,131 @@
+"""The phantom on disk: the native dataset layout, plus the truth in ``_truth/``.
+
+::
+
+    OUT/<case>/{NC,AP,PVP,DP}.nii.gz, label.nii.gz          what any dataset holds (label on PVP)
+    OUT/_truth/phantom.json                                  seed, site, size, cases, tissue ids
+    OUT/_truth/<case>/<PHASE>_label.nii.gz                    label on that phase's grid
+    OUT/_truth/<case>/<PHASE>_tumor_free.nii.gz               the phase without tumors (same noise)
+    OUT/_truth/<case>/<PHASE>_displacement.nii.gz             ITK displacement field on the PVP grid
+    OUT/_truth/<case>/tissues.nii.gz                          tissue map on the PVP grid
+    OUT/_truth/<case>/tumors.json, parameters.json
+
+Every file is written atomically, and the same ``(seed, site, size)`` gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from types import MappingProxyType
+
+from diff4mmlits import PHASES
+from diff4mmlits.data.io import read_displacement_field, read_volume, write_displacement_field, write_volume
+from diff4mmlits.data.native import write_case_folder
+from diff4mmlits.data.phantom.anatomy import TISSUES
+from diff4mmlits.data.phantom.generate import PhantomCase, PhantomTruth, check_phantom_arguments, make_phantom_case
+from diff4mmlits.errors import InputError
+from diff4mmlits.files import write_json_atomic
+from diff4mmlits.progress import progress
+
+TRUTH_FOLDER = "_truth"
+
+
+def write_phantom_case(phantom: PhantomCase, out: str | Path) -> Path:
+    """Write one phantom case into dataset folder ``out`` (case folder and its ``_truth/`` folder)."""
+    out = Path(out)
+    case, truth = phantom.case, phantom.truth
+    write_case_folder(case, out / case.case_id)
+    folder = out / TRUTH_FOLDER / case.case_id
+    pvp = case.annotated
+    for phase in PHASES:
+        write_volume(truth.phase_labels[phase], folder / f"{phase}_label.nii.gz")
+        write_volume(truth.tumor_free[phase], folder / f"{phase}_tumor_free.nii.gz")
+        write_displacement_field(truth.displacement_mm[phase], pvp, folder / f"{phase}_displacement.nii.gz")
+    write_volume(truth.tissues, folder / "tissues.nii.gz")
+    write_json_atomic(folder / "tumors.json", truth.tumors)
+    write_json_atomic(folder / "parameters.json", truth.parameters)
+    return folder
+
+
+def _make_and_write(out: Path, index: int, seed: int, site: str, size: int) -> str:
+    phantom = make_phantom_case(index, seed=seed, site=site, size=size)
+    write_phantom_case(phantom, out)
+    return phantom.case.case_id
+
+
+def write_phantom_dataset(out: str | Path, cases: int, seed: int, site: str = "default", size: int = 64,
+                          workers: int = 1) -> Path:
+    """Generate ``cases`` phantom cases (``case_000``…) into ``out``; returns ``out``.
+
+    Args:
+        out: dataset folder (created; existing phantom files of the same case ids are replaced).
+        cases: number of cases (≥ 1). Case ``i`` depends only on ``(seed, i, site, size)``.
+        seed: the dataset seed.
+        site: ``"default"`` or ``"second"``.
+        size: in-plane voxels of each case.
+        workers: processes generating cases in parallel (1: in this process).
+
+    Raises:
+        InputError: ``out`` is a file, ``cases`` or ``workers`` below 1, or a bad ``site``/``size``.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError("exists and is not a folder; choose another output folder", out)
+    if cases < 1:
+        raise InputError(f"--cases {cases}: generate at least one case")
+    if workers < 1:
+        raise InputError(f"--workers {workers}: use at least one worker")
+    check_phantom_arguments(0, seed, site, size)
+    out.mkdir(parents=True, exist_ok=True)
+    bar = progress(total=cases, desc="phantom", unit="case")
+    case_ids = []
+    if workers == 1:
+        for index in range(cases):
+            case_ids.append(_make_and_write(out, index, seed, site, size))
+            bar.update(1)
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            jobs = [pool.submit(_make_and_write, out, index, seed, site, size) for index in range(cases)]
+            for job in jobs:
+                case_ids.append(job.result())
+                bar.update(1)
+    bar.close()
+    write_json_atomic(out / TRUTH_FOLDER / "phantom.json", {
+        "seed": seed, "site": site, "size": size, "cases": case_ids,
+        "tissues": {str(tissue_id): name for tissue_id, name in TISSUES.items()},
+        "displacement_convention": "ITK: the anatomy at PVP point p lies at p + d(p) in the phase; mm",
+    })
+    return out
+
+
+def read_phantom_truth(dataset: str | Path, case_id: str) -> PhantomTruth:
+    """Read the truth of one case written by :func:`write_phantom_dataset`.
+
+    Raises:
+        InputError: the dataset has no ``_truth/<case_id>`` folder or a truth file is missing.
+    """
+    folder = Path(dataset) / TRUTH_FOLDER / case_id
+    if not folder.is_dir():
+        raise InputError(f"no phantom truth for {case_id!r} (expected {folder}); was it written by 'diff4mmlits phantom'?", dataset)
+    labels, tumor_free, displacement = {}, {}, {}
+    for phase in PHASES:
+        labels[phase] = read_volume(folder / f"{phase}_label.nii.gz", kind="label")
+        tumor_free[phase] = read_volume(folder / f"{phase}_tumor_free.nii.gz")
+        displacement[phase] = read_displacement_field(folder / f"{phase}_displacement.nii.gz")[0]
+    return PhantomTruth(
+        phase_labels=MappingProxyType(labels),
+        tumor_free=MappingProxyType(tumor_free),
+        displacement_mm=MappingProxyType(displacement),
+        tumors=_read_json(folder / "tumors.json"),
+        tissues=read_volume(folder / "tissues.nii.gz", kind="label"),
+        parameters=_read_json(folder / "parameters.json"),
+    )
+
+
+def _read_json(path: Path):
+    if not path.is_file():
+        raise InputError("phantom truth file missing; re-run 'diff4mmlits phantom'", path)
+    return json.loads(path.read_text())
+
