@@ -50,6 +50,7 @@ from diff4mmlits.inpaint.train import InpaintingGAN, train_inpainter  # noqa: E4
 METHODS = ("ffc", "median", "mean-fill")
 TARGET_RATIO = 0.7
 REAL_CT = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "wasserth__TotalSegmentator"
+"""``../shared/data/real/...`` beside the checkout (``--real-ct`` points elsewhere)."""
 
 
 # --- phantom cases on the PVP grid ---------------------------------------------------------------
@@ -113,10 +114,10 @@ def score(prediction: np.ndarray, truth: np.ndarray, hole: np.ndarray, liver: np
 def summarise(scores: list[dict[str, float]], window_hu: tuple[float, float]) -> dict[str, float]:
     """Pool per-case scores: MAE and PSNR over all hole voxels, SSIM and conspicuity averaged over cases."""
     count = sum(s["count"] for s in scores)
-    mse = sum(s["sq_sum"] for s in scores) / count
+    rmse = np.sqrt(sum(s["sq_sum"] for s in scores) / count)
     return {
         "mae_hu": sum(s["abs_sum"] for s in scores) / count,
-        "psnr_db": 20 * np.log10((window_hu[1] - window_hu[0]) / np.sqrt(mse)),
+        "psnr_db": float(20 * np.log10((window_hu[1] - window_hu[0]) / rmse)) if rmse > 0 else float("inf"),
         "ssim": float(np.nanmean([s["ssim"] for s in scores])),
         "conspicuity_hu": float(np.nanmean([s["conspicuity"] for s in scores])),
     }
@@ -197,13 +198,13 @@ def hidden_blob_label(liver: np.ndarray, spacing_mm: tuple[float, float, float],
     return label
 
 
-def real_ct(config: Config, device: str, phantom_model: Inpainter | None, seed: int) -> dict | None:
+def real_ct(folder: Path, config: Config, device: str, phantom_model: Inpainter | None, seed: int) -> dict | None:
     """MAE per method on TotalSegmentator's example CT with hidden liver blobs; ``None`` when the data is absent."""
     from diff4mmlits.data.io import read_volume
 
-    ct_path, seg_path = REAL_CT / "example_ct_sm.nii.gz", REAL_CT / "example_seg.nii.gz"
+    ct_path, seg_path = folder / "example_ct_sm.nii.gz", folder / "example_seg.nii.gz"
     if not (ct_path.is_file() and seg_path.is_file()):
-        print(f"\nreal CT: {REAL_CT} not found, skipped")
+        print(f"\nreal CT: {folder} not found, skipped")
         return None
     ct, seg = read_volume(ct_path), read_volume(seg_path, kind="label")
     if not ct.same_grid(seg):
@@ -247,6 +248,7 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=None, help="folder for results.json, the training log and a figure")
     parser.add_argument("--skip-real", action="store_true")
+    parser.add_argument("--real-ct", type=Path, default=REAL_CT, help="folder with example_ct_sm.nii.gz and example_seg.nii.gz")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from diff4mmlits.data.phantom import write_phantom_dataset
@@ -294,7 +296,7 @@ def main() -> int:
               f"mean-fill {rate['mean-fill']:.0f} → ffc/plain {rate['ffc'] / rate['plain']:.2f}, "
               f"ffc/median {rate['ffc'] / rate['median']:.2f}")
 
-        real = None if args.skip_real else real_ct(config, args.device, model, args.seed)
+        real = None if args.skip_real else real_ct(args.real_ct, config, args.device, model, args.seed)
         if args.out is not None:
             from diff4mmlits.inpaint.figures import save_inpaint_figure
 

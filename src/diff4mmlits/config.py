@@ -89,6 +89,9 @@ class InpaintConfig(Section):
     n_blocks: int = Field(9, ge=0)
     ratio_global: float = Field(0.75, ge=0.0, lt=1.0)
     enable_lfu: bool = False
+    coarse_residual: bool = True
+    """Refine a smooth push-pull + harmonic fill of the hole (``False``: LaMa's plain generator output)."""
+    coarse_iterations: int = Field(64, ge=0)
     disc_channels: int = 64
     disc_layers: int = Field(3, ge=1)
 
@@ -134,7 +137,7 @@ class InpaintConfig(Section):
                   "disc_layers": 2, "steps": 6, "batch_size": 4, "crop_vox": 32, "log_every_steps": 2,
                   "checkpoint_every_steps": 3, "monitor_slices": 4, "inference_batch_size": 16},
         "demo": {"base_channels": 16, "max_channels": 64, "n_downsampling": 2, "n_blocks": 3, "disc_channels": 16,
-                 "disc_layers": 2, "steps": 300, "batch_size": 8, "r1_every_steps": 4, "crop_vox": 64, "lr_generator": 2e-3,
+                 "disc_layers": 2, "steps": 600, "batch_size": 8, "r1_every_steps": 4, "crop_vox": 64, "lr_generator": 2e-3,
                  "lr_discriminator": 2e-4, "log_every_steps": 25, "checkpoint_every_steps": 100,
                  "monitor_slices": 16, "inference_batch_size": 32},
         "paper": {},

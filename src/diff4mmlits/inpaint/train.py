@@ -75,6 +75,7 @@ def architecture_from_config(config: InpaintConfig) -> InpainterArchitecture:
     return InpainterArchitecture(
         base_channels=config.base_channels, max_channels=config.max_channels, n_downsampling=config.n_downsampling,
         n_blocks=config.n_blocks, ratio_global=config.ratio_global, enable_lfu=config.enable_lfu, phases=PHASES,
+        coarse_residual=config.coarse_residual, coarse_iterations=config.coarse_iterations,
     )
 
 
