@@ -118,6 +118,8 @@ class InpaintConfig(Section):
     perceptual_weight: float = 0.0
     """Off by default. > 0 needs ``perceptual_weights``: a local ResNet-50 state dict (nothing is downloaded)."""
     perceptual_weights: str | None = None
+    ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
+    """Exponential moving average of the generator's weights (saved and used for inference); 0 turns it off."""
     mixed_precision: bool = True
     """float16 autocast + gradient scaling on CUDA (ignored on CPU)."""
     log_every_steps: int = Field(50, ge=1)
@@ -134,10 +136,10 @@ class InpaintConfig(Section):
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"base_channels": 8, "max_channels": 32, "n_downsampling": 2, "n_blocks": 1, "disc_channels": 8,
-                  "disc_layers": 2, "steps": 6, "batch_size": 4, "crop_vox": 32, "log_every_steps": 2,
+                  "disc_layers": 2, "steps": 6, "batch_size": 4, "ema_decay": 0.5, "crop_vox": 32, "log_every_steps": 2,
                   "checkpoint_every_steps": 3, "monitor_slices": 4, "inference_batch_size": 16},
         "demo": {"base_channels": 16, "max_channels": 64, "n_downsampling": 2, "n_blocks": 3, "disc_channels": 16,
-                 "disc_layers": 2, "steps": 600, "batch_size": 8, "r1_every_steps": 4, "crop_vox": 64, "lr_generator": 2e-3,
+                 "disc_layers": 2, "steps": 600, "batch_size": 8, "r1_every_steps": 4, "ema_decay": 0.98, "crop_vox": 64, "lr_generator": 2e-3,
                  "lr_discriminator": 2e-4, "log_every_steps": 25, "checkpoint_every_steps": 100,
                  "monitor_slices": 16, "inference_batch_size": 32},
         "paper": {},

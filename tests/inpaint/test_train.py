@@ -51,7 +51,8 @@ def test_checkpoint_round_trips_and_loads_safely(small_cases: list[Case], tmp_pa
     config = smoke("inpaint.steps=3")
     result = train_inpainter(small_cases, config, tmp_path / "m", device="cpu")
     folder = result.model_dir
-    for name in ("config.json", "weights.safetensors", "discriminator.safetensors", "training_state.pt", "log.csv", "curves.png"):
+    for name in ("config.json", "weights.safetensors", "generator_train.safetensors", "discriminator.safetensors",
+                 "training_state.pt", "log.csv", "curves.png"):
         assert (folder / name).is_file(), name
     state = torch.load(folder / "training_state.pt", weights_only=True)
     assert state["step"] == 3 and len(state["log"]) >= 1

@@ -15,13 +15,17 @@ which is what DDP would do. Only rank 0 writes the model folder, the log and the
 
 The model folder (``RUN/models/inpainter/``): ``config.json``, ``weights.safetensors`` (generator),
 ``discriminator.safetensors``, ``training_state.pt`` (optimisers, scalers, step, log; loaded with
-``weights_only=True``), ``log.csv``, ``curves.png``. Batches are drawn from a generator seeded by
+``weights_only=True``), ``log.csv``, ``curves.png``. With ``ema_decay`` > 0 the saved generator is
+the exponential moving average of the trained weights (what inference uses; it smooths the
+step-to-step jitter of GAN training) and ``generator_train.safetensors`` holds the raw weights for
+resuming. Batches are drawn from a generator seeded by
 ``(seed, rank, step)``, so a resumed run sees the batches an uninterrupted one would have seen.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import io
 import logging
@@ -64,6 +68,7 @@ from diff4mmlits.progress import progress
 log = logging.getLogger(__name__)
 
 DISCRIMINATOR_NAME = "discriminator.safetensors"
+RAW_GENERATOR_NAME = "generator_train.safetensors"
 LOG_NAME = "log.csv"
 CURVES_NAME = "curves.png"
 MODEL_KIND = "ffc-inpainter"
@@ -140,6 +145,23 @@ class InpaintingGAN:
         if self.perceptual is not None:
             self.perceptual = self.perceptual.to(self.device)
         self.generator_ddp = wrap_ddp(self.generator, self.context)
+        self.generator_ema: FFCInpainter | None = None
+        if config.ema_decay > 0:
+            self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
+
+    @property
+    def inference_generator(self) -> FFCInpainter:
+        """The generator that is saved and used for inference: the moving average when there is one."""
+        return self.generator_ema if self.generator_ema is not None else self.generator
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.generator_ema is None:
+            return
+        for average, current in zip(self.generator_ema.parameters(), self.generator.parameters()):
+            average.lerp_(current, 1.0 - self.config.ema_decay)
+        for average, current in zip(self.generator_ema.buffers(), self.generator.buffers()):
+            average.copy_(current)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(device_type="cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext()
@@ -177,6 +199,7 @@ class InpaintingGAN:
         self.scaler_g.scale(g_total).backward()
         self.scaler_g.step(self.optimizer_g)
         self.scaler_g.update()
+        self._update_ema()
 
         # 2. discriminator: inpainted pixels are fake, R1 on real slices
         self.discriminator.requires_grad_(True)
@@ -203,9 +226,10 @@ class InpaintingGAN:
     def monitor_mae_hu(self, batch: TrainingBatch, window_hu: tuple[float, float]) -> float:
         """Mean absolute error (HU) of the generator inside the supervised holes of a fixed batch."""
         b = batch.to(self.device)
-        self.generator.eval()
+        generator = self.inference_generator
+        generator.eval()
         with self._autocast():
-            prediction = self.generator(b.image, b.hole, b.phase_index).float()
+            prediction = generator(b.image, b.hole, b.phase_index).float()
         scale = (window_hu[1] - window_hu[0]) / 2.0
         return float(masked_l1(prediction, b.image, b.supervised_hole)) * scale
 
@@ -291,7 +315,9 @@ def plot_curves(rows: list[dict[str, float]], path: Path) -> Path:
 
 def _save_checkpoint(folder: Path, gan: InpaintingGAN, config: Config, step: int, rows: list[dict[str, float]],
                      case_ids: Sequence[str], extra: dict | None) -> None:
-    save_model_folder(folder, gan.generator, model_config(gan, config, step, case_ids, extra))
+    save_model_folder(folder, gan.inference_generator, model_config(gan, config, step, case_ids, extra))
+    if gan.generator_ema is not None:
+        save_weights(gan.generator, folder / RAW_GENERATOR_NAME)
     save_weights(gan.discriminator, folder / DISCRIMINATOR_NAME)
     save_training_state(folder, {"step": step, "log": rows, **gan.state()})
     _write_log(folder, rows)
@@ -337,7 +363,10 @@ def train_inpainter(
     state = load_training_state(out_dir, map_location=gan.device) if resume else None
     if state is not None:
         check_architecture(out_dir, gan.architecture)
-        load_weights(gan.generator, out_dir / WEIGHTS_NAME)
+        load_weights(gan.inference_generator, out_dir / WEIGHTS_NAME)
+        if gan.generator_ema is not None:
+            raw = out_dir / RAW_GENERATOR_NAME
+            load_weights(gan.generator, raw if raw.is_file() else out_dir / WEIGHTS_NAME)
         load_weights(gan.discriminator, out_dir / DISCRIMINATOR_NAME)
         gan.load_state(state)
         start, rows = int(state["step"]), [dict(row) for row in state.get("log", [])]
@@ -346,6 +375,8 @@ def train_inpainter(
         init_from = Path(init_from)
         check_architecture(init_from, gan.architecture)
         load_weights(gan.generator, init_from / WEIGHTS_NAME)
+        if gan.generator_ema is not None:
+            gan.generator_ema.load_state_dict(gan.generator.state_dict())
         if (init_from / DISCRIMINATOR_NAME).is_file():
             load_weights(gan.discriminator, init_from / DISCRIMINATOR_NAME)
         log.info("train-inpainter: starting from the weights in %s", init_from)
