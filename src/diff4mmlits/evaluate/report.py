@@ -15,6 +15,7 @@ from pathlib import Path
 
 from diff4mmlits.config import Config
 from diff4mmlits.files import write_text_atomic
+from diff4mmlits.register.report import section_registration
 from diff4mmlits.runfolder import RunFolder
 
 ReportSection = Callable[[RunFolder, Path], str]
@@ -88,11 +89,36 @@ def section_inpaint(run: RunFolder, report_dir: Path) -> str:
             "tumor mask (red) over the liver (green), and the mask filled by each method.</p>" + body)
 
 
+def section_segmenter(run: RunFolder, report_dir: Path) -> str:
+    """The trained segmenter (plan and curves); see :mod:`diff4mmlits.evaluate.stage`."""
+    from diff4mmlits.evaluate.stage import section_segmenter as section
+
+    return section(run, report_dir)
+
+
+def section_segmentation_metrics(run: RunFolder, report_dir: Path) -> str:
+    """Metrics of the test-split predictions; see :mod:`diff4mmlits.evaluate.stage`."""
+    from diff4mmlits.evaluate.stage import section_segmentation_metrics as section
+
+    return section(run, report_dir)
+
+def _translators(run: RunFolder, report_dir: Path) -> str:
+    """Translators trained into this run folder (``train-translator``), if any."""
+    from diff4mmlits.translate.report import section_translators
+
+    return section_translators(run, report_dir)
+
+
 REPORT_SECTIONS: list[ReportSection] = [
     section_cases,
     section_previews,
+    section_registration,
     section_inpaint,
     # later stages add their sections here, in pipeline order
+    section_segmenter,
+    section_segmentation_metrics,
+
+    _translators,
 ]
 
 
