@@ -301,6 +301,61 @@ def register(
     typer.echo(f"register: {len(done)} case(s) registered{part}{note} in {time.time() - start:.1f} s; "
                f"outputs in {folder.registered_dir}")
 
+
+# --- inpaint (Normal CT Generator) -------------------------------------------------------------
+def _run_stage_command(run_dir: Path, stage_name: str, config, work) -> None:
+    """Run a stage's work from its command and stamp it, so that 'run' knows it is up to date."""
+    from diff4mmlits.pipeline import get_stage, stage_fingerprint
+    from diff4mmlits.runfolder import RunFolder
+
+    folder = RunFolder(run_dir)
+    main_process = os.environ.get("RANK", "0") == "0"
+    if main_process:
+        folder.clear_stamp(stage_name)
+    work(folder)
+    if main_process:  # under torchrun only rank 0 writes
+        folder.write_stamp(stage_name, stage_fingerprint(folder, get_stage(stage_name), config))
+
+
+@app.command("train-inpainter")
+def train_inpainter(
+    run_dir: RunOption,
+    device: DeviceOption = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the training saved in RUN/models/inpainter (after an interruption, or with more steps).")] = False,
+    init_from: Annotated[Path | None, typer.Option("--init-from", help="Start from the weights of this local model folder (config.json + weights.safetensors), e.g. a pre-trained inpainter.")] = None,
+    overrides: SetOption = None,
+) -> None:
+    """Train the FFC inpainter (LaMa-style) on the run's registered train and validation cases."""
+    from diff4mmlits.inpaint.stage import stage_train_inpainter
+
+    if init_from is not None and not init_from.is_dir():
+        raise InputError("--init-from: not a folder; give a model folder with config.json and weights.safetensors", init_from)
+    config = load_run_config(run_dir, device, overrides)
+    folder: list[Path] = []
+    _run_stage_command(run_dir, "train-inpainter", config, lambda run: folder.append(
+        stage_train_inpainter(run, config, device=device, resume=resume, init_from=init_from)))
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(f"train-inpainter: model, log.csv and curves.png in {folder[0]}")
+
+
+@app.command()
+def inpaint(
+    run_dir: RunOption,
+    method: Annotated[str | None, typer.Option("--method", help="ffc (the trained inpainter, default), median (the paper's median-filter ablation) or mean-fill (liver mean + noise).")] = None,
+    device: DeviceOption = None,
+    overrides: SetOption = None,
+) -> None:
+    """Remove the tumors from every phase of every registered case: writes RUN/normal/<case>/."""
+    from diff4mmlits.inpaint.stage import METHODS, stage_inpaint
+    from diff4mmlits.runfolder import RunFolder
+
+    if method is not None and method not in METHODS:
+        raise InputError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
+    extra = list(overrides or []) + ([f"inpaint.method={method}"] if method else [])
+    config = load_run_config(run_dir, device, extra)
+    _run_stage_command(run_dir, "inpaint", config, lambda run: stage_inpaint(run, config, device=device))
+    folder = RunFolder(run_dir)
+    typer.echo(f"inpaint ({config.inpaint.method}): normal cases in {folder.normal_dir}; figure in {folder.figures_dir}")
 # --- segment and evaluate ----------------------------------------------------------------------
 @app.command()
 def train(

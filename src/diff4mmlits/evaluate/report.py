@@ -76,6 +76,19 @@ def section_previews(run: RunFolder, report_dir: Path) -> str:
     return f"<h2>Cases</h2><p class='muted'>Each phase at the slice with most tumor; the label (drawn on the annotated phase) as contours: liver green, tumor red.</p>{body}"
 
 
+def section_inpaint(run: RunFolder, report_dir: Path) -> str:
+    """The Normal CT Generator: original, mask and each inpainting method side by side."""
+    figures = sorted(run.figures_dir.glob("inpaint_*.png"))
+    if not figures:
+        return ""
+    body = "".join(figure_html(path, report_dir, path.stem.removeprefix("inpaint_")) for path in figures)
+    curves = run.model_dir("inpainter") / "curves.png"
+    if curves.is_file():
+        body += figure_html(curves, report_dir, "inpainter training curves")
+    return ("<h2>Inpainting (normal CT)</h2><p class='muted'>Per phase: the registered image, the closed and dilated "
+            "tumor mask (red) over the liver (green), and the mask filled by each method.</p>" + body)
+
+
 def section_segmenter(run: RunFolder, report_dir: Path) -> str:
     """The trained segmenter (plan and curves); see :mod:`diff4mmlits.evaluate.stage`."""
     from diff4mmlits.evaluate.stage import section_segmenter as section
@@ -106,12 +119,10 @@ REPORT_SECTIONS: list[ReportSection] = [
     section_cases,
     section_previews,
     section_registration,
-
+    section_inpaint,
     section_synthesis,
-    # later stages add their sections here, in pipeline order
     section_segmenter,
     section_segmentation_metrics,
-
     _translators,
 ]
 
