@@ -10,8 +10,11 @@ import pytest
 
 os.environ.setdefault("DIFF4MMLITS_NO_PROGRESS", "1")
 
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
-"""``../shared/data/real`` beside the checkout; tests using it skip when it is absent."""
+REAL_DATA = Path(os.environ.get("DIFF4MMLITS_REAL_DATA") or next(
+    (p / "shared" / "data" / "real" for p in Path(__file__).resolve().parents if (p / "shared" / "data" / "real").is_dir()),
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "real"))
+"""``shared/data/real`` in the nearest folder above the checkout that has one (or
+``$DIFF4MMLITS_REAL_DATA``); tests using it skip when it is absent."""
 
 
 @pytest.fixture(autouse=True)

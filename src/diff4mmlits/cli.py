@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -46,14 +47,22 @@ SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override one
 DeviceOption = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N (default: the config's, auto).")]
 
 
-def _setup_logging(verbose: bool = False) -> None:
+def _setup_logging(verbose: bool = False) -> Callable[[], None]:
+    """Log diff4mmlits messages to stderr; return a function that puts the previous set-up back
+    (so that calling :func:`main` in-process, as tests do, leaves no handler on a closed stream)."""
     level = logging.DEBUG if verbose else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger("diff4mmlits")
+    saved = (root.handlers[:], root.level, root.propagate)
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+
+    def restore() -> None:
+        root.handlers[:], root.level, root.propagate = saved[0], saved[1], saved[2]
+
+    return restore
 
 
 def _log_file_for_crash() -> Path:
@@ -85,13 +94,23 @@ def phantom(
     site: Annotated[str, typer.Option("--site", help="default, or second: other noise, blur, slice thickness and contrast timing (out-of-distribution tests).")] = "default",
     size: Annotated[int, typer.Option("--size", min=16, help="In-plane size in voxels (the volume is size × size × 0.75·size slices; fewer, thicker slices for --site second).")] = 64,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Cases generated in parallel (processes).")] = 1,
+    modality: Annotated[str, typer.Option("--modality", help="ct (four phases), or mri: the same anatomy as a T1 post-contrast-like MRI study (PVP.nii.gz + label), for train-translator; use another --seed than the CT set so the patients differ.")] = "ct",
 ) -> None:
     """Write the built-in four-phase phantom: misaligned phases, PVP labels and per-phase truth."""
     from diff4mmlits.data.phantom import SITES, TRUTH_FOLDER, write_phantom_dataset
 
     if site not in SITES:
         raise InputError(f"--site {site!r}: choose one of {', '.join(SITES)}")
+    if modality not in ("ct", "mri"):
+        raise InputError(f"--modality {modality!r}: choose ct or mri")
     start = time.time()
+    if modality == "mri":
+        from diff4mmlits.translate.phantom_mri import write_mri_phantom_dataset
+
+        write_mri_phantom_dataset(out, cases=cases, seed=seed, site=site, size=size)
+        typer.echo(f"phantom: {cases} MRI-like case(s) ({site} site, size {size}) written in {time.time() - start:.1f} s")
+        typer.echo(f"  dataset: {out}   (<case>/PVP.nii.gz: T1 post-contrast-like image, label.nii.gz)")
+        return
     write_phantom_dataset(out, cases=cases, seed=seed, site=site, size=size, workers=workers)
     typer.echo(f"phantom: {cases} case(s) ({site} site, size {size}) written in {time.time() - start:.1f} s")
     typer.echo(f"  dataset: {out}   (<case>/{{NC,AP,PVP,DP}}.nii.gz, label.nii.gz)")
@@ -100,13 +119,16 @@ def phantom(
 
 @app.command()
 def validate(
-    dataset: Annotated[Path, typer.Argument(help="Dataset folder (native, nnU-Net v2 raw or LiTS layout).")],
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder (native, nnU-Net v2 raw or LiTS / MSD layout).")],
     phase: Annotated[str, typer.Option("--annotated-phase", help="The phase the labels are drawn on.")] = "PVP",
+    unlabelled: Annotated[bool, typer.Option("--unlabelled", help="Cases without a label are fine (prediction input).")] = False,
 ) -> None:
-    """Check a dataset: a table of cases and one line per problem. Writes nothing; exit 1 on errors."""
+    """Check a dataset before using it: prints a table of its cases and one line per problem (the
+    file, what is wrong, what to do). Writes nothing. Exit status 0 when clean (warnings allowed),
+    2 when any error was found."""
     from diff4mmlits.data.validate import validate_dataset
 
-    report = validate_dataset(dataset, annotated_phase=phase)
+    report = validate_dataset(dataset, annotated_phase=phase, require_label=not unlabelled)
     if report.rows:
         header = f"{'case':<20} {'phases':<16} {'shape (z,y,x)':<16} {'spacing (mm)':<20} {'labels':<8} {'liver mL':>9} {'tumor mL':>9}"
         typer.echo(header)
@@ -119,9 +141,41 @@ def validate(
     for problem in report.problems:
         typer.echo(str(problem), err=True)
     n_err, n_warn = len(report.errors), len(report.warnings)
-    typer.echo(f"{len(report.rows)} case(s) read; {n_err} error(s), {n_warn} warning(s)")
+    typer.echo(f"{dataset}: {len(report.rows)} case(s) read; {n_err} error(s), {n_warn} warning(s)")
     if n_err:
-        raise typer.Exit(1)
+        raise typer.Exit(2)
+
+
+@app.command("export-nnunet")
+def export_nnunet(
+    sources: Annotated[list[Path], typer.Argument(metavar="SOURCE...", help="Dataset folder(s) in any layout, e.g. RUN/registered and RUN/synthetic; their cases are exported together.", show_default=False)],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="The nnU-Net raw folder (nnUNet_raw); the dataset goes into OUT/DatasetNNN_NAME.")],
+    dataset_id: Annotated[int, typer.Option("--dataset-id", help="nnU-Net dataset id, 1-999 (custom datasets usually ≥ 500).")],
+    name: Annotated[str, typer.Option("--name", help="Dataset name (letters, digits, '-', '_').")] = "Diff4MMLiTS",
+    channel_names: Annotated[str, typer.Option("--channel-names", help="ct: every channel named CT, so nnU-Net uses its CT normalisation (phases kept in channel_phases); phases: channels named NC, AP, PVP, DP (nnU-Net then z-scores them).")] = "ct",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset of the same id and name.")] = False,
+) -> None:
+    """Export cases as an nnU-Net v2 raw dataset (channels in the order NC, AP, PVP, DP; labels
+    background 0, liver 1, tumor 2), so nnU-Net itself can train on them. Each source is validated
+    first; every case must have its phases on one grid (export RUN/registered, not raw scans).
+    Cases without a label go to imagesTs."""
+    from diff4mmlits.data.dataset import load_dataset
+    from diff4mmlits.data.nnunet import export_nnunet_dataset
+    from diff4mmlits.data.validate import validate_dataset
+
+    if channel_names not in ("ct", "phases"):
+        raise InputError(f"--channel-names {channel_names!r}: choose ct or phases")
+    if out in sources:
+        raise InputError("OUT is also a source; give the nnU-Net raw folder as the last argument", out)
+    cases = []
+    for source in sources:
+        validate_dataset(source, require_label=False).raise_for_errors()
+        cases += load_dataset(source, require_label=False)
+    target = export_nnunet_dataset(cases, out, dataset_id=dataset_id, name=name, channel_names=channel_names,  # type: ignore[arg-type]
+                                   overwrite=overwrite)
+    labelled = sum(case.label is not None for case in cases)
+    typer.echo(f"export-nnunet: {labelled} training and {len(cases) - labelled} test case(s) written to {target}")
+    typer.echo(f"  train it with: nnUNetv2_plan_and_preprocess -d {dataset_id} && nnUNetv2_train {dataset_id} 3d_fullres 0")
 
 
 # --- synthesize --------------------------------------------------------------------------------
@@ -174,7 +228,7 @@ def train_synthesizer_command(
 def synthesize(
     run_dir: RunOption,
     per_case: Annotated[int | None, typer.Option("--per-case", min=1, help="Synthetic cases per training case (default: the config's).")] = None,
-    method: Annotated[str | None, typer.Option("--method", help="ldm (latent diffusion, the paper) or handcrafted (rule-based baseline). Default: the config's.")] = None,
+    method: Annotated[str | None, typer.Option("--method", help="ldm (latent diffusion, the paper), handcrafted (rule-based baseline) or cut (CUT-GAN, the paper's Table V baseline; train it with train-translator --painter). Default: the config's.")] = None,
     mode: ModeOption = None,
     device: DeviceOption = None,
     overrides: SetOption = None,
@@ -206,6 +260,232 @@ def show_config(
     from diff4mmlits.config import config_to_yaml, resolve_config
 
     typer.echo(config_to_yaml(resolve_config(preset, config_file, list(overrides or []))), nl=False)
+
+
+# --- register ------------------------------------------------------------------------------
+@app.command()
+def register(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder (native, nnU-Net v2 raw or LiTS layout).")],
+    run_dir: RunOption = Path("runs/default"),
+    method: Annotated[str | None, typer.Option("--method", help="none (only resample onto the PVP grid), rigid, affine or bspline (default: the config's, bspline).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Cases registered in parallel processes (default: the config's).")] = None,
+    shard: Annotated[str | None, typer.Option("--shard", help="Only shard I of N of the cases, e.g. 2/4 (to split the work across machines).")] = None,
+    preset: Annotated[str | None, typer.Option("--preset", help="For a new run folder: smoke, demo (default) or paper.")] = None,
+    config_file: ConfigOption = None,
+    overrides: SetOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Register cases even when their outputs are up to date.")] = False,
+) -> None:
+    """Register every phase onto the annotated phase (liver-focused) and resample it onto that grid.
+
+    Writes RUN/registered/<case>/: <PHASE>.nii.gz, label.nii.gz, <PHASE>.tfm (ITK transforms that
+    3D Slicer opens), qc.json and qc.png. Creates the run folder when it does not exist yet.
+    """
+    from diff4mmlits.distributed import parse_shard
+    from diff4mmlits.register.stage import open_register_run, register_run
+
+    if method is not None and method not in ("none", "rigid", "affine", "bspline"):
+        raise InputError(f"--method {method!r}: choose none, rigid, affine or bspline")
+    shard_index, shard_count = parse_shard(shard)
+    extra = list(overrides or []) + ([f"register.method={method}"] if method else [])
+    folder, config = open_register_run(dataset, run_dir, preset=preset, config_file=config_file, overrides=extra)
+    start = time.time()
+    summaries = register_run(folder, config, shard=(shard_index, shard_count), workers=workers, force=force)
+    done = [s for s in summaries if not s.get("skipped")]
+    skipped = len(summaries) - len(done)
+    if shard_count == 1:
+        from diff4mmlits.pipeline import get_stage, stage_fingerprint
+
+        folder.write_stamp("register", stage_fingerprint(folder, get_stage("register"), config))
+    note = f", {skipped} up to date" if skipped else ""
+    part = f" (shard {shard_index}/{shard_count})" if shard_count > 1 else ""
+    typer.echo(f"register: {len(done)} case(s) registered{part}{note} in {time.time() - start:.1f} s; "
+               f"outputs in {folder.registered_dir}")
+
+
+# --- inpaint (Normal CT Generator) -------------------------------------------------------------
+def _run_stage_command(run_dir: Path, stage_name: str, config, work) -> None:
+    """Run a stage's work from its command and stamp it, so that 'run' knows it is up to date."""
+    from diff4mmlits.pipeline import get_stage, stage_fingerprint
+    from diff4mmlits.runfolder import RunFolder
+
+    folder = RunFolder(run_dir)
+    main_process = os.environ.get("RANK", "0") == "0"
+    if main_process:
+        folder.clear_stamp(stage_name)
+    work(folder)
+    if main_process:  # under torchrun only rank 0 writes
+        folder.write_stamp(stage_name, stage_fingerprint(folder, get_stage(stage_name), config))
+
+
+@app.command("train-inpainter")
+def train_inpainter(
+    run_dir: RunOption,
+    device: DeviceOption = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the training saved in RUN/models/inpainter (after an interruption, or with more steps).")] = False,
+    init_from: Annotated[Path | None, typer.Option("--init-from", help="Start from the weights of this local model folder (config.json + weights.safetensors), e.g. a pre-trained inpainter.")] = None,
+    overrides: SetOption = None,
+) -> None:
+    """Train the FFC inpainter (LaMa-style) on the run's registered train and validation cases."""
+    from diff4mmlits.inpaint.stage import stage_train_inpainter
+
+    if init_from is not None and not init_from.is_dir():
+        raise InputError("--init-from: not a folder; give a model folder with config.json and weights.safetensors", init_from)
+    config = load_run_config(run_dir, device, overrides)
+    folder: list[Path] = []
+    _run_stage_command(run_dir, "train-inpainter", config, lambda run: folder.append(
+        stage_train_inpainter(run, config, device=device, resume=resume, init_from=init_from)))
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(f"train-inpainter: model, log.csv and curves.png in {folder[0]}")
+
+
+@app.command()
+def inpaint(
+    run_dir: RunOption,
+    method: Annotated[str | None, typer.Option("--method", help="ffc (the trained inpainter, default), median (the paper's median-filter ablation) or mean-fill (liver mean + noise).")] = None,
+    device: DeviceOption = None,
+    overrides: SetOption = None,
+) -> None:
+    """Remove the tumors from every phase of every registered case: writes RUN/normal/<case>/."""
+    from diff4mmlits.inpaint.stage import METHODS, stage_inpaint
+    from diff4mmlits.runfolder import RunFolder
+
+    if method is not None and method not in METHODS:
+        raise InputError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
+    extra = list(overrides or []) + ([f"inpaint.method={method}"] if method else [])
+    config = load_run_config(run_dir, device, extra)
+    _run_stage_command(run_dir, "inpaint", config, lambda run: stage_inpaint(run, config, device=device))
+    folder = RunFolder(run_dir)
+    typer.echo(f"inpaint ({config.inpaint.method}): normal cases in {folder.normal_dir}; figure in {folder.figures_dir}")
+# --- segment and evaluate ----------------------------------------------------------------------
+@app.command()
+def train(
+    run_dir: RunOption,
+    backbone: Annotated[str | None, typer.Option("--backbone", help="dynunet (nnU-Net style, default), unet, attention-unet, segresnet, swin-unetr or vnet.")] = None,
+    synthetic: Annotated[str | None, typer.Option("--synthetic", help="none (real cases only), offline (RUN/synthetic/) or on-the-fly (painted into the normal CT while training).")] = None,
+    synthetic_ratio: Annotated[float | None, typer.Option("--synthetic-ratio", min=0.0, max=1.0, help="Share of training samples that are synthetic, 0 to 1.")] = None,
+    phases: Annotated[str | None, typer.Option("--phases", help="Phases the model sees, e.g. NC,AP,PVP,DP or PVP (the unimodal baseline); the others are filled by duplication.")] = None,
+    device: DeviceOption = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted training from its last checkpoint.")] = False,
+    overrides: SetOption = None,
+) -> None:
+    """Train the 4-phase tumor segmenter on the run's registered cases plus synthetic ones.
+
+    Writes RUN/models/segmenter/: the plan (plan.json, also printed), weights (best and last),
+    the training log (log.csv) and its curves (curves.png). Launch with torchrun for several GPUs.
+    """
+    from diff4mmlits.pipeline import get_stage, stage_fingerprint
+    from diff4mmlits.runfolder import RunFolder
+    from diff4mmlits.segment.stage import SEGMENTER_MODEL, train_run
+
+    if synthetic is not None and synthetic not in ("none", "offline", "on-the-fly"):
+        raise InputError(f"--synthetic {synthetic!r}: choose none, offline or on-the-fly")
+    extra = list(overrides or [])
+    for key, value in (("backbone", backbone), ("synthetic", synthetic), ("synthetic_ratio", synthetic_ratio), ("phases", phases)):
+        if value is not None:
+            extra.append(f"segment.{key}={value}")
+    config = load_run_config(run_dir, device, extra)
+    folder = RunFolder(run_dir)
+    result = train_run(folder, config, resume=resume, echo=typer.echo)
+    if os.environ.get("RANK", "0") == "0":
+        folder.write_stamp("train", stage_fingerprint(folder, get_stage("train"), config))
+        typer.echo(f"train: model in {folder.model_dir(SEGMENTER_MODEL)} ({result.epochs_done} epochs; "
+                   f"log.csv, curves.png, plan.json)")
+
+
+@app.command()
+def predict(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="One case folder (PVP.nii.gz, AP.nii.gz…) or a dataset of any layout; registered here if needed.")],
+    output: Annotated[Path, typer.Argument(metavar="OUTPUT", help="Folder for the labels, one <case>.nii.gz per case.")],
+    model: Annotated[Path, typer.Option("--model", help="Trained segmenter folder, e.g. runs/NAME/models/segmenter.")],
+    device: DeviceOption = None,
+    tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="Test-time flips along every axis (8× slower, a little more accurate). Default: the model's setting.")] = None,
+) -> None:
+    """Segment liver and tumors in new CT: one label file per case on its annotated phase's grid.
+
+    The labels (0 background, 1 liver, 2 tumor) open aligned over the CT in ITK-SNAP or 3D Slicer.
+    """
+    from diff4mmlits.segment.stage import predict_path
+
+    start = time.time()
+    written = predict_path(model, input_path, output, device=device or "auto", tta=tta)
+    typer.echo(f"predict: {len(written)} case(s) in {time.time() - start:.1f} s; labels in {output}")
+
+
+@app.command()
+def evaluate(
+    pred: Annotated[Path, typer.Argument(metavar="PRED", help="Folder of predicted labels (<case>.nii.gz).")],
+    gt: Annotated[Path, typer.Argument(metavar="GT", help="Ground truth: a dataset (any layout) or a folder of label files <case>.nii.gz.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for metrics.csv, summary.csv, figures/ and index.html.")],
+) -> None:
+    """Score predictions: DSC, Jaccard, sensitivity, precision, HD95 and lesion detection, with an HTML report."""
+    from diff4mmlits.config import EvaluateConfig
+    from diff4mmlits.evaluate.evaluation import evaluate_predictions, read_truth
+    from diff4mmlits.evaluate.tables import summary_text
+
+    evaluation = evaluate_predictions(pred, read_truth(gt), out, EvaluateConfig())
+    typer.echo(summary_text(evaluation.summary))
+    if evaluation.missing_predictions:
+        typer.echo(f"note: {len(evaluation.missing_predictions)} ground-truth case(s) have no prediction and were not scored")
+    typer.echo(f"evaluate: {len(evaluation.rows)} case(s); tables in {out / 'metrics.csv'}; report {out / 'index.html'}")
+
+# --- translate: unpaired cross-modality translation --------------------------------------------
+@app.command("train-translator")
+def train_translator(
+    run_dir: RunOption,
+    source: Annotated[Path | None, typer.Option("--source", help="Dataset to translate from, e.g. labelled CT (labels needed for essnet).")] = None,
+    target: Annotated[Path | None, typer.Option("--target", help="Dataset of the other modality, e.g. MRI; other patients are fine (unpaired).")] = None,
+    method: Annotated[str | None, typer.Option("--method", help="essnet (CycleGAN + segmentation constraint, keeps anatomy), cyclegan or cut (default: the config's, essnet).")] = None,
+    preset: PresetOption = "demo",
+    config_file: ConfigOption = None,
+    overrides: SetOption = None,
+    device: DeviceOption = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in RUN/models/translator-METHOD.")] = False,
+    painter: Annotated[bool, typer.Option("--painter", help="Instead: train the CUT tumor painter (the paper's Table V baseline, for 'synthesize --method cut') on RUN's normal and registered cases; no --source/--target.")] = False,
+) -> None:
+    """Train an unpaired translator from SOURCE's modality to TARGET's (e.g. CT to MRI) into RUN/models/."""
+    from diff4mmlits.config import resolve_config
+    from diff4mmlits.runfolder import RunFolder
+    from diff4mmlits.translate.stage import train_translator_from_datasets
+
+    if method is not None and method not in ("essnet", "cyclegan", "cut"):
+        raise InputError(f"--method {method!r}: choose essnet, cyclegan or cut")
+    if painter:
+        if source is not None or target is not None:
+            raise InputError("--painter trains on the run folder's own cases; leave out --source and --target")
+        from diff4mmlits.translate.cut_painter import train_cut_painter
+
+        model = train_cut_painter(RunFolder(run_dir), load_run_config(run_dir, device, overrides), resume=resume)
+        typer.echo(f"train-translator: CUT tumor painter in {model}; use it with 'diff4mmlits synthesize --run {run_dir} --method cut'")
+        return
+    if source is None or target is None:
+        raise InputError("give both --source DATASET and --target DATASET (or --painter to train the CUT tumor painter)")
+    extra = list(overrides or []) + ([f"translate.method={method}"] if method else [])
+    folder = RunFolder(run_dir)
+    if folder.exists() and config_file is None:
+        config = load_run_config(run_dir, device, extra)
+    else:
+        config = resolve_config(preset, config_file, extra + ([f"device={device}"] if device else []))
+        if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes
+            folder.root.mkdir(parents=True, exist_ok=True)
+            folder.save_config(config)
+    model = train_translator_from_datasets(source, target, folder, config, resume=resume)
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(f"train-translator: {config.translate.method} model in {model} (log.csv, curves.png beside it)")
+
+
+@app.command()
+def translate(
+    model: Annotated[Path, typer.Option("--model", help="Model folder written by train-translator (RUN/models/translator-METHOD).")],
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="A volume file, a case folder or a dataset folder of the source modality.")],
+    output: Annotated[Path, typer.Argument(metavar="OUTPUT", help="Volume file (for a file INPUT) or folder for the translated cases.")],
+    device: DeviceOption = None,
+    complete_missing: Annotated[bool, typer.Option("--complete-missing", help="Keep every phase and add the model's target phase where a case lacks it (for a phase-to-phase translator, e.g. PVP to AP).")] = False,
+) -> None:
+    """Translate volumes with a trained translator; labels and geometry are carried over unchanged."""
+    from diff4mmlits.translate.stage import translate_path
+
+    written = translate_path(model, input_path, output, device=device or "auto", complete_missing=complete_missing)
+    typer.echo(f"translate: {len(written)} output(s) written to {output}")
 
 
 # --- the whole pipeline ----------------------------------------------------------------------
@@ -261,8 +541,14 @@ def demo(
 # --- entry point ---------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: one line for bad input (exit 2), one line + log file for a bug (exit 1)."""
-    _setup_logging(verbose=bool(os.environ.get("DIFF4MMLITS_VERBOSE")))
-    args = sys.argv[1:] if argv is None else argv
+    restore_logging = _setup_logging(verbose=bool(os.environ.get("DIFF4MMLITS_VERBOSE")))
+    try:
+        return _run(sys.argv[1:] if argv is None else argv)
+    finally:
+        restore_logging()
+
+
+def _run(args: list[str]) -> int:
     try:
         app(args=args, prog_name="diff4mmlits")  # usage errors: typer prints them and exits 2
     except SystemExit as err:
@@ -275,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as err:  # a bug: keep the traceback in a file, show one line
         path = _log_file_for_crash()
-        path.write_text(f"diff4mmlits {' '.join(args)}\n\n{traceback.format_exc()}")
+        path.write_text(f"diff4mmlits {' '.join(args)}\n\n{traceback.format_exc()}", encoding="utf-8")
         summary = str(err).splitlines()[0] if str(err) else ""
         typer.echo(f"internal error ({type(err).__name__}: {summary}); traceback in {path}", err=True)
         return 1

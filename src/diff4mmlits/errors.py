@@ -15,5 +15,7 @@ class InputError(Exception):
 
     def __init__(self, message: str, path: str | Path | None = None) -> None:
         message = " ".join(str(message).split())  # one line, always
+        self.message = message
+        """What is wrong and what to do, without the path."""
         self.path = Path(path) if path is not None else None
         super().__init__(f"{path}: {message}" if path is not None else message)

@@ -49,6 +49,8 @@ class Case:
         object.__setattr__(self, "extras", MappingProxyType(dict(self.extras)))
         if self.label is not None:
             require_same_grid(self.annotated, self.label, what=f"{self.case_id}/label vs {self.annotated_phase}")
+        for name, volume in self.extras.items():
+            require_same_grid(self.annotated, volume, what=f"{self.case_id}/{name} vs {self.annotated_phase}")
 
     @property
     def phase_names(self) -> list[str]:

@@ -6,13 +6,19 @@ This is the only module that knows ITK orders axes ``(x, y, z)`` while :class:`V
 
 from __future__ import annotations
 
+import contextlib
+import gzip
+import io
 import logging
+import re
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from diff4mmlits.data.volume import Volume
+from diff4mmlits.data.volume import MAX_SPACING_MM, Volume
 from diff4mmlits.errors import InputError
 from diff4mmlits.files import atomic_path
 
@@ -42,9 +48,15 @@ def strip_extension(path: str | Path) -> str:
 def from_sitk(image: sitk.Image, kind: str = "image") -> Volume:
     """Convert a 3D SimpleITK image to a :class:`Volume` (lossless: geometry kept exactly)."""
     if image.GetDimension() != 3:
-        raise InputError(f"expected a 3D image, got {image.GetDimension()}D of size {image.GetSize()}")
+        raise InputError(
+            f"expected a 3D image, got a {image.GetDimension()}D one of size {image.GetSize()}; "
+            "give the whole volume (a 3D file or a DICOM series folder, not one slice)"
+        )
     if image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(f"expected one value per voxel, got {image.GetNumberOfComponentsPerPixel()} (colour or vector image)")
+        raise InputError(
+            f"expected one value per voxel, got {image.GetNumberOfComponentsPerPixel()} (colour or vector image); "
+            "give a grey-level CT volume"
+        )
     array = sitk.GetArrayFromImage(image)  # (z, y, x)
     direction_xyz = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)
     return Volume(
@@ -57,8 +69,9 @@ def from_sitk(image: sitk.Image, kind: str = "image") -> Volume:
 
 
 def to_sitk(volume: Volume) -> sitk.Image:
-    """Convert a :class:`Volume` to a SimpleITK image with the same geometry."""
-    image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array))
+    """Convert a :class:`Volume` to a SimpleITK image with the same geometry (bool → uint8)."""
+    array = volume.array.astype(np.uint8) if volume.array.dtype == bool else volume.array
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array))
     image.SetSpacing(tuple(reversed(volume.spacing_mm)))
     image.SetOrigin(tuple(reversed(volume.origin_mm)))
     image.SetDirection(tuple(np.asarray(volume.direction)[::-1, ::-1].ravel()))
@@ -70,7 +83,8 @@ def read_volume(path: str | Path, kind: str = "image") -> Volume:
     """Read one volume from a file (NIfTI, NRRD, MHA/MHD) or a DICOM series folder.
 
     Raises:
-        InputError: the file is missing, unreadable, not 3D, or a DICOM series has a gap.
+        InputError: the file is missing, empty, truncated, not an image, not 3D, has a zero or
+            negative spacing or a non-orthonormal direction, or a DICOM series has a gap.
     """
     path = Path(path)
     if not path.exists():
@@ -81,16 +95,130 @@ def read_volume(path: str | Path, kind: str = "image") -> Volume:
         raise InputError("the file is empty (0 bytes); re-export it", path)
     if volume_extension(path) is None and path.suffix.lower() not in (".dcm", ""):
         raise InputError(f"not a volume file (expected one of {', '.join(IMAGE_EXTENSIONS)} or a DICOM folder)", path)
+    nifti = volume_extension(path) in (".nii", ".nii.gz")
+    if nifti:
+        _check_nifti_header(path)  # ITK replaces a zero pixdim by 1 and reads a truncated file without complaint
     try:
-        image = sitk.ReadImage(str(path))
+        with _quiet_itk():
+            image = sitk.ReadImage(str(path))
     except RuntimeError as err:
-        reason = _first_itk_line(err)
-        raise InputError(f"cannot be read as an image ({reason}); is it truncated or of another format?", path) from None
+        raise _unreadable(err, path) from None
     try:
         volume = from_sitk(image, kind=kind)
     except InputError as err:
-        raise InputError(str(err), path) from None
+        raise InputError(err.message, path) from None
+    if nifti and np.issubdtype(volume.array.dtype, np.floating) and not volume.array.all():
+        _check_nifti_finite(path)  # ITK reads NaN and Inf in a NIfTI as 0: look at the file when a 0 shows up
     return volume
+
+
+@contextlib.contextmanager
+def _quiet_itk() -> Iterator[None]:
+    """Silence ITK's multi-line warnings on stderr while reading (problems are reported our way)."""
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
+
+def _unreadable(err: RuntimeError, path: Path) -> InputError:
+    """The one-line error for a file ITK refused to read."""
+    reason = _first_itk_line(err)
+    if "orthonormal" in reason:
+        return InputError(
+            "the direction matrix is not orthonormal (sheared or scaled axes), so the file cannot be read "
+            "as a CT volume; fix the header (re-export it from the scanner or converter)",
+            path,
+        )
+    return InputError(
+        f"cannot be read as an image: it is truncated, corrupt or not an image file (ITK: {reason}); re-export it",
+        path,
+    )
+
+
+def _raw_nifti_header(path: Path):
+    """The NIfTI-1/2 header exactly as stored (``nib.load`` would quietly 'fix' a zero pixdim)."""
+    import nibabel as nib
+    from nibabel.openers import ImageOpener
+    from nibabel.spatialimages import HeaderDataError
+
+    try:
+        with ImageOpener(str(path)) as handle:
+            raw = handle.read(540)
+    except (OSError, EOFError, zlib.error) as err:
+        reason = "not gzip-compressed although it ends in .gz" if isinstance(err, gzip.BadGzipFile) else str(err)
+        raise _not_an_image(path, reason) from None
+    size = next((n for n in (int.from_bytes(raw[:4], "little"), int.from_bytes(raw[:4], "big")) if n in (348, 540)), None)
+    if size is None or len(raw) < size:
+        raise _not_an_image(path, "no NIfTI header")
+    try:
+        header = (nib.Nifti1Header if size == 348 else nib.Nifti2Header).from_fileobj(io.BytesIO(raw[:size]), check=False)
+    except (HeaderDataError, ValueError) as err:
+        raise _not_an_image(path, str(err)) from None
+    if bytes(header["magic"]).rstrip(b"\0") not in (b"n+1", b"n+2"):
+        raise _not_an_image(path, "no NIfTI magic string")
+    return header
+
+
+def _not_an_image(path: Path, reason: str) -> InputError:
+    return InputError(f"cannot be read as an image: it is truncated, corrupt or not an image file ({reason}); re-export it", path)
+
+
+def _check_nifti_header(path: Path) -> None:
+    """Header checks ITK does not make: every pixdim is positive and the data is complete."""
+    header = _raw_nifti_header(path)
+    ndim = int(header["dim"][0])
+    pixdim = [float(v) for v in header["pixdim"][1 : min(ndim, 3) + 1]]
+    if any(not np.isfinite(v) or v <= 0 for v in pixdim):
+        shown = tuple(round(v, 4) for v in reversed(pixdim))
+        raise InputError(
+            f"absurd voxel spacing {shown} mm in the header (must be > 0 and ≤ {MAX_SPACING_MM:g} mm); fix the header",
+            path,
+        )
+    shape = [int(v) for v in header["dim"][1 : ndim + 1]]
+    expected = int(header["vox_offset"]) + int(np.prod(shape)) * int(header["bitpix"]) // 8
+    actual = _nifti_data_bytes(path, expected)
+    if actual < expected:
+        raise InputError(
+            f"the file is truncated: it holds {actual} of the {expected} bytes its header announces; re-export or re-download it",
+            path,
+        )
+
+
+def _check_nifti_finite(path: Path) -> None:
+    """Raise when a float NIfTI holds NaN or Inf (read with nibabel: ITK would show them as 0)."""
+    import nibabel as nib
+
+    data = np.asanyarray(nib.load(str(path)).dataobj)
+    bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+    if bad:
+        raise InputError(f"{bad} voxel(s) are NaN or Inf; fix or re-export the image", path)
+
+
+def _nifti_data_bytes(path: Path, expected: int) -> int:
+    """Bytes of (uncompressed) NIfTI in ``path``, up to where a broken gzip stream ends."""
+    if not path.name.lower().endswith(".gz"):
+        return path.stat().st_size
+    with path.open("rb") as handle:  # the gzip trailer holds the size mod 2**32: cheap when intact
+        handle.seek(-4, 2)
+        if int.from_bytes(handle.read(4), "little") == expected % 2**32:
+            return expected
+        handle.seek(0)
+        stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        total = 0
+        try:
+            while chunk := handle.read(1 << 20):
+                while chunk:
+                    total += len(stream.decompress(chunk))
+                    chunk = b""
+                    if stream.eof and stream.unused_data:  # a multi-member gzip (bgzip, pigz -i)
+                        chunk = stream.unused_data
+                        stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        except zlib.error:
+            return min(total, expected - 1)
+        return total if stream.eof else min(total, expected - 1)
 
 
 def read_dicom_series(folder: str | Path, kind: str = "image") -> Volume:
@@ -105,7 +233,7 @@ def read_dicom_series(folder: str | Path, kind: str = "image") -> Volume:
     except RuntimeError:
         series_ids = ()
     if not series_ids:
-        raise InputError("no DICOM series found in this folder", folder)
+        raise InputError("no DICOM series found in this folder; put the series' .dcm files in it", folder)
     if len(series_ids) > 1:
         raise InputError(f"holds {len(series_ids)} DICOM series; put each series in a folder of its own", folder)
     files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_ids[0])
@@ -115,10 +243,14 @@ def read_dicom_series(folder: str | Path, kind: str = "image") -> Volume:
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     try:
-        image = reader.Execute()
+        with _quiet_itk():
+            image = reader.Execute()
     except RuntimeError as err:
-        raise InputError(f"DICOM series cannot be read ({_first_itk_line(err)})", folder) from None
-    return from_sitk(image, kind=kind)
+        raise InputError(f"DICOM series cannot be read ({_first_itk_line(err)}); re-export the series", folder) from None
+    try:
+        return from_sitk(image, kind=kind)
+    except InputError as err:
+        raise InputError(err.message, folder) from None
 
 
 def _check_dicom_slice_gaps(folder: Path, files: tuple[str, ...]) -> None:
@@ -131,10 +263,15 @@ def _check_dicom_slice_gaps(folder: Path, files: tuple[str, ...]) -> None:
         try:
             reader.ReadImageInformation()
         except RuntimeError as err:
-            raise InputError(f"unreadable DICOM file ({_first_itk_line(err)})", name) from None
+            raise InputError(f"unreadable DICOM file ({_first_itk_line(err)}); remove or re-export it", name) from None
         if not reader.HasMetaDataKey("0020|0032"):
             return  # no positions recorded: nothing to check
-        position = np.array([float(v) for v in reader.GetMetaData("0020|0032").split("\\")])
+        try:
+            position = np.array([float(v) for v in reader.GetMetaData("0020|0032").split("\\")], dtype=np.float64)
+        except ValueError:
+            raise InputError("unreadable Image Position (0020,0032) tag; re-export the series", name) from None
+        if position.shape != (3,):
+            raise InputError("the Image Position (0020,0032) tag does not hold 3 numbers; re-export the series", name)
         if normal is None:
             direction = np.asarray(reader.GetDirection()).reshape(3, 3)
             normal = direction[:, 2]
@@ -143,8 +280,8 @@ def _check_dicom_slice_gaps(folder: Path, files: tuple[str, ...]) -> None:
     if len(steps) == 0:
         return
     typical = float(np.median(steps))
-    if typical <= 0:
-        raise InputError("DICOM slices share the same position; the series holds duplicates", folder)
+    if typical <= 0 or (steps < 1e-3 * typical).any():
+        raise InputError("several DICOM slices share one position (duplicate slices); keep one file per slice", folder)
     gaps = np.nonzero(steps > 1.5 * typical)[0]
     if len(gaps):
         raise InputError(
@@ -155,14 +292,16 @@ def _check_dicom_slice_gaps(folder: Path, files: tuple[str, ...]) -> None:
 
 
 def _first_itk_line(err: Exception) -> str:
-    """The informative line of a (multi-line) ITK exception."""
+    """The informative line of a (multi-line) ITK exception, without object addresses."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     for line in lines:
         if "Description:" in line:
-            return line.split("Description:", 1)[1].strip()
-    for line in reversed(lines):
-        if not line.startswith(("sitk::ERROR", "itk::ERROR")):
-            return line[:200]
+            return line.split("Description:", 1)[1].strip()[:200]
+    for line in lines:
+        for marker in ("sitk::ERROR:", "ITK ERROR:"):
+            if marker in line:
+                text = line.split(marker, 1)[1].strip()
+                return re.sub(r"^\w+\(0x[0-9a-f]+\):\s*", "", text)[:200]
     return lines[-1][:200] if lines else "unknown reason"
 
 
@@ -170,14 +309,14 @@ def _first_itk_line(err: Exception) -> str:
 def write_volume(volume: Volume, path: str | Path) -> Path:
     """Write a volume as NIfTI (or any SimpleITK format by extension), atomically.
 
-    Labels are written as uint8; images keep their dtype (float64 is stored as float32, int64 as
-    int16 when the values fit).
+    Labels are written as uint8; images keep their dtype (float64 and float16 are stored as
+    float32, int64 as int16 when the values fit).
     """
     path = Path(path)
     array = volume.array
     if volume.kind == "label":
         array = array.astype(np.uint8)
-    elif array.dtype == np.float64:
+    elif array.dtype in (np.float64, np.float16):
         array = array.astype(np.float32)
     elif array.dtype == np.int64 and array.size and -32768 <= array.min() and array.max() <= 32767:
         array = array.astype(np.int16)

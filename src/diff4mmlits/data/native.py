@@ -13,23 +13,36 @@ from pathlib import Path
 
 from diff4mmlits import PHASES
 from diff4mmlits.data.case import ANNOTATED_PHASE, Case
-from diff4mmlits.data.io import IMAGE_EXTENSIONS, read_volume, strip_extension, volume_extension, write_volume
+from diff4mmlits.data.casefiles import CaseFiles, read_case_files
+from diff4mmlits.data.io import IMAGE_EXTENSIONS, strip_extension, volume_extension, write_volume
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.errors import InputError
 
 log = logging.getLogger(__name__)
 
 LABEL_NAME = "label"
+LABEL_ALIASES: tuple[str, ...] = ("label", "labels", "seg", "segmentation")
+"""File stems (lower case) read as the label."""
 
 PHASE_ALIASES: dict[str, str] = {
     "nc": "NC", "plain": "NC", "native": "NC", "noncontrast": "NC", "non_contrast": "NC",
-    "non-contrast": "NC", "unenhanced": "NC", "pre": "NC",
-    "ap": "AP", "art": "AP", "arterial": "AP", "hap": "AP", "late_arterial": "AP",
+    "unenhanced": "NC", "nonenhanced": "NC", "non_enhanced": "NC", "pre": "NC", "precontrast": "NC",
+    "pre_contrast": "NC",
+    "ap": "AP", "art": "AP", "arterial": "AP", "hap": "AP", "late_arterial": "AP", "early_arterial": "AP",
+    "hepatic_arterial": "AP",
     "pvp": "PVP", "pv": "PVP", "portal": "PVP", "venous": "PVP", "portal_venous": "PVP",
     "portalvenous": "PVP", "ven": "PVP",
-    "dp": "DP", "delayed": "DP", "delay": "DP", "equilibrium": "DP", "del": "DP",
+    "dp": "DP", "delayed": "DP", "delay": "DP", "equilibrium": "DP", "del": "DP", "late": "DP",
 }
-"""File stems (lower case) accepted as phase names, and the canonical phase each maps to."""
+"""Phase names accepted for files and nnU-Net channels (lower case, ``-`` and spaces read as
+``_``, a trailing ``_phase`` dropped) and the canonical phase each maps to."""
+
+
+UNSUPPORTED_EXTENSIONS: tuple[str, ...] = (
+    ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".npy", ".npz", ".mat", ".hdr",
+    ".dcm", ".zip", ".gz",
+)
+"""Endings of files that, named like a phase or the label, are reported as unreadable."""
 
 
 def is_case_folder_name(name: str) -> bool:
@@ -38,31 +51,47 @@ def is_case_folder_name(name: str) -> bool:
 
 
 def canonical_phase_name(stem: str) -> str | None:
-    """Map a file stem to ``NC/AP/PVP/DP`` (case-insensitive, aliases allowed) or ``None``."""
+    """Map a file stem to ``NC/AP/PVP/DP`` (case-insensitive, aliases allowed) or ``None``.
+
+    ``"Arterial"``, ``"portal-venous"``, ``"delayed phase"`` → ``AP``, ``PVP``, ``DP``.
+    """
     if stem in PHASES:
         return stem
-    return PHASE_ALIASES.get(stem.lower())
+    key = "_".join(stem.strip().lower().replace("-", " ").replace("_", " ").split())
+    if key.endswith("_phase"):
+        key = key[: -len("_phase")]
+    return PHASE_ALIASES.get(key)
 
 
-def find_case_files(folder: Path, extra_names: Iterable[str] = ()) -> tuple[dict[str, Path], Path | None, dict[str, Path]]:
-    """Sort the entries of a case folder into phases, label and extras.
+def scan_case_folder(folder: str | Path, extra_names: Iterable[str] = ()) -> CaseFiles:
+    """List a native case folder: phases (aliases mapped, and logged), label, extras, issues.
 
-    Returns ``(phases, label, extras)``. Image files whose stem is neither a phase, an alias, the
-    label nor one of ``extra_names`` raise :class:`InputError` (an unknown phase name). Non-image
-    files (``qc.json``, ``*.tfm``…) are ignored.
+    Image files whose stem is neither a phase, an alias, the label nor one of ``extra_names`` are
+    issues (an unknown phase name), as are files named like a phase in a format we do not read.
+    Other files (``qc.json``, ``*.tfm``, ``provenance.json``…) are ignored.
     """
+    folder = Path(folder)
     phases: dict[str, Path] = {}
     label: Path | None = None
     extras: dict[str, Path] = {}
+    issues: list[tuple[Path, str]] = []
     extra_names = set(extra_names)
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith((".", "_")):
             continue
-        is_dicom_dir = entry.is_dir()
-        if volume_extension(entry) is None and not is_dicom_dir:
-            continue
         stem = strip_extension(entry)
-        if stem.lower() == LABEL_NAME:
+        if volume_extension(entry) is None and not entry.is_dir():
+            base, _, ext = entry.name.partition(".")
+            named_like_volume = canonical_phase_name(base) is not None or base.lower() in LABEL_ALIASES
+            if named_like_volume and f".{ext.lower()}" in UNSUPPORTED_EXTENSIONS:
+                issues.append((entry, f"not a volume format diff4mmlits reads (use {', '.join(IMAGE_EXTENSIONS)}, or a folder holding a DICOM series); convert it"))
+            continue
+        if stem.lower() in LABEL_ALIASES:
+            if label is not None:
+                issues.append((entry, f"the label is given twice ({label.name} and {entry.name}); keep one"))
+                continue
+            if stem != LABEL_NAME:
+                log.info("%s: file %s read as the label", folder.name, entry.name)
             label = entry
             continue
         if stem in extra_names:
@@ -70,17 +99,15 @@ def find_case_files(folder: Path, extra_names: Iterable[str] = ()) -> tuple[dict
             continue
         phase = canonical_phase_name(stem)
         if phase is None:
-            raise InputError(
-                f"unknown phase name {stem!r}; name phase files {', '.join(PHASES)} "
-                f"(or an alias such as arterial, portal, delayed)",
-                entry,
-            )
+            issues.append((entry, f"unknown phase name {stem!r}; name phase files {', '.join(PHASES)} (or an alias such as plain, arterial, portal, delayed) and the label {LABEL_NAME}.nii.gz"))
+            continue
         if phase in phases:
-            raise InputError(f"phase {phase} is given twice ({phases[phase].name} and {entry.name}); keep one", entry)
+            issues.append((entry, f"phase {phase} is given twice ({phases[phase].name} and {entry.name}); keep one"))
+            continue
         if stem != phase:
             log.info("%s: file %s read as phase %s", folder.name, entry.name, phase)
         phases[phase] = entry
-    return phases, label, extras
+    return CaseFiles(case_id=folder.name, location=folder, phases=phases, label=label, extras=extras, issues=tuple(issues))
 
 
 def read_case_folder(
@@ -92,27 +119,8 @@ def read_case_folder(
     """Read one native case folder into a :class:`Case` (images in HU, label as uint8)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise InputError("not a case folder", folder)
-    phase_files, label_file, extra_files = find_case_files(folder, extra_names)
-    if not phase_files and label_file is None:
-        raise InputError(f"empty case folder: no image files ({', '.join(IMAGE_EXTENSIONS)}) found", folder)
-    if annotated_phase not in phase_files:
-        raise InputError(
-            f"the annotated phase {annotated_phase} is missing (found: {', '.join(sorted(phase_files)) or 'none'}); "
-            f"add {annotated_phase}.nii.gz",
-            folder,
-        )
-    if require_label and label_file is None:
-        raise InputError("no label file; add label.nii.gz on the annotated phase's grid", folder)
-    phases = {name: read_volume(path) for name, path in phase_files.items()}
-    label = read_volume(label_file, kind="label") if label_file is not None else None
-    extras = {name: read_volume(path, kind="label") for name, path in extra_files.items()}
-    if label is not None:
-        label = label.with_array(label.array.astype("uint8"))
-    try:
-        return Case(case_id=folder.name, phases=phases, label=label, annotated_phase=annotated_phase, extras=extras)
-    except InputError as err:
-        raise InputError(str(err).replace(f"{folder.name}: ", "", 1), label_file or folder) from None
+        raise InputError("not a case folder; give a folder holding PVP.nii.gz and label.nii.gz", folder)
+    return read_case_files(scan_case_folder(folder, extra_names), annotated_phase=annotated_phase, require_label=require_label)
 
 
 def write_case_folder(case: Case, folder: str | Path) -> Path:
@@ -138,12 +146,22 @@ def list_case_folders(dataset: str | Path) -> list[Path]:
     return sorted(p for p in dataset.iterdir() if p.is_dir() and is_case_folder_name(p.name))
 
 
-def read_native_dataset(dataset: str | Path, require_label: bool = True) -> list[Case]:
-    """Read every case of a native dataset."""
+def native_case_files(dataset: str | Path, extra_names: Iterable[str] = ()) -> list[CaseFiles]:
+    """The cases of a native dataset, one :class:`CaseFiles` per case folder (``extra_names``: other
+    volumes a stage keeps beside the phases, e.g. ``inpaint_mask``)."""
+    dataset = Path(dataset)
     folders = list_case_folders(dataset)
     if not folders:
-        raise InputError("empty dataset: no case folders found (expected DATASET/<case>/PVP.nii.gz)", dataset)
-    return [read_case_folder(folder, require_label=require_label) for folder in folders]
+        hint = ""
+        if any(volume_extension(p) and canonical_phase_name(strip_extension(p)) for p in dataset.iterdir()):
+            hint = " (this looks like one case folder: give the folder that holds the case folders)"
+        raise InputError(f"empty dataset: no case folders found{hint}; expected DATASET/<case>/PVP.nii.gz and label.nii.gz", dataset)
+    return [scan_case_folder(folder, extra_names) for folder in folders]
+
+
+def read_native_dataset(dataset: str | Path, require_label: bool = True, annotated_phase: str = ANNOTATED_PHASE) -> list[Case]:
+    """Read every case of a native dataset."""
+    return [read_case_files(files, annotated_phase, require_label) for files in native_case_files(dataset)]
 
 
 def volume_of(case: Case, name: str) -> Volume:

@@ -21,6 +21,9 @@ from diff4mmlits.errors import InputError
 GEOMETRY_TOLERANCE_MM = 1e-3
 """Two grids are the same when spacing and origin agree to this many mm (direction to 1e-4)."""
 
+MAX_SPACING_MM = 20.0
+"""Voxel spacing above this (or ≤ 0) is absurd for CT."""
+
 
 @dataclass(frozen=True)
 class Volume:

@@ -205,10 +205,18 @@ def load_handcrafted_painter(run: RunFolder, mode: str = "paper", device: str | 
                               dilate_vox=config.diffusion.dilate_kernel_vox)
 
 
+def load_cut_painter(run: RunFolder, mode: str = "paper", device: str | torch.device = "cpu") -> TumorPainter:
+    """The CUT painter (the paper's Table V baseline), trained by ``train-translator --painter``."""
+    from diff4mmlits.translate.cut_painter import load_cut_painter as load
+
+    return load(run, mode, device)
+
+
 PainterLoader = Callable[[RunFolder, str, "str | torch.device"], TumorPainter]
 PAINTERS: dict[str, PainterLoader] = {
     "ldm": load_ldm_painter,
     "handcrafted": load_handcrafted_painter,
+    "cut": load_cut_painter,
 }
 """Method name → loader ``(run, mode, device) -> TumorPainter``."""
 

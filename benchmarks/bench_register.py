@@ -1,0 +1,233 @@
+"""Benchmark of the register stage: accuracy on the phantom, similarity on real CT, speed.
+
+1. Phantom (written to a temporary folder, read back like any dataset; ``demo`` preset; size 64;
+   the ``default`` and ``second`` sites): per method none / rigid / affine / bspline, the target
+   registration error inside the PVP liver (mean and 95th percentile, mm; TRE at voxel p =
+   |T(p) − (p + d_true(p))|), liver and tumor Dice of each phase's own label moved onto the PVP
+   grid, before and after; CPU seconds per case.
+2. The demo budget: ``register_run`` over the phantom dataset with 2 worker processes (wall time).
+3. Real unregistered CT (one HCC patient: non-contrast, arterial, portal venous; no labels, so the
+   body-mask fallback): normalised mutual information before and after in a central abdominal
+   region, and a qc.png to look at. Skipped when the folder is absent.
+4. Speed: seconds per case at 64³ and at about 256×256×100 (the phantom's second site at size
+   256), liver-focused versus the same SimpleITK chain on the whole image (no mask, no crop), in
+   this process; printed as a ratio.
+
+Usage::
+
+    python benchmarks/bench_register.py [--cases 12] [--out runs/bench_register] [--skip-large]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from diff4mmlits.config import resolve_config
+from diff4mmlits.data.case import Case
+from diff4mmlits.data.io import read_volume, to_sitk
+from diff4mmlits.data.native import read_native_dataset
+from diff4mmlits.data.phantom import read_phantom_truth, write_phantom_dataset
+from diff4mmlits.register import register_case
+from diff4mmlits.register.method import register_phase
+from diff4mmlits.register.qc import plot_registration_qc, region_nmi, target_registration_error
+from diff4mmlits.register.resample import resample_onto
+from diff4mmlits.register.roi import body_mask, liver_roi
+
+METHODS = ("none", "rigid", "affine", "bspline")
+REAL_STUDY = Path("data") / "real" / "melihkurtaran__medical_image_processing" / "derived"
+REPO = Path(__file__).resolve().parents[1]
+REAL_CANDIDATES = (REPO.parent / "shared" / REAL_STUDY, REPO.parent.parent / "shared" / REAL_STUDY)
+"""``../shared/data/real/...`` beside the checkout (a worktree one level deeper looks one further up)."""
+REAL_FILES = {"NC": "HCC_007_19971227_PRE_LIVER_noncontrast.nii.gz",
+              "AP": "HCC_007_19971227_LIVER_3_PHASE_acq2_arterial.nii.gz",
+              "PVP": "HCC_007_19971227_LIVER_3_PHASE_acq3_portalvenous.nii.gz"}
+
+
+def phantom_accuracy(dataset: Path, preset: str) -> dict[str, dict[str, float]]:
+    """TRE, liver and tumor Dice before/after per method over every case and non-PVP phase."""
+    cases = read_native_dataset(dataset)
+    truths = {case.case_id: read_phantom_truth(dataset, case.case_id) for case in cases}
+    rows: dict[str, dict[str, float]] = {}
+    for method in METHODS:
+        config = resolve_config(preset, overrides=[f"register.method={method}"]).register
+        before, after, seconds, kept = [], [], [], []
+        liver, tumor = [], []
+        for case in cases:
+            truth = truths[case.case_id]
+            start = time.process_time()
+            result = register_case(case, config, truth_labels=dict(truth.phase_labels))
+            seconds.append(time.process_time() - start)
+            mask = case.label.array > 0
+            for name, transform in result.transforms.items():
+                field = truth.displacement_mm[name]
+                before.append(target_registration_error(None, case.annotated, field, mask))
+                after.append(target_registration_error(transform, case.annotated, field, mask))
+                entry = result.qc["phases"][name]
+                liver.append((entry["liver_dice"]["before"], entry["liver_dice"]["after"]))
+                tumor.append((entry["tumor_dice"]["before"], entry["tumor_dice"]["after"]))
+                kept.append(entry["kept"])
+        b, a = np.concatenate(before), np.concatenate(after)
+        liver_arr = np.asarray(liver, float)
+        tumor_arr = np.asarray([[np.nan if v is None else v for v in pair] for pair in tumor], float)
+        rows[method] = {
+            "tre_mean_before": float(b.mean()), "tre_mean_after": float(a.mean()),
+            "tre_p95_before": float(np.percentile(b, 95)), "tre_p95_after": float(np.percentile(a, 95)),
+            "tre_worst_phase_after": float(max(x.mean() for x in after)),
+            "liver_dice_before": float(liver_arr[:, 0].mean()), "liver_dice_after": float(liver_arr[:, 1].mean()),
+            "liver_dice_min_after": float(liver_arr[:, 1].min()),
+            "tumor_dice_before": float(np.nanmean(tumor_arr[:, 0])), "tumor_dice_after": float(np.nanmean(tumor_arr[:, 1])),
+            "cpu_seconds_per_case": float(np.mean(seconds)),
+            "stages_kept": {k: int(v) for k, v in zip(*np.unique(kept, return_counts=True))},
+        }
+        print_row(method, rows[method])
+    return rows
+
+
+def print_row(method: str, row: dict) -> None:
+    print(f"  {method:<8} TRE mean {row['tre_mean_before']:5.2f} → {row['tre_mean_after']:5.2f} mm   "
+          f"p95 {row['tre_p95_before']:5.2f} → {row['tre_p95_after']:5.2f} mm   "
+          f"liver Dice {row['liver_dice_before']:.3f} → {row['liver_dice_after']:.3f} (min {row['liver_dice_min_after']:.3f})   "
+          f"tumor Dice {row['tumor_dice_before']:.3f} → {row['tumor_dice_after']:.3f}   "
+          f"{row['cpu_seconds_per_case']:.2f} CPU s/case   kept {row['stages_kept']}", flush=True)
+
+
+def demo_budget(dataset: Path, out: Path, workers: int = 2) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (this process and its workers) of the register stage over
+    ``dataset`` (demo preset, ``workers`` processes). CPU / workers is the wall time on idle cores."""
+    from diff4mmlits.pipeline import ingest_dataset
+    from diff4mmlits.register.stage import register_run
+    from diff4mmlits.runfolder import RunFolder
+
+    config = resolve_config("demo", overrides=[f"workers={workers}"])
+    run = RunFolder(out)
+    ingest_dataset(dataset, run, config)
+    run.save_config(config)
+    cpu_start = _cpu_seconds()
+    start = time.perf_counter()
+    register_run(run, config, workers=workers, force=True)
+    return time.perf_counter() - start, _cpu_seconds() - cpu_start
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and of its finished children (the worker processes)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def real_case(folder: Path | None = None) -> Case | None:
+    """The HCC patient's three phases (PVP annotated), without a label; ``None`` when absent."""
+    candidates = [folder] if folder is not None else list(REAL_CANDIDATES)
+    for candidate in candidates:
+        if all((candidate / name).is_file() for name in REAL_FILES.values()):
+            return Case("HCC_007", {phase: read_volume(candidate / name) for phase, name in REAL_FILES.items()}, label=None)
+    return None
+
+
+def central_region(case: Case) -> np.ndarray:
+    """The body mask within the central half (in-plane) and central 60 % (slices) of the PVP grid."""
+    body = body_mask(case.annotated)
+    box = np.zeros_like(body)
+    z, y, x = body.shape
+    box[int(0.2 * z):int(0.8 * z), int(0.25 * y):int(0.75 * y), int(0.25 * x):int(0.75 * x)] = True
+    return body & box
+
+
+def real_similarity(case: Case, preset: str, out: Path) -> dict[str, dict[str, float]]:
+    """NMI before/after in the central region per phase; writes ``out/real_qc.png``."""
+    config = resolve_config(preset).register
+    start = time.perf_counter()
+    result = register_case(case, config)
+    seconds = time.perf_counter() - start
+    region = central_region(case)
+    rows = {}
+    for name in result.transforms:
+        before = resample_onto(case.phases[name], case.annotated).array
+        after = result.case.phases[name].array
+        rows[name] = {
+            "nmi_before": region_nmi(case.annotated.array, before, region, config.intensity_window_hu),
+            "nmi_after": region_nmi(case.annotated.array, after, region, config.intensity_window_hu),
+            "kept": result.qc["phases"][name]["kept"],
+        }
+        print(f"  {name}: NMI central region {rows[name]['nmi_before']:.4f} → {rows[name]['nmi_after']:.4f} "
+              f"(kept {rows[name]['kept']})", flush=True)
+    figure = plot_registration_qc(case, result.case, out / "real_qc.png", roi=result.roi.mask.array > 0)
+    print(f"  region: {result.qc['region']['source']} ({result.qc['region']['volume_ml']} mL); {seconds:.1f} s; figure {figure}")
+    return {"phases": rows, "seconds": seconds, "region": result.qc["region"]}
+
+
+def speed(case: Case, preset: str) -> dict[str, float]:
+    """CPU seconds of the full chain per case, liver-focused versus the whole image (no mask, no crop)."""
+    config = resolve_config(preset, overrides=["register.method=bspline"]).register
+    fixed = to_sitk(case.annotated)
+    focus = to_sitk(liver_roi(case, config.margin_mm).mask)
+    whole = to_sitk(case.annotated.with_array(np.ones(case.annotated.shape, np.uint8), kind="label"))
+    times = {}
+    for name, roi in (("liver", focus), ("whole", whole)):
+        start = time.process_time()
+        for phase in case.phase_names:
+            if phase != case.annotated_phase:
+                register_phase(fixed, to_sitk(case.phases[phase]), roi, config)
+        times[name] = time.process_time() - start
+    return {"liver_focus_s": times["liver"], "whole_image_s": times["whole"],
+            "ratio_whole_over_focus": times["whole"] / max(times["liver"], 1e-9)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=12)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--preset", default="demo")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_register"))
+    parser.add_argument("--skip-large", action="store_true", help="skip the 256×256×~100 speed case")
+    parser.add_argument("--skip-demo-budget", action="store_true")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)  # CPU seconds comparable with a worker's
+    os.environ.setdefault("DIFF4MMLITS_NO_PROGRESS", "1")
+    results: dict = {"cases": args.cases, "size": args.size, "preset": args.preset}
+    with tempfile.TemporaryDirectory(prefix="bench_register_") as tmp:
+        for site in ("default", "second"):
+            dataset = write_phantom_dataset(Path(tmp) / site, cases=args.cases, seed=0, site=site, size=args.size)
+            print(f"phantom, site {site}, {args.cases} cases of size {args.size}, preset {args.preset}:", flush=True)
+            results[f"phantom_{site}"] = phantom_accuracy(dataset, args.preset)
+            if site == "default" and not args.skip_demo_budget:
+                wall, cpu = demo_budget(dataset, Path(tmp) / "run")
+                results["demo_2_workers"] = {"wall_seconds": wall, "cpu_seconds": cpu, "load_average": os.getloadavg()}
+                print(f"  demo budget: register_run over {args.cases} cases, 2 workers: {wall:.1f} s wall, {cpu:.1f} CPU s "
+                      f"(≈ {cpu / 2:.1f} s on 2 idle cores; target ≤ 40 s; load average now "
+                      f"{os.getloadavg()[0]:.1f})", flush=True)
+        from diff4mmlits.data.phantom import make_phantom_case
+
+        print("speed (bspline chain, CPU s for the 3 phases of one case, 1 thread):", flush=True)
+        sizes = [("64", make_phantom_case(0, seed=0, size=64).case)]
+        if not args.skip_large:
+            large = make_phantom_case(0, seed=0, site="second", size=256).case
+            sizes.append(("x".join(map(str, large.annotated.shape[::-1])), large))
+        for label, case in sizes:
+            row = speed(case, args.preset)
+            results[f"speed_{label}"] = row
+            print(f"  {label}: liver focus {row['liver_focus_s']:.1f} s, whole image {row['whole_image_s']:.1f} s, "
+                  f"ratio whole/focus {row['ratio_whole_over_focus']:.2f}×", flush=True)
+    case = real_case()
+    if case is None:
+        print(f"real CT: skipped ({REAL_STUDY} not found beside the checkout)")
+    else:
+        print(f"real CT ({case.case_id}, {', '.join(case.phase_names)}; PVP {case.annotated.shape} voxels):", flush=True)
+        results["real"] = real_similarity(case, "paper", args.out)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"results in {args.out / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

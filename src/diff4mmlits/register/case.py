@@ -1,0 +1,157 @@
+"""Paper step 1 for one case: every phase registered and resampled onto the annotated phase's grid.
+
+Pure: a :class:`~diff4mmlits.data.case.Case` in, a :class:`RegisteredCase` out (the registered
+case, one transform per phase, the QC numbers). Files are the stage's business (``stage.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from diff4mmlits import PHASES
+from diff4mmlits.config import RegisterConfig
+from diff4mmlits.data.case import Case
+from diff4mmlits.data.io import to_sitk
+from diff4mmlits.data.volume import Volume, require_same_grid
+from diff4mmlits.errors import InputError
+from diff4mmlits.register.method import PhaseRegistration, register_phase
+from diff4mmlits.register.qc import label_dice, region_nmi
+from diff4mmlits.register.resample import dense_transform, resample_onto
+from diff4mmlits.register.roi import RegionOfInterest, liver_roi
+
+log = logging.getLogger(__name__)
+
+MIN_OVERLAP_FRACTION = 0.1
+"""A phase must cover at least this share of the region of interest (in world space)."""
+
+
+@dataclass(frozen=True)
+class RegisteredCase:
+    """A case with every phase on the annotated phase's grid, and how it got there.
+
+    Attributes:
+        case: the registered case; every phase ``(z, y, x)`` float32 HU on the annotated grid (the
+            annotated phase itself unchanged), the label and extras unchanged.
+        transforms: phase → transform mapping annotated-grid points to that phase's points (mm),
+            ITK's resampling convention; the annotated phase has none.
+        qc: the QC numbers written to ``qc.json``.
+        roi: the region the metric was restricted to.
+    """
+
+    case: Case
+    transforms: Mapping[str, sitk.Transform]
+    qc: dict[str, Any]
+    roi: RegionOfInterest
+    registrations: Mapping[str, PhaseRegistration] = field(default_factory=dict)
+
+
+def register_case(case: Case, config: RegisterConfig, truth_labels: Mapping[str, Volume] | None = None) -> RegisteredCase:
+    """Register every phase of ``case`` onto its annotated phase (liver-focused) and resample it there.
+
+    Args:
+        case: phases on their own grids (HU) and a label on the annotated grid (or none: the body
+            mask is used as the region, with a warning).
+        config: the ``register`` section.
+        truth_labels: optional per-phase labels on each phase's own grid (the phantom's truth);
+            with them, ``qc`` holds liver and tumor Dice before and after.
+
+    Returns:
+        The registered case, a transform per registered phase and the QC numbers.
+
+    Raises:
+        InputError: the label is not on the annotated grid, or a phase does not overlap the region.
+    """
+    start = time.perf_counter()
+    annotated = case.annotated
+    if case.label is not None:
+        require_same_grid(annotated, case.label, what=f"{case.case_id}/label vs {case.annotated_phase}",
+                          hint="the label must lie on the annotated phase's grid")
+    roi = liver_roi(case, config.margin_mm)
+    for name, volume in case.phases.items():
+        if name != case.annotated_phase:
+            _require_overlap(case.case_id, name, volume, roi, case.annotated_phase)
+
+    fixed, roi_image = to_sitk(annotated), to_sitk(roi.mask)
+    liver = case.label.array > 0 if roi.source == "liver" else roi.mask.array > 0
+    phases: dict[str, Volume] = {}
+    transforms: dict[str, sitk.Transform] = {}
+    registrations: dict[str, PhaseRegistration] = {}
+    phase_qc: dict[str, Any] = {}
+    for name in PHASES:
+        if name not in case.phases:
+            phase_qc[name] = {"status": "missing"}
+            continue
+        if name == case.annotated_phase:
+            phases[name] = annotated
+            phase_qc[name] = {"status": "reference"}
+            continue
+        phase_start = time.perf_counter()
+        moving = case.phases[name]
+        registration = register_phase(fixed, to_sitk(moving), roi_image, config, label=f"{case.case_id}/{name}")
+        on_grid = dense_transform(registration.transform, annotated)  # evaluate a B-spline once
+        before = resample_onto(moving, annotated, None, config.fill_hu)
+        after = resample_onto(moving, annotated, on_grid, config.fill_hu)
+        phases[name] = after
+        transforms[name] = registration.transform
+        registrations[name] = registration
+        entry: dict[str, Any] = {
+            "status": "registered",
+            "kept": registration.kept,
+            "stages": [s.to_dict() for s in registration.stages],
+            "mattes_mi_region": {"before": _round(registration.metric_before), "after": _round(registration.metric_after)},
+            "nmi_liver_region": {
+                "before": _round(region_nmi(annotated.array, before.array, liver, config.intensity_window_hu)),
+                "after": _round(region_nmi(annotated.array, after.array, liver, config.intensity_window_hu)),
+            },
+        }
+        if registration.fallbacks:
+            entry["fallback"] = registration.fallbacks
+        if truth_labels is not None and name in truth_labels and case.label is not None:
+            dice_before = label_dice(truth_labels[name], case.label, None)
+            dice_after = label_dice(truth_labels[name], case.label, on_grid)
+            entry["liver_dice"] = {"before": _round(dice_before["liver"]), "after": _round(dice_after["liver"])}
+            entry["tumor_dice"] = {"before": _round(dice_before["tumor"]), "after": _round(dice_after["tumor"])}
+        entry["seconds"] = round(time.perf_counter() - phase_start, 3)
+        phase_qc[name] = entry
+
+    registered = Case(case.case_id, phases, label=case.label, annotated_phase=case.annotated_phase, extras=case.extras)
+    qc = {
+        "case": case.case_id,
+        "method": config.method,
+        "annotated_phase": case.annotated_phase,
+        "region": {"source": roi.source, "margin_mm": roi.margin_mm,
+                   "volume_ml": round(roi.voxels * annotated.voxel_volume_ml, 1)},
+        "phases": phase_qc,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    return RegisteredCase(registered, transforms, qc, roi, registrations)
+
+
+def _require_overlap(case_id: str, name: str, volume: Volume, roi: RegionOfInterest, annotated_phase: str) -> None:
+    """Raise :class:`InputError` when a phase's field of view misses (most of) the region of interest."""
+    index = np.argwhere(roi.mask.array > 0)
+    if len(index) == 0:
+        return
+    step = max(1, len(index) // 4000)
+    world = roi.mask.index_to_world(index[::step])
+    continuous = volume.world_to_index(world)
+    inside = np.all((continuous >= -0.5) & (continuous <= np.asarray(volume.shape) - 0.5), axis=1)
+    fraction = float(inside.mean())
+    if fraction < MIN_OVERLAP_FRACTION:
+        region = "liver region" if roi.source == "liver" else "body"
+        raise InputError(
+            f"{case_id}/{name}: covers {100 * fraction:.0f}% of the {annotated_phase} {region} in physical space "
+            f"(origin {tuple(round(o, 1) for o in volume.origin_mm)} mm vs {tuple(round(o, 1) for o in roi.mask.origin_mm)} mm); "
+            "the phases do not overlap — check the origin and direction in the file headers"
+        )
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)

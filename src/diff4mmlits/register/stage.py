@@ -1,0 +1,317 @@
+"""The register stage over a run folder: read cases, register them (in parallel), write files.
+
+```
+RUN/registered/<case>/
+  <PHASE>.nii.gz   every phase present, on the annotated grid (the annotated phase copied unchanged)
+  label.nii.gz     the annotated label, unchanged
+  <PHASE>.tfm      ITK transform (annotated-grid points → phase points, mm): SimpleITK.ReadTransform,
+                   3D Slicer and ITK-SNAP load it; sitk.Resample(phase, pvp, tfm) gives <PHASE>.nii.gz
+  qc.json          similarity and Dice before/after per phase, fallbacks, run time (written last)
+  qc.png           per phase, axial and coronal slices before and after with the liver contour
+```
+A case whose ``qc.json`` records the same inputs and settings is up to date and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from diff4mmlits import PHASES
+from diff4mmlits.config import Config, RegisterConfig
+from diff4mmlits.data.case import Case
+from diff4mmlits.data.native import read_case_folder, write_case_folder
+from diff4mmlits.data.volume import Volume
+from diff4mmlits.errors import InputError
+from diff4mmlits.files import atomic_path, write_json_atomic
+from diff4mmlits.register.case import RegisteredCase, register_case
+from diff4mmlits.runfolder import RunFolder, fingerprint_of
+
+log = logging.getLogger(__name__)
+
+QC_JSON = "qc.json"
+QC_PNG = "qc.png"
+TRANSFORM_SUFFIX = ".tfm"
+ROUND_TRIP_TOLERANCE_MM = 1e-6
+"""A written transform, read back, must map points to within this distance of the original (mm)."""
+
+
+# --- one case's files ----------------------------------------------------------------------
+def write_transform(transform: sitk.Transform, path: str | Path) -> Path:
+    """Write an ITK transform file atomically (``.tfm`` text, or ``.h5`` by extension)."""
+    with atomic_path(path) as tmp:
+        sitk.WriteTransform(transform, str(tmp))
+    return Path(path)
+
+
+def read_transform(path: str | Path) -> sitk.Transform:
+    """Read an ITK transform file; a missing or unreadable file is an :class:`InputError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("transform file not found; run 'diff4mmlits register' first", path)
+    try:
+        return sitk.ReadTransform(str(path))
+    except RuntimeError:
+        raise InputError("cannot be read as an ITK transform file; re-run 'diff4mmlits register'", path) from None
+
+
+def check_transform_round_trip(path: Path, transform: sitk.Transform, reference: Volume) -> float:
+    """Read ``path`` back and map points spread over ``reference``'s grid with it and with ``transform``.
+
+    Returns the largest distance (mm) between the two mappings. Raises a ``RuntimeError`` (a bug,
+    not bad input) when the file does not reproduce the transform: resampling through the file would
+    then not reproduce the written phase.
+    """
+    again = read_transform(path)
+    rng = np.random.default_rng(0)
+    index = rng.uniform(0, np.asarray(reference.shape) - 1, size=(200, 3))
+    points = reference.index_to_world(index)[:, ::-1]  # (x, y, z) for ITK
+    error = max(float(np.linalg.norm(np.subtract(again.TransformPoint(tuple(p)), transform.TransformPoint(tuple(p)))))
+                for p in points)
+    if not error <= ROUND_TRIP_TOLERANCE_MM:
+        raise RuntimeError(f"{path}: the transform read back maps points up to {error:.3g} mm away from the original")
+    return error
+
+
+def write_registered_case(result: RegisteredCase, original: Case, folder: str | Path, fingerprint: str = "",
+                          figure: bool = True) -> Path:
+    """Write one registered case folder; ``qc.json`` comes last and marks the folder complete.
+
+    Each transform file is read back and checked against the transform it was written from.
+    Files of phases the case no longer has (from an earlier run) are removed.
+    """
+    from diff4mmlits.register.qc import plot_registration_qc
+
+    folder = Path(folder)
+    (folder / QC_JSON).unlink(missing_ok=True)
+    write_case_folder(result.case, folder)
+    for name, transform in result.transforms.items():
+        path = write_transform(transform, folder / f"{name}{TRANSFORM_SUFFIX}")
+        check_transform_round_trip(path, transform, original.annotated)
+    for name in PHASES:
+        if name not in result.case.phases:
+            (folder / f"{name}.nii.gz").unlink(missing_ok=True)
+        if name not in result.transforms:
+            (folder / f"{name}{TRANSFORM_SUFFIX}").unlink(missing_ok=True)
+    if figure:
+        plot_registration_qc(original, result.case, folder / QC_PNG, roi=result.roi.mask.array > 0)
+    write_json_atomic(folder / QC_JSON, {**result.qc, "fingerprint": fingerprint})
+    return folder
+
+
+def read_registered_case(folder: str | Path, annotated_phase: str = "PVP") -> Case:
+    """Read a ``registered/<case>/`` folder back into a :class:`Case` (every phase on one grid)."""
+    case = read_case_folder(folder, annotated_phase=annotated_phase, require_label=False)
+    case.require_registered()
+    return case
+
+
+def read_qc(folder: str | Path) -> dict[str, Any] | None:
+    """A case folder's ``qc.json``, or ``None`` when it is missing or unreadable."""
+    path = Path(folder) / QC_JSON
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+# --- the stage -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CaseJob:
+    """What a worker needs for one case: where to read it, where to write it, the settings."""
+
+    case_id: str
+    source: Path | Case
+    """A native case folder (read in the worker) or an already loaded case."""
+    out_dir: Path
+    config: RegisterConfig
+    annotated_phase: str
+    truth_dataset: Path | None
+    """The phantom dataset whose ``_truth/`` holds per-phase labels (for Dice in qc.json)."""
+    fingerprint: str
+    figure: bool
+
+
+def case_fingerprint(config: RegisterConfig, manifest_entry: Mapping[str, Any] | None) -> str:
+    """What a case's registration depends on: the ``register`` settings and the input checksums."""
+    return fingerprint_of("register", config.model_dump(mode="json"), manifest_entry)
+
+
+def open_register_run(dataset: str | Path, run_dir: str | Path, preset: str | None = None,
+                      config_file: str | Path | None = None, overrides: Sequence[str] = ()) -> tuple[RunFolder, Config]:
+    """The run folder for ``diff4mmlits register``: created (config + manifest) when new, else reopened.
+
+    A new run gets ``preset`` (default ``demo``), the config file and the overrides; an existing one
+    keeps its configuration with the overrides applied (and saved). The dataset is validated and the
+    manifest rewritten either way; nothing is written when the dataset has errors.
+    """
+    from diff4mmlits.config import resolve_config
+    from diff4mmlits.pipeline import ingest_dataset
+
+    run = RunFolder(Path(run_dir))
+    if not run.exists():
+        config = resolve_config(preset or "demo", config_file, list(overrides))
+    else:
+        previous = run.load_config()
+        if preset is not None and preset != previous.preset:
+            raise InputError(f"--preset {preset}: this run folder was made with preset {previous.preset}; "
+                             "use a new --run folder, or --set to change single settings", run.root)
+        if run.manifest_path.is_file():
+            recorded = Path(run.load_manifest()["dataset"])
+            if recorded.resolve() != Path(dataset).resolve():
+                raise InputError(f"this run folder was made from {recorded}, not {dataset}; use another --run folder",
+                                 run.root)
+        config = resolve_config(previous.preset, config_file, list(overrides), base=previous.model_dump(mode="json"))
+    ingest_dataset(dataset, run, config)
+    run.save_config(config)
+    return run, config
+
+
+def register_run(run: RunFolder, config: Config, shard: tuple[int, int] = (1, 1), workers: int | None = None,
+                 force: bool = False) -> list[dict[str, Any]]:
+    """Register the run's cases (one shard of them) into ``RUN/registered/``; return one summary per case.
+
+    Cases run in ``workers`` processes (default ``config.workers``); with more than one, each
+    process lets SimpleITK use one thread. Up-to-date cases are skipped unless ``force``.
+    """
+    from diff4mmlits.distributed import shard as take_shard
+    from diff4mmlits.progress import progress
+
+    manifest = run.load_manifest()
+    entries = {entry["id"]: entry for entry in manifest["cases"]}
+    jobs = take_shard(_case_jobs(run, config, entries), *shard)
+    todo = []
+    summaries: list[dict[str, Any]] = []
+    for job in jobs:
+        qc = read_qc(job.out_dir)
+        if not force and qc is not None and qc.get("fingerprint") == job.fingerprint:
+            summaries.append({"case": job.case_id, "skipped": True})
+        else:
+            todo.append(job)
+    workers = max(1, int(workers if workers is not None else config.workers))
+    if todo:
+        log.info("register: %d case(s) with method %s on %d worker(s)%s", len(todo), config.register.method,
+                 min(workers, len(todo)), f" ({len(jobs) - len(todo)} up to date)" if len(jobs) > len(todo) else "")
+    bar = progress(total=len(todo), desc="register", unit="case")
+    try:
+        with logging_redirect_tqdm(loggers=[logging.getLogger("diff4mmlits")]):  # warnings above the bar
+            if workers == 1 or len(todo) <= 1:
+                for job in todo:
+                    summaries.append(register_job(job))
+                    bar.update(1)
+            else:
+                summaries += _run_parallel(todo, min(workers, len(todo)), bar)
+    finally:
+        bar.close()
+    return summaries
+
+
+def register_job(job: CaseJob) -> dict[str, Any]:
+    """Read, register and write one case (runs in a worker process); return a short summary."""
+    case = job.source if isinstance(job.source, Case) else read_case_folder(
+        job.source, annotated_phase=job.annotated_phase, require_label=False)
+    truth = _truth_labels(job.truth_dataset, job.case_id)
+    result = register_case(case, job.config, truth_labels=truth)
+    write_registered_case(result, case, job.out_dir, fingerprint=job.fingerprint, figure=job.figure)
+    phases = result.qc["phases"]
+    return {
+        "case": job.case_id,
+        "seconds": result.qc["seconds"],
+        "fallbacks": {name: entry["fallback"] for name, entry in phases.items() if entry.get("fallback")},
+        "missing": [name for name, entry in phases.items() if entry["status"] == "missing"],
+    }
+
+
+def _case_jobs(run: RunFolder, config: Config, entries: Mapping[str, Any]) -> list[CaseJob]:
+    """One job per case of the dataset, sorted by case id."""
+    from diff4mmlits.data.dataset import detect_layout, load_dataset
+    from diff4mmlits.data.native import list_case_folders
+
+    dataset = run.dataset_path()
+    truth_dataset = dataset if (dataset / "_truth").is_dir() else None
+    if detect_layout(dataset) == "native":
+        sources: list[tuple[str, Path | Case]] = [(folder.name, folder) for folder in list_case_folders(dataset)]
+    else:
+        sources = [(case.case_id, case) for case in load_dataset(dataset)]
+    return [
+        CaseJob(case_id, source, run.registered_dir / case_id, config.register, config.data.annotated_phase,
+                truth_dataset, case_fingerprint(config.register, entries.get(case_id)), config.preview.enabled)
+        for case_id, source in sorted(sources, key=lambda item: item[0])
+    ]
+
+
+def _truth_labels(dataset: Path | None, case_id: str) -> dict[str, Volume] | None:
+    """The phantom's per-phase labels of a case, when the dataset carries its truth."""
+    if dataset is None or not (dataset / "_truth" / case_id).exists():
+        return None
+    from diff4mmlits.data.phantom import read_phantom_truth
+
+    return dict(read_phantom_truth(dataset, case_id).phase_labels)
+
+
+def _run_parallel(jobs: Sequence[CaseJob], workers: int, bar: Any) -> list[dict[str, Any]]:
+    """Run jobs in a process pool (SimpleITK single-threaded per process); stop at the first error."""
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
+    level = logging.getLogger("diff4mmlits").getEffectiveLevel()
+    summaries: list[dict[str, Any]] = []
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                             initargs=(level,)) as pool:
+        pending: set[Future] = {pool.submit(_register_job_in_worker, job) for job in jobs}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                error = future.exception()
+                if error is not None:
+                    for other in pending:
+                        other.cancel()
+                    raise error
+                summary = future.result()
+                for level, message in summary.pop("log", []):
+                    log.log(level, "%s", message)  # the worker's warnings, printed here above the bar
+                summaries.append(summary)
+                bar.update(1)
+    return summaries
+
+
+class _CollectingHandler(logging.Handler):
+    """Keeps a worker's log messages so that the main process prints them (one console, one bar)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[tuple[int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append((record.levelno, record.getMessage()))
+
+
+_WORKER_LOG = _CollectingHandler()
+
+
+def _init_worker(level: int) -> None:
+    """Worker set-up: one SimpleITK thread (the processes share the cores); log messages collected."""
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    root = logging.getLogger("diff4mmlits")
+    root.handlers[:] = [_WORKER_LOG]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def _register_job_in_worker(job: CaseJob) -> dict[str, Any]:
+    """:func:`register_job` in a worker process; the summary carries the case's log messages."""
+    _WORKER_LOG.messages.clear()
+    summary = register_job(job)
+    summary["log"] = list(_WORKER_LOG.messages)
+    return summary

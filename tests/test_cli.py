@@ -1,0 +1,80 @@
+"""The command line's contract: --help for every command, one line for bad input (exit 2), one
+line naming a log file for a bug (exit 1)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from diff4mmlits import cli
+from diff4mmlits.cli import app, main
+
+
+def _commands() -> list[str]:
+    return [command.name or command.callback.__name__.replace("_", "-") for command in app.registered_commands]
+
+
+def test_top_level_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in _commands():
+        assert name in out
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_every_command_explains_itself(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert f"Usage: diff4mmlits {command}" in out
+    description = out.split("\n\n")[1].strip()
+    assert len(description.split()) >= 5, f"{command} --help says too little: {description!r}"
+
+
+def test_unexpected_error_is_one_line_naming_a_log_with_the_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import diff4mmlits.data.validate as validate
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something inside broke (≤ 20 mm)\nsecond line of the message")
+
+    monkeypatch.setattr(validate, "validate_dataset", broken)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert main(["validate", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("internal error (RuntimeError: something inside broke (≤ 20 mm)); traceback in ")
+    log = Path(err[0].rsplit("traceback in ", 1)[1])
+    assert log.is_file() and log.parent.parent == tmp_path
+    text = log.read_text()
+    assert "diff4mmlits validate" in text and "Traceback (most recent call last)" in text
+    assert "RuntimeError: something inside broke (≤ 20 mm)" in text and "def broken" not in err[0]
+
+
+def test_input_error_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(tmp_path / "absent")]) == 2
+    assert main(["export-nnunet", str(tmp_path / "absent"), str(tmp_path / "raw"), "--dataset-id", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"error: {tmp_path / 'absent'}: dataset folder not found; check the path",
+        f"error: {tmp_path / 'absent'}: dataset folder not found; check the path",
+    ]
+    assert not (tmp_path / "raw").exists()
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate"]) == 2
+    assert main(["export-nnunet", "a", "b"]) == 2  # --dataset-id is required
+    assert main(["no-such-command"]) == 2
+    assert "Usage" in capsys.readouterr().err
+
+
+def test_keyboard_interrupt(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "app", interrupted)
+    assert main(["validate", str(tmp_path)]) == 130
+    assert "interrupted" in capsys.readouterr().err

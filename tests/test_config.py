@@ -1,0 +1,149 @@
+"""Configuration: presets, YAML files, ``--set`` overrides, strictness, the saved config.yaml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from diff4mmlits.config import (
+    PRESET_NAMES,
+    Config,
+    Section,
+    config_to_yaml,
+    parse_override,
+    read_run_config,
+    resolve_config,
+)
+from diff4mmlits.errors import InputError
+
+
+def _sections() -> list[tuple[str, type[Section]]]:
+    return [(name, field.annotation) for name, field in Config.model_fields.items()
+            if isinstance(field.annotation, type) and issubclass(field.annotation, Section)]
+
+
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+def test_every_section_gets_its_preset(preset: str) -> None:
+    """Whatever sections later stages add, each one's PRESETS[preset] lands in the resolved config."""
+    config = resolve_config(preset)
+    assert config.preset == preset
+    for key, value in Config.PRESETS.get(preset, {}).items():
+        assert getattr(config, key) == value
+    for name, section in _sections():
+        resolved = getattr(config, name)
+        for key, value in section.PRESETS.get(preset, {}).items():
+            got = getattr(resolved, key)
+            assert (got.model_dump() if isinstance(got, Section) else got) == (tuple(value) if isinstance(got, tuple) else value), (name, key)
+
+
+def test_presets_differ_where_they_should() -> None:
+    smoke, paper = resolve_config("smoke"), resolve_config("paper")
+    assert smoke.device == "cpu"
+    assert smoke.phantom.size < paper.phantom.size and smoke.phantom.cases < paper.phantom.cases
+
+
+def test_unknown_preset() -> None:
+    with pytest.raises(InputError, match="unknown preset 'fast'; choose one of smoke, demo, paper"):
+        resolve_config("fast")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("seed=3", {"seed": 3}),
+        ("phantom.cases=5", {"phantom": {"cases": 5}}),
+        ("preview.window_hu=[-100, 200]", {"preview": {"window_hu": [-100, 200]}}),
+        ("device=cuda:1", {"device": "cuda:1"}),
+        ("preview.enabled=false", {"preview": {"enabled": False}}),
+        ("data.annotated_phase=PVP", {"data": {"annotated_phase": "PVP"}}),
+        ("phantom.site= second ", {"phantom": {"site": "second"}}),
+        ("a.b=", {"a": {"b": ""}}),
+        ("a.b=x: [", {"a": {"b": "x: ["}}),  # not YAML: kept as text
+    ],
+)
+def test_parse_override(text: str, expected: dict) -> None:
+    assert parse_override(text) == expected
+
+
+@pytest.mark.parametrize(("text", "match"), [("seed", "expected key=value"), ("=3", "the key is empty"), ("a..b=1", "the key is empty")])
+def test_parse_override_errors(text: str, match: str) -> None:
+    with pytest.raises(InputError, match=match):
+        parse_override(text)
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("phantom.nope=1", "unknown setting 'phantom.nope'"),
+        ("nope=1", "unknown setting 'nope'"),
+        ("phantom.cases=many", "setting 'phantom.cases'"),
+        ("phantom.site=third", "setting 'phantom.site'"),
+    ],
+)
+def test_bad_settings_are_one_line(override: str, match: str) -> None:
+    with pytest.raises(InputError, match=match) as err:
+        resolve_config("smoke", overrides=[override])
+    assert "\n" not in str(err.value) and "docs/presets.md" in str(err.value)
+
+
+def test_order_defaults_preset_file_then_set(tmp_path: Path) -> None:
+    path = tmp_path / "my.yaml"
+    path.write_text("seed: 7\nphantom:\n  cases: 2\n  site: second\n")
+    config = resolve_config("smoke", path, ["phantom.cases=4"])
+    assert (config.seed, config.phantom.cases, config.phantom.site) == (7, 4, "second")
+    assert config.phantom.size == resolve_config("smoke").phantom.size  # untouched: the preset's
+
+
+def test_config_file_naming_another_preset(tmp_path: Path) -> None:
+    """The file comes after --preset: its preset applies, under its own values and the --set ones."""
+    path = tmp_path / "paper.yaml"
+    path.write_text("preset: paper\nphantom:\n  cases: 5\n")
+    config = resolve_config("smoke", path, ["seed=2"])
+    paper = resolve_config("paper")
+    assert config.preset == "paper" and config.device == paper.device
+    assert (config.phantom.size, config.phantom.cases, config.seed) == (paper.phantom.size, 5, 2)
+    path.write_text("preset: huge\n")
+    with pytest.raises(InputError, match="unknown preset 'huge'"):
+        resolve_config("smoke", path)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("phantom: [1, 2\n", "not valid YAML at line"),
+        ("- 1\n- 2\n", "must hold a mapping"),
+        ("phantom:\n  colour: red\n", "unknown setting 'phantom.colour'"),
+    ],
+)
+def test_bad_config_files(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError, match=match) as err:
+        resolve_config("smoke", path)
+    assert str(path) in str(err.value)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="config file not found"):
+        resolve_config("smoke", tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+def test_saved_config_round_trips(tmp_path: Path, preset: str) -> None:
+    config = resolve_config(preset, overrides=["seed=11", "preview.window_hu=[-50, 150]"])
+    path = tmp_path / "config.yaml"
+    path.write_text(config_to_yaml(config))
+    back = read_run_config(path)
+    assert back == config
+    assert back.preview.window_hu == (-50.0, 150.0)
+
+
+def test_sections_are_frozen_and_strict() -> None:
+    config = resolve_config("smoke")
+    with pytest.raises(ValidationError):
+        config.phantom.cases = 3  # type: ignore[misc]
+    for name, section in _sections():
+        assert section.model_config.get("extra") == "forbid", name
+        assert section.model_config.get("frozen") is True, name

@@ -1,0 +1,54 @@
+"""Atomic writes: a reader never sees half a file; a failed write keeps the old one."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from diff4mmlits.files import atomic_path, write_bytes_atomic, write_json_atomic, write_text_atomic
+
+
+def test_atomic_path_keeps_the_suffixes_and_renames(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "PVP.nii.gz"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp.name.startswith(".PVP.nii.gz.") and tmp.name.endswith(".tmp.nii.gz")
+        tmp.write_bytes(b"data")
+        assert not target.exists()
+    assert target.read_bytes() == b"data"
+    assert os.listdir(target.parent) == ["PVP.nii.gz"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_failed_write_keeps_the_old_file_and_removes_the_temporary(tmp_path: Path) -> None:
+    target = write_text_atomic(tmp_path / "report.html", "old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+    assert target.read_text() == "old"
+    assert os.listdir(tmp_path) == ["report.html"]
+
+
+def test_failure_before_anything_is_written(tmp_path: Path) -> None:
+    with pytest.raises(ValueError), atomic_path(tmp_path / "x.json"):
+        raise ValueError("no data")
+    assert os.listdir(tmp_path) == []
+
+
+def test_write_json_atomic_handles_numpy_paths_and_sets(tmp_path: Path) -> None:
+    data = {"n": np.int64(3), "x": np.float32(0.5), "a": np.arange(3), "p": Path("a/b"), "s": {"b", "a"}, "t": (1, 2)}
+    path = write_json_atomic(tmp_path / "m.json", data)
+    assert json.loads(path.read_text()) == {"n": 3, "x": 0.5, "a": [0, 1, 2], "p": "a/b", "s": ["a", "b"], "t": [1, 2]}
+    with pytest.raises(TypeError, match="cannot write object as JSON"):
+        write_json_atomic(tmp_path / "bad.json", {"o": object()})
+    assert sorted(os.listdir(tmp_path)) == ["m.json"]
+
+
+def test_write_bytes_and_text(tmp_path: Path) -> None:
+    assert write_bytes_atomic(tmp_path / "b.bin", b"\x00\x01").read_bytes() == b"\x00\x01"
+    assert write_text_atomic(tmp_path / "t.txt", "héllo").read_text(encoding="utf-8") == "héllo"
