@@ -459,6 +459,11 @@ class SynthesizeConfig(Section):
     """ddim: ``ddim_steps`` deterministic steps; ddpm: all of the schedule's steps (slow, for comparison)."""
     ddim_steps: int = 50
     ddim_eta: float = 0.0
+    strength: float = 1.0
+    """1: sample from pure noise at T (the paper). Below 1: start at strength·T from the latent of the
+    masked CT noised to that level (SDEdit), so that less has to be invented."""
+    clip_latent: bool = True
+    """Clip the predicted clean latent to the training latents' range at every step."""
     feather_mm: float = 4.0
     """Width of the blend from synthetic to normal CT outside the dilated mask, mm; beyond it the
     normal CT is kept bit-for-bit."""
@@ -472,8 +477,8 @@ class SynthesizeConfig(Section):
     tumor: TumorMaskConfig = TumorMaskConfig()
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "smoke": {"per_case": 1, "ddim_steps": 3, "figures": 1},
-        "demo": {"per_case": 2, "ddim_steps": 10},
+        "smoke": {"per_case": 1, "ddim_steps": 3, "figures": 1, "strength": 0.6},
+        "demo": {"per_case": 2, "ddim_steps": 10, "strength": 0.6},
         "paper": {"per_case": 5, "ddim_steps": 50},
     }
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from diff4mmlits.synthesize.diffusion import build_scheduler
-from diff4mmlits.synthesize.sampling import denoise
+from diff4mmlits.synthesize.sampling import denoise, reverse_timesteps, start_latent
 
 SCHEDULE = {"num_train_timesteps": 100, "schedule": "scaled_linear_beta", "beta_start": 0.0015, "beta_end": 0.0195}
 
@@ -31,6 +31,21 @@ def test_the_loop_recovers_the_clean_latent_with_an_exact_denoiser(kind, steps):
     oracle = Oracle(target, scheduler.alphas_cumprod)
     condition = torch.ones((2, 1, 4, 4, 4))
     noise = torch.randn(target.shape, generator=generator)
-    result = denoise(oracle, scheduler, noise, condition, steps, generator=generator)
+    timesteps = reverse_timesteps(scheduler, steps)
+    result = denoise(oracle, scheduler, noise, condition, timesteps, generator=generator)
     assert torch.allclose(result, target, atol=1e-3)
     assert len(oracle.seen_conditions) == steps and all(torch.equal(c, condition) for c in oracle.seen_conditions)
+
+
+def test_partial_strength_starts_from_the_noised_known_latent():
+    generator = torch.Generator().manual_seed(1)
+    target, known = torch.randn((2, 1, 3, 4, 4, 4), generator=generator)
+    scheduler = build_scheduler(SCHEDULE, "ddim", clip=10.0)
+    timesteps = reverse_timesteps(scheduler, 10, strength=0.5)
+    assert len(timesteps) == 5 and int(timesteps[0]) <= 50
+    noise = torch.randn(target.shape, generator=generator)
+    start = start_latent(scheduler, noise, known, timesteps, strength=0.5)
+    alpha = scheduler.alphas_cumprod[int(timesteps[0])]
+    assert torch.allclose(start, alpha.sqrt() * known + (1 - alpha).sqrt() * noise, atol=1e-6)
+    result = denoise(Oracle(target, scheduler.alphas_cumprod), scheduler, start, torch.zeros((1, 1, 4, 4, 4)), timesteps)
+    assert torch.allclose(result, target, atol=1e-3)

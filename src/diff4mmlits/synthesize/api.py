@@ -44,7 +44,7 @@ from diff4mmlits.synthesize.diffusion import (
 )
 from diff4mmlits.synthesize.handcrafted import HandcraftedPainter
 from diff4mmlits.synthesize.painting import paint_tumors
-from diff4mmlits.synthesize.sampling import denoise
+from diff4mmlits.synthesize.sampling import denoise, reverse_timesteps, start_latent
 from diff4mmlits.synthesize.train_diffusion import masked_unit
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,8 @@ class LatentDiffusionPainter:
             normal, rng, self.paint_crop, self.config.tumor, self.diffusion.crop_vox, self.config.feather_mm,
             self.close_vox, self.dilate_vox, self.diffusion.largest_real_radius_mm,
         )
-        sampling = ({"sampler": "ddim", "ddim_steps": self.config.ddim_steps, "ddim_eta": self.config.ddim_eta}
+        sampling = ({"sampler": "ddim", "ddim_steps": self.config.ddim_steps, "ddim_eta": self.config.ddim_eta,
+                     "strength": self.config.strength}
                     if self.config.sampler == "ddim" else {"sampler": "ddpm", "steps": self.diffusion.schedule["num_train_timesteps"]})
         return case, {"method": "ldm", "mode": self.diffusion.mode, **sampling, **provenance}
 
@@ -137,24 +138,26 @@ class LatentDiffusionPainter:
             generator: the only source of noise.
         """
         channels, grid = self.codec.latent_channels, tuple(condition_latent.shape[2:])
-        scheduler = build_scheduler(self.diffusion.schedule, self.config.sampler)
+        clip = self.diffusion.latent_clip if self.config.clip_latent else None
+        scheduler = build_scheduler(self.diffusion.schedule, self.config.sampler, clip)
         steps = self.config.ddim_steps if self.config.sampler == "ddim" else int(self.diffusion.schedule["num_train_timesteps"])
-        network = self.diffusion.network
+        timesteps = reverse_timesteps(scheduler, steps, self.config.strength, self.device)
+        network, strength, eta = self.diffusion.network, self.config.strength, self.config.ddim_eta
         if self.diffusion.mode == "paper":
             count = len(names)
             noise = torch.randn((1, channels, *grid), generator=generator, device=self.device).expand(count, -1, -1, -1, -1)
+            start = start_latent(scheduler, noise.contiguous(), condition_latent, timesteps, strength)
             labels = torch.tensor([PHASES.index(name) for name in names], device=self.device)
             condition = paper_condition(condition_latent, mask_latent.expand(count, -1, -1, -1, -1))
-            return denoise(network, scheduler, noise.contiguous(), condition, steps, generator,
-                           class_labels=labels, eta=self.config.ddim_eta)
+            return denoise(network, scheduler, start, condition, timesteps, generator, class_labels=labels, eta=eta)
         slots = torch.zeros((1, len(PHASES), channels, *grid), device=self.device)
         present = torch.zeros((1, len(PHASES)), device=self.device)
         for i, name in enumerate(names):
             slots[0, PHASES.index(name)] = condition_latent[i]
             present[0, PHASES.index(name)] = 1.0
         noise = torch.randn((1, len(PHASES) * channels, *grid), generator=generator, device=self.device)
-        latent = denoise(network, scheduler, noise, joint_condition(slots, mask_latent, present),
-                         steps, generator, eta=self.config.ddim_eta)
+        start = start_latent(scheduler, noise, slots.flatten(1, 2), timesteps, strength)
+        latent = denoise(network, scheduler, start, joint_condition(slots, mask_latent, present), timesteps, generator, eta=eta)
         latent = latent.view(1, len(PHASES), channels, *grid)
         return torch.stack([latent[0, PHASES.index(name)] for name in names])
 

@@ -83,11 +83,18 @@ def schedule_arguments(config: DiffusionConfig) -> dict[str, Any]:
     return args
 
 
-def build_scheduler(arguments: dict[str, Any], kind: Literal["ddpm", "ddim"]) -> DDPMScheduler | DDIMScheduler:
-    """MONAI's scheduler for the stored schedule; latents are not clipped to [-1, 1]."""
+def build_scheduler(arguments: dict[str, Any], kind: Literal["ddpm", "ddim"], clip: float | None = None) -> DDPMScheduler | DDIMScheduler:
+    """MONAI's scheduler for the stored schedule.
+
+    ``clip``: the predicted clean latent is clipped to ``[-clip, clip]`` at every step (static
+    thresholding, the range of the training latents); ``None`` leaves it free. With ε-prediction
+    the clean latent is ``(z_t − √(1−ᾱ) ε̂) / √ᾱ``: near T any error of ε̂ is multiplied by ~15, and an
+    unclipped sample from a briefly trained network runs away.
+    """
+    bounds = {"clip_sample": clip is not None, "clip_sample_min": -(clip or 1.0), "clip_sample_max": clip or 1.0}
     if kind == "ddpm":
-        return DDPMScheduler(**arguments, clip_sample=False)
-    return DDIMScheduler(**arguments, clip_sample=False)
+        return DDPMScheduler(**arguments, **bounds)
+    return DDIMScheduler(**arguments, **bounds)
 
 
 def mask_to_latent(mask: torch.Tensor, factor: int) -> torch.Tensor:
@@ -128,6 +135,7 @@ class LatentDiffusion:
         schedule: noise-schedule arguments for MONAI's schedulers.
         checksum: SHA-256 prefix of the weights file (for provenance).
         largest_real_radius_mm: the largest real tumor of its training data (equivalent sphere).
+        latent_clip: the largest |value| of its training latents (the sampler's clip range).
     """
 
     network: DiffusionModelUNet
@@ -137,6 +145,7 @@ class LatentDiffusion:
     schedule: dict[str, Any]
     checksum: str = ""
     largest_real_radius_mm: float | None = None
+    latent_clip: float | None = None
 
 
 def load_diffusion(folder: str | Path, device: str | torch.device = "cpu") -> LatentDiffusion:
@@ -153,4 +162,5 @@ def load_diffusion(folder: str | Path, device: str | torch.device = "cpu") -> La
         crop_vox=int(config["crop_vox"]), schedule=dict(config["schedule"]),
         checksum=file_sha256(folder / "weights.safetensors"),
         largest_real_radius_mm=(config.get("real_tumor_radius_mm") or {}).get("max"),
+        latent_clip=config.get("latent_clip"),
     )

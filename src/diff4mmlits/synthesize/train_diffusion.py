@@ -264,6 +264,7 @@ def train_diffusion(
         "crop_vox": config.crop_vox, "schedule": schedule, "close_kernel_vox": config.close_kernel_vox,
         "dilate_kernel_vox": config.dilate_kernel_vox, "tumor_loss_weight": config.tumor_loss_weight, "seed": seed,
         "real_tumor_radius_mm": _radius_summary(crops.radii_mm),
+        "latent_clip": float(crops.latents.abs().max()),
         **(extra_config or {}),
     }
     bar = progress(range(start, config.steps), desc=f"train-synthesizer ({config.mode})", total=config.steps - start, unit="step")
