@@ -178,6 +178,78 @@ def export_nnunet(
     typer.echo(f"  train it with: nnUNetv2_plan_and_preprocess -d {dataset_id} && nnUNetv2_train {dataset_id} 3d_fullres 0")
 
 
+# --- synthesize --------------------------------------------------------------------------------
+ResumeOption = Annotated[bool, typer.Option("--resume", help="Continue an interrupted training from its last checkpoint.")]
+ModeOption = Annotated[str | None, typer.Option("--mode", help="paper: phases synthesized one by one from the same mask and noise (the paper); joint: all phases denoised together. Default: the config's diffusion.mode.")]
+
+
+@app.command("train-autoencoder")
+def train_autoencoder_command(
+    run_dir: RunOption,
+    device: DeviceOption = None,
+    resume: ResumeOption = False,
+    overrides: SetOption = None,
+) -> None:
+    """Train the synthesizer's autoencoder (VQ-VAE + patch discriminator) on the normal CT of the training cases."""
+    from diff4mmlits.runfolder import RunFolder
+    from diff4mmlits.synthesize.stage import stage_train_autoencoder
+
+    config = load_run_config(run_dir, device, overrides)
+    metrics = stage_train_autoencoder(RunFolder(run_dir), config, resume=resume)
+    folder = RunFolder(run_dir).model_dir("autoencoder")
+    if metrics:
+        typer.echo(f"train-autoencoder: reconstruction MAE {metrics['mae_liver_hu']:.1f} HU in the liver, "
+                   f"PSNR {metrics['psnr_db']:.1f} dB; model in {folder}")
+
+
+@app.command("train-synthesizer")
+def train_synthesizer_command(
+    run_dir: RunOption,
+    mode: ModeOption = None,
+    device: DeviceOption = None,
+    resume: ResumeOption = False,
+    overrides: SetOption = None,
+) -> None:
+    """Train the latent diffusion tumor synthesizer on crops around the real tumors of the training cases."""
+    from diff4mmlits.runfolder import RunFolder
+    from diff4mmlits.synthesize.diffusion import model_folder_name
+    from diff4mmlits.synthesize.stage import stage_train_synthesizer
+
+    extra = list(overrides or []) + ([f"diffusion.mode={mode}"] if mode else [])
+    config = load_run_config(run_dir, device, extra)
+    metrics = stage_train_synthesizer(RunFolder(run_dir), config, resume=resume)
+    if metrics:
+        folder = RunFolder(run_dir).model_dir(model_folder_name(config.diffusion.mode))
+        typer.echo(f"train-synthesizer: loss {metrics['evaluation_loss_initial']:.4f} → {metrics['evaluation_loss_final']:.4f}; "
+                   f"model in {folder}")
+
+
+@app.command()
+def synthesize(
+    run_dir: RunOption,
+    per_case: Annotated[int | None, typer.Option("--per-case", min=1, help="Synthetic cases per training case (default: the config's).")] = None,
+    method: Annotated[str | None, typer.Option("--method", help="ldm (latent diffusion, the paper), handcrafted (rule-based baseline) or cut (CUT-GAN, the paper's Table V baseline; train it with train-translator --painter). Default: the config's.")] = None,
+    mode: ModeOption = None,
+    device: DeviceOption = None,
+    overrides: SetOption = None,
+) -> None:
+    """Paint random tumors into the normal CT of the training cases: RUN/synthetic/<case>_s<NNN>/."""
+    from diff4mmlits.runfolder import RunFolder
+    from diff4mmlits.synthesize.api import PAINTERS
+    from diff4mmlits.synthesize.stage import stage_synthesize
+
+    if method is not None and method not in PAINTERS:
+        raise InputError(f"--method {method!r}: choose one of {', '.join(PAINTERS)}")
+    if mode is not None and mode not in ("paper", "joint"):
+        raise InputError(f"--mode {mode!r}: choose paper or joint")
+    config = load_run_config(run_dir, device, overrides)
+    run = RunFolder(run_dir)
+    summary = stage_synthesize(run, config, method=method, mode=mode, per_case=per_case)
+    if summary:
+        typer.echo(f"synthesize: {summary['cases']} case(s) in {run.synthetic_dir} "
+                   f"({summary['seconds_per_case']:.2f} s per case); figures in {run.figures_dir}")
+
+
 @app.command("config")
 def show_config(
     preset: PresetOption = "demo",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,6 +178,26 @@ def stage_evaluate(run: RunFolder, config: Config) -> None:
 
     run_evaluate(run, config)
 
+def stage_train_autoencoder(run: RunFolder, config: Config) -> None:
+    """The synthesizer's VQ autoencoder on the normal CT (models/autoencoder)."""
+    from diff4mmlits.synthesize.stage import stage_train_autoencoder as train
+
+    train(run, config)
+
+
+def stage_train_synthesizer(run: RunFolder, config: Config) -> None:
+    """The latent diffusion tumor synthesizer on the real tumors (models/diffusion[-joint])."""
+    from diff4mmlits.synthesize.stage import stage_train_synthesizer as train
+
+    train(run, config)
+
+
+def stage_synthesize(run: RunFolder, config: Config) -> None:
+    """Synthetic cases with new tumors painted into the normal CT (synthetic/)."""
+    from diff4mmlits.synthesize.stage import stage_synthesize as synthesize
+
+    synthesize(run, config)
+
 
 # --- the stages, in order ----------------------------------------------------------------------
 STAGES: list[Stage] = [
@@ -186,7 +207,13 @@ STAGES: list[Stage] = [
           stage_train_inpainter, ("inpaint",), ("register",)),
     Stage("inpaint", "tumor-free normal CT of every phase (normal/)", stage_inpaint, ("inpaint",),
           ("train-inpainter", "register")),
-    # synthesize stages go here, in pipeline order
+    Stage("train-autoencoder", "the synthesizer's autoencoder on normal CT", stage_train_autoencoder,
+          ("autoencoder",), ("register", "inpaint")),
+    Stage("train-synthesizer", "the latent diffusion tumor synthesizer", stage_train_synthesizer,
+          ("autoencoder", "diffusion"), ("register", "train-autoencoder")),
+    Stage("synthesize", "synthetic cases with aligned tumors in every phase", stage_synthesize,
+          ("synthesize", "diffusion"), ("register", "inpaint", "train-autoencoder", "train-synthesizer")),
+
     Stage("train", "the 4-phase segmenter trained on real + synthetic cases (models/segmenter/)", stage_train,
           ("segment",), ("register", "inpaint", "synthesize")),
     Stage("predict", "labels of the held-out test cases (predictions/)", stage_predict, ("segment",), ("train",)),
@@ -227,8 +254,11 @@ def run_stage(run: RunFolder, stage: Stage, config: Config, force: bool = False)
         return False
     run.clear_stamp(stage.name)
     log.info("%s: running", stage.name)
+    start = time.perf_counter()
     stage.run(run, config)
-    run.write_stamp(stage.name, stage_fingerprint(run, stage, config))
+    seconds = time.perf_counter() - start
+    run.write_stamp(stage.name, stage_fingerprint(run, stage, config), {"seconds": round(seconds, 2)})
+    log.info("%s: done in %.1f s", stage.name, seconds)
     return True
 
 

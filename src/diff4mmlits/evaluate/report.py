@@ -108,16 +108,21 @@ def _translators(run: RunFolder, report_dir: Path) -> str:
 
     return section_translators(run, report_dir)
 
+def section_synthesis(run: RunFolder, report_dir: Path) -> str:
+    """Synthesis: autoencoder and synthesizer metrics, contrast per phase (synthetic vs real), figures."""
+    from diff4mmlits.synthesize.report import synthesis_section
+
+    return synthesis_section(run, report_dir)
+
 
 REPORT_SECTIONS: list[ReportSection] = [
     section_cases,
     section_previews,
     section_registration,
     section_inpaint,
-    # later stages add their sections here, in pipeline order
+    section_synthesis,
     section_segmenter,
     section_segmentation_metrics,
-
     _translators,
 ]
 
