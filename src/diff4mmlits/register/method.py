@@ -23,6 +23,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from diff4mmlits.config import RegisterConfig
+from diff4mmlits.errors import InputError
 from diff4mmlits.register.resample import identity_transform
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,9 @@ def register_phase(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image, confi
 
     Returns:
         The composed transform (fixed → moving points) and a record of each stage.
+
+    Raises:
+        InputError: the phase and the region do not overlap enough for the metric to be computed.
     """
     fixed_full = fixed
     fixed, roi = _crop_to_mask(_window(fixed, config), roi)
@@ -104,12 +108,16 @@ def register_phase(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image, confi
     centre = _mask_centroid(roi)
 
     current: sitk.Transform = identity_transform()
-    current_metric = start_metric = evaluate(current)
+    try:
+        current_metric = start_metric = evaluate(current)
+    except RuntimeError as err:  # ITK: "All samples map outside moving image buffer" and the like
+        raise InputError(f"{label}: cannot be compared with the annotated phase in the region of interest "
+                         f"({_first_line(err)}); check that the scans overlap (origin, direction)") from None
     kept = "none"
     stages: list[StageResult] = []
     for name in stage_names(config.method):
         start = time.perf_counter()
-        method = _registration_method(fixed, roi, config, name)
+        method = _registration_method(roi, config, name)
         try:
             candidate = _run_stage(method, name, fixed, fixed_full, moving, current, centre, config)
             after = evaluate(candidate)
@@ -130,7 +138,7 @@ def register_phase(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image, confi
 
 
 # --- one stage ------------------------------------------------------------------------------
-def _registration_method(fixed: sitk.Image, roi: sitk.Image, config: RegisterConfig, name: str) -> sitk.ImageRegistrationMethod:
+def _registration_method(roi: sitk.Image, config: RegisterConfig, name: str) -> sitk.ImageRegistrationMethod:
     """Metric, sampling, pyramid and optimizer of one stage."""
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=config.histogram_bins)
@@ -232,13 +240,14 @@ def _mesh_size(image: sitk.Image, grid_mm: float) -> list[int]:
 def _metric_evaluator(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image, config: RegisterConfig):
     """A function ``transform → Mattes MI`` over the region, full resolution, seeded sample."""
 
+    inside = max(float(np.count_nonzero(sitk.GetArrayViewFromImage(roi))), 1.0)
+    share = _sampling_share(inside, config.sampling_percentage, config)
+
     def evaluate(transform: sitk.Transform) -> float:
         method = sitk.ImageRegistrationMethod()
         method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=config.histogram_bins)
         method.SetMetricFixedMask(roi)
         method.SetMetricSamplingStrategy(method.RANDOM)
-        inside = max(float(np.count_nonzero(sitk.GetArrayViewFromImage(roi))), 1.0)
-        share = _sampling_share(inside, config.sampling_percentage, config)
         method.SetMetricSamplingPercentage(share, _itk_seed(config.sampling_seed + 1))
         method.SetInterpolator(sitk.sitkLinear)
         method.SetInitialTransform(transform, inPlace=False)
@@ -311,9 +320,12 @@ def _itk_seed(seed: int) -> int:
 
 
 def _first_line(err: Exception) -> str:
-    from diff4mmlits.data.io import _first_itk_line
-
-    return _first_itk_line(err)
+    """The informative line of a multi-line ITK exception (its ``Description:`` or its last line)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    for line in lines:
+        if "Description:" in line:
+            return _short(line.split("Description:", 1)[1])
+    return _short(lines[-1]) if lines else "unknown reason"
 
 
 def _short(text: str, limit: int = 160) -> str:

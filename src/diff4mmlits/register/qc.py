@@ -2,14 +2,13 @@
 
 Numbers per phase, before (the phase resampled onto the annotated grid with the identity, i.e. as
 the scanner left it) and after registration: normalised mutual information of the intensities in
-the liver region (higher is better), liver and tumor Dice against the annotated label where the
-phase's own label is known (the phantom's truth), and the target registration error where the
-true displacement is known.
+the liver, or the body without a liver label (higher is better), liver and tumor Dice against the
+annotated label where the phase's own label is known (the phantom's truth), and the target
+registration error where the true displacement is known.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -170,15 +169,3 @@ def _checkerboard(a: np.ndarray, b: np.ndarray, tiles: int = 8) -> np.ndarray:
     idx = [np.arange(n) * tiles // max(n, 1) for n in a.shape]
     parity = (idx[0][:, None, None] + idx[1][None, :, None] + idx[2][None, None, :]) % 2 == 0
     return np.where(parity, a, b)
-
-
-def summarise_phase_qc(qc: Mapping[str, object]) -> str:
-    """One console line for a phase's QC entry (used by the stage's log)."""
-    parts = []
-    nmi = qc.get("nmi_liver_region") if isinstance(qc, Mapping) else None
-    if isinstance(nmi, Mapping) and nmi.get("before") is not None:
-        parts.append(f"NMI {nmi['before']:.3f}→{nmi['after']:.3f}")
-    liver = qc.get("liver_dice") if isinstance(qc, Mapping) else None
-    if isinstance(liver, Mapping) and liver.get("before") is not None:
-        parts.append(f"liver Dice {liver['before']:.3f}→{liver['after']:.3f}")
-    return ", ".join(parts)
