@@ -236,7 +236,7 @@ def _mesh_size(image: sitk.Image, grid_mm: float) -> list[int]:
     return [max(1, int(math.ceil(e / grid_mm))) for e in extent]
 
 
-# --- the metric on a fixed sample ------------------------------------------------------------
+# --- the metric over the whole region --------------------------------------------------------
 def _metric_evaluator(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image, config: RegisterConfig):
     """A function ``transform → Mattes MI`` over every voxel of the region, at full resolution.
 
