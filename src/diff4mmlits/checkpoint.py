@@ -31,9 +31,30 @@ WEIGHTS_NAME = "weights.safetensors"
 STATE_NAME = "training_state.pt"
 
 
+def _unique_state(module: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The state dict without aliases, and ``alias → kept name`` for entries that share a tensor.
+
+    Some networks register one submodule under two names (MONAI's DynUNet keeps its blocks in
+    ``skip_layers`` and in ``downsamples``/``upsamples``); safetensors refuses shared tensors, so
+    each tensor is stored once under its first name and the aliases are filled in on loading.
+    """
+    unique: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    seen: dict[tuple[int, int, tuple[int, ...], tuple[int, ...]], str] = {}
+    for name, tensor in module.state_dict().items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tuple(tensor.stride()))
+        if tensor.numel() > 0 and key in seen:
+            aliases[name] = seen[key]
+            continue
+        seen[key] = name
+        unique[name] = tensor
+    return unique, aliases
+
+
 def save_weights(module: torch.nn.Module, path: str | Path) -> Path:
-    """Save a module's state dict as safetensors, atomically."""
-    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    """Save a module's state dict as safetensors, atomically (shared tensors stored once)."""
+    unique, _ = _unique_state(module)
+    state = {k: v.detach().contiguous().cpu() for k, v in unique.items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp))
     return Path(path)
@@ -48,6 +69,10 @@ def load_weights(module: torch.nn.Module, path: str | Path, strict: bool = True)
         state = load_file(str(path))
     except Exception as err:  # safetensors raises its own error types
         raise InputError(f"not a readable safetensors file ({type(err).__name__}); is it truncated?", path) from None
+    _, aliases = _unique_state(module)
+    for alias, kept in aliases.items():
+        if alias not in state and kept in state:
+            state[alias] = state[kept]
     try:
         module.load_state_dict(state, strict=strict)
     except RuntimeError as err:

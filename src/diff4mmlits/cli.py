@@ -94,13 +94,23 @@ def phantom(
     site: Annotated[str, typer.Option("--site", help="default, or second: other noise, blur, slice thickness and contrast timing (out-of-distribution tests).")] = "default",
     size: Annotated[int, typer.Option("--size", min=16, help="In-plane size in voxels (the volume is size × size × 0.75·size slices; fewer, thicker slices for --site second).")] = 64,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Cases generated in parallel (processes).")] = 1,
+    modality: Annotated[str, typer.Option("--modality", help="ct (four phases), or mri: the same anatomy as a T1 post-contrast-like MRI study (PVP.nii.gz + label), for train-translator; use another --seed than the CT set so the patients differ.")] = "ct",
 ) -> None:
     """Write the built-in four-phase phantom: misaligned phases, PVP labels and per-phase truth."""
     from diff4mmlits.data.phantom import SITES, TRUTH_FOLDER, write_phantom_dataset
 
     if site not in SITES:
         raise InputError(f"--site {site!r}: choose one of {', '.join(SITES)}")
+    if modality not in ("ct", "mri"):
+        raise InputError(f"--modality {modality!r}: choose ct or mri")
     start = time.time()
+    if modality == "mri":
+        from diff4mmlits.translate.phantom_mri import write_mri_phantom_dataset
+
+        write_mri_phantom_dataset(out, cases=cases, seed=seed, site=site, size=size)
+        typer.echo(f"phantom: {cases} MRI-like case(s) ({site} site, size {size}) written in {time.time() - start:.1f} s")
+        typer.echo(f"  dataset: {out}   (<case>/PVP.nii.gz: T1 post-contrast-like image, label.nii.gz)")
+        return
     write_phantom_dataset(out, cases=cases, seed=seed, site=site, size=size, workers=workers)
     typer.echo(f"phantom: {cases} case(s) ({site} site, size {size}) written in {time.time() - start:.1f} s")
     typer.echo(f"  dataset: {out}   (<case>/{{NC,AP,PVP,DP}}.nii.gz, label.nii.gz)")
@@ -168,6 +178,78 @@ def export_nnunet(
     typer.echo(f"  train it with: nnUNetv2_plan_and_preprocess -d {dataset_id} && nnUNetv2_train {dataset_id} 3d_fullres 0")
 
 
+# --- synthesize --------------------------------------------------------------------------------
+ResumeOption = Annotated[bool, typer.Option("--resume", help="Continue an interrupted training from its last checkpoint.")]
+ModeOption = Annotated[str | None, typer.Option("--mode", help="paper: phases synthesized one by one from the same mask and noise (the paper); joint: all phases denoised together. Default: the config's diffusion.mode.")]
+
+
+@app.command("train-autoencoder")
+def train_autoencoder_command(
+    run_dir: RunOption,
+    device: DeviceOption = None,
+    resume: ResumeOption = False,
+    overrides: SetOption = None,
+) -> None:
+    """Train the synthesizer's autoencoder (VQ-VAE + patch discriminator) on the normal CT of the training cases."""
+    from diff4mmlits.runfolder import RunFolder
+    from diff4mmlits.synthesize.stage import stage_train_autoencoder
+
+    config = load_run_config(run_dir, device, overrides)
+    metrics = stage_train_autoencoder(RunFolder(run_dir), config, resume=resume)
+    folder = RunFolder(run_dir).model_dir("autoencoder")
+    if metrics:
+        typer.echo(f"train-autoencoder: reconstruction MAE {metrics['mae_liver_hu']:.1f} HU in the liver, "
+                   f"PSNR {metrics['psnr_db']:.1f} dB; model in {folder}")
+
+
+@app.command("train-synthesizer")
+def train_synthesizer_command(
+    run_dir: RunOption,
+    mode: ModeOption = None,
+    device: DeviceOption = None,
+    resume: ResumeOption = False,
+    overrides: SetOption = None,
+) -> None:
+    """Train the latent diffusion tumor synthesizer on crops around the real tumors of the training cases."""
+    from diff4mmlits.runfolder import RunFolder
+    from diff4mmlits.synthesize.diffusion import model_folder_name
+    from diff4mmlits.synthesize.stage import stage_train_synthesizer
+
+    extra = list(overrides or []) + ([f"diffusion.mode={mode}"] if mode else [])
+    config = load_run_config(run_dir, device, extra)
+    metrics = stage_train_synthesizer(RunFolder(run_dir), config, resume=resume)
+    if metrics:
+        folder = RunFolder(run_dir).model_dir(model_folder_name(config.diffusion.mode))
+        typer.echo(f"train-synthesizer: loss {metrics['evaluation_loss_initial']:.4f} → {metrics['evaluation_loss_final']:.4f}; "
+                   f"model in {folder}")
+
+
+@app.command()
+def synthesize(
+    run_dir: RunOption,
+    per_case: Annotated[int | None, typer.Option("--per-case", min=1, help="Synthetic cases per training case (default: the config's).")] = None,
+    method: Annotated[str | None, typer.Option("--method", help="ldm (latent diffusion, the paper), handcrafted (rule-based baseline) or cut (CUT-GAN, the paper's Table V baseline; train it with train-translator --painter). Default: the config's.")] = None,
+    mode: ModeOption = None,
+    device: DeviceOption = None,
+    overrides: SetOption = None,
+) -> None:
+    """Paint random tumors into the normal CT of the training cases: RUN/synthetic/<case>_s<NNN>/."""
+    from diff4mmlits.runfolder import RunFolder
+    from diff4mmlits.synthesize.api import PAINTERS
+    from diff4mmlits.synthesize.stage import stage_synthesize
+
+    if method is not None and method not in PAINTERS:
+        raise InputError(f"--method {method!r}: choose one of {', '.join(PAINTERS)}")
+    if mode is not None and mode not in ("paper", "joint"):
+        raise InputError(f"--mode {mode!r}: choose paper or joint")
+    config = load_run_config(run_dir, device, overrides)
+    run = RunFolder(run_dir)
+    summary = stage_synthesize(run, config, method=method, mode=mode, per_case=per_case)
+    if summary:
+        typer.echo(f"synthesize: {summary['cases']} case(s) in {run.synthetic_dir} "
+                   f"({summary['seconds_per_case']:.2f} s per case); figures in {run.figures_dir}")
+
+
 @app.command("config")
 def show_config(
     preset: PresetOption = "demo",
@@ -218,6 +300,192 @@ def register(
     part = f" (shard {shard_index}/{shard_count})" if shard_count > 1 else ""
     typer.echo(f"register: {len(done)} case(s) registered{part}{note} in {time.time() - start:.1f} s; "
                f"outputs in {folder.registered_dir}")
+
+
+# --- inpaint (Normal CT Generator) -------------------------------------------------------------
+def _run_stage_command(run_dir: Path, stage_name: str, config, work) -> None:
+    """Run a stage's work from its command and stamp it, so that 'run' knows it is up to date."""
+    from diff4mmlits.pipeline import get_stage, stage_fingerprint
+    from diff4mmlits.runfolder import RunFolder
+
+    folder = RunFolder(run_dir)
+    main_process = os.environ.get("RANK", "0") == "0"
+    if main_process:
+        folder.clear_stamp(stage_name)
+    work(folder)
+    if main_process:  # under torchrun only rank 0 writes
+        folder.write_stamp(stage_name, stage_fingerprint(folder, get_stage(stage_name), config))
+
+
+@app.command("train-inpainter")
+def train_inpainter(
+    run_dir: RunOption,
+    device: DeviceOption = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the training saved in RUN/models/inpainter (after an interruption, or with more steps).")] = False,
+    init_from: Annotated[Path | None, typer.Option("--init-from", help="Start from the weights of this local model folder (config.json + weights.safetensors), e.g. a pre-trained inpainter.")] = None,
+    overrides: SetOption = None,
+) -> None:
+    """Train the FFC inpainter (LaMa-style) on the run's registered train and validation cases."""
+    from diff4mmlits.inpaint.stage import stage_train_inpainter
+
+    if init_from is not None and not init_from.is_dir():
+        raise InputError("--init-from: not a folder; give a model folder with config.json and weights.safetensors", init_from)
+    config = load_run_config(run_dir, device, overrides)
+    folder: list[Path] = []
+    _run_stage_command(run_dir, "train-inpainter", config, lambda run: folder.append(
+        stage_train_inpainter(run, config, device=device, resume=resume, init_from=init_from)))
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(f"train-inpainter: model, log.csv and curves.png in {folder[0]}")
+
+
+@app.command()
+def inpaint(
+    run_dir: RunOption,
+    method: Annotated[str | None, typer.Option("--method", help="ffc (the trained inpainter, default), median (the paper's median-filter ablation) or mean-fill (liver mean + noise).")] = None,
+    device: DeviceOption = None,
+    overrides: SetOption = None,
+) -> None:
+    """Remove the tumors from every phase of every registered case: writes RUN/normal/<case>/."""
+    from diff4mmlits.inpaint.stage import METHODS, stage_inpaint
+    from diff4mmlits.runfolder import RunFolder
+
+    if method is not None and method not in METHODS:
+        raise InputError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
+    extra = list(overrides or []) + ([f"inpaint.method={method}"] if method else [])
+    config = load_run_config(run_dir, device, extra)
+    _run_stage_command(run_dir, "inpaint", config, lambda run: stage_inpaint(run, config, device=device))
+    folder = RunFolder(run_dir)
+    typer.echo(f"inpaint ({config.inpaint.method}): normal cases in {folder.normal_dir}; figure in {folder.figures_dir}")
+# --- segment and evaluate ----------------------------------------------------------------------
+@app.command()
+def train(
+    run_dir: RunOption,
+    backbone: Annotated[str | None, typer.Option("--backbone", help="dynunet (nnU-Net style, default), unet, attention-unet, segresnet, swin-unetr or vnet.")] = None,
+    synthetic: Annotated[str | None, typer.Option("--synthetic", help="none (real cases only), offline (RUN/synthetic/) or on-the-fly (painted into the normal CT while training).")] = None,
+    synthetic_ratio: Annotated[float | None, typer.Option("--synthetic-ratio", min=0.0, max=1.0, help="Share of training samples that are synthetic, 0 to 1.")] = None,
+    phases: Annotated[str | None, typer.Option("--phases", help="Phases the model sees, e.g. NC,AP,PVP,DP or PVP (the unimodal baseline); the others are filled by duplication.")] = None,
+    device: DeviceOption = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted training from its last checkpoint.")] = False,
+    overrides: SetOption = None,
+) -> None:
+    """Train the 4-phase tumor segmenter on the run's registered cases plus synthetic ones.
+
+    Writes RUN/models/segmenter/: the plan (plan.json, also printed), weights (best and last),
+    the training log (log.csv) and its curves (curves.png). Launch with torchrun for several GPUs.
+    """
+    from diff4mmlits.pipeline import get_stage, stage_fingerprint
+    from diff4mmlits.runfolder import RunFolder
+    from diff4mmlits.segment.stage import SEGMENTER_MODEL, train_run
+
+    if synthetic is not None and synthetic not in ("none", "offline", "on-the-fly"):
+        raise InputError(f"--synthetic {synthetic!r}: choose none, offline or on-the-fly")
+    extra = list(overrides or [])
+    for key, value in (("backbone", backbone), ("synthetic", synthetic), ("synthetic_ratio", synthetic_ratio), ("phases", phases)):
+        if value is not None:
+            extra.append(f"segment.{key}={value}")
+    config = load_run_config(run_dir, device, extra)
+    folder = RunFolder(run_dir)
+    result = train_run(folder, config, resume=resume, echo=typer.echo)
+    if os.environ.get("RANK", "0") == "0":
+        folder.write_stamp("train", stage_fingerprint(folder, get_stage("train"), config))
+        typer.echo(f"train: model in {folder.model_dir(SEGMENTER_MODEL)} ({result.epochs_done} epochs; "
+                   f"log.csv, curves.png, plan.json)")
+
+
+@app.command()
+def predict(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="One case folder (PVP.nii.gz, AP.nii.gz…) or a dataset of any layout; registered here if needed.")],
+    output: Annotated[Path, typer.Argument(metavar="OUTPUT", help="Folder for the labels, one <case>.nii.gz per case.")],
+    model: Annotated[Path, typer.Option("--model", help="Trained segmenter folder, e.g. runs/NAME/models/segmenter.")],
+    device: DeviceOption = None,
+    tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="Test-time flips along every axis (8× slower, a little more accurate). Default: the model's setting.")] = None,
+) -> None:
+    """Segment liver and tumors in new CT: one label file per case on its annotated phase's grid.
+
+    The labels (0 background, 1 liver, 2 tumor) open aligned over the CT in ITK-SNAP or 3D Slicer.
+    """
+    from diff4mmlits.segment.stage import predict_path
+
+    start = time.time()
+    written = predict_path(model, input_path, output, device=device or "auto", tta=tta)
+    typer.echo(f"predict: {len(written)} case(s) in {time.time() - start:.1f} s; labels in {output}")
+
+
+@app.command()
+def evaluate(
+    pred: Annotated[Path, typer.Argument(metavar="PRED", help="Folder of predicted labels (<case>.nii.gz).")],
+    gt: Annotated[Path, typer.Argument(metavar="GT", help="Ground truth: a dataset (any layout) or a folder of label files <case>.nii.gz.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for metrics.csv, summary.csv, figures/ and index.html.")],
+) -> None:
+    """Score predictions: DSC, Jaccard, sensitivity, precision, HD95 and lesion detection, with an HTML report."""
+    from diff4mmlits.config import EvaluateConfig
+    from diff4mmlits.evaluate.evaluation import evaluate_predictions, read_truth
+    from diff4mmlits.evaluate.tables import summary_text
+
+    evaluation = evaluate_predictions(pred, read_truth(gt), out, EvaluateConfig())
+    typer.echo(summary_text(evaluation.summary))
+    if evaluation.missing_predictions:
+        typer.echo(f"note: {len(evaluation.missing_predictions)} ground-truth case(s) have no prediction and were not scored")
+    typer.echo(f"evaluate: {len(evaluation.rows)} case(s); tables in {out / 'metrics.csv'}; report {out / 'index.html'}")
+
+# --- translate: unpaired cross-modality translation --------------------------------------------
+@app.command("train-translator")
+def train_translator(
+    run_dir: RunOption,
+    source: Annotated[Path | None, typer.Option("--source", help="Dataset to translate from, e.g. labelled CT (labels needed for essnet).")] = None,
+    target: Annotated[Path | None, typer.Option("--target", help="Dataset of the other modality, e.g. MRI; other patients are fine (unpaired).")] = None,
+    method: Annotated[str | None, typer.Option("--method", help="essnet (CycleGAN + segmentation constraint, keeps anatomy), cyclegan or cut (default: the config's, essnet).")] = None,
+    preset: PresetOption = "demo",
+    config_file: ConfigOption = None,
+    overrides: SetOption = None,
+    device: DeviceOption = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in RUN/models/translator-METHOD.")] = False,
+    painter: Annotated[bool, typer.Option("--painter", help="Instead: train the CUT tumor painter (the paper's Table V baseline, for 'synthesize --method cut') on RUN's normal and registered cases; no --source/--target.")] = False,
+) -> None:
+    """Train an unpaired translator from SOURCE's modality to TARGET's (e.g. CT to MRI) into RUN/models/."""
+    from diff4mmlits.config import resolve_config
+    from diff4mmlits.runfolder import RunFolder
+    from diff4mmlits.translate.stage import train_translator_from_datasets
+
+    if method is not None and method not in ("essnet", "cyclegan", "cut"):
+        raise InputError(f"--method {method!r}: choose essnet, cyclegan or cut")
+    if painter:
+        if source is not None or target is not None:
+            raise InputError("--painter trains on the run folder's own cases; leave out --source and --target")
+        from diff4mmlits.translate.cut_painter import train_cut_painter
+
+        model = train_cut_painter(RunFolder(run_dir), load_run_config(run_dir, device, overrides), resume=resume)
+        typer.echo(f"train-translator: CUT tumor painter in {model}; use it with 'diff4mmlits synthesize --run {run_dir} --method cut'")
+        return
+    if source is None or target is None:
+        raise InputError("give both --source DATASET and --target DATASET (or --painter to train the CUT tumor painter)")
+    extra = list(overrides or []) + ([f"translate.method={method}"] if method else [])
+    folder = RunFolder(run_dir)
+    if folder.exists() and config_file is None:
+        config = load_run_config(run_dir, device, extra)
+    else:
+        config = resolve_config(preset, config_file, extra + ([f"device={device}"] if device else []))
+        if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes
+            folder.root.mkdir(parents=True, exist_ok=True)
+            folder.save_config(config)
+    model = train_translator_from_datasets(source, target, folder, config, resume=resume)
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(f"train-translator: {config.translate.method} model in {model} (log.csv, curves.png beside it)")
+
+
+@app.command()
+def translate(
+    model: Annotated[Path, typer.Option("--model", help="Model folder written by train-translator (RUN/models/translator-METHOD).")],
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="A volume file, a case folder or a dataset folder of the source modality.")],
+    output: Annotated[Path, typer.Argument(metavar="OUTPUT", help="Volume file (for a file INPUT) or folder for the translated cases.")],
+    device: DeviceOption = None,
+    complete_missing: Annotated[bool, typer.Option("--complete-missing", help="Keep every phase and add the model's target phase where a case lacks it (for a phase-to-phase translator, e.g. PVP to AP).")] = False,
+) -> None:
+    """Translate volumes with a trained translator; labels and geometry are carried over unchanged."""
+    from diff4mmlits.translate.stage import translate_path
+
+    written = translate_path(model, input_path, output, device=device or "auto", complete_missing=complete_missing)
+    typer.echo(f"translate: {len(written)} output(s) written to {output}")
 
 
 # --- the whole pipeline ----------------------------------------------------------------------

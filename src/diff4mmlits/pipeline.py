@@ -136,6 +136,20 @@ def stage_register(run: RunFolder, config: Config) -> None:
     register_run(run, config)
 
 
+def stage_train_inpainter(run: RunFolder, config: Config) -> None:
+    """``models/inpainter/``: the FFC inpainter trained on the registered train + validation cases."""
+    from diff4mmlits.inpaint.stage import stage_train_inpainter as train
+
+    train(run, config)
+
+
+def stage_inpaint(run: RunFolder, config: Config) -> None:
+    """``normal/<case>/``: every registered case with its tumors inpainted away, in every phase."""
+    from diff4mmlits.inpaint.stage import stage_inpaint as inpaint
+
+    inpaint(run, config)
+
+
 def stage_report(run: RunFolder, config: Config) -> None:
     """``report/index.html``: what the run holds, with its figures and tables."""
     from diff4mmlits.evaluate.report import write_run_report
@@ -143,11 +157,66 @@ def stage_report(run: RunFolder, config: Config) -> None:
     write_run_report(run, config)
 
 
+def stage_train(run: RunFolder, config: Config) -> None:
+    """``models/segmenter/``: the multimodal segmenter trained on real + synthetic cases."""
+    from diff4mmlits.segment.stage import stage_train as run_train
+
+    run_train(run, config)
+
+
+def stage_predict(run: RunFolder, config: Config) -> None:
+    """``predictions/<case>.nii.gz`` for the test split."""
+    from diff4mmlits.segment.stage import stage_predict as run_predict
+
+    run_predict(run, config)
+
+
+def stage_evaluate(run: RunFolder, config: Config) -> None:
+    """``report/metrics.csv`` and figures: the test-split predictions scored against their labels."""
+    from diff4mmlits.evaluate.stage import stage_evaluate as run_evaluate
+
+    run_evaluate(run, config)
+
+def stage_train_autoencoder(run: RunFolder, config: Config) -> None:
+    """The synthesizer's VQ autoencoder on the normal CT (models/autoencoder)."""
+    from diff4mmlits.synthesize.stage import stage_train_autoencoder as train
+
+    train(run, config)
+
+
+def stage_train_synthesizer(run: RunFolder, config: Config) -> None:
+    """The latent diffusion tumor synthesizer on the real tumors (models/diffusion[-joint])."""
+    from diff4mmlits.synthesize.stage import stage_train_synthesizer as train
+
+    train(run, config)
+
+
+def stage_synthesize(run: RunFolder, config: Config) -> None:
+    """Synthetic cases with new tumors painted into the normal CT (synthetic/)."""
+    from diff4mmlits.synthesize.stage import stage_synthesize as synthesize
+
+    synthesize(run, config)
+
+
 # --- the stages, in order ----------------------------------------------------------------------
 STAGES: list[Stage] = [
     Stage("previews", "preview figure per case", stage_previews, ("preview",), ()),
     Stage("register", "every phase registered onto the annotated phase (registered/)", stage_register, ("register",), ()),
-    # register, inpaint, synthesize, translate, segment and evaluate stages are inserted here, in order
+    Stage("train-inpainter", "the FFC inpainter trained on the registered cases (models/inpainter/)",
+          stage_train_inpainter, ("inpaint",), ("register",)),
+    Stage("inpaint", "tumor-free normal CT of every phase (normal/)", stage_inpaint, ("inpaint",),
+          ("train-inpainter", "register")),
+    Stage("train-autoencoder", "the synthesizer's autoencoder on normal CT", stage_train_autoencoder,
+          ("autoencoder",), ("register", "inpaint")),
+    Stage("train-synthesizer", "the latent diffusion tumor synthesizer", stage_train_synthesizer,
+          ("autoencoder", "diffusion"), ("register", "train-autoencoder")),
+    Stage("synthesize", "synthetic cases with aligned tumors in every phase", stage_synthesize,
+          ("synthesize", "diffusion"), ("register", "inpaint", "train-autoencoder", "train-synthesizer")),
+
+    Stage("train", "the 4-phase segmenter trained on real + synthetic cases (models/segmenter/)", stage_train,
+          ("segment",), ("register", "inpaint", "synthesize")),
+    Stage("predict", "labels of the held-out test cases (predictions/)", stage_predict, ("segment",), ("train",)),
+    Stage("evaluate", "metrics of the test predictions (report/metrics.csv)", stage_evaluate, ("evaluate",), ("predict",)),
     Stage("report", "report/index.html", stage_report, (), ()),
 ]
 

@@ -76,11 +76,54 @@ def section_previews(run: RunFolder, report_dir: Path) -> str:
     return f"<h2>Cases</h2><p class='muted'>Each phase at the slice with most tumor; the label (drawn on the annotated phase) as contours: liver green, tumor red.</p>{body}"
 
 
+def section_inpaint(run: RunFolder, report_dir: Path) -> str:
+    """The Normal CT Generator: original, mask and each inpainting method side by side."""
+    figures = sorted(run.figures_dir.glob("inpaint_*.png"))
+    if not figures:
+        return ""
+    body = "".join(figure_html(path, report_dir, path.stem.removeprefix("inpaint_")) for path in figures)
+    curves = run.model_dir("inpainter") / "curves.png"
+    if curves.is_file():
+        body += figure_html(curves, report_dir, "inpainter training curves")
+    return ("<h2>Inpainting (normal CT)</h2><p class='muted'>Per phase: the registered image, the closed and dilated "
+            "tumor mask (red) over the liver (green), and the mask filled by each method.</p>" + body)
+
+
+def section_segmenter(run: RunFolder, report_dir: Path) -> str:
+    """The trained segmenter (plan and curves); see :mod:`diff4mmlits.evaluate.stage`."""
+    from diff4mmlits.evaluate.stage import section_segmenter as section
+
+    return section(run, report_dir)
+
+
+def section_segmentation_metrics(run: RunFolder, report_dir: Path) -> str:
+    """Metrics of the test-split predictions; see :mod:`diff4mmlits.evaluate.stage`."""
+    from diff4mmlits.evaluate.stage import section_segmentation_metrics as section
+
+    return section(run, report_dir)
+
+def _translators(run: RunFolder, report_dir: Path) -> str:
+    """Translators trained into this run folder (``train-translator``), if any."""
+    from diff4mmlits.translate.report import section_translators
+
+    return section_translators(run, report_dir)
+
+def section_synthesis(run: RunFolder, report_dir: Path) -> str:
+    """Synthesis: autoencoder and synthesizer metrics, contrast per phase (synthetic vs real), figures."""
+    from diff4mmlits.synthesize.report import synthesis_section
+
+    return synthesis_section(run, report_dir)
+
+
 REPORT_SECTIONS: list[ReportSection] = [
     section_cases,
     section_previews,
     section_registration,
-    # later stages add their sections here, in pipeline order
+    section_inpaint,
+    section_synthesis,
+    section_segmenter,
+    section_segmentation_metrics,
+    _translators,
 ]
 
 

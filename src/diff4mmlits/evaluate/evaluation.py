@@ -1,0 +1,222 @@
+"""``diff4mmlits evaluate PRED GT --out DIR``: metrics per case, summary, figures and ``DIR/index.html``.
+
+PRED is a folder of ``<case>.nii.gz`` label files (what ``predict`` writes). GT is either a dataset
+(any layout ``data/`` reads; its labels are the truth and its annotated phase is drawn under the
+overlays) or a plain folder of ``<case>.nii.gz`` label files. Cases are matched by name; a
+prediction must lie on its truth's grid exactly (no silent resampling).
+
+Outputs in DIR: ``metrics.csv`` (one row per case), ``summary.csv`` and ``summary.txt`` (mean ± sd
+per metric), ``figures/boxplots.png``, ``figures/overlay_<rank>_<case>.png`` for the best, median
+and worst cases by tumor DSC, and ``index.html`` with all of it.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diff4mmlits.config import EvaluateConfig
+from diff4mmlits.data.io import read_volume, strip_extension, volume_extension
+from diff4mmlits.data.volume import Volume, require_same_grid
+from diff4mmlits.errors import InputError
+from diff4mmlits.files import write_text_atomic
+from diff4mmlits.progress import progress
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.csv"
+SUMMARY_FILE = "summary.csv"
+SUMMARY_TEXT_FILE = "summary.txt"
+BOXPLOT_FILE = "boxplots.png"
+
+
+@dataclass(frozen=True)
+class Truth:
+    """The truth of one case: label, and the annotated phase's image when known (for overlays)."""
+
+    case_id: str
+    label: Volume
+    image: Volume | None = None
+
+
+@dataclass
+class Evaluation:
+    rows: list[dict[str, Any]]
+    summary: list[dict[str, Any]]
+    out_dir: Path
+    figures: dict[str, Path]
+    missing_predictions: list[str]
+
+
+def label_files(folder: Path) -> dict[str, Path]:
+    """``case id → file`` for the image files directly inside ``folder``."""
+    return {strip_extension(p): p for p in sorted(folder.iterdir()) if p.is_file() and volume_extension(p)}
+
+
+def read_truth(gt: str | Path) -> list[Truth]:
+    """Truth from a dataset of any layout, or from a folder of label files."""
+    gt = Path(gt)
+    if not gt.exists():
+        raise InputError("ground-truth folder not found; give a dataset or a folder of label files", gt)
+    if not gt.is_dir():
+        raise InputError("GT must be a folder (a dataset, or label files named <case>.nii.gz)", gt)
+    files = label_files(gt)
+    if files:
+        return [Truth(case_id, read_volume(path, kind="label")) for case_id, path in files.items()]
+    from diff4mmlits.data.dataset import load_dataset
+
+    cases = load_dataset(gt, require_label=True)
+    return [Truth(c.case_id, c.label, c.annotated) for c in cases if c.label is not None]
+
+
+def evaluate_predictions(
+    pred_dir: str | Path, truths: list[Truth], out_dir: str | Path, config: EvaluateConfig, write_html: bool = True,
+    title: str = "Segmentation evaluation",
+) -> Evaluation:
+    """Score every prediction that has a truth; write tables, figures and (optionally) ``index.html``."""
+    from diff4mmlits.evaluate.metric_figures import plot_metric_boxplots, plot_overlay
+    from diff4mmlits.evaluate.metrics import case_metrics
+    from diff4mmlits.evaluate.tables import summarize, summary_text, write_rows_csv
+
+    pred_dir, out_dir = Path(pred_dir), Path(out_dir)
+    if not pred_dir.is_dir():
+        raise InputError("prediction folder not found; run 'diff4mmlits predict' first", pred_dir)
+    predictions = label_files(pred_dir)
+    if not predictions:
+        raise InputError("no prediction files (<case>.nii.gz) here; run 'diff4mmlits predict' first", pred_dir)
+    by_id = {t.case_id: t for t in truths}
+    matched = [case_id for case_id in predictions if case_id in by_id]
+    unknown = [case_id for case_id in predictions if case_id not in by_id]
+    if not matched:
+        raise InputError(f"no prediction matches a ground-truth case by name (predictions: {', '.join(list(predictions)[:5])}…)", pred_dir)
+    if unknown:
+        log.warning("evaluate: %d prediction(s) without ground truth skipped: %s", len(unknown), ", ".join(unknown[:10]))
+    missing = sorted(set(by_id) - set(predictions))
+
+    rows: list[dict[str, Any]] = []
+    labels: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for case_id in progress(matched, desc="evaluate", unit="case"):
+        truth = by_id[case_id]
+        pred = read_volume(predictions[case_id], kind="label")
+        require_same_grid(truth.label, pred, what=f"{predictions[case_id]} vs the ground truth of {case_id}",
+                          hint="predictions must be on the annotated phase's grid ('diff4mmlits predict' writes them so)")
+        pred_array = pred.array.astype(np.uint8)
+        truth_array = truth.label.array.astype(np.uint8)
+        row = {"case": case_id, **case_metrics(
+            pred_array, truth_array, truth.label.spacing_mm, config.lesion_min_overlap_voxels,
+            config.lesion_size_classes_mm, config.hd_percentile,
+        )}
+        rows.append(row)
+        labels[case_id] = (truth_array, pred_array)
+
+    summary = summarize(rows)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_rows_csv(rows, out_dir / METRICS_FILE)
+    write_rows_csv([{"case": r["metric"], **{k: v for k, v in r.items() if k != "metric"}} for r in summary], out_dir / SUMMARY_FILE)
+    write_text_atomic(out_dir / SUMMARY_TEXT_FILE, summary_text(summary) + "\n")
+
+    figures_dir = out_dir / "figures"
+    for stale in figures_dir.glob("overlay_*.png"):  # from an earlier evaluation into the same folder
+        stale.unlink()
+    figures: dict[str, Path] = {"boxplots": plot_metric_boxplots(rows, figures_dir / BOXPLOT_FILE)}
+    for rank, case_id in pick_best_median_worst(rows, config.overlay_cases):
+        truth_array, pred_array = labels[case_id]
+        image = by_id[case_id].image
+        dsc = next(r["tumor_dsc"] for r in rows if r["case"] == case_id)
+        figures[f"{rank}: {case_id}"] = plot_overlay(
+            image.array if image is not None else None, truth_array, pred_array,
+            figures_dir / f"overlay_{rank}_{case_id}.png", f"{rank} — {case_id}, tumor DSC {dsc:.3f}", config.window_hu,
+        )
+    evaluation = Evaluation(rows, summary, out_dir, figures, missing)
+    if write_html:
+        write_text_atomic(out_dir / "index.html", evaluation_page(evaluation, title))
+    return evaluation
+
+
+def load_evaluation(out_dir: str | Path) -> Evaluation | None:
+    """An evaluation written earlier to ``out_dir`` (for the run report), or None when there is none."""
+    from diff4mmlits.evaluate.tables import read_rows_csv, summarize
+
+    out_dir = Path(out_dir)
+    if not (out_dir / METRICS_FILE).is_file():
+        return None
+    rows = read_rows_csv(out_dir / METRICS_FILE)
+    figures_dir = out_dir / "figures"
+    figures: dict[str, Path] = {}
+    if (figures_dir / BOXPLOT_FILE).is_file():
+        figures["boxplots"] = figures_dir / BOXPLOT_FILE
+    for path in sorted(figures_dir.glob("overlay_*.png")):
+        rank, _, case_id = path.stem.removeprefix("overlay_").partition("_")
+        figures[f"{rank}: {case_id}"] = path
+    return Evaluation(rows, summarize(rows), out_dir, figures, [])
+
+
+def pick_best_median_worst(rows: list[dict[str, Any]], count: int) -> list[tuple[str, str]]:
+    """``(rank, case)`` for the best, median and worst case by tumor DSC (up to ``count``, no repeats)."""
+    if count <= 0 or not rows:
+        return []
+    ordered = sorted(rows, key=lambda r: (-float(r["tumor_dsc"]), r["case"]))
+    picks = [("best", ordered[0]["case"]), ("median", ordered[len(ordered) // 2]["case"]), ("worst", ordered[-1]["case"])]
+    chosen, seen = [], set()
+    for rank, case_id in picks:
+        if case_id not in seen:
+            chosen.append((rank, case_id))
+            seen.add(case_id)
+    return chosen[:count]
+
+
+# --- HTML --------------------------------------------------------------------------------------
+def metrics_html(evaluation: Evaluation, report_dir: Path) -> str:
+    """Tables and figures of an evaluation as an HTML fragment (links only to files that exist)."""
+    from diff4mmlits.evaluate.report import figure_html, html_table, relative_link
+    from diff4mmlits.evaluate.tables import PAPER_METRICS, mean_sd_text
+
+    by_metric = {r["metric"]: r for r in evaluation.summary}
+    paper = html_table(
+        ["cases", "DSC (%)", "JAC (%)", "SE (%)", "PRE (%)"],
+        [[str(len(evaluation.rows))] + [mean_sd_text(by_metric[m], percent=True) for m in PAPER_METRICS]],
+    )
+    full = html_table(
+        ["metric", "mean ± sd", "median", "min", "max", "n", "undefined"],
+        [[r["metric"], mean_sd_text(r), _num(r["median"]), _num(r["min"]), _num(r["max"]), r["n"], r["n_undefined"]]
+         for r in evaluation.summary],
+    )
+    per_case_keys = ["tumor_dsc", "tumor_jaccard", "tumor_sensitivity", "tumor_precision", "tumor_hd95_mm",
+                     "liver_dsc", "liver_hd95_mm", "lesions_true", "lesions_detected", "lesions_false_positive", "lesion_f1"]
+    per_case = html_table(["case"] + per_case_keys, [[r["case"]] + [_num(r[k]) for k in per_case_keys] for r in evaluation.rows])
+    parts = ["<h3>The paper's metrics (tumor, mean ± sd over cases)</h3>", paper]
+    links = [f'<a href="{relative_link(evaluation.out_dir / name, report_dir)}">{name}</a>'
+             for name in (METRICS_FILE, SUMMARY_FILE) if (evaluation.out_dir / name).is_file()]
+    if links:
+        parts.append(f"<p class='muted'>tables: {', '.join(links)}</p>")
+    figures = [figure_html(path, report_dir, caption) for caption, path in evaluation.figures.items() if path.is_file()]
+    if figures:
+        parts.append("<h3>Figures</h3><p class='muted'>Overlays: liver green, tumor red; truth left, prediction right.</p>" + "".join(figures))
+    parts += ["<h3>All metrics</h3>", full, "<h3>Per case</h3>", per_case]
+    if evaluation.missing_predictions:
+        parts.append(f"<p class='muted'>no prediction for {len(evaluation.missing_predictions)} ground-truth case(s): "
+                     f"{html.escape(', '.join(evaluation.missing_predictions[:20]))}</p>")
+    return "\n".join(parts)
+
+
+def evaluation_page(evaluation: Evaluation, title: str) -> str:
+    from diff4mmlits.evaluate.report import STYLE
+
+    body = metrics_html(evaluation, evaluation.out_dir)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>\n")
+
+
+def _num(value: Any) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if np.isnan(number):
+        return "–"
+    return str(int(number)) if number.is_integer() else f"{number:.3f}"

@@ -1,0 +1,71 @@
+"""Running a trained FFC inpainter over volumes: slice by slice, batched (paper: "slice-by-slice inpainting").
+
+Only the axial slices that hold part of the mask go through the network; the composite is done in
+HU, so every voxel outside the mask keeps its value bit for bit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diff4mmlits.checkpoint import WEIGHTS_NAME, load_weights, read_model_config
+from diff4mmlits.distributed import resolve_device
+from diff4mmlits.errors import InputError
+from diff4mmlits.inpaint.network import FFCInpainter, InpainterArchitecture
+from diff4mmlits.inpaint.slices import hu_to_unit, unit_to_hu
+
+
+@dataclass
+class Inpainter:
+    """A trained generator with what it needs to fill volumes: its HU window, device and batch size."""
+
+    network: FFCInpainter
+    window_hu: tuple[float, float]
+    device: torch.device
+    batch_size: int = 32
+
+    @classmethod
+    def load(cls, folder: str | Path, device: str = "auto", batch_size: int = 32) -> Inpainter:
+        """Load ``config.json`` + ``weights.safetensors`` of a model folder (``RUN/models/inpainter``)."""
+        folder = Path(folder)
+        saved = read_model_config(folder)
+        if saved.get("model") != "ffc-inpainter":
+            raise InputError(f"not an FFC inpainter model folder (model = {saved.get('model')!r})", folder)
+        network = FFCInpainter(InpainterArchitecture.from_dict(saved["architecture"]))
+        load_weights(network, folder / WEIGHTS_NAME)
+        resolved = resolve_device(device)
+        return cls(network.to(resolved).eval(), tuple(saved["window_hu"]), resolved, batch_size)
+
+    @property
+    def phases(self) -> tuple[str, ...]:
+        return self.network.architecture.phases
+
+    def fill(self, image: np.ndarray, hole: np.ndarray, phase: str) -> np.ndarray:
+        """Inpaint ``hole`` in a ``(Z, Y, X)`` HU volume of ``phase``; float32 HU, unchanged outside the hole."""
+        if image.shape != hole.shape or image.ndim != 3:
+            raise InputError(f"image {image.shape} and mask {hole.shape} must be the same 3D (z, y, x) shape")
+        if phase not in self.phases:
+            raise InputError(f"phase {phase!r} is not one the inpainter knows ({', '.join(self.phases)})")
+        out = np.asarray(image, dtype=np.float32).copy()
+        hole = np.asarray(hole, dtype=bool)
+        slices = np.flatnonzero(hole.any(axis=(1, 2)))
+        phase_index = self.phases.index(phase)
+        self.network.eval()
+        amp = torch.autocast(device_type="cuda", dtype=torch.float16) if self.device.type == "cuda" else contextlib.nullcontext()
+        with torch.inference_mode(), amp:
+            for start in range(0, len(slices), self.batch_size):
+                chosen = slices[start:start + self.batch_size]
+                unit = torch.from_numpy(hu_to_unit(out[chosen], self.window_hu)[:, None]).to(self.device)
+                mask = torch.from_numpy(hole[chosen][:, None].astype(np.float32)).to(self.device)
+                phases = torch.full((len(chosen),), phase_index, dtype=torch.long, device=self.device)
+                prediction = self.network(unit, mask, phases).float().cpu().numpy()[:, 0]
+                predicted_hu = unit_to_hu(prediction, self.window_hu).astype(np.float32)
+                block = out[chosen]
+                block[hole[chosen]] = predicted_hu[hole[chosen]]
+                out[chosen] = block
+        return out

@@ -1,0 +1,190 @@
+"""Hybrid training data (paper §III-C): real registered cases plus synthetic cases, cropped and augmented.
+
+Each training sample is drawn afresh: with probability ``synthetic_ratio`` a synthetic case (read
+from ``RUN/synthetic/`` offline, or painted on the fly into a random normal CT by the synthesize
+stage's :class:`TumorPainter`), otherwise a real registered case. Then MONAI transforms: pad to
+the patch, a random crop centred on background / liver / tumor in the config's ratios (biased toward
+tumors), flips along every axis, an in-plane rotation, intensity scale/shift ("colour jitter")
+and noise.
+
+Randomness: sample ``i`` of epoch ``e`` on rank ``r`` draws everything from
+``np.random.default_rng([seed, r, e, i])``, so a run is reproducible whatever the number of
+loader workers, and a resumed run draws what the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from diff4mmlits.config import SegmentConfig
+from diff4mmlits.data.case import Case
+from diff4mmlits.data.volume import Volume
+from diff4mmlits.segment.inputs import stack_channels
+from diff4mmlits.segment.plan import SegmenterPlan
+from diff4mmlits.segment.resample import resample_to_spacing
+
+
+class TumorPainter(Protocol):
+    """The synthesize stage's painter (``diff4mmlits.synthesize.api``): a normal CT in, a CT with tumors out."""
+
+    def paint(self, normal: Case, rng: np.random.Generator) -> Case: ...
+
+
+@dataclass(frozen=True)
+class PreparedCase:
+    """A case as the network sees it: at the plan's spacing, normalised, four channels."""
+
+    case_id: str
+    image: np.ndarray
+    """``(4, z, y, x)`` float32, channels NC, AP, PVP, DP."""
+    label: np.ndarray | None
+    """``(z, y, x)`` uint8 (0 background, 1 liver, 2 tumor), or None."""
+    grid: Volume
+    """The plan-spacing grid (geometry only; its array is a zero-stride placeholder)."""
+
+
+def resample_case(case: Case, spacing_mm: tuple[float, float, float]) -> Case:
+    """A registered case with every phase (and the label, extras) at ``spacing_mm``."""
+    case.require_registered()
+    phases = {name: resample_to_spacing(volume, spacing_mm) for name, volume in case.phases.items()}
+    label = resample_to_spacing(case.label, spacing_mm) if case.label is not None else None
+    extras = {name: resample_to_spacing(volume, spacing_mm) for name, volume in case.extras.items()}
+    return Case(case.case_id, phases, label, case.annotated_phase, extras)
+
+
+def prepare_case(case: Case, plan: SegmenterPlan, phases: Sequence[str]) -> PreparedCase:
+    """Resample a registered case to the plan's spacing and stack its normalised channels."""
+    resampled = resample_case(case, plan.target_spacing_mm)
+    return prepare_resampled(resampled, plan, phases)
+
+
+def prepare_resampled(case: Case, plan: SegmenterPlan, phases: Sequence[str]) -> PreparedCase:
+    """Stack the channels of a case already at the plan's spacing."""
+    image = stack_channels(
+        {name: v.array for name, v in case.phases.items()}, phases, plan.window_hu, plan.normalization, plan.intensity_stats
+    )
+    label = case.label.array.astype(np.uint8) if case.label is not None else None
+    grid_src = case.annotated
+    grid = Volume(np.broadcast_to(np.uint8(0), grid_src.shape), grid_src.spacing_mm, grid_src.origin_mm, grid_src.direction, "label")
+    return PreparedCase(case.case_id, image, label, grid)
+
+
+def build_augmentation(plan: SegmenterPlan, config: SegmentConfig) -> Any:
+    """MONAI dict transforms: pad, tumor-biased crop, flips, rotation, intensity jitter, noise."""
+    from monai.transforms import (
+        Compose,
+        RandCropByLabelClassesd,
+        RandFlipd,
+        RandGaussianNoised,
+        RandRotated,
+        RandScaleIntensityd,
+        RandShiftIntensityd,
+        SpatialPadd,
+    )
+
+    keys = ["image", "label"]
+    patch = list(plan.patch_size_vox)
+    transforms: list[Any] = [
+        SpatialPadd(keys=keys, spatial_size=patch, mode="constant"),
+        RandCropByLabelClassesd(
+            keys=keys, label_key="label", spatial_size=patch, ratios=list(config.crop_class_ratios),
+            num_classes=3, num_samples=1, warn=False,
+        ),
+    ]
+    if config.flip_prob > 0:
+        transforms += [RandFlipd(keys=keys, prob=config.flip_prob, spatial_axis=axis) for axis in range(3)]
+    if config.rotate_prob > 0:
+        angle = math.radians(config.rotate_range_deg)
+        # MONAI's range_x rotates about the first spatial axis (z): an in-plane (axial) rotation
+        transforms.append(RandRotated(keys=keys, range_x=angle, prob=config.rotate_prob, mode=("bilinear", "nearest"), padding_mode="border"))
+    if config.intensity_prob > 0:
+        transforms += [
+            RandScaleIntensityd(keys="image", factors=config.intensity_scale, prob=config.intensity_prob),
+            RandShiftIntensityd(keys="image", offsets=config.intensity_scale, prob=config.intensity_prob),
+        ]
+    if config.noise_prob > 0:
+        transforms.append(RandGaussianNoised(keys="image", prob=config.noise_prob, std=0.1))
+    return Compose(transforms)
+
+
+class HybridDataset(Dataset):
+    """``samples_per_epoch`` random training samples of real and synthetic cases (see module doc).
+
+    Items: ``{"image": (4, pz, py, px) float32, "label": (1, pz, py, px) int64, "synthetic": bool}``.
+    """
+
+    def __init__(
+        self,
+        real: Sequence[PreparedCase],
+        plan: SegmenterPlan,
+        config: SegmentConfig,
+        samples_per_epoch: int,
+        seed: int,
+        rank: int = 0,
+        synthetic: Sequence[PreparedCase] = (),
+        normal: Sequence[Case] = (),
+        painter: TumorPainter | None = None,
+    ) -> None:
+        if not real and not synthetic and not normal:
+            raise ValueError("a training set needs at least one real or synthetic case")
+        if normal and painter is None:
+            raise ValueError("normal cases for on-the-fly synthesis need a painter")
+        self.real = list(real)
+        self.synthetic = list(synthetic)
+        self.normal = list(normal)
+        self.painter = painter
+        self.plan = plan
+        self.phases = tuple(config.phases)
+        self.ratio = config.synthetic_ratio if (self.synthetic or self.normal) else 0.0
+        if not self.real:
+            self.ratio = 1.0
+        self.samples_per_epoch = samples_per_epoch
+        self.seed = seed
+        self.rank = rank
+        self.epoch = 0
+        self.transforms = build_augmentation(plan, config)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.samples_per_epoch
+
+    def draw_case(self, rng: np.random.Generator) -> tuple[PreparedCase, bool]:
+        """A real case, or a synthetic one (offline, or painted now into a normal CT)."""
+        if rng.random() < self.ratio:
+            if self.normal:
+                normal = self.normal[int(rng.integers(len(self.normal)))]
+                painted = self.painter.paint(normal, rng)  # type: ignore[union-attr]
+                return prepare_resampled(painted, self.plan, self.phases), True
+            return self.synthetic[int(rng.integers(len(self.synthetic)))], True
+        return self.real[int(rng.integers(len(self.real)))], False
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        rng = np.random.default_rng([self.seed, self.rank, self.epoch, int(index)])
+        prepared, is_synthetic = self.draw_case(rng)
+        if prepared.label is None:
+            raise ValueError(f"{prepared.case_id}: a training case needs a label")
+        self.transforms.set_random_state(seed=int(rng.integers(2**31 - 1)))
+        sample = {"image": torch.from_numpy(prepared.image), "label": torch.from_numpy(prepared.label[None].astype(np.int64))}
+        out = self.transforms(sample)
+        out = out[0] if isinstance(out, list) else out
+        return {
+            "image": _plain(out["image"]).float(),
+            "label": _plain(out["label"]).long(),
+            "synthetic": is_synthetic,
+        }
+
+
+def _plain(tensor: Any) -> torch.Tensor:
+    """A plain ``torch.Tensor`` (MONAI may return a MetaTensor)."""
+    from monai.utils import convert_to_tensor
+
+    return convert_to_tensor(tensor, track_meta=False)

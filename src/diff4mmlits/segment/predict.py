@@ -1,0 +1,104 @@
+"""Prediction on new CT (paper §III-C inference, §IV-B post-processing).
+
+One registered case in, one label out on the annotated phase's *original* grid:
+
+1. stack the phases the model knows (missing ones duplicated, :mod:`segment.inputs`), at the plan's
+   spacing, windowed and z-scored;
+2. MONAI ``sliding_window_inference`` with the training patch, Gaussian blending and the configured
+   overlap; optionally test-time flips along every axis (8 predictions, probabilities averaged);
+3. class probabilities resampled back onto the annotated phase's grid, then the argmax;
+4. the largest liver component is kept and only the tumors inside it (:mod:`segment.postprocess`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from diff4mmlits.checkpoint import WEIGHTS_NAME, load_weights, read_model_config
+from diff4mmlits.config import SegmentConfig
+from diff4mmlits.data.case import Case
+from diff4mmlits.data.volume import Volume
+from diff4mmlits.distributed import resolve_device
+from diff4mmlits.errors import InputError
+from diff4mmlits.segment.dataset import prepare_case
+from diff4mmlits.segment.networks import build_network, main_output
+from diff4mmlits.segment.plan import PLAN_FILE, SegmenterPlan, read_plan
+from diff4mmlits.segment.postprocess import postprocess_label
+from diff4mmlits.segment.resample import resample_channels_onto
+from diff4mmlits.segment.train import BEST_NAME, _autocast
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Segmenter:
+    """A trained segmenter ready to predict: network (eval mode, on its device), plan and settings."""
+
+    network: torch.nn.Module
+    plan: SegmenterPlan
+    config: SegmentConfig
+    device: torch.device
+    model_config: dict[str, Any]
+
+    @property
+    def phases(self) -> tuple[str, ...]:
+        return tuple(self.config.phases)
+
+
+def load_segmenter(model_dir: str | Path, device: str = "auto", weights: str = "best") -> Segmenter:
+    """Load ``RUN/models/segmenter/`` (``best`` weights when present, else the last)."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise InputError("model folder not found; train one with 'diff4mmlits train --run RUN'", model_dir)
+    model_config = read_model_config(model_dir)
+    if model_config.get("kind") != "segmenter":
+        raise InputError(f"not a segmenter model folder (kind: {model_config.get('kind')!r})", model_dir)
+    config = SegmentConfig.model_validate(model_config["segment"])
+    plan = read_plan(model_dir / PLAN_FILE)
+    resolved = resolve_device(device)
+    network = build_network(plan, config)
+    path = model_dir / (BEST_NAME if weights == "best" and (model_dir / BEST_NAME).is_file() else WEIGHTS_NAME)
+    load_weights(network, path)
+    network.to(resolved).eval()
+    return Segmenter(network, plan, config, resolved, model_config)
+
+
+@torch.no_grad()
+def predict_probabilities(segmenter: Segmenter, image: np.ndarray, tta: bool = False) -> np.ndarray:
+    """Softmax ``(3, z, y, x)`` float32 for a prepared image ``(4, z, y, x)`` at the plan's spacing."""
+    from monai.inferers import sliding_window_inference
+
+    config, plan = segmenter.config, segmenter.plan
+    inputs = torch.from_numpy(np.ascontiguousarray(image))[None].to(segmenter.device)
+    flips = [()] + [axes for n in (1, 2, 3) for axes in itertools.combinations((2, 3, 4), n)] if tta else [()]
+    total = None
+    for axes in flips:
+        x = torch.flip(inputs, axes) if axes else inputs
+        with _autocast(segmenter.device, config):
+            logits = sliding_window_inference(
+                x, roi_size=list(plan.patch_size_vox), sw_batch_size=config.sliding_window_batch,
+                predictor=lambda patch: main_output(segmenter.network(patch)),
+                overlap=config.sliding_window_overlap, mode="gaussian",
+            )
+        probs = torch.softmax(logits.float(), dim=1)
+        probs = torch.flip(probs, axes) if axes else probs
+        total = probs if total is None else total + probs
+    return (total / len(flips))[0].cpu().numpy().astype(np.float32)
+
+
+def segment_case(case: Case, segmenter: Segmenter, tta: bool | None = None) -> Volume:
+    """Label ``(z, y, x)`` uint8 of a registered case on its annotated phase's grid (post-processed)."""
+    case.require_registered()
+    unlabelled = Case(case.case_id, case.phases, None, case.annotated_phase)
+    prepared = prepare_case(unlabelled, segmenter.plan, segmenter.phases)
+    probs = predict_probabilities(segmenter, prepared.image, segmenter.config.tta if tta is None else tta)
+    probs = resample_channels_onto(probs, prepared.grid, case.annotated)
+    label = postprocess_label(probs.argmax(0).astype(np.uint8), case.annotated.spacing_mm, segmenter.config.min_tumor_volume_mm3)
+    return case.annotated.with_array(label, kind="label")

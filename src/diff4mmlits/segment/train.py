@@ -1,0 +1,365 @@
+"""Training the multimodal segmenter (paper §III-C, eq. 4; §IV-B), as nnU-Net users expect.
+
+Loss ``L_seg = L_dice + γ·L_ce`` with γ = ``lambda_ce`` (0.5, the paper's), MONAI's ``DiceCELoss``
+(batch Dice over the foreground classes, as nnU-Net); with DynUNet deep supervision the heads are
+weighted 1, ½, ¼… and normalised. Poly learning-rate schedule stepped every iteration, gradient
+norm clipped at 12, validation Dice (liver and tumor, sliding window over whole validation cases)
+every ``validate_every_epochs``; the best (mean foreground Dice) and last weights are kept.
+
+The model folder (``RUN/models/segmenter/``)::
+
+    config.json          backbone, segment settings, run settings, epochs done
+    plan.json            the plan (and the fingerprint it came from)
+    weights.safetensors  last weights      best.safetensors  best weights by validation Dice
+    training_state.pt    optimiser, scheduler, scaler, epoch, best metric (for --resume)
+    log.csv              one row per epoch: loss, Dice, lr, time waiting for data vs computing
+    curves.png           loss and validation Dice per epoch
+
+Runs under ``torchrun`` with DDP (one process per device, gloo on CPU): each rank draws its own
+samples (its rank is in the seed), validation cases are sharded and the Dice sums all-reduced, and
+only rank 0 writes. Data-loading starvation is measured: the time the training loop waits for the
+next batch versus the time it spends in forward/backward/step.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from diff4mmlits import LABEL_TUMOR
+from diff4mmlits.checkpoint import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    load_training_state,
+    load_weights,
+    read_model_config,
+    save_training_state,
+    save_weights,
+)
+from diff4mmlits.config import SegmentConfig
+from diff4mmlits.distributed import DistributedContext, barrier, shard, unwrap, wrap_ddp
+from diff4mmlits.errors import InputError
+from diff4mmlits.files import write_json_atomic, write_text_atomic
+from diff4mmlits.progress import progress
+from diff4mmlits.segment.dataset import HybridDataset, PreparedCase, TumorPainter
+from diff4mmlits.segment.networks import build_network, main_output
+from diff4mmlits.segment.plan import PLAN_FILE, Fingerprint, SegmenterPlan, read_plan, write_plan
+
+log = logging.getLogger(__name__)
+
+BEST_NAME = "best.safetensors"
+LOG_NAME = "log.csv"
+CURVES_NAME = "curves.png"
+LOG_FIELDS = ["epoch", "steps", "train_loss", "val_dice_liver", "val_dice_tumor", "val_dice_mean", "lr", "synthetic_share",
+              "loader_wait_s", "compute_s", "epoch_s"]
+GRAD_CLIP_NORM = 12.0
+
+
+@dataclass
+class TrainResult:
+    """What a training run did."""
+
+    model_dir: Path
+    epochs_done: int
+    best_val_dice: float | None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    network: torch.nn.Module | None = None
+    """The trained network (last weights, unwrapped from DDP)."""
+
+    @property
+    def loader_wait_fraction(self) -> float:
+        """Share of the training loop's time spent waiting for data (0 = never starved)."""
+        wait = sum(float(r["loader_wait_s"]) for r in self.rows)
+        compute = sum(float(r["compute_s"]) for r in self.rows)
+        return wait / max(wait + compute, 1e-9)
+
+    @property
+    def steps_per_second(self) -> float:
+        seconds = sum(float(r["loader_wait_s"]) + float(r["compute_s"]) for r in self.rows)
+        steps = sum(int(r.get("steps", 0)) for r in self.rows)
+        return steps / max(seconds, 1e-9)
+
+
+def make_loss(config: SegmentConfig) -> torch.nn.Module:
+    """``Dice + lambda_ce · CE`` over logits ``(B, 3, Z, Y, X)`` and labels ``(B, 1, Z, Y, X)``."""
+    from monai.losses import DiceCELoss
+
+    return DiceCELoss(
+        to_onehot_y=True, softmax=True, include_background=False, batch=True,
+        lambda_dice=1.0, lambda_ce=config.lambda_ce, smooth_nr=1e-5, smooth_dr=1e-5,
+    )
+
+
+def supervised_loss(loss_fn: torch.nn.Module, output: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """The loss of a plain output ``(B, 3, ...)`` or a deep-supervision stack ``(B, H, 3, ...)``."""
+    if output.ndim == label.ndim:
+        return loss_fn(output, label)
+    weights = torch.tensor([0.5**h for h in range(output.shape[1])])
+    weights = weights / weights.sum()
+    return sum(w * loss_fn(output[:, h], label) for h, w in enumerate(weights.tolist()))
+
+
+def make_optimizer(model: torch.nn.Module, config: SegmentConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":  # nnU-Net's
+        return torch.optim.SGD(model.parameters(), lr=config.learning_rate, momentum=0.99, nesterov=True, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+
+
+def dice_score(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Dice of two boolean masks; 1 when both are empty."""
+    total = int(pred.sum()) + int(truth.sum())
+    return 1.0 if total == 0 else 2.0 * int(np.logical_and(pred, truth).sum()) / total
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, image: np.ndarray, plan: SegmenterPlan, config: SegmentConfig, device: torch.device) -> torch.Tensor:
+    """Sliding-window logits ``(1, 3, z, y, x)`` (on CPU) of one prepared image ``(4, z, y, x)``."""
+    from monai.inferers import sliding_window_inference
+
+    inputs = torch.from_numpy(np.ascontiguousarray(image))[None].to(device)
+    with _autocast(device, config):
+        logits = sliding_window_inference(
+            inputs, roi_size=list(plan.patch_size_vox), sw_batch_size=config.sliding_window_batch,
+            predictor=lambda x: main_output(model(x)), overlap=config.sliding_window_overlap, mode="gaussian",
+        )
+    return logits.float().cpu()
+
+
+def validate(model: torch.nn.Module, cases: Sequence[PreparedCase], plan: SegmenterPlan, config: SegmentConfig,
+             context: DistributedContext) -> dict[str, float]:
+    """Mean liver and tumor Dice over the validation cases (sharded over ranks, then summed)."""
+    net = unwrap(model)
+    was_training = net.training
+    net.eval()
+    sums = np.zeros(3)
+    for case in shard(list(cases), context.rank + 1, context.world_size):
+        pred = predict_logits(net, case.image, plan, config, context.device).argmax(1)[0].numpy()
+        sums += [dice_score(pred > 0, case.label > 0), dice_score(pred == LABEL_TUMOR, case.label == LABEL_TUMOR), 1]
+    if was_training:
+        net.train()
+    if context.is_distributed:
+        import torch.distributed as dist
+
+        tensor = torch.tensor(sums, dtype=torch.float64)
+        dist.all_reduce(tensor)
+        sums = tensor.numpy()
+    count = max(sums[2], 1)
+    liver, tumor = sums[0] / count, sums[1] / count
+    return {"liver": float(liver), "tumor": float(tumor), "mean": float((liver + tumor) / 2)}
+
+
+def _autocast(device: torch.device, config: SegmentConfig) -> Any:
+    if device.type == "cuda" and config.amp:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast("cpu", enabled=False)
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+def write_log(rows: list[dict[str, Any]], path: Path) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LOG_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    write_text_atomic(path, buffer.getvalue())
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def plot_curves(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Training loss and validation Dice per epoch (one PNG)."""
+    import matplotlib.pyplot as plt
+
+    from diff4mmlits.evaluate.figures import save_figure
+
+    epochs = [int(r["epoch"]) for r in rows]
+    fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(9, 3.2))
+    ax_loss.plot(epochs, [float(r["train_loss"]) for r in rows], marker=".", color="#1f77b4")
+    ax_loss.set(xlabel="epoch", ylabel="Dice + γ·CE", title="training loss")
+    for key, colour, name in (("val_dice_liver", "#2ca02c", "liver"), ("val_dice_tumor", "#d62728", "tumor")):
+        points = [(int(r["epoch"]), float(r[key])) for r in rows if str(r.get(key, "")) not in ("", "nan")]
+        if points:
+            ax_dice.plot(*zip(*points), marker=".", color=colour, label=name)
+    ax_dice.set(xlabel="epoch", ylabel="Dice", title="validation Dice", ylim=(0, 1))
+    if ax_dice.lines:
+        ax_dice.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _check_resumable(out_dir: Path, plan: SegmenterPlan, config: SegmentConfig) -> None:
+    saved_plan = read_plan(out_dir / PLAN_FILE)
+    saved = read_model_config(out_dir)
+    if saved_plan.to_dict() != plan.to_dict():
+        raise InputError("cannot resume: the saved plan differs from this run's (data or settings changed); train without --resume", out_dir)
+    network_keys = ("backbone", "phases", "base_filters", "max_filters", "deep_supervision", "optimizer")
+    old = saved.get("segment", {})
+    changed = [k for k in network_keys if old.get(k) != config.model_dump(mode="json").get(k)]
+    if changed:
+        raise InputError(f"cannot resume: {', '.join(changed)} changed since the saved checkpoint; train without --resume", out_dir)
+
+
+def train_segmenter(
+    train: Sequence[PreparedCase],
+    validation: Sequence[PreparedCase],
+    plan: SegmenterPlan,
+    config: SegmentConfig,
+    out_dir: str | Path,
+    *,
+    seed: int,
+    context: DistributedContext | None = None,
+    synthetic: Sequence[PreparedCase] = (),
+    normal: Sequence[Any] = (),
+    painter: TumorPainter | None = None,
+    fingerprint: Fingerprint | None = None,
+    resume: bool = False,
+    extra_config: dict[str, Any] | None = None,
+    max_epochs: int | None = None,
+) -> TrainResult:
+    """Train the segmenter on prepared cases and write the model folder (rank 0).
+
+    Args:
+        train: real training cases at the plan's spacing. validation: cases for validation Dice.
+        synthetic: offline synthetic cases; normal + painter: on-the-fly synthesis.
+        resume: continue from ``training_state.pt`` in ``out_dir``.
+        max_epochs: stop after this many epochs in total (the LR schedule still spans ``config.epochs``);
+            for tests and interrupted-run simulations.
+    """
+    context = context or DistributedContext()
+    out_dir = Path(out_dir)
+    device = context.device
+    torch.manual_seed(seed + context.rank)
+    model = build_network(plan, config).to(device)
+    optimizer = make_optimizer(model, config)
+    total_steps = config.epochs * config.steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=total_steps, power=config.poly_power)
+    use_scaler = device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+    loss_fn = make_loss(config)
+
+    start_epoch, best, rows = 0, None, []
+    if resume:
+        state = load_training_state(out_dir)
+        if state is None or not (out_dir / WEIGHTS_NAME).is_file():
+            raise InputError("nothing to resume: no training_state.pt and weights here; train without --resume", out_dir)
+        _check_resumable(out_dir, plan, config)
+        load_weights(model, out_dir / WEIGHTS_NAME)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if "scaler" in state and use_scaler:
+            scaler.load_state_dict(state["scaler"])
+        start_epoch = int(state["epoch"])
+        best = state.get("best_val_dice")
+        rows = [r for r in read_log(out_dir / LOG_NAME) if int(r["epoch"]) <= start_epoch]
+        if context.is_main:
+            log.info("segmenter: resuming after epoch %d of %d", start_epoch, config.epochs)
+
+    model = wrap_ddp(model, context)
+    model_config = {
+        "kind": "segmenter", "backbone": config.backbone, "segment": config.model_dump(mode="json"),
+        "in_channels": 4, "out_channels": 3, "channel_phases": ["NC", "AP", "PVP", "DP"], **(extra_config or {}),
+    }
+    if context.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            write_plan(plan, fingerprint, out_dir / PLAN_FILE)
+        write_json_atomic(out_dir / CONFIG_NAME, {**model_config, "epochs_done": start_epoch})
+
+    dataset = HybridDataset(
+        train, plan, config, samples_per_epoch=config.steps_per_epoch * config.batch_size, seed=seed,
+        rank=context.rank, synthetic=synthetic, normal=normal, painter=painter,
+    )
+    workers = config.loader_workers
+    last_epoch = min(config.epochs, max_epochs) if max_epochs is not None else config.epochs
+    for epoch in range(start_epoch, last_epoch):
+        dataset.set_epoch(epoch)
+        loader = DataLoader(
+            dataset, batch_size=config.batch_size, num_workers=workers, shuffle=False, drop_last=True,
+            pin_memory=device.type == "cuda", worker_init_fn=_worker_init if workers else None,
+        )
+        model.train()
+        epoch_start = time.perf_counter()
+        wait_s = compute_s = 0.0
+        losses, synthetic_count, steps = [], 0, 0
+        bar = progress(total=config.steps_per_epoch, desc=f"train {epoch + 1}/{config.epochs}", unit="step", leave=False)
+        tick = time.perf_counter()
+        for batch in loader:
+            got = time.perf_counter()
+            wait_s += got - tick
+            image = batch["image"].to(device, non_blocking=True)
+            label = batch["label"].to(device, non_blocking=True)
+            optimizer.zero_grad(set_to_none=True)
+            with _autocast(device, config):
+                output = model(image)
+            loss = supervised_loss(loss_fn, output.float(), label)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP_NORM)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            losses.append(float(loss.item()))  # .item() waits for the device: compute time is honest
+            synthetic_count += int(batch["synthetic"].sum())
+            steps += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            tick = time.perf_counter()
+            compute_s += tick - got
+        bar.close()
+        from diff4mmlits.distributed import all_reduce_mean
+
+        train_loss = all_reduce_mean(float(np.mean(losses)), context)
+        row: dict[str, Any] = {
+            "epoch": epoch + 1, "train_loss": train_loss, "lr": optimizer.param_groups[0]["lr"],
+            "synthetic_share": synthetic_count / max(steps * config.batch_size, 1), "steps": steps,
+            "loader_wait_s": wait_s, "compute_s": compute_s,
+            "val_dice_liver": float("nan"), "val_dice_tumor": float("nan"), "val_dice_mean": float("nan"),
+        }
+        is_last = epoch + 1 == last_epoch
+        improved = False
+        if validation and ((epoch + 1) % config.validate_every_epochs == 0 or is_last):
+            scores = validate(model, validation, plan, config, context)
+            row.update(val_dice_liver=scores["liver"], val_dice_tumor=scores["tumor"], val_dice_mean=scores["mean"])
+            improved = best is None or scores["mean"] > best
+            best = max(best, scores["mean"]) if best is not None else scores["mean"]
+        row["epoch_s"] = time.perf_counter() - epoch_start
+        rows.append(row)
+        if context.is_main:
+            net = unwrap(model)
+            save_weights(net, out_dir / WEIGHTS_NAME)
+            if improved or not validation:
+                save_weights(net, out_dir / BEST_NAME)
+            state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
+                     "best_val_dice": best, "seed": seed}
+            if use_scaler:
+                state["scaler"] = scaler.state_dict()
+            save_training_state(out_dir, state)
+            write_json_atomic(out_dir / CONFIG_NAME, {**model_config, "epochs_done": epoch + 1, "best_val_dice": best})
+            write_log(rows, out_dir / LOG_NAME)
+            plot_curves(rows, out_dir / CURVES_NAME)
+            log.info(
+                "epoch %d/%d: loss %.4f, val Dice liver %.3f tumor %.3f, %.1f s (%.0f%% waiting for data)",
+                epoch + 1, config.epochs, train_loss, row["val_dice_liver"], row["val_dice_tumor"], row["epoch_s"],
+                100 * wait_s / max(wait_s + compute_s, 1e-9),
+            )
+        barrier(context)
+    return TrainResult(out_dir, len(rows) and int(rows[-1]["epoch"]), best, rows, unwrap(model))

@@ -1,0 +1,228 @@
+"""The synthesizer's Python API: paint new tumors into a normal case (the segmenter calls it on the fly).
+
+    painter = load_painter(RunFolder("runs/demo"), method="ldm", mode="paper", device="cpu")
+    synthetic = painter.paint(normal_case, np.random.default_rng(seed))   # a Case, label 0/1/2
+
+A painter takes a tumor-free, registered :class:`Case` (phases on the label's grid, label > 0 =
+liver) and returns a :class:`Case` with the same id, phases and grid: the phases with the new
+tumors and the label liver (1) + tumor (2). Every random choice comes from the generator passed
+in. ``PAINTERS`` maps a method name to a loader ``(run, mode, device) -> TumorPainter``; other
+methods (the translate stage's ``cut``) add themselves there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from diff4mmlits import PHASES
+from diff4mmlits.checkpoint import file_sha256
+from diff4mmlits.config import SynthesizeConfig
+from diff4mmlits.data.case import Case
+from diff4mmlits.distributed import resolve_device
+from diff4mmlits.errors import InputError
+from diff4mmlits.files import write_json_atomic
+from diff4mmlits.runfolder import RunFolder
+from diff4mmlits.synthesize.autoencoder import LatentCodec, load_autoencoder
+from diff4mmlits.synthesize.blend import noise_sigma_hu
+from diff4mmlits.synthesize.contrast import TumorContrast, measure_tumor_contrasts
+from diff4mmlits.synthesize.crops import hu_to_unit
+from diff4mmlits.synthesize.diffusion import (
+    LatentDiffusion,
+    build_scheduler,
+    joint_condition,
+    load_diffusion,
+    mask_to_latent,
+    model_folder_name,
+    paper_condition,
+)
+from diff4mmlits.synthesize.handcrafted import HandcraftedPainter
+from diff4mmlits.synthesize.painting import paint_tumors
+from diff4mmlits.synthesize.sampling import denoise
+from diff4mmlits.synthesize.train_diffusion import masked_unit
+
+log = logging.getLogger(__name__)
+
+
+class TumorPainter(Protocol):
+    """Anything that paints tumors into a normal case."""
+
+    def paint(self, normal: Case, rng: np.random.Generator) -> Case:
+        """The synthetic case: ``normal``'s phases with new tumors and the label 0/1/2 on the same grid."""
+        ...
+
+
+@dataclass
+class LatentDiffusionPainter:
+    """The paper's Multimodal CT Synthesizer: latent diffusion conditioned on the tumor mask.
+
+    Per tumor: the crop's phases are windowed, masked with the dilated tumor mask and encoded; the
+    denoiser runs DDIM from Gaussian noise with ``[c, m]`` as condition; the latents are decoded
+    and blended back. Paper mode: the phases form one batch with their phase as class label and
+    the *same* initial noise. Joint mode: one multi-channel latent for the four phase slots.
+
+    Attributes:
+        codec: the trained autoencoder.
+        diffusion: the trained denoiser (its ``mode`` decides paper or joint).
+        config: the ``synthesize`` section (tumor masks, DDIM steps and η, feather).
+        close_vox, dilate_vox: the condition mask's closing and dilation (as at training).
+    """
+
+    codec: LatentCodec
+    diffusion: LatentDiffusion
+    config: SynthesizeConfig
+    close_vox: int = 5
+    dilate_vox: int = 3
+
+    @property
+    def device(self) -> torch.device:
+        return self.codec.device
+
+    def paint(self, normal: Case, rng: np.random.Generator) -> Case:
+        """The synthetic case: ``normal``'s phases with new tumors and the label 0/1/2 on the same grid."""
+        return self.paint_with_provenance(normal, rng)[0]
+
+    def paint_with_provenance(self, normal: Case, rng: np.random.Generator) -> tuple[Case, dict[str, Any]]:
+        """:meth:`paint`, plus what made the case (tumor parameters, noise seeds, steps)."""
+        case, provenance = paint_tumors(
+            normal, rng, self.paint_crop, self.config.tumor, self.diffusion.crop_vox, self.config.feather_mm,
+            self.close_vox, self.dilate_vox,
+        )
+        sampling = ({"sampler": "ddim", "ddim_steps": self.config.ddim_steps, "ddim_eta": self.config.ddim_eta}
+                    if self.config.sampler == "ddim" else {"sampler": "ddpm", "steps": self.diffusion.schedule["num_train_timesteps"]})
+        return case, {"method": "ldm", "mode": self.diffusion.mode, **sampling, **provenance}
+
+    def paint_crop(self, crops_hu: dict[str, np.ndarray], condition: np.ndarray, tumor: np.ndarray,
+                   liver: np.ndarray, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Synthesize every phase of one ``(c, c, c)`` crop (HU in, HU out)."""
+        seed = int(rng.integers(2**63 - 1))
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        names = list(crops_hu)
+        unit = np.stack([hu_to_unit(crops_hu[name], self.codec.window_hu) for name in names])[:, None]
+        masked = torch.from_numpy(masked_unit(unit, condition[None, None])).to(self.device)
+        condition_latent = self.codec.encode(masked)
+        mask_latent = mask_to_latent(torch.from_numpy(condition[None, None]).to(self.device), self.codec.factor)
+        latents = self.sample_latents(names, condition_latent, mask_latent, generator)
+        decoded = self.codec.to_hu(self.codec.decode(latents))
+        painted, added = {}, {}
+        for i, name in enumerate(names):
+            painted[name] = decoded[i, 0]
+            if self.config.match_noise:
+                painted[name], added[name] = self.match_noise(decoded[i, 0], crops_hu[name], liver & ~condition, rng)
+        return painted, {"noise_seed": seed, **({"added_noise_hu": added} if added else {})}
+
+    @staticmethod
+    def match_noise(decoded: np.ndarray, normal: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+        """Add white noise so the decoded crop's noise level in ``region`` matches the normal CT's (HU)."""
+        missing = noise_sigma_hu(normal, region) ** 2 - noise_sigma_hu(decoded, region) ** 2
+        sigma = float(np.sqrt(max(missing, 0.0)))
+        noisy = decoded + sigma * rng.standard_normal(decoded.shape).astype(np.float32)
+        return noisy.astype(np.float32), round(sigma, 2)
+
+    @torch.no_grad()
+    def sample_latents(self, names: list[str], condition_latent: torch.Tensor, mask_latent: torch.Tensor,
+                       generator: torch.Generator) -> torch.Tensor:
+        """DDIM-sample the clean latents ``(P, C, l, l, l)`` of the phases ``names`` (in that order).
+
+        Args:
+            names: the phases present, e.g. ``["NC", "PVP"]``.
+            condition_latent: ``(P, C, l, l, l)`` latents of the masked crops, same order.
+            mask_latent: ``(1, 1, l, l, l)``.
+            generator: the only source of noise.
+        """
+        channels, grid = self.codec.latent_channels, tuple(condition_latent.shape[2:])
+        scheduler = build_scheduler(self.diffusion.schedule, self.config.sampler)
+        steps = self.config.ddim_steps if self.config.sampler == "ddim" else int(self.diffusion.schedule["num_train_timesteps"])
+        network = self.diffusion.network
+        if self.diffusion.mode == "paper":
+            count = len(names)
+            noise = torch.randn((1, channels, *grid), generator=generator, device=self.device).expand(count, -1, -1, -1, -1)
+            labels = torch.tensor([PHASES.index(name) for name in names], device=self.device)
+            condition = paper_condition(condition_latent, mask_latent.expand(count, -1, -1, -1, -1))
+            return denoise(network, scheduler, noise.contiguous(), condition, steps, generator,
+                           class_labels=labels, eta=self.config.ddim_eta)
+        slots = torch.zeros((1, len(PHASES), channels, *grid), device=self.device)
+        present = torch.zeros((1, len(PHASES)), device=self.device)
+        for i, name in enumerate(names):
+            slots[0, PHASES.index(name)] = condition_latent[i]
+            present[0, PHASES.index(name)] = 1.0
+        noise = torch.randn((1, len(PHASES) * channels, *grid), generator=generator, device=self.device)
+        latent = denoise(network, scheduler, noise, joint_condition(slots, mask_latent, present),
+                         steps, generator, eta=self.config.ddim_eta)
+        latent = latent.view(1, len(PHASES), channels, *grid)
+        return torch.stack([latent[0, PHASES.index(name)] for name in names])
+
+
+# --- loading painters from a run folder ---------------------------------------------------------
+def load_ldm_painter(run: RunFolder, mode: str = "paper", device: str | torch.device = "cpu") -> LatentDiffusionPainter:
+    """The diffusion painter from ``models/autoencoder`` and ``models/diffusion[-joint]``."""
+    config = run.load_config()
+    device = resolve_device(str(device))
+    diffusion_folder = run.model_dir(model_folder_name(mode))
+    if not (diffusion_folder / "weights.safetensors").is_file():
+        raise InputError(f"no trained {mode}-mode synthesizer; run 'diff4mmlits train-synthesizer --run {run.root} --mode {mode}'",
+                         diffusion_folder)
+    codec = load_autoencoder(run.model_dir("autoencoder"), device)
+    diffusion = load_diffusion(diffusion_folder, device)
+    stored = json.loads((diffusion_folder / "config.json").read_text())
+    expected = stored.get("autoencoder_sha256")
+    actual = file_sha256(run.model_dir("autoencoder") / "weights.safetensors")
+    if expected and expected != actual:
+        raise InputError("the autoencoder changed since the synthesizer was trained; run train-synthesizer again", diffusion_folder)
+    return LatentDiffusionPainter(codec=codec, diffusion=diffusion, config=config.synthesize,
+                                  close_vox=int(stored.get("close_kernel_vox", 5)), dilate_vox=int(stored.get("dilate_kernel_vox", 3)))
+
+
+def real_tumor_contrasts(run: RunFolder) -> list[TumorContrast]:
+    """The real tumors of the registered training cases, measured once and kept in ``models/handcrafted/contrast.json``.
+
+    The cache is reused while the ``register`` stage's stamp is unchanged.
+    """
+    from diff4mmlits.synthesize.stage import read_registered_cases
+
+    cache = run.model_dir("handcrafted") / "contrast.json"
+    key = (run.read_stamp("register") or {}).get("fingerprint")
+    if cache.is_file():
+        stored = json.loads(cache.read_text())
+        if stored.get("register_fingerprint") == key and key is not None:
+            return [TumorContrast.from_dict(t) for t in stored["tumors"]]
+    tumors = [t for case in read_registered_cases(run, "train") for t in measure_tumor_contrasts(case)]
+    write_json_atomic(cache, {"register_fingerprint": key, "tumors": [t.to_dict() for t in tumors]})
+    return tumors
+
+
+def load_handcrafted_painter(run: RunFolder, mode: str = "paper", device: str | torch.device = "cpu") -> HandcraftedPainter:
+    """The handcrafted baseline, its contrasts measured from the run's registered training cases (``mode`` is unused)."""
+    config = run.load_config()
+    return HandcraftedPainter(real_tumors=real_tumor_contrasts(run), config=config.synthesize,
+                              crop_vox=config.diffusion.crop_vox, close_vox=config.diffusion.close_kernel_vox,
+                              dilate_vox=config.diffusion.dilate_kernel_vox)
+
+
+def load_cut_painter(run: RunFolder, mode: str = "paper", device: str | torch.device = "cpu") -> TumorPainter:
+    """The CUT painter (the paper's Table V baseline), trained by ``train-translator --painter``."""
+    from diff4mmlits.translate.cut_painter import load_cut_painter as load
+
+    return load(run, mode, device)
+
+
+PainterLoader = Callable[[RunFolder, str, "str | torch.device"], TumorPainter]
+PAINTERS: dict[str, PainterLoader] = {
+    "ldm": load_ldm_painter,
+    "handcrafted": load_handcrafted_painter,
+    "cut": load_cut_painter,
+}
+"""Method name → loader ``(run, mode, device) -> TumorPainter``."""
+
+
+def load_painter(run: RunFolder, method: str = "ldm", mode: str = "paper", device: str | torch.device = "cpu") -> TumorPainter:
+    """The painter of ``method`` (``ldm``, ``handcrafted``, …) trained or measured in ``run``."""
+    if method not in PAINTERS:
+        raise InputError(f"--method {method!r}: choose one of {', '.join(PAINTERS)}")
+    return PAINTERS[method](run, mode, device)

@@ -1,0 +1,89 @@
+"""Cubic crops around a point, the HU window of the autoencoder, and the conditioning mask.
+
+The autoencoder and the diffusion model see fixed-size cubic crops; a crop near the edge of a
+volume is padded (with the bottom of the window, i.e. air-like) so that every crop has the same
+shape. :class:`CropBox` remembers where the crop came from, so a result can be pasted back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """Where a cubic crop of edge ``size`` lies in a volume of shape ``shape`` (all voxels, (z, y, x)).
+
+    ``start`` may be negative or reach past the volume: those voxels are padding.
+    """
+
+    start: tuple[int, int, int]
+    size: int
+    shape: tuple[int, int, int]
+
+    @property
+    def inside(self) -> tuple[slice, slice, slice]:
+        """Slices of the volume that the crop covers."""
+        return tuple(slice(max(s, 0), min(s + self.size, n)) for s, n in zip(self.start, self.shape))  # type: ignore[return-value]
+
+    @property
+    def in_crop(self) -> tuple[slice, slice, slice]:
+        """Slices of the crop that hold volume voxels (the rest is padding)."""
+        return tuple(slice(max(-s, 0), max(-s, 0) + (v.stop - v.start)) for s, v in zip(self.start, self.inside))  # type: ignore[return-value]
+
+
+def crop_box(centre_vox: tuple[float, float, float] | np.ndarray, size: int, shape: tuple[int, int, int]) -> CropBox:
+    """The cubic crop of edge ``size`` centred on ``centre_vox``, shifted to stay inside the volume.
+
+    It only reaches past the volume along axes shorter than ``size``.
+    """
+    start = []
+    for c, n in zip(np.asarray(centre_vox, dtype=float), shape):
+        s = int(round(c)) - size // 2
+        if n >= size:
+            s = min(max(s, 0), n - size)
+        else:
+            s = -((size - n) // 2)
+        start.append(s)
+    return CropBox(start=tuple(start), size=int(size), shape=tuple(int(n) for n in shape))  # type: ignore[arg-type]
+
+
+def extract_crop(array: np.ndarray, box: CropBox, fill: float) -> np.ndarray:
+    """The crop ``(size, size, size)`` of ``array`` (float32), padding with ``fill``."""
+    crop = np.full((box.size,) * 3, fill, dtype=np.float32)
+    crop[box.in_crop] = array[box.inside]
+    return crop
+
+
+def hu_to_unit(hu: np.ndarray, window_hu: tuple[float, float]) -> np.ndarray:
+    """HU clipped to ``window_hu`` and mapped linearly to [-1, 1] (float32)."""
+    lo, hi = window_hu
+    return (np.clip(np.asarray(hu, dtype=np.float32), lo, hi) - lo) / (hi - lo) * 2.0 - 1.0
+
+
+def unit_to_hu(unit: np.ndarray, window_hu: tuple[float, float]) -> np.ndarray:
+    """Inverse of :func:`hu_to_unit` (values outside [-1, 1] are clipped first)."""
+    lo, hi = window_hu
+    return ((np.clip(np.asarray(unit, dtype=np.float32), -1.0, 1.0) + 1.0) / 2.0 * (hi - lo) + lo).astype(np.float32)
+
+
+def dilate_tumor_mask(tumor: np.ndarray, close_vox: int = 5, dilate_vox: int = 3) -> np.ndarray:
+    """The paper's mask preparation (§III-A): close with a ``close_vox`` kernel, then dilate once with ``dilate_vox``.
+
+    Kernels are cubes in voxels. Boolean ``(z, y, x)`` in, boolean out. This is the synthesizer's
+    own copy until the inpaint stage's ``inpaint.mask.dilate_tumor_mask`` is on main.
+    """
+    mask = np.asarray(tumor, dtype=bool)
+    if not mask.any():
+        return mask.copy()
+    if close_vox > 1:
+        pad = close_vox
+        padded = np.pad(mask, pad)
+        padded = ndimage.binary_closing(padded, structure=np.ones((close_vox,) * 3, bool))
+        mask = padded[pad:-pad, pad:-pad, pad:-pad] | mask
+    if dilate_vox > 1:
+        mask = ndimage.binary_dilation(mask, structure=np.ones((dilate_vox,) * 3, bool))
+    return mask

@@ -1,0 +1,153 @@
+"""The tumor synthesizer: a latent diffusion model conditioned on a tumor mask (paper §III-B, Eq. 2–3).
+
+Network: MONAI ``DiffusionModelUNet`` (3D) predicting the noise ε. Conditioning by concatenation
+along channels: the noisy latent ``z_t``, the latent of the masked CT ``ℰ(x ⊙ (1 − m))`` and the
+tumor mask ``m`` averaged onto the latent grid. Two modes:
+
+* ``paper`` — the paper's scheme: one network for every phase, the phase as a class embedding;
+  input ``[z_t (C), c (C), m (1)]`` → ε ``(C)``. Phases are synthesized separately from the same
+  mask and the same initial noise.
+* ``joint`` — the latents of all four phases are denoised together: input ``[z_t (4C), c (4C),
+  m (1), present (4)]`` → ε ``(4C)``; ``present`` marks the phases a case has (missing phases get
+  zero conditions and are left out of the loss and the output).
+
+The noise schedule (MONAI ``DDPMScheduler`` for training, ``DDIMScheduler`` for sampling) is a
+separate object built from the same stored arguments; the sampling loop is in ``sampling.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from monai.networks.nets import DiffusionModelUNet
+from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
+
+from diff4mmlits import PHASES
+from diff4mmlits.checkpoint import file_sha256, load_weights, read_model_config
+from diff4mmlits.config import DiffusionConfig
+from diff4mmlits.errors import InputError
+
+MODEL_KIND = "latent-diffusion"
+Mode = Literal["paper", "joint"]
+MODES: tuple[str, ...] = ("paper", "joint")
+
+
+def model_folder_name(mode: str) -> str:
+    """``models/<name>``: ``diffusion`` (paper mode) or ``diffusion-joint``."""
+    if mode not in MODES:
+        raise InputError(f"--mode {mode!r}: choose paper or joint")
+    return "diffusion" if mode == "paper" else f"diffusion-{mode}"
+
+
+def denoiser_arguments(config: DiffusionConfig, latent_channels: int, mode: str) -> dict[str, Any]:
+    """``DiffusionModelUNet`` constructor arguments for a mode and a latent width (stored in config.json)."""
+    if len(config.attention_levels) != len(config.channels):
+        raise InputError(f"diffusion.attention_levels has {len(config.attention_levels)} entries, channels has {len(config.channels)}; give one per level")
+    bad = [c for c in config.channels if c % config.norm_num_groups]
+    if bad:
+        raise InputError(f"diffusion.channels {list(config.channels)}: every level must be divisible by norm_num_groups {config.norm_num_groups}")
+    phases = len(PHASES)
+    if mode == "paper":
+        in_channels, out_channels, classes = 2 * latent_channels + 1, latent_channels, phases
+    else:
+        in_channels, out_channels, classes = 2 * phases * latent_channels + 1 + phases, phases * latent_channels, None
+    return {
+        "spatial_dims": 3,
+        "in_channels": in_channels,
+        "out_channels": out_channels,
+        "num_res_blocks": config.num_res_blocks,
+        "channels": list(config.channels),
+        "attention_levels": list(config.attention_levels),
+        "norm_num_groups": config.norm_num_groups,
+        "num_head_channels": config.num_head_channels,
+        "num_class_embeds": classes,
+    }
+
+
+def build_denoiser(arguments: dict[str, Any]) -> DiffusionModelUNet:
+    args = dict(arguments)
+    for key in ("channels", "attention_levels"):
+        args[key] = tuple(args[key])
+    return DiffusionModelUNet(**args)
+
+
+def schedule_arguments(config: DiffusionConfig) -> dict[str, Any]:
+    """Noise-schedule arguments shared by the DDPM (training) and DDIM (sampling) schedulers."""
+    args: dict[str, Any] = {"num_train_timesteps": config.num_train_timesteps, "schedule": config.schedule}
+    if config.schedule != "cosine":
+        args.update(beta_start=config.beta_start, beta_end=config.beta_end)
+    return args
+
+
+def build_scheduler(arguments: dict[str, Any], kind: Literal["ddpm", "ddim"]) -> DDPMScheduler | DDIMScheduler:
+    """MONAI's scheduler for the stored schedule; latents are not clipped to [-1, 1]."""
+    if kind == "ddpm":
+        return DDPMScheduler(**arguments, clip_sample=False)
+    return DDIMScheduler(**arguments, clip_sample=False)
+
+
+def mask_to_latent(mask: torch.Tensor, factor: int) -> torch.Tensor:
+    """``(B, 1, Z, Y, X)`` mask in {0, 1} → the share of tumor per latent voxel ``(B, 1, Z/f, Y/f, X/f)``."""
+    return F.avg_pool3d(mask.float(), kernel_size=factor, stride=factor)
+
+
+def joint_condition(masked_latents: torch.Tensor, mask_latent: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Joint-mode condition ``[c (4C), m (1), present (4)]``.
+
+    Args:
+        masked_latents: ``(B, 4, C, z, y, x)`` latents of the masked CT per phase slot (zeros for
+            missing phases).
+        mask_latent: ``(B, 1, z, y, x)``.
+        present: ``(B, 4)`` 1 where the case has that phase.
+    """
+    b, p, c = masked_latents.shape[:3]
+    grid = masked_latents.shape[3:]
+    presence = present.float().view(b, p, 1, 1, 1).expand(b, p, *grid)
+    cond = masked_latents * present.float().view(b, p, 1, 1, 1, 1)
+    return torch.cat([cond.reshape(b, p * c, *grid), mask_latent, presence], dim=1)
+
+
+def paper_condition(masked_latent: torch.Tensor, mask_latent: torch.Tensor) -> torch.Tensor:
+    """Paper-mode condition ``[c (C), m (1)]`` for a batch of single phases ``(B, C, z, y, x)``."""
+    return torch.cat([masked_latent, mask_latent], dim=1)
+
+
+@dataclass
+class LatentDiffusion:
+    """A trained denoiser with its mode and schedule (what ``sampling.py`` needs).
+
+    Attributes:
+        network: the ``DiffusionModelUNet``.
+        mode: ``paper`` or ``joint``.
+        latent_channels: C, the autoencoder's latent width.
+        crop_vox: the image crop edge it was trained on (voxels).
+        schedule: noise-schedule arguments for MONAI's schedulers.
+        checksum: SHA-256 prefix of the weights file (for provenance).
+    """
+
+    network: DiffusionModelUNet
+    mode: str
+    latent_channels: int
+    crop_vox: int
+    schedule: dict[str, Any]
+    checksum: str = ""
+
+
+def load_diffusion(folder: str | Path, device: str | torch.device = "cpu") -> LatentDiffusion:
+    """Load ``models/diffusion[-joint]/`` (config.json + weights.safetensors)."""
+    folder = Path(folder)
+    config = read_model_config(folder)
+    if config.get("kind") != MODEL_KIND:
+        raise InputError(f"config.json says kind {config.get('kind')!r}, expected {MODEL_KIND!r}; wrong folder?", folder)
+    network = build_denoiser(config["arguments"])
+    load_weights(network, folder / "weights.safetensors")
+    network.to(device).eval()
+    return LatentDiffusion(
+        network=network, mode=config["mode"], latent_channels=int(config["latent_channels"]),
+        crop_vox=int(config["crop_vox"]), schedule=dict(config["schedule"]),
+        checksum=file_sha256(folder / "weights.safetensors"),
+    )

@@ -1,0 +1,60 @@
+"""The synthesis section of ``report/index.html`` (only what exists in the run folder is shown)."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from diff4mmlits import PHASES
+from diff4mmlits.runfolder import RunFolder
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except json.JSONDecodeError:
+        return {}
+
+
+def synthesis_section(run: RunFolder, report_dir: Path) -> str:
+    """HTML: model metrics, per-phase tumor-to-liver contrast (synthetic vs real), curves and example figures."""
+    from diff4mmlits.evaluate.report import figure_html, html_table
+
+    summary = _read_json(run.synthetic_dir / "summary.json")
+    autoencoder = _read_json(run.model_dir("autoencoder") / "config.json")
+    parts = []
+    if autoencoder.get("metrics"):
+        m = autoencoder["metrics"]
+        where = "held-out" if m.get("held_out") else "training"
+        parts.append(f"<p>Autoencoder reconstruction ({where} patches): MAE {m['mae_liver_hu']:.1f} HU in the liver, "
+                     f"{m['mae_hu']:.1f} HU overall, PSNR {m['psnr_db']:.1f} dB.</p>")
+    for name in ("diffusion", "diffusion-joint"):
+        record = _read_json(run.model_dir(name) / "config.json")
+        if record.get("metrics"):
+            m = record["metrics"]
+            parts.append(f"<p>Synthesizer ({html.escape(record['mode'])} mode): Eq. 3 loss {m['evaluation_loss_initial']:.3f} → "
+                         f"{m['evaluation_loss_final']:.3f} on {m['crops']} crops around real tumors.</p>")
+    if summary:
+        contrast = summary.get("contrast_hu", {})
+        rows = []
+        for phase in PHASES:
+            real = contrast.get("real", {}).get(phase)
+            synthetic = contrast.get("synthetic", {}).get(phase)
+            if real or synthetic:
+                rows.append([phase,
+                             f"{real['mean']:+.1f} ± {real['std']:.1f} (n={real['count']})" if real else "–",
+                             f"{synthetic['mean']:+.1f} ± {synthetic['std']:.1f} (n={synthetic['count']})" if synthetic else "–"])
+        method = summary["method"] + (f" ({summary['mode']} mode)" if summary.get("mode") else "")
+        parts.append(f"<p>{summary['cases']} synthetic case(s) by {html.escape(method)}, {summary['per_case']} per training case, "
+                     f"{summary['seconds_per_case']:.2f} s per case.</p>")
+        if rows:
+            parts.append("<p class='muted'>Tumor − surrounding liver, mean HU per phase (± spread over tumors).</p>"
+                         + html_table(["phase", "real tumors", "synthetic tumors"], rows))
+    curves = [run.model_dir(name) / "curves.png" for name in ("autoencoder", "diffusion", "diffusion-joint")]
+    parts.extend(figure_html(path, report_dir, f"training curves: {path.parent.name}") for path in curves if path.is_file())
+    figures = sorted(run.figures_dir.glob("synthesis_*.png")) if run.figures_dir.is_dir() else []
+    parts.extend(figure_html(path, report_dir, path.stem) for path in figures)
+    if not parts:
+        return ""
+    return "<h2>Synthesis</h2>" + "".join(parts)

@@ -1,0 +1,202 @@
+"""Random tumor masks (paper §III-B, "Multimodal CT Synthesizer", inference stage).
+
+"A coordinate within the liver region is randomly selected as the center point, and random values
+for the semi-axes x, y and z are assigned. An ellipsoidal mask approximating the tumor is then
+generated based on these parameters, followed by elastic deformation."
+
+Randomness and drawing are two steps: :func:`sample_tumor_params` draws every random choice from
+the ``np.random.Generator`` it is given and returns plain :class:`TumorParams`;
+:func:`draw_tumor_mask` turns parameters into a mask deterministically (the elastic field comes
+from a seed stored in the parameters), so the parameters recorded in ``provenance.json`` redraw
+the same mask.
+
+Geometry: centres are voxel indices ``(z, y, x)`` of the case's grid, sizes are mm; the
+ellipsoid is drawn in index space scaled by the voxel spacing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial.transform import Rotation
+
+from diff4mmlits.config import TumorMaskConfig
+from diff4mmlits.data.volume import Volume
+from diff4mmlits.errors import InputError
+
+ELASTIC_LATTICE_MAX = 33
+"""Largest number of lattice points per axis of the elastic field (keeps big tumors cheap)."""
+
+
+@dataclass(frozen=True)
+class TumorParams:
+    """Everything that decides one tumor mask (JSON-able, recorded in provenance).
+
+    Attributes:
+        size_class: ``tiny``, ``small``, ``medium`` or ``large`` (any key of the config's classes).
+        centre_vox: ellipsoid centre as voxel indices ``(z, y, x)`` on the case's grid.
+        semi_axes_mm: the three semi-axes, mm, along the ellipsoid's own axes.
+        rotation_quat: unit quaternion ``(x, y, z, w)`` (scipy order) turning the ellipsoid's axes
+            into the grid's ``(z, y, x)`` axes.
+        elastic_amplitude_mm: standard deviation of the elastic displacement, mm.
+        elastic_sigma_mm: Gaussian smoothing of the elastic field, mm.
+        elastic_seed: seed of the elastic field's white noise.
+    """
+
+    size_class: str
+    centre_vox: tuple[float, float, float]
+    semi_axes_mm: tuple[float, float, float]
+    rotation_quat: tuple[float, float, float, float]
+    elastic_amplitude_mm: float
+    elastic_sigma_mm: float
+    elastic_seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TumorParams:
+        return cls(
+            size_class=str(data["size_class"]),
+            centre_vox=tuple(float(v) for v in data["centre_vox"]),  # type: ignore[arg-type]
+            semi_axes_mm=tuple(float(v) for v in data["semi_axes_mm"]),  # type: ignore[arg-type]
+            rotation_quat=tuple(float(v) for v in data["rotation_quat"]),  # type: ignore[arg-type]
+            elastic_amplitude_mm=float(data["elastic_amplitude_mm"]),
+            elastic_sigma_mm=float(data["elastic_sigma_mm"]),
+            elastic_seed=int(data["elastic_seed"]),
+        )
+
+    @property
+    def extent_mm(self) -> float:
+        """Radius of a sphere that holds the deformed tumor (largest semi-axis + 3σ of the field)."""
+        return max(self.semi_axes_mm) + 3.0 * self.elastic_amplitude_mm
+
+
+def tumor_centre_candidates(liver_mask: np.ndarray, spacing_mm: tuple[float, float, float], erode_mm: float) -> np.ndarray:
+    """Voxel indices ``(N, 3)`` where a tumor centre may go: the liver eroded by ``erode_mm``.
+
+    A liver thinner than ``2·erode_mm`` is eroded as far as it allows (its deepest voxels).
+    """
+    liver = np.asarray(liver_mask, dtype=bool)
+    if not liver.any():
+        raise InputError("the liver mask is empty; a tumor needs a liver to go into (check label.nii.gz)")
+    depth = ndimage.distance_transform_edt(liver, sampling=spacing_mm)
+    threshold = min(float(erode_mm), float(depth.max()))
+    return np.argwhere(depth >= threshold)
+
+
+def sample_tumor_params(
+    rng: np.random.Generator,
+    liver_mask: np.ndarray,
+    spacing_mm: tuple[float, float, float],
+    config: TumorMaskConfig,
+    max_semi_axis_mm: float | None = None,
+) -> list[TumorParams]:
+    """Draw the tumors of one synthetic case: their number, size classes, shapes and centres.
+
+    Args:
+        rng: the only source of randomness.
+        liver_mask: boolean ``(z, y, x)`` liver of the case (tumors go inside it).
+        spacing_mm: voxel size ``(z, y, x)``, mm.
+        config: size classes (semi-axis ranges, mm), class weights, tumors per case, elastic field.
+        max_semi_axis_mm: optional cap on every semi-axis (e.g. so that a tumor fits the crop the
+            diffusion model paints); the class stays recorded.
+    """
+    names = sorted(config.size_classes_mm)
+    unknown = sorted(set(config.size_class_weights) - set(names))
+    if unknown:
+        raise InputError(f"synthesize.tumor.size_class_weights: {unknown} are not size classes ({', '.join(names)})")
+    weights = np.array([max(float(config.size_class_weights.get(name, 0.0)), 0.0) for name in names])
+    if weights.sum() <= 0:
+        raise InputError("synthesize.tumor.size_class_weights: at least one weight must be positive")
+    lo, hi = config.tumors_per_case
+    if not 1 <= lo <= hi:
+        raise InputError(f"synthesize.tumor.tumors_per_case {config.tumors_per_case}: need 1 ≤ smallest ≤ largest")
+    candidates = tumor_centre_candidates(liver_mask, spacing_mm, config.erode_liver_mm)
+    count = int(rng.integers(lo, hi + 1))
+    tumors = []
+    for _ in range(count):
+        size_class = names[int(rng.choice(len(names), p=weights / weights.sum()))]
+        low_mm, high_mm = sorted(config.size_classes_mm[size_class])
+        axes = rng.uniform(low_mm, high_mm, size=3)
+        if max_semi_axis_mm is not None:
+            axes = np.minimum(axes, max_semi_axis_mm)
+        centre = candidates[int(rng.integers(len(candidates)))]
+        quat = rng.normal(size=4)
+        quat /= np.linalg.norm(quat) or 1.0
+        mean_axis = float(axes.mean())
+        tumors.append(TumorParams(
+            size_class=size_class,
+            centre_vox=tuple(float(c) for c in centre),  # type: ignore[arg-type]
+            semi_axes_mm=tuple(float(a) for a in axes),  # type: ignore[arg-type]
+            rotation_quat=tuple(float(q) for q in quat),  # type: ignore[arg-type]
+            elastic_amplitude_mm=config.elastic_amplitude * mean_axis,
+            elastic_sigma_mm=max(config.elastic_smoothness * mean_axis, 1e-3),
+            elastic_seed=int(rng.integers(2**31 - 1)),
+        ))
+    return tumors
+
+
+def elastic_field(params: TumorParams, half_extent_mm: float) -> tuple[np.ndarray, float]:
+    """The tumor's smooth random displacement field on its own lattice.
+
+    Returns ``(field, lattice_spacing_mm)``: ``field`` is ``(3, n, n, n)`` mm, lattice point ``i``
+    at offset ``-half_extent_mm + i·h`` from the centre. White noise from ``elastic_seed``,
+    Gaussian-smoothed, each component scaled to the standard deviation ``elastic_amplitude_mm``.
+    Independent of any image grid, so the same parameters give the same shape on every grid.
+    """
+    spacing = max(params.elastic_sigma_mm / 2.0, 2.0 * half_extent_mm / (ELASTIC_LATTICE_MAX - 1))
+    n = int(math.ceil(2.0 * half_extent_mm / spacing)) + 1
+    noise = np.random.default_rng(params.elastic_seed).standard_normal((3, n, n, n))
+    field = np.stack([ndimage.gaussian_filter(component, params.elastic_sigma_mm / spacing, mode="wrap") for component in noise])
+    std = field.reshape(3, -1).std(axis=1).reshape(3, 1, 1, 1)
+    field = field / np.where(std > 0, std, 1.0) * params.elastic_amplitude_mm
+    return field, spacing
+
+
+def draw_tumor_mask(params: TumorParams, grid: Volume, liver_mask: np.ndarray | None = None) -> np.ndarray:
+    """Boolean ``(z, y, x)`` mask of one tumor on ``grid`` (deterministic given ``params``).
+
+    A voxel is inside when its offset from the centre, displaced by the elastic field and turned
+    into the ellipsoid's frame, lies in the ellipsoid. The mask is intersected with ``liver_mask``
+    when given. A tumor smaller than a voxel keeps its centre voxel (inside the liver), so a mask
+    is never empty when its centre lies in the liver.
+    """
+    shape = np.array(grid.shape)
+    spacing = np.array(grid.spacing_mm)
+    centre = np.array(params.centre_vox)
+    half_extent = params.extent_mm + 1e-6
+    lo = np.maximum(np.floor(centre - half_extent / spacing).astype(int), 0)
+    hi = np.minimum(np.ceil(centre + half_extent / spacing).astype(int) + 1, shape)
+    mask = np.zeros(grid.shape, dtype=bool)
+    if np.any(hi <= lo):
+        return mask
+    axes = [np.arange(lo[i], hi[i]) for i in range(3)]
+    index = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).astype(np.float64)
+    offset_mm = (index - centre) * spacing
+    if params.elastic_amplitude_mm > 0:
+        field, lattice = elastic_field(params, half_extent)
+        coords = np.moveaxis((offset_mm + half_extent) / lattice, -1, 0)
+        offset_mm = offset_mm + np.stack([ndimage.map_coordinates(c, coords, order=1, mode="nearest") for c in field], axis=-1)
+    rotation = Rotation.from_quat(params.rotation_quat).as_matrix()
+    local = offset_mm @ rotation  # (…, 3): coordinates along the ellipsoid's axes
+    inside = np.sum((local / np.array(params.semi_axes_mm)) ** 2, axis=-1) <= 1.0
+    mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = inside
+    centre_index = tuple(int(round(c)) for c in centre)
+    if all(0 <= c < s for c, s in zip(centre_index, shape)):
+        mask[centre_index] = True
+    if liver_mask is not None:
+        mask &= np.asarray(liver_mask, dtype=bool)
+    return mask
+
+
+def draw_tumor_masks(params: list[TumorParams], grid: Volume, liver_mask: np.ndarray | None = None) -> np.ndarray:
+    """The union of several tumors' masks (boolean ``(z, y, x)``)."""
+    mask = np.zeros(grid.shape, dtype=bool)
+    for tumor in params:
+        mask |= draw_tumor_mask(tumor, grid, liver_mask)
+    return mask

@@ -1,0 +1,444 @@
+"""The training loop every translation method shares, its checkpoints, and slice-wise inference.
+
+A translator's model folder (``RUN/models/translator-<method>/``)::
+
+    config.json             method, generator architecture, intensity maps, phases, all settings
+    weights.safetensors     the source → target generator (all that ``translate`` needs)
+    networks.safetensors    every network of the method (generators, discriminators, heads), for resume
+    training_state.pt       optimisers, schedulers, step, sampler RNG state, image pools (weights_only)
+    log.csv, curves.png     the losses every ``log_every`` steps, and their plot
+
+Training runs under ``torchrun`` too (gradients averaged over processes, see ``base``); only rank 0
+writes. ``--resume`` continues from ``training_state.pt`` with the same batches it would have drawn.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from diff4mmlits import __version__
+from diff4mmlits.checkpoint import (
+    load_training_state,
+    load_weights,
+    read_model_config,
+    save_model_folder,
+    save_training_state,
+    save_weights,
+)
+from diff4mmlits.config import TranslateConfig
+from diff4mmlits.data.case import Case
+from diff4mmlits.data.volume import Volume, require_same_grid
+from diff4mmlits.distributed import DistributedContext, all_reduce_mean, barrier, init_distributed, resolve_device
+from diff4mmlits.errors import InputError
+from diff4mmlits.files import write_text_atomic
+from diff4mmlits.progress import progress
+from diff4mmlits.translate.base import Batch, TranslationModel, broadcast_parameters
+from diff4mmlits.translate.cut import CUT
+from diff4mmlits.translate.cyclegan import CycleGAN
+from diff4mmlits.translate.essnet import EssNet
+from diff4mmlits.translate.intensity import IntensityMap
+from diff4mmlits.translate.networks import ResnetGenerator
+from diff4mmlits.translate.sampling import SampleSource
+
+log = logging.getLogger(__name__)
+
+METHODS: dict[str, type[TranslationModel]] = {"cyclegan": CycleGAN, "essnet": EssNet, "cut": CUT}
+"""Translation methods by name (``--method``)."""
+
+NETWORKS_NAME = "networks.safetensors"
+LOG_NAME = "log.csv"
+CURVES_NAME = "curves.png"
+PREVIEW_NAME = "preview.png"
+
+
+@dataclass
+class TranslatorData:
+    """Everything a translator trains on: both domains in [-1, 1] and how they were normalised."""
+
+    source: SampleSource
+    target: SampleSource
+    source_map: IntensityMap
+    target_map: IntensityMap
+    source_phase: str = "PVP"
+    target_phase: str = "PVP"
+    condition_channels: int = 0
+
+    @property
+    def out_channels(self) -> int:
+        return self.target.channels - self.condition_channels
+
+
+def build_model(
+    config: TranslateConfig, in_channels: int, out_channels: int, condition_channels: int = 0,
+    context: DistributedContext | None = None,
+) -> TranslationModel:
+    """The configured method's networks and optimisers."""
+    if config.crop_vox % 4:
+        raise InputError(f"translate.crop_vox={config.crop_vox}: must be a multiple of 4 (the generator halves the size twice)")
+    return METHODS[config.method](config, in_channels, out_channels, condition_channels, context)
+
+
+def learning_rate_factor(step: int, steps: int, decay_fraction: float) -> float:
+    """CycleGAN's schedule: 1 for the first ``1 - decay_fraction`` of the steps, then linear to 0."""
+    decay_start = steps * (1.0 - decay_fraction)
+    if step < decay_start or decay_fraction <= 0:
+        return 1.0
+    return max(0.0, (steps - step) / max(steps - decay_start, 1.0))
+
+
+def fit_translator(
+    data: TranslatorData,
+    config: TranslateConfig,
+    out_dir: str | Path,
+    *,
+    device: str = "auto",
+    resume: bool = False,
+    seed: int = 0,
+    extra_config: dict[str, Any] | None = None,
+) -> Path:
+    """Train ``config.method`` on ``data`` and write the model folder ``out_dir``.
+
+    Each step draws ``batch_size`` source samples (with labels for EssNet) and as many target
+    samples, independently (unpaired), and runs the method's alternating update.
+    """
+    out_dir = Path(out_dir)
+    context = init_distributed(device)
+    torch.manual_seed(seed)
+    model = build_model(config, data.source.channels, data.out_channels, data.condition_channels, context).to(context.device)
+    if model.needs_labels and data.source.labels is None:
+        raise InputError(f"{config.method} needs labelled source cases (label.nii.gz); use --method cyclegan or cut otherwise")
+    broadcast_parameters(model, context)
+    sampler = torch.Generator().manual_seed(seed * 1000 + context.rank)
+    schedulers = {
+        name: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: learning_rate_factor(s, config.steps, config.decay_fraction))
+        for name, opt in model.optimizers.items()
+    }
+    model_config = translator_config(model, data, config, seed, extra_config)
+    start, rows = 0, []
+    if resume:
+        start, rows = _restore(out_dir, model, schedulers, sampler, model_config, context.device)
+        for name, scheduler in schedulers.items():  # the schedule of *these* settings (steps may have grown)
+            for group, base in zip(model.optimizers[name].param_groups, scheduler.base_lrs):
+                group["lr"] = base * learning_rate_factor(start, config.steps, config.decay_fraction)
+        if start and context.is_main:
+            log.info("translate: resuming %s at step %d of %d", config.method, start, config.steps)
+    began = time.perf_counter()
+    bar = progress(range(start, config.steps), desc=f"train-translator ({config.method})", total=config.steps - start, unit="step")
+    model.train()
+    for step in bar:
+        real_a, label_a = data.source.sample(config.batch_size, config.crop_vox, config.spatial_dims, sampler)
+        real_b, _ = data.target.sample(config.batch_size, config.crop_vox, config.spatial_dims, sampler)
+        losses = model.train_step(Batch(real_a, real_b, label_a if model.needs_labels else None).to(context.device), sampler)
+        for scheduler in schedulers.values():
+            scheduler.step()
+        done = step + 1
+        if done % config.log_every == 0 or done == config.steps:
+            losses = {name: all_reduce_mean(value, context) for name, value in losses.items()}
+            rows.append({"step": done, **{k: round(v, 6) for k, v in losses.items()},
+                         "lr": model.optimizers["G"].param_groups[0]["lr"], "seconds": round(time.perf_counter() - began, 3)})
+            bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items() if k in ("generator", "discriminator", "nce", "segmentation", "cycle")})
+        if done % config.checkpoint_every == 0 or done == config.steps:
+            if context.is_main:
+                save_translator(out_dir, model, schedulers, sampler, model_config, done, rows)
+            barrier(context)
+    if context.is_main:
+        if start >= config.steps:
+            log.info("translate: %s already trained for %d steps", config.method, config.steps)
+        write_curves(out_dir / CURVES_NAME, rows, title=f"{config.method} training losses")
+        write_preview(out_dir / PREVIEW_NAME, data, translator_from_model(model, data, config, context.device))
+    return out_dir
+
+
+def translator_config(
+    model: TranslationModel, data: TranslatorData, config: TranslateConfig, seed: int, extra: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The ``config.json`` of a translator's model folder."""
+    generator = model.generator
+    assert isinstance(generator, ResnetGenerator)
+    return {
+        "kind": "translator",
+        "method": config.method,
+        "generator": {
+            "in_channels": data.source.channels, "out_channels": data.out_channels, "filters": config.generator_filters,
+            "n_blocks": config.generator_blocks, "n_down": generator.n_down, "spatial_dims": config.spatial_dims,
+        },
+        "condition_channels": data.condition_channels,
+        "source_intensity": data.source_map.to_dict(),
+        "target_intensity": data.target_map.to_dict(),
+        "source_phase": data.source_phase,
+        "target_phase": data.target_phase,
+        "settings": config.model_dump(mode="json"),
+        "seed": seed,
+        "diff4mmlits_version": __version__,
+        **(extra or {}),
+    }
+
+
+def save_translator(
+    out_dir: Path, model: TranslationModel, schedulers: dict[str, Any], sampler: torch.Generator,
+    model_config: dict[str, Any], step: int, rows: list[dict[str, float]],
+) -> None:
+    """Write the model folder (weights, all networks, training state, log, curves), atomically file by file."""
+    save_model_folder(out_dir, model.generator, {**model_config, "step": step})
+    save_weights(model.nets, out_dir / NETWORKS_NAME)
+    save_training_state(out_dir, {
+        "method": model.method,
+        "step": step,
+        "optimizers": {name: opt.state_dict() for name, opt in model.optimizers.items()},
+        "schedulers": {name: s.state_dict() for name, s in schedulers.items()},
+        "sampler": sampler.get_state(),
+        "pools": {name: pool.state() for name, pool in model.pools.items()},
+    })
+    write_log(out_dir / LOG_NAME, rows)
+
+
+def _restore(
+    out_dir: Path, model: TranslationModel, schedulers: dict[str, Any], sampler: torch.Generator,
+    model_config: dict[str, Any], device: torch.device,
+) -> tuple[int, list[dict[str, float]]]:
+    """Load a saved training state into the model; returns the step reached and the log rows up to it."""
+    state = load_training_state(out_dir, map_location=device)
+    if state is None:
+        log.info("translate: nothing to resume in %s; training from the start", out_dir)
+        return 0, []
+    saved = read_model_config(out_dir)
+    if saved.get("method") != model.method or saved.get("generator") != model_config["generator"]:
+        raise InputError(
+            f"the checkpoint is a {saved.get('method')} model with generator {saved.get('generator')}; these settings "
+            f"build {model.method} with {model_config['generator']}; train without --resume or use the same settings",
+            out_dir,
+        )
+    load_weights(model.nets, out_dir / NETWORKS_NAME)
+    for name, optimizer in model.optimizers.items():
+        optimizer.load_state_dict(state["optimizers"][name])
+    for name, scheduler in schedulers.items():
+        scheduler.load_state_dict(state["schedulers"][name])
+    sampler.set_state(state["sampler"])
+    for name, pool in model.pools.items():
+        pool.load_state(state["pools"][name], device)
+    step = int(state["step"])
+    return step, [row for row in read_log(out_dir / LOG_NAME) if row["step"] <= step]
+
+
+def write_log(path: Path, rows: list[dict[str, float]]) -> None:
+    """``log.csv``: one row per logged step (columns: step, each loss, lr, seconds)."""
+    if not rows:
+        return
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())
+
+
+def read_log(path: Path) -> list[dict[str, float]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return [{k: (int(v) if k == "step" else float(v)) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
+
+
+def write_curves(path: Path, rows: list[dict[str, float]], title: str) -> Path | None:
+    """``curves.png``: each loss against the step."""
+    if not rows:
+        return None
+    from diff4mmlits.evaluate.figures import plt, save_figure
+
+    names = [k for k in rows[0] if k not in ("step", "lr", "seconds")]
+    steps = [row["step"] for row in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name in names:
+        ax.plot(steps, [row.get(name, np.nan) for row in rows], label=name, linewidth=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=2)
+    return save_figure(fig, path)
+
+
+def write_preview(path: Path, data: TranslatorData, translator: Translator, count: int = 3) -> Path:
+    """``preview.png``: one axial slice of the first source volumes (the most-labelled slice) and its translation."""
+    from diff4mmlits.evaluate.figures import draw_label_contours, plt, save_figure
+
+    count = min(count, len(data.source.images))
+    fig, axes = plt.subplots(2, count, figsize=(2.6 * count, 5.2), squeeze=False)
+    for column in range(count):
+        image = data.source.images[column].astype(np.float32)
+        label = data.source.labels[column] if data.source.labels is not None else None
+        z = int((label > 0).sum(axis=(1, 2)).argmax()) if label is not None and label.any() else image.shape[1] // 2
+        if translator.spatial_dims == 3:
+            low = max(0, min(z - translator.crop_vox // 2, image.shape[1] - translator.crop_vox))
+            slab = image[:, low:low + translator.crop_vox]
+            out = translate_array(slab, translator)[0, z - low]
+        else:
+            out = translate_array(image[:, z:z + 1], translator)[0, 0]
+        for row, (picture, title) in enumerate(((image[0, z], "source"), (out, "translated"))):
+            axes[row, column].imshow(picture, cmap="gray", vmin=-1, vmax=1)
+            if label is not None:
+                draw_label_contours(axes[row, column], label[z])
+            axes[row, column].set_title(f"{title} {column + 1}, z={z}", fontsize=8)
+            axes[row, column].axis("off")
+    return save_figure(fig, path)
+
+
+# --- inference ------------------------------------------------------------------------------
+@dataclass
+class Translator:
+    """A trained source → target generator with its intensity maps (from a model folder)."""
+
+    generator: ResnetGenerator
+    source_map: IntensityMap
+    target_map: IntensityMap
+    source_phase: str
+    target_phase: str
+    spatial_dims: int
+    crop_vox: int
+    batch_slices: int
+    condition_channels: int
+    device: torch.device
+    config: dict[str, Any]
+
+
+def translator_from_model(model: TranslationModel, data: TranslatorData, config: TranslateConfig, device: torch.device | None = None) -> Translator:
+    """A :class:`Translator` around an in-memory model (benchmarks and tests)."""
+    generator = model.generator
+    assert isinstance(generator, ResnetGenerator)
+    return Translator(generator, data.source_map, data.target_map, data.source_phase, data.target_phase, config.spatial_dims,
+                      config.crop_vox, config.translate_batch_slices, data.condition_channels,
+                      device or next(generator.parameters()).device, {"method": config.method})
+
+
+def load_translator(folder: str | Path, device: str = "cpu") -> Translator:
+    """Load a translator's model folder (``config.json`` + ``weights.safetensors``, safely)."""
+    folder = Path(folder)
+    config = read_model_config(folder)
+    if config.get("kind") != "translator":
+        raise InputError(f"not a translator model folder (kind {config.get('kind')!r}); give the folder train-translator wrote", folder)
+    generator = ResnetGenerator(**config["generator"])
+    load_weights(generator, folder / "weights.safetensors")
+    resolved = resolve_device(device)
+    generator.to(resolved).eval()
+    settings = config.get("settings", {})
+    return Translator(
+        generator=generator,
+        source_map=IntensityMap.from_dict(config["source_intensity"]),
+        target_map=IntensityMap.from_dict(config["target_intensity"]),
+        source_phase=config["source_phase"],
+        target_phase=config["target_phase"],
+        spatial_dims=int(config["generator"]["spatial_dims"]),
+        crop_vox=int(settings.get("crop_vox", 64)),
+        batch_slices=int(settings.get("translate_batch_slices", 16)),
+        condition_channels=int(config.get("condition_channels", 0)),
+        device=resolved,
+        config=config,
+    )
+
+
+@torch.no_grad()
+def translate_array(unit: np.ndarray, translator: Translator, on_chunk: Callable[[int], None] | None = None) -> np.ndarray:
+    """``(C_in, Z, Y, X)`` in [-1, 1] → ``(C_out, Z, Y, X)`` in [-1, 1].
+
+    2D models run slice by slice along z (``batch_slices`` at a time), each slice padded by edge
+    replication to a multiple of 4; 3D models run MONAI's sliding-window inference with
+    ``crop_vox``³ windows and Gaussian blending.
+    """
+    generator = translator.generator
+    was_training = generator.training
+    generator.eval()
+    tensor = torch.from_numpy(np.ascontiguousarray(unit, dtype=np.float32))
+    multiple = generator.size_multiple
+    try:
+        if translator.spatial_dims == 3:
+            from monai.inferers import sliding_window_inference
+
+            roi = tuple(min(translator.crop_vox, _round_up(s, multiple)) for s in tensor.shape[1:])
+            padded, crop = _pad_to_multiple(tensor[None], multiple, spatial=3)
+            out = sliding_window_inference(padded.to(translator.device), roi, 1, generator, overlap=0.25, mode="gaussian",
+                                           padding_mode="replicate")
+            return out[(0, slice(None), *crop)].cpu().numpy().astype(np.float32)
+        slices = tensor.permute(1, 0, 2, 3)  # (Z, C, Y, X)
+        padded, crop = _pad_to_multiple(slices, multiple, spatial=2)
+        outputs = []
+        for start in range(0, padded.shape[0], max(1, translator.batch_slices)):
+            chunk = padded[start:start + translator.batch_slices].to(translator.device)
+            outputs.append(generator(chunk)[(slice(None), slice(None), *crop)].cpu())
+            if on_chunk is not None:
+                on_chunk(chunk.shape[0])
+        return torch.cat(outputs, 0).permute(1, 0, 2, 3).numpy().astype(np.float32)
+    finally:
+        generator.train(was_training)
+
+
+def _round_up(size: int, multiple: int) -> int:
+    return -(-size // multiple) * multiple
+
+
+def _pad_to_multiple(tensor: torch.Tensor, multiple: int, spatial: int) -> tuple[torch.Tensor, tuple[slice, ...]]:
+    """Pad the last ``spatial`` axes by edge replication up to a multiple; return the crop that undoes it."""
+    sizes = tensor.shape[-spatial:]
+    before_after = [((_round_up(s, multiple) - s) // 2, (_round_up(s, multiple) - s + 1) // 2) for s in sizes]
+    crop = tuple(slice(before, before + size) for (before, _), size in zip(before_after, sizes))
+    pads = [p for pair in reversed(before_after) for p in pair]  # F.pad: last axis first
+    if any(pads):
+        tensor = torch.nn.functional.pad(tensor, pads, mode="replicate")
+    return tensor, crop
+
+
+def translate_volume(volume: Volume, translator: Translator) -> Volume:
+    """Translate one source volume (HU for CT) into target units; same grid, same geometry."""
+    unit = translator.source_map.to_unit(volume.array)[None]
+    out = translate_array(unit, translator)
+    return volume.with_array(translator.target_map.from_unit(out[0]), kind="image")
+
+
+def translate_case(case: Case, translator: Translator) -> Case:
+    """The case's source phase translated, stored as the target phase; label and geometry unchanged.
+
+    The output holds one phase (``target_phase``) and the source label as it was, so the
+    segmenter can train on it directly.
+    """
+    if translator.condition_channels:
+        raise InputError("this model paints tumors into a masked CT (a CUT tumor painter); use 'synthesize --method cut'")
+    if translator.source_phase not in case.phases:
+        raise InputError(
+            f"{case.case_id}: phase {translator.source_phase} (the one this translator was trained on) is missing; "
+            f"present: {', '.join(case.phase_names)}"
+        )
+    source = case.phases[translator.source_phase]
+    if case.label is not None:
+        require_same_grid(source, case.label, what=f"{case.case_id}/label vs {translator.source_phase}",
+                          hint="translate the annotated phase or register the case first")
+    translated = translate_volume(source, translator)
+    return Case(case_id=case.case_id, phases={translator.target_phase: translated}, label=case.label,
+                annotated_phase=translator.target_phase)
+
+
+def complete_missing_phase(case: Case, translator: Translator) -> Case:
+    """Add the translator's target phase, made from its source phase, to a case that lacks it.
+
+    An alternative to the paper's rule of duplicating a present phase into a missing one: a
+    translator trained from one phase to another (e.g. PVP → AP) fills the gap. Every phase that
+    is present, the label and the geometry stay as they are; the new phase lies on the source
+    phase's grid. Cases that already hold the target phase are returned unchanged.
+    """
+    if translator.target_phase in case.phases:
+        return case
+    if translator.source_phase not in case.phases:
+        raise InputError(
+            f"{case.case_id}: cannot make {translator.target_phase} from {translator.source_phase}, which is missing too"
+        )
+    made = translate_volume(case.phases[translator.source_phase], translator)
+    phases = {**case.phases, translator.target_phase: made}
+    return Case(case_id=case.case_id, phases=phases, label=case.label, annotated_phase=case.annotated_phase, extras=case.extras)

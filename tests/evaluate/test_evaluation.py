@@ -1,0 +1,85 @@
+"""``evaluate PRED GT --out DIR``: tables, figures and an index.html that links only files that exist."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from diff4mmlits.cli import main
+from diff4mmlits.config import EvaluateConfig
+from diff4mmlits.data.case import Case
+from diff4mmlits.data.io import write_volume
+from diff4mmlits.data.native import write_case_folder
+from diff4mmlits.data.volume import Volume
+from diff4mmlits.errors import InputError
+from diff4mmlits.evaluate.evaluation import evaluate_predictions, read_truth
+from diff4mmlits.evaluate.tables import read_rows_csv
+
+SPACING = (2.0, 1.0, 1.0)
+
+
+def _truth(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    label = np.zeros((8, 16, 16), dtype=np.uint8)
+    label[1:7, 2:14, 2:14] = 1
+    z, y = rng.integers(2, 5), rng.integers(4, 9)
+    label[z:z + 2, y:y + 4, 5:9] = 2
+    return label
+
+
+def _write_pair(tmp_path: Path, n: int = 4) -> tuple[Path, Path, Path]:
+    """A dataset (images + labels), a folder of label files, and predictions of varying quality."""
+    dataset, labels, preds = tmp_path / "dataset", tmp_path / "labels", tmp_path / "pred"
+    for i in range(n):
+        truth = _truth(i)
+        pred = truth.copy()
+        pred[pred == 2] = 1
+        pred[truth == 2] = 2 if i else 1  # case 0: tumor missed entirely
+        if i == 3:
+            pred[7, 14:16, 14:16] = 2  # a false positive
+        image = np.where(truth > 0, 100.0, -50.0).astype(np.float32)
+        case = Case(f"case_{i}", {"PVP": Volume(image, SPACING)}, Volume(truth, SPACING, kind="label"))
+        write_case_folder(case, dataset / case.case_id)
+        write_volume(case.label, labels / f"{case.case_id}.nii.gz")
+        write_volume(Volume(pred, SPACING, kind="label"), preds / f"{case.case_id}.nii.gz")
+    return dataset, labels, preds
+
+
+def _linked_files(page: Path) -> list[Path]:
+    links = re.findall(r'(?:src|href)="([^"]+)"', page.read_text())
+    return [page.parent / link for link in links]
+
+
+@pytest.mark.parametrize("gt_kind", ["dataset", "labels"])
+def test_evaluation_writes_tables_figures_and_a_report_linking_existing_files(tmp_path, gt_kind) -> None:
+    dataset, labels, preds = _write_pair(tmp_path)
+    gt = dataset if gt_kind == "dataset" else labels
+    evaluation = evaluate_predictions(preds, read_truth(gt), tmp_path / "out", EvaluateConfig())
+    rows = read_rows_csv(tmp_path / "out" / "metrics.csv")
+    assert [r["case"] for r in rows] == ["case_0", "case_1", "case_2", "case_3"]
+    assert rows[0]["tumor_dsc"] == 0.0 and rows[1]["tumor_dsc"] == 1.0
+    assert rows[3]["lesions_false_positive"] == 1
+    page = tmp_path / "out" / "index.html"
+    linked = _linked_files(page)
+    assert any(p.name == "boxplots.png" for p in linked) and sum("overlay_" in p.name for p in linked) == 3
+    assert all(p.is_file() for p in linked), [p for p in linked if not p.is_file()]
+    assert "DSC (%)" in page.read_text() and evaluation.summary
+
+
+def test_predictions_must_lie_on_the_truth_grid(tmp_path) -> None:
+    _, labels, preds = _write_pair(tmp_path, n=1)
+    write_volume(Volume(np.zeros((8, 16, 16), np.uint8), (3.0, 1.0, 1.0), kind="label"), preds / "case_0.nii.gz")
+    with pytest.raises(InputError, match="spacing"):
+        evaluate_predictions(preds, read_truth(labels), tmp_path / "out", EvaluateConfig())
+
+
+def test_evaluate_command(tmp_path, capsys) -> None:
+    _, labels, preds = _write_pair(tmp_path, n=2)
+    assert main(["evaluate", str(preds), str(labels), "--out", str(tmp_path / "rep")]) == 0
+    out = capsys.readouterr().out
+    assert "tumor_dsc" in out and (tmp_path / "rep" / "index.html").is_file()
+    assert main(["evaluate", str(tmp_path / "none"), str(labels), "--out", str(tmp_path / "x")]) == 2
+    assert "prediction folder not found" in capsys.readouterr().err

@@ -1,0 +1,65 @@
+"""Hybrid training samples: patch shape, tumor-biased crops, determinism, real/synthetic mix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from diff4mmlits.config import resolve_config
+from diff4mmlits.segment.dataset import HybridDataset, prepare_case, resample_case
+from diff4mmlits.segment.plan import fingerprint, plan_segmenter
+
+
+@pytest.fixture
+def setup(tiny_case):
+    cases = [tiny_case(f"c{i}", seed=i) for i in range(2)]
+    config = resolve_config("smoke").segment
+    plan = plan_segmenter(fingerprint(cases), config)
+    return cases, config, plan
+
+
+def test_samples_have_the_patch_shape_and_are_reproducible(setup) -> None:
+    cases, config, plan = setup
+    prepared = [prepare_case(c, plan, config.phases) for c in cases]
+    dataset = HybridDataset(prepared, plan, config, samples_per_epoch=8, seed=3)
+    item = dataset[5]
+    assert item["image"].shape == (4, *plan.patch_size_vox) and item["image"].dtype == torch.float32
+    assert item["label"].shape == (1, *plan.patch_size_vox) and item["label"].dtype == torch.int64
+    assert torch.equal(dataset[5]["image"], item["image"])  # the same sample index draws the same sample
+    dataset.set_epoch(1)
+    assert not torch.equal(dataset[5]["image"], item["image"])  # another epoch, another draw
+
+
+def test_crops_are_biased_toward_tumors(setup) -> None:
+    cases, config, plan = setup
+    prepared = [prepare_case(c, plan, config.phases) for c in cases]
+    tumor_share = np.mean([(c.label == 2).mean() for c in prepared])
+    biased = HybridDataset(prepared, plan, config.model_copy(update={"crop_class_ratios": (0.0, 0.0, 1.0)}), 12, seed=0)
+    uniform = HybridDataset(prepared, plan, config.model_copy(update={"crop_class_ratios": (1.0, 0.0, 0.0)}), 12, seed=0)
+    with_tumor = np.mean([(biased[i]["label"] == 2).any().item() for i in range(12)])
+    tumor_voxels = np.mean([(biased[i]["label"] == 2).float().mean().item() for i in range(12)])
+    assert with_tumor == 1.0
+    assert tumor_voxels > 2 * tumor_share
+    assert tumor_voxels > np.mean([(uniform[i]["label"] == 2).float().mean().item() for i in range(12)])
+
+
+def test_on_the_fly_synthesis_mixes_in_painted_cases(setup, painter) -> None:
+    cases, config, plan = setup
+    prepared = [prepare_case(cases[0], plan, config.phases)]
+    normal_case = cases[1]
+    normal_label = normal_case.label.with_array(np.minimum(normal_case.label.array, 1))  # tumor-free liver
+    normal = [resample_case(type(normal_case)(normal_case.case_id, normal_case.phases, normal_label), plan.target_spacing_mm)]
+    config = config.model_copy(update={"synthetic_ratio": 0.5, "crop_class_ratios": (0.0, 0.0, 1.0)})
+    dataset = HybridDataset(prepared, plan, config, 40, seed=0, normal=normal, painter=painter)
+    items = [dataset[i] for i in range(40)]
+    share = np.mean([item["synthetic"] for item in items])
+    assert 0.25 < share < 0.75
+    assert all((item["label"] == 2).any() for item in items if item["synthetic"])  # painted tumors are cropped
+
+
+def test_real_only_never_draws_synthetic(setup, painter) -> None:
+    cases, config, plan = setup
+    prepared = [prepare_case(c, plan, config.phases) for c in cases]
+    dataset = HybridDataset(prepared, plan, config.model_copy(update={"synthetic_ratio": 0.9}), 10, seed=0)
+    assert not any(dataset[i]["synthetic"] for i in range(10))

@@ -1,0 +1,48 @@
+"""Every backbone takes the four phases and returns three classes; bad patch sizes are input errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from diff4mmlits.config import SegmentConfig
+from diff4mmlits.errors import InputError
+from diff4mmlits.segment.networks import NETWORKS, build_network, main_output
+from diff4mmlits.segment.plan import Fingerprint, plan_segmenter
+
+SMALL = dict(patch_size_vox=(16, 16, 16), base_filters=4, max_filters=16, max_pooling_steps=2)
+
+
+def _plan(**overrides):
+    config = SegmentConfig(**{**SMALL, **overrides})
+    return plan_segmenter(Fingerprint([(1.0, 1.0, 1.0)], [(32, 32, 32)], {}, (-21.0, 189.0)), config), config
+
+
+@pytest.mark.parametrize("backbone", ["dynunet", "unet", "attention-unet", "segresnet"])
+def test_backbone_maps_four_phases_to_three_classes(backbone) -> None:
+    plan, config = _plan(backbone=backbone, deep_supervision=False)
+    net = build_network(plan, config).eval()
+    with torch.no_grad():
+        out = main_output(net(torch.randn(1, 4, *plan.patch_size_vox)))
+    assert out.shape == (1, 3, *plan.patch_size_vox)
+
+
+def test_dynunet_takes_the_plan_and_deep_supervision_heads() -> None:
+    plan, config = _plan(deep_supervision=True, max_pooling_steps=3, patch_size_vox=(32, 32, 32))
+    net = build_network(plan, config)
+    assert [tuple(s) for s in net.strides] == plan.strides and list(net.filters) == plan.filters
+    out = net.train()(torch.randn(2, 4, 32, 32, 32))
+    assert plan.depth == 4
+    assert out.shape == (2, 3, 3, 32, 32, 32)  # the main output + min(2, depth - 2) = 2 heads
+    assert main_output(out).shape == (2, 3, 32, 32, 32)
+
+
+@pytest.mark.parametrize(("backbone", "factor"), [("swin-unetr", 32), ("vnet", 16)])
+def test_backbones_that_need_larger_patches_say_so(backbone, factor) -> None:
+    plan, config = _plan(backbone=backbone, patch_size_vox=(24, 24, 24))
+    with pytest.raises(InputError, match=f"multiple of {factor}"):
+        build_network(plan, config)
+
+
+def test_every_registered_backbone_has_a_builder() -> None:
+    assert set(NETWORKS) == {"dynunet", "unet", "attention-unet", "segresnet", "swin-unetr", "vnet"}

@@ -1,0 +1,72 @@
+"""Prediction writes labels on the annotated phase's original grid, from any input layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from diff4mmlits.cli import main
+from diff4mmlits.config import resolve_config
+from diff4mmlits.data.io import read_volume
+from diff4mmlits.data.native import write_case_folder
+from diff4mmlits.errors import InputError
+from diff4mmlits.segment.dataset import prepare_case
+from diff4mmlits.segment.plan import fingerprint, plan_segmenter
+from diff4mmlits.segment.predict import load_segmenter, predict_probabilities, segment_case
+from diff4mmlits.segment.stage import predict_path, read_prediction_inputs
+from diff4mmlits.segment.train import train_segmenter
+
+OBLIQUE = np.array([[-1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+
+
+
+@pytest.fixture
+def trained(tiny_case, tmp_path):
+    cases = [tiny_case(f"c{i}", seed=i) for i in range(2)]
+    config = resolve_config("smoke").segment.model_copy(update={"epochs": 1, "steps_per_epoch": 2})
+    fp = fingerprint(cases)
+    plan = plan_segmenter(fp, config)
+    prepared = [prepare_case(c, plan, config.phases) for c in cases]
+    train_segmenter(prepared, [], plan, config, tmp_path / "model", seed=0, fingerprint=fp)
+    return tmp_path / "model"
+
+
+def test_prediction_lies_on_the_annotated_phase_original_grid(trained, tiny_case) -> None:
+    segmenter = load_segmenter(trained, device="cpu")
+    # another spacing than the plan's, an origin and an oblique direction: resampling both ways
+    case = tiny_case("new", seed=7, shape=(15, 27, 29), spacing=(2.7, 1.1, 1.3), origin=(12.0, -40.0, 7.5), direction=OBLIQUE)
+    label = segment_case(case, segmenter)
+    assert label.same_grid(case.annotated) and label.kind == "label" and label.array.dtype == np.uint8
+    assert set(np.unique(label.array)) <= {0, 1, 2}
+
+
+def test_test_time_flips_average_eight_predictions(trained, tiny_case) -> None:
+    segmenter = load_segmenter(trained, device="cpu")
+    prepared = prepare_case(tiny_case("tta", seed=3), segmenter.plan, segmenter.phases)
+    plain = predict_probabilities(segmenter, prepared.image, tta=False)
+    flipped = predict_probabilities(segmenter, prepared.image, tta=True)
+    assert plain.shape == flipped.shape == (3, *prepared.image.shape[1:])
+    np.testing.assert_allclose(flipped.sum(0), 1.0, atol=1e-4)
+    assert not np.allclose(plain, flipped)
+
+
+def test_predict_reads_a_case_folder_or_a_dataset_and_writes_one_label_per_case(trained, tiny_case, tmp_path) -> None:
+    dataset = tmp_path / "dataset"
+    cases = [tiny_case("a", seed=1, spacing=(2.5, 1.4, 1.4)), tiny_case("b", seed=2, phases=("AP", "PVP"), origin=(5.0, 5.0, 5.0))]
+    for case in cases:
+        write_case_folder(case, dataset / case.case_id)
+    written = predict_path(trained, dataset, tmp_path / "out", device="cpu")
+    assert sorted(p.name for p in written) == ["a.nii.gz", "b.nii.gz"]
+    for case in cases:
+        label = read_volume(tmp_path / "out" / f"{case.case_id}.nii.gz", kind="label")
+        assert label.same_grid(case.annotated)
+    assert len(read_prediction_inputs(dataset / "a")) == 1  # one case folder is one case
+    code = main(["predict", "--model", str(trained), str(dataset / "b"), str(tmp_path / "one"), "--device", "cpu"])
+    assert code == 0 and (tmp_path / "one" / "b.nii.gz").is_file()
+
+
+def test_bad_inputs_are_one_line_errors(trained, tmp_path, capsys) -> None:
+    assert main(["predict", "--model", str(tmp_path / "nope"), str(tmp_path), str(tmp_path / "o")]) == 2
+    assert "model folder not found" in capsys.readouterr().err
+    with pytest.raises(InputError, match="input not found"):
+        read_prediction_inputs(tmp_path / "missing")

@@ -1,0 +1,90 @@
+"""The segment and evaluate stages over a run folder: train → predict → evaluate → report."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from diff4mmlits.cli import main
+from diff4mmlits.config import resolve_config
+from diff4mmlits.data.case import Case
+from diff4mmlits.data.io import read_volume, write_volume
+from diff4mmlits.data.native import write_case_folder
+from diff4mmlits.errors import InputError
+from diff4mmlits.evaluate.report import write_run_report
+from diff4mmlits.pipeline import get_stage, ingest_dataset, run_stage
+from diff4mmlits.runfolder import RunFolder
+from diff4mmlits.segment.stage import SEGMENTER_MODEL, train_run
+
+
+@pytest.fixture
+def run_folder(tiny_case, tmp_path) -> tuple[RunFolder, Path]:
+    """A smoke run over 5 registered cases (train 3, validation 1, test 1), registered/ filled in."""
+    dataset = tmp_path / "dataset"
+    for i in range(5):
+        write_case_folder(tiny_case(f"case_{i}", seed=i), dataset / f"case_{i}")
+    run = RunFolder(tmp_path / "run")
+    config = resolve_config("smoke", overrides=["segment.synthetic=none"])
+    run.save_config(config)
+    ingest_dataset(dataset, run, config)
+    for i in range(5):  # these cases are registered already: copy them where the register stage writes
+        shutil.copytree(dataset / f"case_{i}", run.registered_dir / f"case_{i}")
+    return run, dataset
+
+
+def test_train_predict_evaluate_report_over_a_run(run_folder, capsys) -> None:
+    run, _ = run_folder
+    assert main(["train", "--run", str(run.root), "--device", "cpu", "--phases", "PVP,AP,NC,DP"]) == 0
+    out = capsys.readouterr().out
+    assert "segmenter plan: target spacing 2×1.5×1.5 mm" in out and "train: model in" in out
+    assert run.read_stamp("train") is not None
+    config = run.load_config()
+    run_stage(run, get_stage("predict"), config)
+    (test_id,) = run.split("test")
+    label = read_volume(run.predictions_dir / f"{test_id}.nii.gz", kind="label")
+    assert label.same_grid(read_volume(run.registered_dir / test_id / "PVP.nii.gz"))
+    run_stage(run, get_stage("evaluate"), config)
+    assert (run.report_dir / "metrics.csv").is_file() and (run.report_dir / "figures" / "boxplots.png").is_file()
+    page = write_run_report(run, config)
+    html = page.read_text()
+    assert "Segmenter" in html and "Segmentation of the held-out test cases" in html
+    links = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert any("curves.png" in link for link in links) and any("boxplots.png" in link for link in links)
+    assert all((page.parent / link).is_file() for link in links)
+
+
+def test_on_the_fly_synthesis_reads_only_train_split_normal_ct(run_folder, painter) -> None:
+    run, _ = run_folder
+    for case_id in run.split("train") + run.split("validation") + run.split("test"):
+        # the inpaint stage's output for every case: phases, and the label with its tumor turned to liver
+        folder = run.normal_dir / case_id
+        shutil.copytree(run.registered_dir / case_id, folder)
+        label = read_volume(folder / "label.nii.gz", kind="label")
+        write_volume(label.with_array(np.minimum(label.array, 1)), folder / "label.nii.gz")
+    painted: list[str] = []
+
+    class RecordingPainter:
+        def paint(self, normal: Case, rng: np.random.Generator) -> Case:
+            painted.append(normal.case_id)
+            return painter.paint(normal, rng)
+
+    config = resolve_config("smoke", overrides=["segment.synthetic=on-the-fly", "segment.synthetic_ratio=0.5"])
+    lines: list[str] = []
+    result = train_run(run, config, painter=RecordingPainter(), echo=lines.append)
+    assert "3 normal CT for on-the-fly synthesis (ratio 0.5)" in lines[1]
+    assert painted and set(painted) <= set(run.split("train"))  # validation/test CT never leak into training
+    shares = [float(r["synthetic_share"]) for r in result.rows]
+    assert 0.0 < np.mean(shares) < 1.0
+    assert (run.model_dir(SEGMENTER_MODEL) / "weights.safetensors").is_file()
+
+
+def test_missing_upstream_outputs_are_one_line(run_folder) -> None:
+    run, _ = run_folder
+    shutil.rmtree(run.registered_dir)
+    config = resolve_config("smoke", overrides=["segment.synthetic=none"])
+    with pytest.raises(InputError, match="run 'diff4mmlits register"):
+        train_run(run, config, echo=lambda _: None)

@@ -1,0 +1,31 @@
+import numpy as np
+from synth_toys import LIVER_HU, TUMOR_HU, toy_pair
+
+from diff4mmlits.synthesize.contrast import measure_tumor_contrasts, summarize_contrasts
+from diff4mmlits.synthesize.handcrafted import HandcraftedPainter
+
+
+def test_contrast_of_real_tumors_is_measured_per_phase(toy_cases):
+    tumors = [t for real, _ in toy_cases for t in measure_tumor_contrasts(real)]
+    assert len(tumors) == 3
+    summary = summarize_contrasts(tumors)
+    for phase in LIVER_HU:
+        assert abs(summary[phase]["mean"] - (TUMOR_HU[phase] - LIVER_HU[phase])) < 2.0
+    _, normal = toy_cases[0]
+    assert measure_tumor_contrasts(normal) == []
+
+
+def test_handcrafted_tumors_take_the_real_contrast_of_each_phase(toy_cases, smoke_config):
+    real_tumors = [t for real, _ in toy_cases for t in measure_tumor_contrasts(real)]
+    painter = HandcraftedPainter(real_tumors=real_tumors, config=smoke_config.synthesize, crop_vox=24)
+    painted = []
+    for seed in range(4):
+        normal = toy_pair(10 + seed, size=32)[1]
+        synthetic, provenance = painter.paint_with_provenance(normal, np.random.default_rng(seed))
+        assert provenance["method"] == "handcrafted" and provenance["tumors"][0]["contrast_hu"]
+        painted += measure_tumor_contrasts(synthetic)
+    assert len(painted) >= 4
+    summary = summarize_contrasts(painted)
+    for phase in LIVER_HU:
+        expected = TUMOR_HU[phase] - LIVER_HU[phase]
+        assert abs(summary[phase]["mean"] - expected) < 0.35 * abs(expected), (phase, summary[phase])

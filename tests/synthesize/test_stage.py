@@ -1,0 +1,79 @@
+import json
+
+import numpy as np
+import pytest
+from synth_toys import toy_pair
+
+from diff4mmlits import LABEL_TUMOR
+from diff4mmlits.checkpoint import file_sha256
+from diff4mmlits.cli import main
+from diff4mmlits.config import resolve_config
+from diff4mmlits.data.native import read_case_folder, write_case_folder
+from diff4mmlits.errors import InputError
+from diff4mmlits.evaluate.report import write_run_report
+from diff4mmlits.runfolder import RunFolder
+from diff4mmlits.synthesize.api import load_painter
+from diff4mmlits.synthesize.stage import stage_synthesize, stage_train_autoencoder, stage_train_synthesizer
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory) -> RunFolder:
+    """A smoke run folder with registered/ and normal/ cases (what the register and inpaint stages write)."""
+    run = RunFolder(tmp_path_factory.mktemp("synth") / "run")
+    run.root.mkdir(parents=True)
+    run.save_config(resolve_config("smoke"))
+    ids = []
+    for seed in range(4):
+        real, normal = toy_pair(seed, phases=("NC", "AP", "PVP", "DP") if seed else ("AP", "PVP"))
+        write_case_folder(real, run.registered_dir / real.case_id)
+        write_case_folder(normal, run.normal_dir / normal.case_id)
+        ids.append(real.case_id)
+    run.save_manifest({"dataset": str(run.root), "layout": "native", "cases": [], "split": {"train": ids[:3], "validation": ids[3:], "test": []}})
+    return run
+
+
+def test_synthesize_needs_trained_models(run_folder):
+    with pytest.raises(InputError, match="train-synthesizer"):
+        stage_synthesize(run_folder, run_folder.load_config())
+
+
+def test_the_three_stages_write_models_synthetic_cases_and_provenance(run_folder):
+    config = run_folder.load_config()
+    metrics = stage_train_autoencoder(run_folder, config)
+    assert metrics["held_out"] is True
+    stage_train_synthesizer(run_folder, config)
+    summary = stage_synthesize(run_folder, config, per_case=2)
+    folders = sorted(p.name for p in run_folder.synthetic_dir.iterdir() if p.is_dir())
+    assert folders == [f"toy{i}_s{k:03d}" for i in range(3) for k in range(2)]
+    assert summary["cases"] == 6 and set(summary["contrast_hu"]["real"]) == {"NC", "AP", "PVP", "DP"}
+    case = read_case_folder(run_folder.synthetic_dir / "toy0_s001")
+    assert case.phase_names == ["AP", "PVP"]  # the phases the normal case has
+    assert (case.label.array == LABEL_TUMOR).any()
+    provenance = json.loads((run_folder.synthetic_dir / "toy0_s001" / "provenance.json").read_text())
+    assert provenance["seed"] == [config.seed, 0, 1] and provenance["mode"] == "paper"
+    assert provenance["models"]["diffusion"] == file_sha256(run_folder.model_dir("diffusion") / "weights.safetensors")
+    assert {"size_class", "semi_axes_mm", "centre_vox", "elastic_seed", "noise_seed"} <= set(provenance["tumors"][0])
+    assert list(run_folder.figures_dir.glob("synthesis_*.png"))
+    write_run_report(run_folder, config)
+    assert "Synthesis" in (run_folder.report_dir / "index.html").read_text()
+
+    # the same seed gives the same files
+    before = read_case_folder(run_folder.synthetic_dir / "toy1_s000")
+    stage_synthesize(run_folder, config, per_case=1)
+    after = read_case_folder(run_folder.synthetic_dir / "toy1_s000")
+    assert all(np.array_equal(before.phases[p].array, after.phases[p].array) for p in before.phase_names)
+    assert not (run_folder.synthetic_dir / "toy1_s001").exists()
+
+
+def test_cli_commands(run_folder, capsys):
+    root = str(run_folder.root)
+    assert main(["synthesize", "--run", root, "--method", "handcrafted", "--per-case", "1"]) == 0
+    provenance = json.loads((run_folder.synthetic_dir / "toy2_s000" / "provenance.json").read_text())
+    assert provenance["method"] == "handcrafted"
+    assert main(["synthesize", "--run", root, "--mode", "joint"]) == 2
+    assert "train-synthesizer" in capsys.readouterr().err
+    assert main(["synthesize", "--run", root, "--method", "gan"]) == 2
+    assert main(["train-synthesizer", "--run", root, "--mode", "joint", "--set", "diffusion.steps=2"]) == 0
+    painter = load_painter(run_folder, "ldm", "joint")
+    normal = read_case_folder(run_folder.normal_dir / "toy3")
+    assert (painter.paint(normal, np.random.default_rng(0)).label.array == LABEL_TUMOR).any()

@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+
+from diff4mmlits.config import TumorMaskConfig
+from diff4mmlits.data.volume import Volume
+from diff4mmlits.errors import InputError
+from diff4mmlits.synthesize.tumor_masks import TumorParams, draw_tumor_mask, draw_tumor_masks, sample_tumor_params
+
+SPACING = (2.0, 1.5, 1.5)
+
+
+def _liver(shape=(32, 40, 40)) -> np.ndarray:
+    z, y, x = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    return ((z - 15) / 12) ** 2 + ((y - 20) / 16) ** 2 + ((x - 20) / 17) ** 2 <= 1
+
+
+def test_sizes_lie_in_their_class_range_and_count_in_range():
+    config = TumorMaskConfig(tumors_per_case=(2, 4))
+    liver = _liver()
+    seen = set()
+    for seed in range(20):
+        params = sample_tumor_params(np.random.default_rng(seed), liver, SPACING, config)
+        assert 2 <= len(params) <= 4
+        for tumor in params:
+            low, high = config.size_classes_mm[tumor.size_class]
+            assert all(low <= a <= high for a in tumor.semi_axes_mm), (tumor.size_class, tumor.semi_axes_mm)
+            seen.add(tumor.size_class)
+    assert seen == set(config.size_classes_mm)
+
+
+def test_masks_lie_inside_the_liver_and_centres_in_the_eroded_liver():
+    liver = _liver()
+    grid = Volume(liver.astype(np.uint8), SPACING, kind="label")
+    config = TumorMaskConfig(erode_liver_mm=4.0)
+    from scipy import ndimage
+
+    depth = ndimage.distance_transform_edt(liver, sampling=SPACING)
+    for seed in range(6):
+        for tumor in sample_tumor_params(np.random.default_rng(seed), liver, SPACING, config):
+            assert depth[tuple(int(c) for c in tumor.centre_vox)] >= 4.0
+            mask = draw_tumor_mask(tumor, grid, liver)
+            assert mask.any() and not (mask & ~liver).any()
+            unclipped = draw_tumor_mask(tumor, grid)
+            assert mask.sum() <= unclipped.sum()
+
+
+def test_drawing_is_deterministic_and_recorded_params_redraw_the_same_mask():
+    liver = _liver()
+    grid = Volume(liver.astype(np.uint8), SPACING, kind="label")
+    config = TumorMaskConfig()
+    a = sample_tumor_params(np.random.default_rng(3), liver, SPACING, config)
+    b = sample_tumor_params(np.random.default_rng(3), liver, SPACING, config)
+    assert a == b
+    redrawn = [TumorParams.from_dict(t.to_dict()) for t in a]
+    assert np.array_equal(draw_tumor_masks(a, grid, liver), draw_tumor_masks(redrawn, grid, liver))
+    c = sample_tumor_params(np.random.default_rng(4), liver, SPACING, config)
+    assert not np.array_equal(draw_tumor_masks(a, grid, liver), draw_tumor_masks(c, grid, liver))
+
+
+def test_ellipsoid_volume_and_elastic_deformation():
+    grid = Volume(np.zeros((40, 40, 40), np.uint8), (1.0, 1.0, 1.0), kind="label")
+    base = dict(size_class="medium", centre_vox=(20.0, 20.0, 20.0), semi_axes_mm=(10.0, 7.0, 5.0),
+                rotation_quat=(0.0, 0.0, 0.0, 1.0), elastic_sigma_mm=4.0, elastic_seed=1)
+    plain = draw_tumor_mask(TumorParams(**base, elastic_amplitude_mm=0.0), grid)
+    expected = 4 / 3 * np.pi * 10 * 7 * 5
+    assert abs(plain.sum() - expected) / expected < 0.05
+    assert np.ptp(np.nonzero(plain)[0]) > np.ptp(np.nonzero(plain)[2])  # the long axis is z (no rotation)
+    deformed = draw_tumor_mask(TumorParams(**base, elastic_amplitude_mm=2.0), grid)
+    overlap = (plain & deformed).sum() / (plain | deformed).sum()
+    assert 0.4 < overlap < 0.97  # deformed, yet the same tumor
+
+
+def test_cap_on_semi_axes_and_bad_input():
+    liver = _liver()
+    params = sample_tumor_params(np.random.default_rng(0), liver, SPACING, TumorMaskConfig(tumors_per_case=(5, 5)), max_semi_axis_mm=4.0)
+    assert all(max(t.semi_axes_mm) <= 4.0 for t in params)
+    with pytest.raises(InputError, match="liver mask is empty"):
+        sample_tumor_params(np.random.default_rng(0), np.zeros((8, 8, 8), bool), SPACING, TumorMaskConfig())
+    with pytest.raises(InputError, match="not size classes"):
+        sample_tumor_params(np.random.default_rng(0), liver, SPACING, TumorMaskConfig(size_class_weights={"huge": 1.0}))
