@@ -136,7 +136,7 @@ def plot_registration_qc(original: Case, registered: Case, path: str | Path, roi
     what = (f"{original.annotated_phase} liver (green) and tumor (red) contours" if label is not None
             else f"checkerboard with {original.annotated_phase}, body contour")
     fig.suptitle(f"{original.case_id}: each phase on the {original.annotated_phase} grid; {what}", fontsize=10)
-    return save_figure(fig, path)
+    return save_figure(fig, path, dpi=85)
 
 
 def _bounding_box(mask: np.ndarray, pad: float = 0.05) -> tuple[slice, slice, slice]:
