@@ -588,7 +588,7 @@ class Config(Section):
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"device": "cpu"},
-        "demo": {"device": "auto"},
+        "demo": {"device": "auto", "workers": 2},
         "paper": {"device": "auto"},
     }
 
