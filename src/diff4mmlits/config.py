@@ -596,7 +596,7 @@ class Config(Section):
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"device": "cpu"},
-        "demo": {"device": "auto"},
+        "demo": {"device": "auto", "workers": 2},
         "paper": {"device": "auto"},
     }
 

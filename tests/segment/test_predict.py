@@ -27,7 +27,8 @@ def trained(tiny_case, tmp_path):
     fp = fingerprint(cases)
     plan = plan_segmenter(fp, config)
     prepared = [prepare_case(c, plan, config.phases) for c in cases]
-    train_segmenter(prepared, [], plan, config, tmp_path / "model", seed=0, fingerprint=fp)
+    run_config = resolve_config("smoke").model_dump(mode="json")  # what predict registers new cases with
+    train_segmenter(prepared, [], plan, config, tmp_path / "model", seed=0, fingerprint=fp, extra_config={"run_config": run_config})
     return tmp_path / "model"
 
 
@@ -70,3 +71,12 @@ def test_bad_inputs_are_one_line_errors(trained, tmp_path, capsys) -> None:
     assert "model folder not found" in capsys.readouterr().err
     with pytest.raises(InputError, match="input not found"):
         read_prediction_inputs(tmp_path / "missing")
+
+
+def test_unregistered_input_is_registered_then_predicted_on_the_pvp_grid(trained, phantom_case, tmp_path) -> None:
+    case = phantom_case.case
+    assert not case.is_registered()  # breathing-displaced phases on their own grids
+    write_case_folder(case, tmp_path / "in" / case.case_id)
+    written = predict_path(trained, tmp_path / "in", tmp_path / "out", device="cpu")
+    label = read_volume(written[0], kind="label")
+    assert label.same_grid(case.annotated)
