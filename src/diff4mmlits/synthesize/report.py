@@ -33,7 +33,8 @@ def synthesis_section(run: RunFolder, report_dir: Path) -> str:
         record = _read_json(run.model_dir(name) / "config.json")
         if record.get("metrics"):
             m = record["metrics"]
-            parts.append(f"<p>Synthesizer ({html.escape(record['mode'])} mode): Eq. 3 loss {m['evaluation_loss_initial']:.3f} → "
+            loss = "Eq. 3 + tumor term" if record.get("tumor_loss_weight", 0) > 0 else "Eq. 3"
+            parts.append(f"<p>Synthesizer ({html.escape(record['mode'])} mode): diffusion loss ({loss}) {m['evaluation_loss_initial']:.3f} → "
                          f"{m['evaluation_loss_final']:.3f} on {m['crops']} crops around real tumors.</p>")
     if summary:
         contrast = summary.get("contrast_hu", {})
