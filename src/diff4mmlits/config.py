@@ -375,9 +375,9 @@ class AutoencoderConfig(Section):
                   "batch_size": 4, "steps": 6, "learning_rate": 3e-3, "adversarial_start_step": 3,
                   "discriminator_channels": 4, "discriminator_layers": 1, "save_every_steps": 3, "validation_patches": 2,
                   "restart_dead_codes_every": 3},
-        "demo": {"patch_vox": 32, "channels": (16, 32), "num_res_layers": 1, "num_embeddings": 256, "embedding_dim": 8,
-                 "batch_size": 4, "steps": 300, "learning_rate": 1e-3, "adversarial_start_step": 150,
-                 "discriminator_channels": 8, "discriminator_layers": 2, "save_every_steps": 100, "validation_patches": 8},
+        "demo": {"patch_vox": 24, "channels": (16, 32), "num_res_layers": 1, "num_embeddings": 256, "embedding_dim": 8,
+                 "batch_size": 4, "steps": 1500, "learning_rate": 1e-3, "adversarial_start_step": 750,
+                 "discriminator_channels": 8, "discriminator_layers": 2, "save_every_steps": 500, "validation_patches": 8},
         "paper": {},
     }
 
@@ -427,7 +427,7 @@ class DiffusionConfig(Section):
                   "jitter_vox": 2, "batch_size": 4, "steps": 6, "learning_rate": 1e-3, "save_every_steps": 3},
         "demo": {"crop_vox": 32, "channels": (32, 64), "attention_levels": (False, True), "num_res_blocks": 1,
                  "norm_num_groups": 8, "num_head_channels": 16, "num_train_timesteps": 1000, "crops_per_tumor": 6,
-                 "jitter_vox": 4, "batch_size": 8, "steps": 600, "learning_rate": 1e-3, "save_every_steps": 200},
+                 "jitter_vox": 4, "batch_size": 8, "steps": 1000, "learning_rate": 1e-3, "save_every_steps": 250},
         "paper": {},
     }
 
