@@ -8,10 +8,12 @@ from diff4mmlits import LABEL_TUMOR
 from diff4mmlits.data.case import Case
 from diff4mmlits.synthesize.api import LatentDiffusionPainter
 from diff4mmlits.synthesize.crops import dilate_tumor_mask
+from diff4mmlits.synthesize.diffusion import build_scheduler
+from diff4mmlits.synthesize.sampling import reverse_timesteps
 
 
-def _painter(config, mode: str) -> LatentDiffusionPainter:
-    synthesize = config.synthesize.model_copy(update={"ddim_steps": 3})
+def _painter(config, mode: str, strength: float = 0.6) -> LatentDiffusionPainter:
+    synthesize = config.synthesize.model_copy(update={"ddim_steps": 3, "strength": strength})
     return LatentDiffusionPainter(codec=tiny_codec(config), diffusion=tiny_diffusion(config, mode), config=synthesize)
 
 
@@ -19,8 +21,9 @@ def _only(case: Case, phases: tuple[str, ...]) -> Case:
     return Case(case.case_id, {p: case.phases[p] for p in phases}, case.label)
 
 
-def test_paper_mode_uses_the_same_initial_noise_and_mask_for_every_phase(smoke_config):
-    painter = _painter(smoke_config, "paper")
+@pytest.mark.parametrize("strength", [1.0, 0.6])
+def test_paper_mode_uses_the_same_initial_noise_and_mask_for_every_phase(smoke_config, strength):
+    painter = _painter(smoke_config, "paper", strength)
     inputs = []
     hook = painter.diffusion.network.register_forward_hook(lambda module, args, kwargs_out: inputs.append(args[0].clone()))
     try:
@@ -28,11 +31,16 @@ def test_paper_mode_uses_the_same_initial_noise_and_mask_for_every_phase(smoke_c
     finally:
         hook.remove()
     channels = painter.codec.latent_channels
-    first = inputs[0]  # the first DDIM step of the first tumor: [z_T, c, m]
+    first = inputs[0]  # the first step of the first tumor: [z_start, c, m]
     assert first.shape[0] == 4
-    assert all(torch.equal(first[0, :channels], first[i, :channels]) for i in range(4))  # same noise
-    assert all(torch.equal(first[0, -1], first[i, -1]) for i in range(4))  # same mask
-    assert not torch.equal(first[0, channels:2 * channels], first[1, channels:2 * channels])  # each phase's own CT
+    start, condition = first[:, :channels], first[:, channels:2 * channels]
+    if strength < 1:  # z_start = √ᾱ·c + √(1−ᾱ)·ε: recover ε
+        scheduler = build_scheduler(painter.diffusion.schedule, "ddim")
+        alpha = scheduler.alphas_cumprod[int(reverse_timesteps(scheduler, 3, strength)[0])]
+        start = (start - alpha.sqrt() * condition) / (1 - alpha).sqrt()
+    assert all(torch.allclose(start[0], start[i], atol=1e-5) for i in range(4))  # the same noise
+    assert all(torch.equal(first[0, -1], first[i, -1]) for i in range(4))  # the same mask
+    assert not torch.equal(condition[0], condition[1])  # each phase's own CT
 
 
 @pytest.mark.parametrize("mode", ["paper", "joint"])
