@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -36,7 +35,7 @@ from diff4mmlits.config import resolve_config
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.io import read_volume, to_sitk
 from diff4mmlits.data.native import read_native_dataset
-from diff4mmlits.data.phantom import read_phantom_truth, write_phantom_dataset
+from diff4mmlits.data.phantom import make_phantom_case, read_phantom_truth, write_phantom_dataset
 from diff4mmlits.register import register_case
 from diff4mmlits.register.method import register_phase
 from diff4mmlits.register.qc import plot_registration_qc, region_nmi, target_registration_error
@@ -44,6 +43,7 @@ from diff4mmlits.register.resample import resample_onto
 from diff4mmlits.register.roi import body_mask, liver_roi
 
 METHODS = ("none", "rigid", "affine", "bspline")
+PARTS = ("accuracy", "demo", "speed", "real")
 REAL_STUDY = Path("data") / "real" / "melihkurtaran__medical_image_processing" / "derived"
 REPO = Path(__file__).resolve().parents[1]
 REAL_CANDIDATES = (REPO.parent / "shared" / REAL_STUDY, REPO.parent.parent / "shared" / REAL_STUDY)
@@ -102,8 +102,9 @@ def print_row(method: str, row: dict) -> None:
 
 
 def demo_budget(dataset: Path, out: Path, workers: int = 2) -> tuple[float, float]:
-    """Wall seconds and CPU seconds (this process and its workers) of the register stage over
-    ``dataset`` (demo preset, ``workers`` processes). CPU / workers is the wall time on idle cores."""
+    """Wall seconds and CPU seconds (this process plus each case's worker CPU) of the register stage
+    over ``dataset`` (demo preset, ``workers`` processes). CPU / workers ≈ the wall time on idle cores
+    (worker start-up not counted)."""
     from diff4mmlits.pipeline import ingest_dataset
     from diff4mmlits.register.stage import register_run
     from diff4mmlits.runfolder import RunFolder
@@ -112,16 +113,11 @@ def demo_budget(dataset: Path, out: Path, workers: int = 2) -> tuple[float, floa
     run = RunFolder(out)
     ingest_dataset(dataset, run, config)
     run.save_config(config)
-    cpu_start = _cpu_seconds()
+    cpu_start = time.process_time()
     start = time.perf_counter()
-    register_run(run, config, workers=workers, force=True)
-    return time.perf_counter() - start, _cpu_seconds() - cpu_start
-
-
-def _cpu_seconds() -> float:
-    """User + system CPU of this process and of its finished children (the worker processes)."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    summaries = register_run(run, config, workers=workers, force=True)
+    wall = time.perf_counter() - start
+    return wall, time.process_time() - cpu_start + sum(s["cpu_seconds"] for s in summaries)
 
 
 def real_case(folder: Path | None = None) -> Case | None:
@@ -165,21 +161,27 @@ def real_similarity(case: Case, preset: str, out: Path) -> dict[str, dict[str, f
     return {"phases": rows, "seconds": seconds, "region": result.qc["region"]}
 
 
-def speed(case: Case, preset: str) -> dict[str, float]:
-    """CPU seconds of the full chain per case, liver-focused versus the whole image (no mask, no crop)."""
+def speed(case: Case, preset: str, displacement: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+    """CPU seconds of the full chain per case, liver-focused versus the whole image (no mask, no crop).
+
+    With the truth ``displacement`` (phase → field on the PVP grid), also the mean liver TRE of each.
+    """
     config = resolve_config(preset, overrides=["register.method=bspline"]).register
     fixed = to_sitk(case.annotated)
     focus = to_sitk(liver_roi(case, config.margin_mm).mask)
     whole = to_sitk(case.annotated.with_array(np.ones(case.annotated.shape, np.uint8), kind="label"))
-    times = {}
-    for name, roi in (("liver", focus), ("whole", whole)):
+    liver = case.label.array > 0
+    row: dict[str, float] = {}
+    for name, roi in (("liver_focus", focus), ("whole_image", whole)):
         start = time.process_time()
-        for phase in case.phase_names:
-            if phase != case.annotated_phase:
-                register_phase(fixed, to_sitk(case.phases[phase]), roi, config)
-        times[name] = time.process_time() - start
-    return {"liver_focus_s": times["liver"], "whole_image_s": times["whole"],
-            "ratio_whole_over_focus": times["whole"] / max(times["liver"], 1e-9)}
+        transforms = {phase: register_phase(fixed, to_sitk(case.phases[phase]), roi, config).transform
+                      for phase in case.phase_names if phase != case.annotated_phase}
+        row[f"{name}_s"] = time.process_time() - start
+        if displacement is not None:
+            errors = [target_registration_error(t, case.annotated, displacement[p], liver) for p, t in transforms.items()]
+            row[f"{name}_tre_mm"] = float(np.concatenate(errors).mean())
+    row["ratio_whole_over_focus"] = row["whole_image_s"] / max(row["liver_focus_s"], 1e-9)
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,41 +191,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_register"))
     parser.add_argument("--skip-large", action="store_true", help="skip the 256×256×~100 speed case")
-    parser.add_argument("--skip-demo-budget", action="store_true")
+    parser.add_argument("--only", action="append", choices=PARTS, help="run only these parts (repeatable)")
     args = parser.parse_args(argv)
+    parts = set(args.only or PARTS)
     args.out.mkdir(parents=True, exist_ok=True)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)  # CPU seconds comparable with a worker's
     os.environ.setdefault("DIFF4MMLITS_NO_PROGRESS", "1")
     results: dict = {"cases": args.cases, "size": args.size, "preset": args.preset}
     with tempfile.TemporaryDirectory(prefix="bench_register_") as tmp:
-        for site in ("default", "second"):
+        for site in ("default", "second") if parts & {"accuracy", "demo"} else ():
             dataset = write_phantom_dataset(Path(tmp) / site, cases=args.cases, seed=0, site=site, size=args.size)
-            print(f"phantom, site {site}, {args.cases} cases of size {args.size}, preset {args.preset}:", flush=True)
-            results[f"phantom_{site}"] = phantom_accuracy(dataset, args.preset)
-            if site == "default" and not args.skip_demo_budget:
+            if "accuracy" in parts:
+                print(f"phantom, site {site}, {args.cases} cases of size {args.size}, preset {args.preset}:", flush=True)
+                results[f"phantom_{site}"] = phantom_accuracy(dataset, args.preset)
+            if site == "default" and "demo" in parts:
                 wall, cpu = demo_budget(dataset, Path(tmp) / "run")
                 results["demo_2_workers"] = {"wall_seconds": wall, "cpu_seconds": cpu, "load_average": os.getloadavg()}
                 print(f"  demo budget: register_run over {args.cases} cases, 2 workers: {wall:.1f} s wall, {cpu:.1f} CPU s "
                       f"(≈ {cpu / 2:.1f} s on 2 idle cores; target ≤ 40 s; load average now "
                       f"{os.getloadavg()[0]:.1f})", flush=True)
-        from diff4mmlits.data.phantom import make_phantom_case
-
+    if "speed" in parts:
         print("speed (bspline chain, CPU s for the 3 phases of one case, 1 thread):", flush=True)
-        sizes = [("64", make_phantom_case(0, seed=0, size=64).case)]
+        sizes = [("64x64x48", lambda: make_phantom_case(0, seed=0, size=args.size))]
         if not args.skip_large:
-            large = make_phantom_case(0, seed=0, site="second", size=256).case
-            sizes.append(("x".join(map(str, large.annotated.shape[::-1])), large))
-        for label, case in sizes:
-            row = speed(case, args.preset)
+            sizes.append(("256x256x120", lambda: make_phantom_case(0, seed=0, site="second", size=256)))
+        for label, make in sizes:
+            phantom = make()
+            row = speed(phantom.case, args.preset, dict(phantom.truth.displacement_mm))
             results[f"speed_{label}"] = row
-            print(f"  {label}: liver focus {row['liver_focus_s']:.1f} s, whole image {row['whole_image_s']:.1f} s, "
+            print(f"  {label}: liver focus {row['liver_focus_s']:.1f} s (TRE {row['liver_focus_tre_mm']:.2f} mm), "
+                  f"whole image {row['whole_image_s']:.1f} s (TRE {row['whole_image_tre_mm']:.2f} mm), "
                   f"ratio whole/focus {row['ratio_whole_over_focus']:.2f}×", flush=True)
-    case = real_case()
-    if case is None:
-        print(f"real CT: skipped ({REAL_STUDY} not found beside the checkout)")
-    else:
-        print(f"real CT ({case.case_id}, {', '.join(case.phase_names)}; PVP {case.annotated.shape} voxels):", flush=True)
-        results["real"] = real_similarity(case, "paper", args.out)
+    if "real" in parts:
+        case = real_case()
+        if case is None:
+            print(f"real CT: skipped ({REAL_STUDY} not found beside the checkout)")
+        else:
+            print(f"real CT ({case.case_id}, {', '.join(case.phase_names)}; PVP {case.annotated.shape} voxels):", flush=True)
+            results["real"] = real_similarity(case, args.preset, args.out)
     (args.out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"results in {args.out / 'results.json'}")
     return 0

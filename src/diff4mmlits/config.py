@@ -415,6 +415,9 @@ class DiffusionConfig(Section):
     batch_size: int = 8
     steps: int = 30000
     learning_rate: float = 1e-4
+    tumor_loss_weight: float = 1.0
+    """Adds the MSE inside the tumor mask again with this weight (0 = the paper's Eq. 3 exactly). The
+    tumor is a few latent voxels of the crop; without it the network learns the background first."""
     save_every_steps: int = 1000
     close_kernel_vox: int = 5
     """The paper's closing of the annotated mask before it becomes the condition (5×5)."""
@@ -591,7 +594,7 @@ class Config(Section):
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"device": "cpu"},
-        "demo": {"device": "auto"},
+        "demo": {"device": "auto", "workers": 2},
         "paper": {"device": "auto"},
     }
 

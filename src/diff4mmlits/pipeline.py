@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,8 +254,11 @@ def run_stage(run: RunFolder, stage: Stage, config: Config, force: bool = False)
         return False
     run.clear_stamp(stage.name)
     log.info("%s: running", stage.name)
+    start = time.perf_counter()
     stage.run(run, config)
-    run.write_stamp(stage.name, stage_fingerprint(run, stage, config))
+    seconds = time.perf_counter() - start
+    run.write_stamp(stage.name, stage_fingerprint(run, stage, config), {"seconds": round(seconds, 2)})
+    log.info("%s: done in %.1f s", stage.name, seconds)
     return True
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from diff4mmlits.config import resolve_config
 from diff4mmlits.data.io import to_sitk
+from diff4mmlits.errors import InputError
 from diff4mmlits.register.method import register_phase, stage_names
 from diff4mmlits.register.qc import target_registration_error
 from diff4mmlits.register.roi import liver_roi
@@ -63,3 +64,13 @@ def test_a_stage_that_ends_worse_falls_back_and_says_so(shifted_case) -> None:
     assert not any(s.accepted for s in registration.stages)
     assert "diverged" in registration.fallbacks[0] and "kept none" in registration.fallbacks[0]
     assert np.allclose(registration.transform.TransformPoint((1.0, 2.0, 3.0)), (1.0, 2.0, 3.0))
+
+
+def test_a_phase_outside_the_region_is_an_input_error(shifted_case, smoke_config) -> None:
+    case, _, _ = shifted_case
+    far = to_sitk(case.phases["AP"])
+    far.SetOrigin(tuple(o + 3000.0 for o in far.GetOrigin()))
+    fixed, roi = to_sitk(case.annotated), to_sitk(liver_roi(case, smoke_config.margin_mm).mask)
+    with pytest.raises(InputError, match=r"shifted/AP: cannot be compared .* overlap") as err:
+        register_phase(fixed, far, roi, smoke_config, label="shifted/AP")
+    assert "\n" not in str(err.value)

@@ -192,7 +192,8 @@ class InpaintingGAN:
         fm = feature_matching_loss(fake_out[:-1], real_out[:-1], b.valid)
         perceptual = torch.zeros((), device=self.device)
         if self.perceptual is not None:
-            perceptual = self.perceptual(inpainted.float(), b.image)
+            # MONAI's ResNet-50 similarity wants [0, 1] inputs and returns one value per image
+            perceptual = self.perceptual((inpainted.float() + 1) / 2, (b.image + 1) / 2).mean()
         g_total = (cfg.l1_hole_weight * l1_hole + cfg.l1_known_weight * l1_known + cfg.adversarial_weight * adv_g
                    + cfg.feature_matching_weight * fm + cfg.perceptual_weight * perceptual)
         self.optimizer_g.zero_grad(set_to_none=True)
@@ -295,11 +296,11 @@ def _write_log(folder: Path, rows: list[dict[str, float]]) -> None:
 
 
 def plot_curves(rows: list[dict[str, float]], path: Path) -> Path:
-    """Loss curves of the training log: L1 terms, adversarial terms, feature matching, monitor MAE."""
+    """Loss curves of the training log: L1 terms, adversarial terms, R1, feature matching, monitor MAE."""
     from diff4mmlits.evaluate.figures import plt, save_figure
 
     steps = [row["step"] for row in rows]
-    groups = [("L1 (window units)", ("l1_hole", "l1_known")), ("adversarial", ("adv_g", "adv_d", "r1")),
+    groups = [("L1 (window units)", ("l1_hole", "l1_known")), ("adversarial", ("adv_g", "adv_d")), ("R1 penalty", ("r1",)),
               ("feature matching", ("feature_matching",)), ("monitor MAE in holes (HU)", ("monitor_mae_hu",))]
     fig, axes = plt.subplots(1, len(groups), figsize=(4 * len(groups), 3))
     for ax, (title, names) in zip(axes, groups):

@@ -106,7 +106,7 @@ def register_case(case: Case, config: RegisterConfig, truth_labels: Mapping[str,
             "kept": registration.kept,
             "stages": [s.to_dict() for s in registration.stages],
             "mattes_mi_region": {"before": _round(registration.metric_before), "after": _round(registration.metric_after)},
-            "nmi_liver_region": {
+            "nmi_region": {
                 "before": _round(region_nmi(annotated.array, before.array, liver, config.intensity_window_hu)),
                 "after": _round(region_nmi(annotated.array, after.array, liver, config.intensity_window_hu)),
             },

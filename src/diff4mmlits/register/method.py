@@ -4,7 +4,7 @@ A chain of SimpleITK ``ImageRegistrationMethod`` runs — rigid (Euler), then af
 cubic B-spline — each with Mattes mutual information (the phases differ in contrast) restricted to
 the liver region of interest, multi-resolution (shrink and smooth per level) and a fixed random
 sampling seed, so the same inputs give the same transform. After each stage the metric is
-evaluated on a fixed full-resolution sample of the region; a stage that ends worse than it started
+evaluated on every voxel of the region at full resolution; a stage that ends worse than it started
 (or that ITK cannot finish) is dropped, the previous stage's transform is kept (the next stage
 starts from it), and the result says so.
 
@@ -23,6 +23,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from diff4mmlits.config import RegisterConfig
+from diff4mmlits.errors import InputError
 from diff4mmlits.register.resample import identity_transform
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class StageResult:
     name: str
     accepted: bool
     metric_before: float
-    """Mattes MI (lower is better) of the transform the stage started from, on the fixed sample."""
+    """Mattes MI (lower is better) of the transform the stage started from, over the whole region."""
     metric_after: float | None
     """Mattes MI after the stage; ``None`` when ITK could not finish it."""
     iterations: int
@@ -65,9 +66,9 @@ class PhaseRegistration:
     kept: str
     """The last accepted stage: ``none`` (identity), ``rigid``, ``affine`` or ``bspline``."""
     metric_before: float
-    """Mattes MI (lower is better) of the identity over the region, on the fixed evaluation sample."""
+    """Mattes MI (lower is better) of the identity over every voxel of the region."""
     metric_after: float
-    """Mattes MI of ``transform`` on the same sample."""
+    """Mattes MI of ``transform`` over the same voxels."""
     stages: list[StageResult] = field(default_factory=list)
 
     @property
@@ -96,6 +97,9 @@ def register_phase(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image, confi
 
     Returns:
         The composed transform (fixed → moving points) and a record of each stage.
+
+    Raises:
+        InputError: the phase and the region do not overlap enough for the metric to be computed.
     """
     fixed_full = fixed
     fixed, roi = _crop_to_mask(_window(fixed, config), roi)
@@ -104,12 +108,16 @@ def register_phase(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image, confi
     centre = _mask_centroid(roi)
 
     current: sitk.Transform = identity_transform()
-    current_metric = start_metric = evaluate(current)
+    try:
+        current_metric = start_metric = evaluate(current)
+    except RuntimeError as err:  # ITK: "All samples map outside moving image buffer" and the like
+        raise InputError(f"{label}: cannot be compared with the annotated phase in the region of interest "
+                         f"({_first_line(err)}); check that the scans overlap (origin, direction)") from None
     kept = "none"
     stages: list[StageResult] = []
     for name in stage_names(config.method):
         start = time.perf_counter()
-        method = _registration_method(fixed, roi, config, name)
+        method = _registration_method(roi, config, name)
         try:
             candidate = _run_stage(method, name, fixed, fixed_full, moving, current, centre, config)
             after = evaluate(candidate)
@@ -130,7 +138,7 @@ def register_phase(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image, confi
 
 
 # --- one stage ------------------------------------------------------------------------------
-def _registration_method(fixed: sitk.Image, roi: sitk.Image, config: RegisterConfig, name: str) -> sitk.ImageRegistrationMethod:
+def _registration_method(roi: sitk.Image, config: RegisterConfig, name: str) -> sitk.ImageRegistrationMethod:
     """Metric, sampling, pyramid and optimizer of one stage."""
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=config.histogram_bins)
@@ -228,18 +236,18 @@ def _mesh_size(image: sitk.Image, grid_mm: float) -> list[int]:
     return [max(1, int(math.ceil(e / grid_mm))) for e in extent]
 
 
-# --- the metric on a fixed sample ------------------------------------------------------------
+# --- the metric over the whole region --------------------------------------------------------
 def _metric_evaluator(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image, config: RegisterConfig):
-    """A function ``transform → Mattes MI`` over the region, full resolution, seeded sample."""
+    """A function ``transform → Mattes MI`` over every voxel of the region, at full resolution.
+
+    (``MetricEvaluate`` samples densely whatever the sampling settings, so the value does not
+    depend on the optimizer's random sample: a fair referee for the divergence check.)
+    """
 
     def evaluate(transform: sitk.Transform) -> float:
         method = sitk.ImageRegistrationMethod()
         method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=config.histogram_bins)
         method.SetMetricFixedMask(roi)
-        method.SetMetricSamplingStrategy(method.RANDOM)
-        inside = max(float(np.count_nonzero(sitk.GetArrayViewFromImage(roi))), 1.0)
-        share = _sampling_share(inside, config.sampling_percentage, config)
-        method.SetMetricSamplingPercentage(share, _itk_seed(config.sampling_seed + 1))
         method.SetInterpolator(sitk.sitkLinear)
         method.SetInitialTransform(transform, inPlace=False)
         return float(method.MetricEvaluate(fixed, moving))
@@ -311,9 +319,12 @@ def _itk_seed(seed: int) -> int:
 
 
 def _first_line(err: Exception) -> str:
-    from diff4mmlits.data.io import _first_itk_line
-
-    return _first_itk_line(err)
+    """The informative line of a multi-line ITK exception (its ``Description:`` or its last line)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    for line in lines:
+        if "Description:" in line:
+            return _short(line.split("Description:", 1)[1])
+    return _short(lines[-1]) if lines else "unknown reason"
 
 
 def _short(text: str, limit: int = 160) -> str:

@@ -2,14 +2,13 @@
 
 Numbers per phase, before (the phase resampled onto the annotated grid with the identity, i.e. as
 the scanner left it) and after registration: normalised mutual information of the intensities in
-the liver region (higher is better), liver and tumor Dice against the annotated label where the
-phase's own label is known (the phantom's truth), and the target registration error where the
-true displacement is known.
+the liver, or the body without a liver label (higher is better), liver and tumor Dice against the
+annotated label where the phase's own label is known (the phantom's truth), and the target
+registration error where the true displacement is known.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -90,8 +89,10 @@ def plot_registration_qc(original: Case, registered: Case, path: str | Path, roi
                          window_hu: tuple[float, float] = (-160.0, 240.0)) -> Path:
     """``qc.png``: per phase, axial and coronal slices before and after, with the annotated liver contour.
 
-    Where the case has no liver label, each panel is a checkerboard of the annotated phase and the
-    phase (misalignment shows as broken edges at the tile borders), with the region's contour.
+    The slices pass through the centre of the liver and are cropped to the region of interest
+    (``roi``, boolean ``(z, y, x)`` on the annotated grid). Where the case has no liver label, each
+    panel is a checkerboard of the annotated phase and the phase (misalignment shows as broken
+    edges at the tile borders), with the region's contour.
     """
     import matplotlib
 
@@ -102,23 +103,25 @@ def plot_registration_qc(original: Case, registered: Case, path: str | Path, roi
 
     annotated = original.annotated
     label = original.label.array if original.label is not None and (original.label.array > 0).any() else None
-    focus = label > 0 if label is not None else (roi if roi is not None else np.ones(annotated.shape, bool))
-    z, y = _focus_slices(focus, annotated)
+    region = roi if roi is not None and roi.any() else np.ones(annotated.shape, bool)
+    focus = label > 0 if label is not None else region
+    box = _bounding_box(region)
+    z, y = _focus_slices(focus[box], annotated)
     spacing = annotated.spacing_mm
     names = [n for n in registered.phase_names if n != original.annotated_phase]
     rows = max(1, len(names))
-    fig, axes = plt.subplots(rows, 4, figsize=(11, 2.8 * rows), squeeze=False)
+    crop = annotated.array[box]
+    outline = (label if label is not None else region)[box]
+    height = 3.2 * max(crop.shape[1] * spacing[1], crop.shape[0] * spacing[0]) / max(crop.shape[2] * spacing[2], 1.0)
+    fig, axes = plt.subplots(rows, 4, figsize=(13, min(4.0, max(2.2, height)) * rows + 0.4), squeeze=False)
     for row, name in enumerate(names):
-        before = resample_onto(original.phases[name], annotated).array
-        after = registered.phases[name].array
+        before = resample_onto(original.phases[name], annotated).array[box]
+        after = registered.phases[name].array[box]
         for col, (title, image) in enumerate((("before", before), ("after", after))):
+            shown = image if label is not None else _checkerboard(crop, image, tiles=6)
             for view in range(2):
                 ax = axes[row][2 * view + col]
-                if label is None:
-                    image_view = _checkerboard(annotated.array, image)
-                else:
-                    image_view = image
-                slice_, contour, aspect = _view(image_view, focus if label is None else label, z, y, view, spacing)
+                slice_, contour, aspect = _view(shown, outline, z, y, view, spacing)
                 ax.imshow(slice_, cmap="gray", vmin=window_hu[0], vmax=window_hu[1], aspect=aspect,
                           interpolation="nearest", origin="upper" if view == 0 else "lower")
                 if label is None:
@@ -130,9 +133,19 @@ def plot_registration_qc(original: Case, registered: Case, path: str | Path, roi
                 ax.axis("off")
     for ax in axes.ravel()[4 * len(names):]:
         ax.axis("off")
-    what = f"{original.annotated_phase} liver contour" if label is not None else f"checkerboard with {original.annotated_phase}"
-    fig.suptitle(f"{original.case_id}: each phase on the {original.annotated_phase} grid, {what}", fontsize=10)
-    return save_figure(fig, path)
+    what = (f"{original.annotated_phase} liver (green) and tumor (red) contours" if label is not None
+            else f"checkerboard with {original.annotated_phase}, body contour")
+    fig.suptitle(f"{original.case_id}: each phase on the {original.annotated_phase} grid; {what}", fontsize=10)
+    return save_figure(fig, path, dpi=85)
+
+
+def _bounding_box(mask: np.ndarray, pad: float = 0.05) -> tuple[slice, slice, slice]:
+    """Slices of the mask's bounding box grown by ``pad`` of the volume on each side."""
+    index = np.argwhere(mask)
+    lo, hi = index.min(axis=0), index.max(axis=0) + 1
+    grow = np.ceil(pad * np.asarray(mask.shape)).astype(int)
+    lo, hi = np.maximum(lo - grow, 0), np.minimum(hi + grow, mask.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[return-value]
 
 
 def _focus_slices(focus: np.ndarray, volume: Volume) -> tuple[int, int]:
@@ -140,7 +153,7 @@ def _focus_slices(focus: np.ndarray, volume: Volume) -> tuple[int, int]:
     if focus.any():
         centre = np.argwhere(focus).mean(axis=0)
         return int(round(centre[0])), int(round(centre[1]))
-    return volume.shape[0] // 2, volume.shape[1] // 2
+    return focus.shape[0] // 2, focus.shape[1] // 2
 
 
 def _view(image: np.ndarray, contour: np.ndarray, z: int, y: int, view: int,
@@ -156,15 +169,3 @@ def _checkerboard(a: np.ndarray, b: np.ndarray, tiles: int = 8) -> np.ndarray:
     idx = [np.arange(n) * tiles // max(n, 1) for n in a.shape]
     parity = (idx[0][:, None, None] + idx[1][None, :, None] + idx[2][None, None, :]) % 2 == 0
     return np.where(parity, a, b)
-
-
-def summarise_phase_qc(qc: Mapping[str, object]) -> str:
-    """One console line for a phase's QC entry (used by the stage's log)."""
-    parts = []
-    nmi = qc.get("nmi_liver_region") if isinstance(qc, Mapping) else None
-    if isinstance(nmi, Mapping) and nmi.get("before") is not None:
-        parts.append(f"NMI {nmi['before']:.3f}→{nmi['after']:.3f}")
-    liver = qc.get("liver_dice") if isinstance(qc, Mapping) else None
-    if isinstance(liver, Mapping) and liver.get("before") is not None:
-        parts.append(f"liver Dice {liver['before']:.3f}→{liver['after']:.3f}")
-    return ", ".join(parts)

@@ -26,19 +26,19 @@ def section_registration(run: RunFolder, report_dir: Path) -> str:
                 continue
             rows.append([
                 qc["case"], name, entry.get("kept", "–"),
-                _pair(entry.get("nmi_liver_region")), _pair(entry.get("liver_dice")), _pair(entry.get("tumor_dice")),
+                _pair(entry.get("nmi_region")), _pair(entry.get("liver_dice")), _pair(entry.get("tumor_dice")),
                 "; ".join(entry.get("fallback", [])) or "–", entry.get("seconds", "–"),
             ])
         if (folder / QC_PNG).is_file():
             figures.append(figure_html(folder / QC_PNG, report_dir, qc["case"]))
     if not rows:
         return ""
-    table = html_table(["case", "phase", "stage kept", "NMI liver region", "liver Dice", "tumor Dice", "fallback", "seconds"], rows)
+    table = html_table(["case", "phase", "stage kept", "NMI", "liver Dice", "tumor Dice", "fallback", "seconds"], rows)
     method = html.escape(str(qc.get("method", "")))
     return (
         "<h2>Registration</h2>"
         f"<p class='muted'>Every phase registered onto the annotated phase (method {method}, liver-focused); "
-        "before → after. NMI: normalised mutual information of the intensities in the liver region (1–2, higher "
+        "before → after. NMI: normalised mutual information of the intensities in the liver (the body when a case has no liver label; 1–2, higher "
         "is more alike). Dice: the phase's own label moved onto the annotated grid (phantom truth only).</p>"
         f"{table}{''.join(figures)}"
     )

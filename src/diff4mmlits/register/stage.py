@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -220,6 +221,7 @@ def register_run(run: RunFolder, config: Config, shard: tuple[int, int] = (1, 1)
 
 def register_job(job: CaseJob) -> dict[str, Any]:
     """Read, register and write one case (runs in a worker process); return a short summary."""
+    cpu_start = time.process_time()
     case = job.source if isinstance(job.source, Case) else read_case_folder(
         job.source, annotated_phase=job.annotated_phase, require_label=False)
     truth = _truth_labels(job.truth_dataset, job.case_id)
@@ -231,6 +233,7 @@ def register_job(job: CaseJob) -> dict[str, Any]:
         "seconds": result.qc["seconds"],
         "fallbacks": {name: entry["fallback"] for name, entry in phases.items() if entry.get("fallback")},
         "missing": [name for name, entry in phases.items() if entry["status"] == "missing"],
+        "cpu_seconds": time.process_time() - cpu_start,
     }
 
 

@@ -92,7 +92,7 @@ class LatentDiffusionPainter:
         """:meth:`paint`, plus what made the case (tumor parameters, noise seeds, steps)."""
         case, provenance = paint_tumors(
             normal, rng, self.paint_crop, self.config.tumor, self.diffusion.crop_vox, self.config.feather_mm,
-            self.close_vox, self.dilate_vox,
+            self.close_vox, self.dilate_vox, self.diffusion.largest_real_radius_mm,
         )
         sampling = ({"sampler": "ddim", "ddim_steps": self.config.ddim_steps, "ddim_eta": self.config.ddim_eta}
                     if self.config.sampler == "ddim" else {"sampler": "ddpm", "steps": self.diffusion.schedule["num_train_timesteps"]})

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
+
+from diff4mmlits import LABEL_TUMOR
+from diff4mmlits.data.volume import Volume
 
 
 @dataclass(frozen=True)
@@ -71,19 +73,12 @@ def unit_to_hu(unit: np.ndarray, window_hu: tuple[float, float]) -> np.ndarray:
 
 
 def dilate_tumor_mask(tumor: np.ndarray, close_vox: int = 5, dilate_vox: int = 3) -> np.ndarray:
-    """The paper's mask preparation (§III-A): close with a ``close_vox`` kernel, then dilate once with ``dilate_vox``.
-
-    Kernels are cubes in voxels. Boolean ``(z, y, x)`` in, boolean out. This is the synthesizer's
-    own copy until the inpaint stage's ``inpaint.mask.dilate_tumor_mask`` is on main.
+    """The paper's mask preparation (§III-A) on a boolean ``(z, y, x)`` tumor mask: the inpaint stage's
+    :func:`diff4mmlits.inpaint.mask.dilate_tumor_mask` (per tumor, a ``close_vox`` closing then one
+    ``dilate_vox`` dilation in each axial slice), so that the synthesizer conditions on the same
+    region the inpainter removed. Boolean out.
     """
-    mask = np.asarray(tumor, dtype=bool)
-    if not mask.any():
-        return mask.copy()
-    if close_vox > 1:
-        pad = close_vox
-        padded = np.pad(mask, pad)
-        padded = ndimage.binary_closing(padded, structure=np.ones((close_vox,) * 3, bool))
-        mask = padded[pad:-pad, pad:-pad, pad:-pad] | mask
-    if dilate_vox > 1:
-        mask = ndimage.binary_dilation(mask, structure=np.ones((dilate_vox,) * 3, bool))
-    return mask
+    from diff4mmlits.inpaint.mask import dilate_tumor_mask as prepare
+
+    label = Volume(np.asarray(tumor, dtype=np.uint8) * np.uint8(LABEL_TUMOR), (1.0, 1.0, 1.0), kind="label")
+    return prepare(label, close_kernel_vox=close_vox, dilate_kernel_vox=dilate_vox).array > 0

@@ -127,6 +127,7 @@ class LatentDiffusion:
         crop_vox: the image crop edge it was trained on (voxels).
         schedule: noise-schedule arguments for MONAI's schedulers.
         checksum: SHA-256 prefix of the weights file (for provenance).
+        largest_real_radius_mm: the largest real tumor of its training data (equivalent sphere).
     """
 
     network: DiffusionModelUNet
@@ -135,6 +136,7 @@ class LatentDiffusion:
     crop_vox: int
     schedule: dict[str, Any]
     checksum: str = ""
+    largest_real_radius_mm: float | None = None
 
 
 def load_diffusion(folder: str | Path, device: str | torch.device = "cpu") -> LatentDiffusion:
@@ -150,4 +152,5 @@ def load_diffusion(folder: str | Path, device: str | torch.device = "cpu") -> La
         network=network, mode=config["mode"], latent_channels=int(config["latent_channels"]),
         crop_vox=int(config["crop_vox"]), schedule=dict(config["schedule"]),
         checksum=file_sha256(folder / "weights.safetensors"),
+        largest_real_radius_mm=(config.get("real_tumor_radius_mm") or {}).get("max"),
     )

@@ -59,9 +59,10 @@ class HandcraftedPainter:
         return self.paint_with_provenance(normal, rng)[0]
 
     def paint_with_provenance(self, normal: Case, rng: np.random.Generator) -> tuple[Case, dict[str, Any]]:
+        largest = max(float((3 * t.volume_ml * 1000 / (4 * np.pi)) ** (1 / 3)) for t in self.real_tumors)
         case, provenance = paint_tumors(
             normal, rng, self.paint_crop, self.config.tumor, self.crop_vox, self.config.feather_mm,
-            self.close_vox, self.dilate_vox,
+            self.close_vox, self.dilate_vox, largest,
         )
         return case, {"method": "handcrafted", **provenance, "real_tumors": len(self.real_tumors)}
 

@@ -34,6 +34,8 @@ and a JSON-able record for the provenance (e.g. the noise seed).
 
 FILL_HU = -1000.0
 """HU of the padding of a crop that reaches past the volume."""
+SIZE_MARGIN = 1.25
+"""Synthetic semi-axes may exceed the largest real tumor's radius by this factor, no more."""
 
 
 def largest_semi_axis_mm(crop_vox: int, spacing_mm: tuple[float, float, float], feather_mm: float,
@@ -59,6 +61,7 @@ def paint_tumors(
     feather_mm: float,
     close_vox: int,
     dilate_vox: int,
+    largest_real_radius_mm: float | None = None,
 ) -> tuple[Case, dict[str, Any]]:
     """Paint random tumors into ``normal`` with ``paint_crop``; return the synthetic case and its provenance.
 
@@ -71,6 +74,9 @@ def paint_tumors(
         feather_mm: width of the blend outside the dilated mask, mm.
         close_vox, dilate_vox: the paper's closing and dilation of the tumor mask into the
             condition mask (the same as at training).
+        largest_real_radius_mm: the largest real tumor the method learned from (equivalent
+            sphere radius); semi-axes are capped at :data:`SIZE_MARGIN` times it, since a method
+            cannot paint what it never saw.
 
     Returns the synthetic case (same id, phases and grid as ``normal``; label 0/1/2) and a dict
     ``{"tumors": [...]}`` with each tumor's parameters, voxel count and the method's record.
@@ -81,6 +87,8 @@ def paint_tumors(
     grid = normal.annotated
     liver = normal.liver_mask
     cap = largest_semi_axis_mm(crop_vox, grid.spacing_mm, feather_mm, dilate_vox, config)
+    if largest_real_radius_mm:
+        cap = min(cap, SIZE_MARGIN * largest_real_radius_mm)
     params = sample_tumor_params(rng, liver, grid.spacing_mm, config, max_semi_axis_mm=cap)
     arrays = {name: volume.array for name, volume in normal.phases.items()}
     tumors = np.zeros(grid.shape, dtype=bool)

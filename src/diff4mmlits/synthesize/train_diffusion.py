@@ -13,7 +13,7 @@ noises ``z_0`` with MONAI's ``DDPMScheduler`` at random timesteps and regresses 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +60,14 @@ class TumorCrops:
         masked: ``(N, 4, C, l, l, l)`` latents of the masked CT.
         mask: ``(N, 1, l, l, l)`` the dilated tumor mask on the latent grid (share per latent voxel).
         present: ``(N, 4)`` bool, the phases the crop's case has.
+        radii_mm: equivalent-sphere radius of each real tumor (one per tumor, not per crop), mm.
     """
 
     latents: torch.Tensor
     masked: torch.Tensor
     mask: torch.Tensor
     present: torch.Tensor
+    radii_mm: list[float] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.latents.shape[0])
@@ -76,15 +78,15 @@ def masked_unit(unit: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(mask, np.float32(MASKED_FILL_UNIT), unit).astype(np.float32)
 
 
-def tumor_centres(tumor: np.ndarray) -> list[np.ndarray]:
-    """Centroids ``(z, y, x)`` of the connected tumor components (26-connectivity), largest first."""
+def tumor_centres(tumor: np.ndarray) -> list[tuple[np.ndarray, int]]:
+    """Centroids ``(z, y, x)`` and voxel counts of the connected tumor components (26-connectivity), largest first."""
     labels, count = ndimage.label(tumor, structure=np.ones((3, 3, 3), bool))
     if count == 0:
         return []
     sizes = ndimage.sum_labels(tumor, labels, index=np.arange(1, count + 1))
     centres = ndimage.center_of_mass(tumor, labels, index=np.arange(1, count + 1))
     order = np.argsort(-np.asarray(sizes))
-    return [np.asarray(centres[i]) for i in order]
+    return [(np.asarray(centres[i]), int(sizes[i])) for i in order]
 
 
 @torch.no_grad()
@@ -97,12 +99,13 @@ def build_tumor_crops(
     """Encode ``config.crops_per_tumor`` jittered, flipped crops around each real tumor (see :class:`TumorCrops`)."""
     if config.crop_vox % codec.factor:
         raise InputError(f"diffusion.crop_vox {config.crop_vox} must be divisible by the autoencoder's factor {codec.factor}")
-    images, masked, masks, present = [], [], [], []
+    images, masked, masks, present, radii = [], [], [], [], []
     for case in cases:
         case.require_registered()
         tumor = case.tumor_mask
         condition = dilate_tumor_mask(tumor, config.close_kernel_vox, config.dilate_kernel_vox)
-        for centre in tumor_centres(tumor):
+        for centre, voxels in tumor_centres(tumor):
+            radii.append(float((3 * voxels * case.annotated.voxel_volume_ml * 1000 / (4 * np.pi)) ** (1 / 3)))
             for k in range(config.crops_per_tumor):
                 shift = rng.integers(-config.jitter_vox, config.jitter_vox + 1, size=3) if k else np.zeros(3, int)
                 flips = [axis for axis in range(3) if k and rng.random() < 0.5]
@@ -126,7 +129,7 @@ def build_tumor_crops(
     mask_tensor = torch.from_numpy(np.stack(masks)[:, None].astype(np.float32))
     return TumorCrops(
         latents=latents, masked=masked_latents, mask=mask_to_latent(mask_tensor, codec.factor),
-        present=torch.from_numpy(np.stack(present)),
+        present=torch.from_numpy(np.stack(present)), radii_mm=radii,
     )
 
 
@@ -158,6 +161,7 @@ def make_batch(crops: TumorCrops, mode: str, rng: np.random.Generator, batch_siz
             "z0": crops.latents[n, p],
             "condition": paper_condition(crops.masked[n, p], crops.mask[n]),
             "class_labels": p.long(),
+            "mask": crops.mask[n],
         }
     n = torch.from_numpy(rng.integers(len(crops), size=batch_size))
     present = crops.present[n].clone()
@@ -166,30 +170,49 @@ def make_batch(crops: TumorCrops, mode: str, rng: np.random.Generator, batch_siz
     drop[torch.arange(len(n)), keep_one] = False
     present &= ~drop
     z0 = crops.latents[n] * present.float().view(len(n), -1, 1, 1, 1, 1)
-    return {"z0": z0.flatten(1, 2), "condition": joint_condition(crops.masked[n], crops.mask[n], present)}
+    return {"z0": z0.flatten(1, 2), "condition": joint_condition(crops.masked[n], crops.mask[n], present), "mask": crops.mask[n]}
 
 
-def diffusion_loss(network: torch.nn.Module, scheduler: Any, batch: dict[str, torch.Tensor], rng: np.random.Generator) -> torch.Tensor:
-    """The paper's Eq. 3 on one batch: noise ``z0`` at random timesteps, MSE of the predicted noise."""
+def diffusion_loss(network: torch.nn.Module, scheduler: Any, batch: dict[str, torch.Tensor], rng: np.random.Generator,
+                   tumor_weight: float = 0.0) -> torch.Tensor:
+    """The paper's Eq. 3 on one batch: noise ``z0`` at random timesteps, MSE of the predicted noise.
+
+    With ``tumor_weight`` > 0 the MSE inside the (latent) tumor mask is added again with that
+    weight, ``L = mean(e) + w · Σ m·e / Σ m`` (``e`` the squared error, ``m`` the mask share per
+    latent voxel): the tumor is a few latent voxels of a crop whose rest the condition already
+    gives, and without it the network learns the background first.
+    """
     z0 = batch["z0"]
     noise = torch.from_numpy(rng.standard_normal(z0.shape).astype(np.float32)).to(z0.device)
     timesteps = torch.from_numpy(rng.integers(scheduler.num_train_timesteps, size=z0.shape[0])).long().to(z0.device)
     noisy = scheduler.add_noise(original_samples=z0, noise=noise, timesteps=timesteps)
     prediction = network(torch.cat([noisy, batch["condition"]], dim=1), timesteps=timesteps, class_labels=batch.get("class_labels"))
-    return torch.mean((prediction.float() - noise) ** 2)
+    error = (prediction.float() - noise) ** 2
+    loss = error.mean()
+    if tumor_weight > 0:
+        mask = batch["mask"].float()
+        loss = loss + tumor_weight * (error * mask).sum() / (mask.sum() * error.shape[1]).clamp_min(1e-6)
+    return loss
 
 
 @torch.no_grad()
-def evaluation_loss(network: torch.nn.Module, scheduler: Any, crops: TumorCrops, mode: str, seed: int, batches: int = 4, batch_size: int = 8) -> float:
-    """Eq. 3 averaged over fixed batches, noise and timesteps (comparable before and after training)."""
+def evaluation_loss(network: torch.nn.Module, scheduler: Any, crops: TumorCrops, mode: str, seed: int, batches: int = 4,
+                    batch_size: int = 8, tumor_weight: float = 0.0) -> float:
+    """The training loss averaged over fixed batches, noise and timesteps (comparable before and after training)."""
     network.eval()
     device = next(network.parameters()).device
     losses = []
     for i in range(batches):
         rng = np.random.default_rng([seed, 12345, i])
         batch = {k: v.to(device) for k, v in make_batch(crops, mode, rng, batch_size).items()}
-        losses.append(diffusion_loss(network, scheduler, batch, rng).item())
+        losses.append(diffusion_loss(network, scheduler, batch, rng, tumor_weight).item())
     return float(np.mean(losses))
+
+
+def _radius_summary(radii: list[float]) -> dict[str, float] | None:
+    if not radii:
+        return None
+    return {"min": float(np.min(radii)), "median": float(np.median(radii)), "max": float(np.max(radii)), "count": len(radii)}
 
 
 def train_diffusion(
@@ -231,7 +254,7 @@ def train_diffusion(
         optimizer.load_state_dict(state["optimizer"])
         start = int(state["step"])
         log.info("train-synthesizer: resuming at step %d of %d", start, config.steps)
-    initial_loss = evaluation_loss(network, scheduler, crops, config.mode, seed)
+    initial_loss = evaluation_loss(network, scheduler, crops, config.mode, seed, tumor_weight=config.tumor_loss_weight)
     network_ddp = wrap_ddp(network, context)
     training_log = TrainingLog(folder, ["loss"], resume=state is not None)
     running = RunningMean()
@@ -239,7 +262,9 @@ def train_diffusion(
     record = {
         "kind": MODEL_KIND, "mode": config.mode, "arguments": arguments, "latent_channels": latent_channels,
         "crop_vox": config.crop_vox, "schedule": schedule, "close_kernel_vox": config.close_kernel_vox,
-        "dilate_kernel_vox": config.dilate_kernel_vox, "seed": seed, **(extra_config or {}),
+        "dilate_kernel_vox": config.dilate_kernel_vox, "tumor_loss_weight": config.tumor_loss_weight, "seed": seed,
+        "real_tumor_radius_mm": _radius_summary(crops.radii_mm),
+        **(extra_config or {}),
     }
     bar = progress(range(start, config.steps), desc=f"train-synthesizer ({config.mode})", total=config.steps - start, unit="step")
     for step in bar:
@@ -247,7 +272,7 @@ def train_diffusion(
         rng = step_rng(seed, context.rank, step)
         batch = {k: v.to(device) for k, v in make_batch(crops, config.mode, rng, config.batch_size).items()}
         with autocast(device):
-            loss = diffusion_loss(network_ddp, scheduler, batch, rng)
+            loss = diffusion_loss(network_ddp, scheduler, batch, rng, config.tumor_loss_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -265,7 +290,7 @@ def train_diffusion(
     barrier(context)
     if not context.is_main:
         return {}
-    final_loss = evaluation_loss(network, scheduler, crops, config.mode, seed)
+    final_loss = evaluation_loss(network, scheduler, crops, config.mode, seed, tumor_weight=config.tumor_loss_weight)
     metrics = {"evaluation_loss_initial": initial_loss, "evaluation_loss_final": final_loss,
                "crops": len(crops), "steps": config.steps}
     write_json_atomic(folder / "config.json", {**record, "steps_done": config.steps, "metrics": metrics})
