@@ -2,7 +2,9 @@
 
 Training scales from one CPU to several GPUs or machines with the standard launcher::
 
-    torchrun --nproc_per_node 4 -m diff4mmlits.cli train --run runs/x --device cuda
+    torchrun --nproc_per_node 4 -m diff4mmlits.cli -- train --run runs/x --device cuda
+
+(the ``--`` keeps torchrun from reading ``--run`` as an abbreviation of its own ``--run-path``).
 
 ``torchrun`` sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; :func:`init_distributed` reads them
 (nothing else does), picks ``nccl`` on CUDA and ``gloo`` on CPU, and each process drives one
