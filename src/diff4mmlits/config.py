@@ -221,6 +221,9 @@ class SegmentConfig(Section):
             "max_pooling_steps": 4, "deep_supervision": False, "batch_size": 2, "epochs": 15,
             "steps_per_epoch": 20, "optimizer": "adamw", "learning_rate": 1e-2, "rotate_prob": 0.1,
             "loader_workers": 0, "sliding_window_overlap": 0.25,
+            # the synthesize stage's cases (RUN/synthetic/): diffusion sampling inside the loader
+            # would cost more than the whole training budget on a 2-core CPU
+            "synthetic": "offline",
         },
         "paper": {},
     }
