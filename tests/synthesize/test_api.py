@@ -10,8 +10,8 @@ from diff4mmlits.synthesize.api import LatentDiffusionPainter
 from diff4mmlits.synthesize.crops import dilate_tumor_mask
 
 
-def _painter(config, mode: str) -> LatentDiffusionPainter:
-    synthesize = config.synthesize.model_copy(update={"ddim_steps": 3})
+def _painter(config, mode: str, **settings) -> LatentDiffusionPainter:
+    synthesize = config.synthesize.model_copy(update={"ddim_steps": 3, **settings})
     return LatentDiffusionPainter(codec=tiny_codec(config), diffusion=tiny_diffusion(config, mode), config=synthesize)
 
 
@@ -20,7 +20,9 @@ def _only(case: Case, phases: tuple[str, ...]) -> Case:
 
 
 def test_paper_mode_uses_the_same_initial_noise_and_mask_for_every_phase(smoke_config):
-    painter = _painter(smoke_config, "paper")
+    # strength 1: the paper's scheme, every phase starts from the same pure noise z_T (the smoke
+    # preset's SDEdit start, strength < 1, noises each phase's own latent instead)
+    painter = _painter(smoke_config, "paper", strength=1.0)
     inputs = []
     hook = painter.diffusion.network.register_forward_hook(lambda module, args, kwargs_out: inputs.append(args[0].clone()))
     try:
