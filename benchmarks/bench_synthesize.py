@@ -78,13 +78,14 @@ def truth_registered(phantom: PhantomCase) -> tuple[Case, Case, list[str]]:
     return real_case, normal_case, kinds
 
 
-def paint_all(painter, normals: list[Case], per_case: int, seed: int) -> tuple[list[Case], float]:
-    """Synthetic cases from every normal case, and the seconds per synthetic case."""
-    cases, start = [], time.perf_counter()
+def paint_all(painter, normals: list[Case], per_case: int, seed: int) -> tuple[list[Case], float, float]:
+    """Synthetic cases from every normal case, the wall seconds and the CPU seconds per synthetic case."""
+    cases, start, cpu = [], time.perf_counter(), time.process_time()
     for index, normal in enumerate(normals):
         for k in range(per_case):
             cases.append(painter.paint(normal, np.random.default_rng([seed, index, k])))
-    return cases, (time.perf_counter() - start) / max(len(cases), 1)
+    count = max(len(cases), 1)
+    return cases, (time.perf_counter() - start) / count, (time.process_time() - cpu) / count
 
 
 def contrast_error(tumors: list[TumorContrast], real_summary: dict) -> float:
@@ -128,10 +129,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         # --- autoencoder ----------------------------------------------------------------------
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         train_autoencoder([n for _, n, _ in train], [n for _, n, _ in held], config.autoencoder, folder / "ae",
                           seed=args.seed, context=context, tumor_cases=[r for r, _, _ in train])
         results["autoencoder_train_s"] = time.perf_counter() - start
+        results["autoencoder_train_cpu_s"] = time.process_time() - cpu
         codec = load_autoencoder(folder / "ae", device)
         count = 16
         liver_hu, liver = PatchSource([n for _, n, _ in held]).sample(np.random.default_rng(1), count, config.autoencoder.patch_vox, 1.0)
@@ -139,7 +141,7 @@ def main() -> None:
             np.random.default_rng(2), count, config.autoencoder.patch_vox, 1.0)
         results["autoencoder_liver"] = evaluate_reconstruction(codec, liver_hu, liver)
         results["autoencoder_tumor_patches"] = evaluate_reconstruction(codec, tumor_hu, tumor_liver)
-        print(f"autoencoder: {results['autoencoder_train_s']:.0f} s; held-out liver patches MAE "
+        print(f"autoencoder: {results['autoencoder_train_s']:.0f} s ({results['autoencoder_train_cpu_s']:.0f} s CPU); held-out liver patches MAE "
               f"{results['autoencoder_liver']['mae_liver_hu']:.1f} HU (liver), PSNR {results['autoencoder_liver']['psnr_db']:.1f} dB; "
               f"tumor patches MAE {results['autoencoder_tumor_patches']['mae_liver_hu']:.1f} HU")
 
@@ -147,13 +149,13 @@ def main() -> None:
         crops = build_tumor_crops([r for r, _, _ in train], codec, config.diffusion, np.random.default_rng([args.seed, 31]))
         painters = {}
         for mode in ("paper", "joint"):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             metrics = train_diffusion(crops, config.diffusion.model_copy(update={"mode": mode}), folder / mode,
                                       seed=args.seed, context=context)
-            results[f"diffusion_{mode}"] = {**metrics, "train_s": time.perf_counter() - start}
+            results[f"diffusion_{mode}"] = {**metrics, "train_s": time.perf_counter() - start, "train_cpu_s": time.process_time() - cpu}
             painters[f"ldm-{mode}"] = LatentDiffusionPainter(codec=codec, diffusion=load_diffusion(folder / mode, device),
                                                              config=config.synthesize)
-            print(f"diffusion ({mode}): {results[f'diffusion_{mode}']['train_s']:.0f} s, Eq. 3 loss "
+            print(f"diffusion ({mode}): {results[f'diffusion_{mode}']['train_s']:.0f} s ({results[f'diffusion_{mode}']['train_cpu_s']:.0f} s CPU), loss "
                   f"{metrics['evaluation_loss_initial']:.3f} → {metrics['evaluation_loss_final']:.3f} on {len(crops)} crops")
         train_tumors = [t for real, _, _ in train for t in measure_tumor_contrasts(real)]
         painters["handcrafted"] = HandcraftedPainter(real_tumors=train_tumors, config=config.synthesize,
@@ -168,13 +170,13 @@ def main() -> None:
         print(f"{'real':<12} {'':>7} {len(real_tumors):>6}  "
               + "  ".join(f"{real_summary[p]['mean']:+7.1f} ± {real_summary[p]['std']:5.1f}" for p in PHASES))
         for name, painter in painters.items():
-            synthetic, seconds = paint_all(painter, normals, args.per_case, args.seed)
+            synthetic, seconds, cpu_seconds = paint_all(painter, normals, args.per_case, args.seed)
             tumors = [t for case in synthetic for t in measure_tumor_contrasts(case)]
             summary = summarize_contrasts(tumors)
             patches = np.concatenate([tumor_patches(case, measure_tumor_contrasts(case)) for case in synthetic])
             auc = classifier_auc(real_patches, patches, seed=args.seed)
             coherence = cross_phase_coherence(real_matrix, real_kinds, contrast_matrix(tumors))
-            results[name] = {"seconds_per_case": seconds, "contrast_hu": summary, "classifier": auc, "coherence": coherence,
+            results[name] = {"seconds_per_case": seconds, "cpu_seconds_per_case": cpu_seconds, "contrast_hu": summary, "classifier": auc, "coherence": coherence,
                              "contrast_error_hu": contrast_error(tumors, real_summary)}
             print(f"{name:<12} {seconds:>7.2f} {len(tumors):>6}  "
                   + "  ".join(f"{summary[p]['mean']:+7.1f} ± {summary[p]['std']:5.1f}" if p in summary else f"{'–':>15}" for p in PHASES)
@@ -189,7 +191,7 @@ def main() -> None:
         for sampler, steps in [("ddpm", None)] + [("ddim", int(k)) for k in args.ddim_steps.split(",")]:
             update = {"sampler": sampler} | ({"ddim_steps": steps} if steps else {})
             painter = LatentDiffusionPainter(codec=codec, diffusion=base.diffusion, config=config.synthesize.model_copy(update=update))
-            synthetic, seconds = paint_all(painter, subset, 1, args.seed + 1)
+            synthetic, seconds, _ = paint_all(painter, subset, 1, args.seed + 1)
             tumors = [t for case in synthetic for t in measure_tumor_contrasts(case)]
             coherence = cross_phase_coherence(real_matrix, real_kinds, contrast_matrix(tumors))
             rows.append({"sampler": sampler, "steps": steps or config.diffusion.num_train_timesteps, "seconds_per_case": seconds,
