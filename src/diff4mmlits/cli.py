@@ -371,7 +371,8 @@ def train(
     """Train the 4-phase tumor segmenter on the run's registered cases plus synthetic ones.
 
     Writes RUN/models/segmenter/: the plan (plan.json, also printed), weights (best and last),
-    the training log (log.csv) and its curves (curves.png). Launch with torchrun for several GPUs.
+    the training log (log.csv) and its curves (curves.png). Several GPUs:
+    torchrun --nproc_per_node N -m diff4mmlits.cli -- train --run RUN --device cuda
     """
     from diff4mmlits.pipeline import get_stage, stage_fingerprint
     from diff4mmlits.runfolder import RunFolder

@@ -218,9 +218,12 @@ class SegmentConfig(Section):
         },
         "demo": {
             "patch_size_vox": None, "memory_budget_mb": 80.0, "base_filters": 8, "max_filters": 64,
-            "max_pooling_steps": 4, "deep_supervision": False, "batch_size": 2, "epochs": 15,
+            "max_pooling_steps": 4, "deep_supervision": False, "batch_size": 2, "epochs": 10,
             "steps_per_epoch": 20, "optimizer": "adamw", "learning_rate": 1e-2, "rotate_prob": 0.1,
             "loader_workers": 0, "sliding_window_overlap": 0.25,
+            # the synthesize stage's cases (RUN/synthetic/): diffusion sampling inside the loader
+            # would cost more than the whole training budget on a 2-core CPU
+            "synthetic": "offline",
         },
         "paper": {},
     }
@@ -376,8 +379,8 @@ class AutoencoderConfig(Section):
                   "discriminator_channels": 4, "discriminator_layers": 1, "save_every_steps": 3, "validation_patches": 2,
                   "restart_dead_codes_every": 3},
         "demo": {"patch_vox": 24, "channels": (16, 32), "num_res_layers": 1, "num_embeddings": 256, "embedding_dim": 8,
-                 "batch_size": 4, "steps": 1500, "learning_rate": 1e-3, "adversarial_start_step": 750,
-                 "discriminator_channels": 8, "discriminator_layers": 2, "save_every_steps": 500, "validation_patches": 8},
+                 "batch_size": 4, "steps": 450, "learning_rate": 1e-3, "adversarial_start_step": 225,
+                 "discriminator_channels": 8, "discriminator_layers": 2, "save_every_steps": 150, "validation_patches": 8},
         "paper": {},
     }
 
@@ -427,7 +430,7 @@ class DiffusionConfig(Section):
                   "jitter_vox": 2, "batch_size": 4, "steps": 6, "learning_rate": 1e-3, "save_every_steps": 3},
         "demo": {"crop_vox": 32, "channels": (32, 64), "attention_levels": (False, True), "num_res_blocks": 1,
                  "norm_num_groups": 8, "num_head_channels": 16, "num_train_timesteps": 1000, "crops_per_tumor": 6,
-                 "jitter_vox": 4, "batch_size": 8, "steps": 1000, "learning_rate": 1e-3, "save_every_steps": 250},
+                 "jitter_vox": 4, "batch_size": 8, "steps": 400, "learning_rate": 1e-3, "save_every_steps": 200},
         "paper": {},
     }
 
@@ -560,7 +563,7 @@ class InpaintConfig(Section):
                   "disc_layers": 2, "steps": 6, "batch_size": 4, "ema_decay": 0.5, "crop_vox": 32, "log_every_steps": 2,
                   "checkpoint_every_steps": 3, "monitor_slices": 4, "inference_batch_size": 16},
         "demo": {"base_channels": 16, "max_channels": 64, "n_downsampling": 2, "n_blocks": 3, "disc_channels": 16,
-                 "disc_layers": 2, "steps": 600, "batch_size": 8, "r1_every_steps": 4, "ema_decay": 0.98, "crop_vox": 64, "lr_generator": 2e-3,
+                 "disc_layers": 2, "steps": 400, "batch_size": 8, "r1_every_steps": 4, "ema_decay": 0.98, "crop_vox": 64, "lr_generator": 2e-3,
                  "lr_discriminator": 2e-4, "log_every_steps": 25, "checkpoint_every_steps": 100,
                  "monitor_slices": 16, "inference_batch_size": 32},
         "paper": {},

@@ -4,6 +4,8 @@ Training scales from one CPU to several GPUs or machines with the standard launc
 
     torchrun --nproc_per_node 4 -m diff4mmlits.cli -- train --run runs/x --device cuda
 
+(the ``--`` keeps torchrun from reading ``--run`` as an abbreviation of its own ``--run-path``).
+
 ``torchrun`` sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; :func:`init_distributed` reads them
 (nothing else does), picks ``nccl`` on CUDA and ``gloo`` on CPU, and each process drives one
 device. Only rank 0 writes files and shows progress bars.

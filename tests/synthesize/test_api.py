@@ -12,8 +12,8 @@ from diff4mmlits.synthesize.diffusion import build_scheduler
 from diff4mmlits.synthesize.sampling import reverse_timesteps
 
 
-def _painter(config, mode: str, strength: float = 0.6) -> LatentDiffusionPainter:
-    synthesize = config.synthesize.model_copy(update={"ddim_steps": 3, "strength": strength})
+def _painter(config, mode: str, **settings) -> LatentDiffusionPainter:
+    synthesize = config.synthesize.model_copy(update={"ddim_steps": 3, **settings})
     return LatentDiffusionPainter(codec=tiny_codec(config), diffusion=tiny_diffusion(config, mode), config=synthesize)
 
 
@@ -23,7 +23,7 @@ def _only(case: Case, phases: tuple[str, ...]) -> Case:
 
 @pytest.mark.parametrize("strength", [1.0, 0.6])
 def test_paper_mode_uses_the_same_initial_noise_and_mask_for_every_phase(smoke_config, strength):
-    painter = _painter(smoke_config, "paper", strength)
+    painter = _painter(smoke_config, "paper", strength=strength)
     inputs = []
     hook = painter.diffusion.network.register_forward_hook(lambda module, args, kwargs_out: inputs.append(args[0].clone()))
     try:
