@@ -295,5 +295,5 @@ def train_diffusion(
     metrics = {"evaluation_loss_initial": initial_loss, "evaluation_loss_final": final_loss,
                "crops": len(crops), "steps": config.steps}
     write_json_atomic(folder / "config.json", {**record, "steps_done": config.steps, "metrics": metrics})
-    log.info("train-synthesizer (%s): Eq. 3 loss %.4f → %.4f on %d tumor crops", config.mode, initial_loss, final_loss, len(crops))
+    log.info("train-synthesizer (%s): diffusion loss %.4f → %.4f on %d tumor crops", config.mode, initial_loss, final_loss, len(crops))
     return metrics
