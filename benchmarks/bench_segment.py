@@ -11,6 +11,11 @@ Jaccard, sensitivity and precision of
 
 for each of ``--seeds``, reported as mean ± sd over seeds of the per-seed case means.
 
+``--painter`` takes several painters: ``multi-syn`` then trains once per painter, with the same
+steps, synthetic share and seeds, which is the paper's Table V (``--painter ldm cut --painter-run
+RUN``: diffusion-painted against CUT-painted tumors; both models from the run folder, e.g. after
+``diff4mmlits demo`` and ``diff4mmlits train-translator --run RUN --painter``).
+
 Speed: training steps/s with and without on-the-fly synthesis (and the share of the loop spent
 waiting for data), and prediction seconds per case — the whole ``segment_case`` (channels,
 resampling, sliding window, softmax, post-processing, back to the original grid) — at the demo size
@@ -19,6 +24,8 @@ with the same network, patch and overlap, timed in the same process.
 
     python benchmarks/bench_segment.py                    # small default (minutes on a CPU)
     python benchmarks/bench_segment.py --epochs 40 --steps 40 --seeds 0 1 2 --size 64
+    python benchmarks/bench_segment.py --skip-speed --variants multi multi-syn --painter ldm cut handcrafted \
+        --painter-run RUN --synthetic offline --size 64 --epochs 15 --steps 20     # Table V
 """
 
 from __future__ import annotations
@@ -101,12 +108,12 @@ def make_cases(indices: range, seed: int, site: str, size: int, with_normal: boo
     return cases, normals, how
 
 
-def load_bench_painter(args: argparse.Namespace, train: list[Case]) -> Any:
-    """The synthesize stage's painter, or None when that stage is not installed.
+def load_bench_painter(args: argparse.Namespace, train: list[Case], method: str) -> Any:
+    """The synthesize stage's painter ``method``, or None when that stage is not installed.
 
     ``handcrafted`` measures the tumor contrasts of the registered training cases (what the
-    synthesize stage does in a run); ``ldm`` loads the trained latent diffusion painter of an
-    existing run folder (``--painter-run``, e.g. after ``diff4mmlits demo``).
+    synthesize stage does in a run); ``ldm`` and ``cut`` load the trained latent diffusion painter
+    or CUT painter of an existing run folder (``--painter-run``, e.g. after ``diff4mmlits demo``).
     """
     try:
         from diff4mmlits.synthesize.api import load_painter
@@ -114,16 +121,32 @@ def load_bench_painter(args: argparse.Namespace, train: list[Case]) -> Any:
         from diff4mmlits.synthesize.handcrafted import HandcraftedPainter
     except ImportError:
         return None
-    if args.painter == "ldm":
+    if method in ("ldm", "cut"):
         from diff4mmlits.runfolder import RunFolder
 
         if args.painter_run is None:
-            raise SystemExit("--painter ldm needs --painter-run RUN (a run folder with a trained synthesizer)")
-        return load_painter(RunFolder(args.painter_run), "ldm", "paper", "cpu")
+            raise SystemExit(f"--painter {method} needs --painter-run RUN (a run folder with a trained {method} painter)")
+        return load_painter(RunFolder(args.painter_run), method, "paper", "cpu")
     config = resolve_config("demo")
     tumors = [t for case in train for t in measure_tumor_contrasts(case)]
     return HandcraftedPainter(real_tumors=tumors, config=config.synthesize, crop_vox=config.diffusion.crop_vox,
                               close_vox=config.diffusion.close_kernel_vox, dilate_vox=config.diffusion.dilate_kernel_vox)
+
+
+def paint_pool(painter: Any, normals: list[Case], count: int, plan: Any, phases: Any, figures: Path,
+               real: list[Case]) -> tuple[list[Any], float]:
+    """``count`` synthetic cases painted into the normal cases in turn (seeded), prepared for training;
+    the first four are drawn beside real tumors of the same size in ``figures``."""
+    from diff4mmlits.segment.dataset import prepare_resampled
+    from diff4mmlits.synthesize.figures import plot_synthesis_examples
+
+    rng = np.random.default_rng(0)
+    start = time.time()
+    pool = [painter.paint(normals[i % len(normals)], rng) for i in range(count)]
+    seconds = time.time() - start
+    pool = [Case(f"{c.case_id}_s{i:03d}", c.phases, c.label) for i, c in enumerate(pool)]
+    plot_synthesis_examples(pool[:4], real, figures)
+    return [prepare_resampled(c, plan, phases) for c in pool], seconds
 
 
 # --- quality -------------------------------------------------------------------------------------
@@ -142,11 +165,16 @@ def quality(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     second, _, _ = make_cases(range(200, 200 + args.second), args.data_seed, "second", args.size, False)
     print(f"data: {n_train} train, {n_val} val, {args.test} test, {args.second} second-site cases of size {args.size} "
           f"in {time.time() - t0:.0f} s; {how}", flush=True)
-    painter = load_bench_painter(args, train)
+    painters = {method: load_bench_painter(args, train, method) for method in args.painter}
+    runs = [(variant, None) for variant in args.variants if VARIANTS[variant]["synthetic"] == "none"]
+    runs += [(variant, method) for variant in args.variants if VARIANTS[variant]["synthetic"] != "none" for method in args.painter]
     results: dict[str, Any] = {}
-    for variant in args.variants:
-        if VARIANTS[variant]["synthetic"] != "none" and painter is None:
-            print(f"{variant}: skipped (no diff4mmlits.synthesize.api installed)", flush=True)
+    pools: dict[Any, Any] = {}
+    for variant, method in runs:
+        painter = painters[method] if method is not None else None
+        name = variant if method is None or len(args.painter) == 1 else f"{variant}[{method}]"
+        if method is not None and painter is None:
+            print(f"{name}: skipped (no diff4mmlits.synthesize.api installed)", flush=True)
             continue
         per_seed = []
         for seed in args.seeds:
@@ -159,16 +187,25 @@ def quality(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             prepared = [prepare_case(c, plan, config.phases) for c in train]
             prepared_val = [prepare_case(c, plan, config.phases) for c in val]
             normals = [resample_case(c, plan.target_spacing_mm) for c in normal] if config.synthetic != "none" else []
-            model_dir = out / f"{variant}_seed{seed}"
+            synthetic = []
+            if normals and args.synthetic == "offline":
+                # as the pipeline trains: a pool painted once (per painter, seed 0), read like real cases
+                key = (method, plan.target_spacing_mm)
+                if key not in pools:
+                    pools[key] = paint_pool(painter, normals, args.pool, plan, config.phases, out / f"pool_{method}", train)
+                    print(f"{name}: painted {args.pool} synthetic cases in {pools[key][1]:.0f} s", flush=True)
+                synthetic, normals = pools[key][0], []
+                config = config.model_copy(update={"synthetic": "offline"})
+            model_dir = out / f"{name}_seed{seed}"
             start = time.time()
             train_segmenter(prepared, prepared_val, plan, config, model_dir, seed=seed, fingerprint=fp,
-                            normal=normals, painter=painter if normals else None)
+                            synthetic=synthetic, normal=normals, painter=painter if normals else None)
             seconds = time.time() - start
             per_seed.append({"seed": seed, "train_s": seconds, "test": scores(model_dir, test), "second": scores(model_dir, second)})
             s = per_seed[-1]
-            print(f"{variant} seed {seed}: trained {seconds:.0f} s; test DSC {s['test']['tumor_dsc']:.3f}, "
+            print(f"{name} seed {seed}: trained {seconds:.0f} s; test DSC {s['test']['tumor_dsc']:.3f}, "
                   f"second-site DSC {s['second']['tumor_dsc']:.3f}", flush=True)
-        results[variant] = per_seed
+        results[name] = per_seed
     print_quality_table(results)
     return results
 
@@ -177,19 +214,19 @@ def print_quality_table(results: dict[str, Any]) -> None:
     names = {"tumor_dsc": "DSC", "tumor_jaccard": "JAC", "tumor_sensitivity": "SE", "tumor_precision": "PRE"}
     for split in ("test", "second"):
         print(f"\ntumor metrics (%), {'held-out test' if split == 'test' else 'second site'}: mean ± sd over seeds")
-        print(f"{'variant':<11}" + "".join(f"{n:>16}" for n in names.values()))
+        print(f"{'variant':<22}" + "".join(f"{n:>16}" for n in names.values()))
         for variant, per_seed in results.items():
             cells = []
             for metric in names:
                 values = 100 * np.array([s[split][metric] for s in per_seed])
                 cells.append(f"{values.mean():.1f} ± {values.std(ddof=1) if len(values) > 1 else 0:.1f}")
-            print(f"{variant:<11}" + "".join(f"{c:>16}" for c in cells))
+            print(f"{variant:<22}" + "".join(f"{c:>16}" for c in cells))
 
 
 # --- speed ---------------------------------------------------------------------------------------
 def training_speed(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     train, normal, _ = make_cases(range(4), args.data_seed, "default", args.size, with_normal=True)
-    painter = load_bench_painter(args, train)
+    painter = load_bench_painter(args, train, args.painter[0])
     result: dict[str, Any] = {}
     settings = [("real only", 0.0, 0)] + ([("on-the-fly synthesis", args.ratio, 0), ("on-the-fly, 1 loader worker", args.ratio, 1)]
                                            if painter is not None else [])
@@ -269,8 +306,12 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--patch", type=int, nargs=3, default=[32, 32, 32])
     parser.add_argument("--ratio", type=float, default=0.5, help="synthetic share of training samples")
-    parser.add_argument("--painter", default="handcrafted", choices=["handcrafted", "ldm"], help="how synthetic tumors are painted on the fly")
-    parser.add_argument("--painter-run", type=Path, default=None, help="run folder with a trained synthesizer (for --painter ldm)")
+    parser.add_argument("--painter", nargs="+", default=["handcrafted"], choices=["handcrafted", "ldm", "cut"],
+                        help="how synthetic tumors are painted on the fly; several: multi-syn once per painter (Table V)")
+    parser.add_argument("--painter-run", type=Path, default=None, help="run folder with trained painters (for --painter ldm / cut)")
+    parser.add_argument("--synthetic", default="on-the-fly", choices=["on-the-fly", "offline"],
+                        help="multi-syn: paint in the loader, or train on a pool painted once (as the pipeline does)")
+    parser.add_argument("--pool", type=int, default=32, help="synthetic cases painted per painter with --synthetic offline")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--speed-steps", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=3)

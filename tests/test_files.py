@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diff4mmlits.files import atomic_path, write_bytes_atomic, write_json_atomic, write_text_atomic
+from diff4mmlits.files import atomic_path, read_json_or_none, write_bytes_atomic, write_json_atomic, write_text_atomic
 
 
 def test_atomic_path_keeps_the_suffixes_and_renames(tmp_path: Path) -> None:
@@ -52,3 +52,13 @@ def test_write_json_atomic_handles_numpy_paths_and_sets(tmp_path: Path) -> None:
 def test_write_bytes_and_text(tmp_path: Path) -> None:
     assert write_bytes_atomic(tmp_path / "b.bin", b"\x00\x01").read_bytes() == b"\x00\x01"
     assert write_text_atomic(tmp_path / "t.txt", "héllo").read_text(encoding="utf-8") == "héllo"
+
+
+def test_read_json_or_none_reads_back_and_tolerates_missing_or_broken_files(tmp_path: Path) -> None:
+    write_json_atomic(tmp_path / "ok.json", {"stage": "register", "seconds": 1.5})
+    assert read_json_or_none(tmp_path / "ok.json") == {"stage": "register", "seconds": 1.5}
+    assert read_json_or_none(tmp_path / "missing.json") is None
+    (tmp_path / "half.json").write_text('{"stage": "reg')  # a write cut short
+    assert read_json_or_none(tmp_path / "half.json") is None
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x00")
+    assert read_json_or_none(tmp_path / "binary.json") is None

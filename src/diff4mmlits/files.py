@@ -57,6 +57,18 @@ def write_json_atomic(path: str | Path, obj: Any) -> Path:
     return write_text_atomic(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
+def read_json_or_none(path: str | Path) -> Any | None:
+    """The JSON in ``path``, or None when the file is missing or not valid JSON (a record that is
+    merely absent or half-written, like a stage stamp, a QC file or a metrics file)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
 def _json_default(obj: Any) -> Any:
     import numpy as np
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from diff4mmlits.config import Config, config_to_yaml, read_run_config
 from diff4mmlits.errors import InputError
-from diff4mmlits.files import write_json_atomic, write_text_atomic
+from diff4mmlits.files import read_json_or_none, write_json_atomic, write_text_atomic
 
 CONFIG_FILE = "config.yaml"
 MANIFEST_FILE = "manifest.json"
@@ -135,13 +135,7 @@ class RunFolder:
         return self.stamps_dir / f"{stage}.json"
 
     def read_stamp(self, stage: str) -> dict[str, Any] | None:
-        path = self.stamp_path(stage)
-        if not path.is_file():
-            return None
-        try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError:
-            return None
+        return read_json_or_none(self.stamp_path(stage))
 
     def write_stamp(self, stage: str, fingerprint: str, extra: dict[str, Any] | None = None) -> None:
         write_json_atomic(self.stamp_path(stage), {"stage": stage, "fingerprint": fingerprint, **(extra or {})})

@@ -14,7 +14,6 @@ A case whose ``qc.json`` records the same inputs and settings is up to date and 
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
 import time
@@ -34,7 +33,7 @@ from diff4mmlits.data.case import Case
 from diff4mmlits.data.native import read_case_folder, write_case_folder
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.errors import InputError
-from diff4mmlits.files import atomic_path, write_json_atomic
+from diff4mmlits.files import atomic_path, read_json_or_none, write_json_atomic
 from diff4mmlits.register.case import RegisteredCase, register_case
 from diff4mmlits.runfolder import RunFolder, fingerprint_of
 
@@ -119,13 +118,7 @@ def read_registered_case(folder: str | Path, annotated_phase: str = "PVP") -> Ca
 
 def read_qc(folder: str | Path) -> dict[str, Any] | None:
     """A case folder's ``qc.json``, or ``None`` when it is missing or unreadable."""
-    path = Path(folder) / QC_JSON
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
+    return read_json_or_none(Path(folder) / QC_JSON)
 
 
 # --- the stage -----------------------------------------------------------------------------

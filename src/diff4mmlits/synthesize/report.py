@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 from diff4mmlits import PHASES
+from diff4mmlits.files import read_json_or_none
 from diff4mmlits.runfolder import RunFolder
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except json.JSONDecodeError:
-        return {}
+    return read_json_or_none(path) or {}
 
 
 def synthesis_section(run: RunFolder, report_dir: Path) -> str:
