@@ -11,10 +11,11 @@ Jaccard, sensitivity and precision of
 
 for each of ``--seeds``, reported as mean ± sd over seeds of the per-seed case means.
 
-``--painter`` takes several painters: ``multi-syn`` then trains once per painter, with the same
-steps, synthetic share and seeds, which is the paper's Table V (``--painter ldm cut --painter-run
-RUN``: diffusion-painted against CUT-painted tumors; both models from the run folder, e.g. after
-``diff4mmlits demo`` and ``diff4mmlits train-translator --run RUN --painter``).
+The paper's Table V: ``--painter`` and ``--normal`` take several values, and ``multi-syn`` trains
+once per (normal CT, painter) pair with the same steps, synthetic share and seeds — diffusion- or
+CUT-painted tumors (``ldm``, ``cut``), painted into normal CT from the FFC inpainter or the median
+filter (``ffc``, ``median``). The models come from ``--painter-run RUN``, e.g. after
+``diff4mmlits demo`` and ``diff4mmlits train-translator --run RUN --painter``.
 
 Speed: training steps/s with and without on-the-fly synthesis (and the share of the loop spent
 waiting for data), and prediction seconds per case — the whole ``segment_case`` (channels,
@@ -24,8 +25,8 @@ with the same network, patch and overlap, timed in the same process.
 
     python benchmarks/bench_segment.py                    # small default (minutes on a CPU)
     python benchmarks/bench_segment.py --epochs 40 --steps 40 --seeds 0 1 2 --size 64
-    python benchmarks/bench_segment.py --skip-speed --variants multi multi-syn --painter ldm cut handcrafted \
-        --painter-run RUN --synthetic offline --size 64 --epochs 15 --steps 20     # Table V
+    python benchmarks/bench_segment.py --skip-speed --variants multi multi-syn --painter ldm cut \
+        --normal ffc median --painter-run RUN --synthetic offline --size 64 --epochs 15 --steps 20   # Table V
 """
 
 from __future__ import annotations
@@ -133,6 +134,26 @@ def load_bench_painter(args: argparse.Namespace, train: list[Case], method: str)
                               close_vox=config.diffusion.close_kernel_vox, dilate_vox=config.diffusion.dilate_kernel_vox)
 
 
+def normal_cases(args: argparse.Namespace, train: list[Case], truth: list[Case], source: str) -> list[Case]:
+    """The tumor-free cases the painters paint into: the phantom's truth (``truth``), or the training
+    cases inpainted by the run's FFC inpainter (``ffc``) or by the median filter (``median``; Table V's
+    "Median ($)" row)."""
+    if source == "truth":
+        return truth
+    from diff4mmlits.inpaint.stage import inpaint_case, load_inpainter
+    from diff4mmlits.runfolder import RunFolder
+
+    if args.painter_run is None:
+        raise SystemExit(f"--normal {source} needs --painter-run RUN (its config, and for ffc its trained inpainter)")
+    run = RunFolder(args.painter_run)
+    config = run.load_config()
+    model = load_inpainter(run, config, "cpu") if source == "ffc" else None
+    start = time.time()
+    cases = [inpaint_case(case, source, model, config) for case in train]
+    print(f"normal CT by {source}: {len(cases)} cases in {time.time() - start:.0f} s", flush=True)
+    return [Case(c.case_id, c.phases, c.label) for c in cases]
+
+
 def paint_pool(painter: Any, normals: list[Case], count: int, plan: Any, phases: Any, figures: Path,
                real: list[Case]) -> tuple[list[Any], float]:
     """``count`` synthetic cases painted into the normal cases in turn (seeded), prepared for training;
@@ -166,13 +187,16 @@ def quality(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     print(f"data: {n_train} train, {n_val} val, {args.test} test, {args.second} second-site cases of size {args.size} "
           f"in {time.time() - t0:.0f} s; {how}", flush=True)
     painters = {method: load_bench_painter(args, train, method) for method in args.painter}
-    runs = [(variant, None) for variant in args.variants if VARIANTS[variant]["synthetic"] == "none"]
-    runs += [(variant, method) for variant in args.variants if VARIANTS[variant]["synthetic"] != "none" for method in args.painter]
+    normal_sets = {source: normal_cases(args, train, normal, source) for source in args.normal}
+    runs = [(variant, None, None) for variant in args.variants if VARIANTS[variant]["synthetic"] == "none"]
+    runs += [(variant, source, method) for variant in args.variants if VARIANTS[variant]["synthetic"] != "none"
+             for source in args.normal for method in args.painter]
     results: dict[str, Any] = {}
     pools: dict[Any, Any] = {}
-    for variant, method in runs:
+    for variant, source, method in runs:
         painter = painters[method] if method is not None else None
-        name = variant if method is None or len(args.painter) == 1 else f"{variant}[{method}]"
+        tags = ([source] if len(args.normal) > 1 else []) + ([method] if len(args.painter) > 1 else [])
+        name = f"{variant}[{'+'.join(tags)}]" if method is not None and tags else variant
         if method is not None and painter is None:
             print(f"{name}: skipped (no diff4mmlits.synthesize.api installed)", flush=True)
             continue
@@ -186,13 +210,13 @@ def quality(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             plan = plan_segmenter(fp, config)
             prepared = [prepare_case(c, plan, config.phases) for c in train]
             prepared_val = [prepare_case(c, plan, config.phases) for c in val]
-            normals = [resample_case(c, plan.target_spacing_mm) for c in normal] if config.synthetic != "none" else []
+            normals = [resample_case(c, plan.target_spacing_mm) for c in normal_sets[source]] if source is not None else []
             synthetic = []
             if normals and args.synthetic == "offline":
                 # as the pipeline trains: a pool painted once (per painter, seed 0), read like real cases
-                key = (method, plan.target_spacing_mm)
+                key = (source, method, plan.target_spacing_mm)
                 if key not in pools:
-                    pools[key] = paint_pool(painter, normals, args.pool, plan, config.phases, out / f"pool_{method}", train)
+                    pools[key] = paint_pool(painter, normals, args.pool, plan, config.phases, out / f"pool_{source}_{method}", train)
                     print(f"{name}: painted {args.pool} synthetic cases in {pools[key][1]:.0f} s", flush=True)
                 synthetic, normals = pools[key][0], []
                 config = config.model_copy(update={"synthetic": "offline"})
@@ -309,6 +333,9 @@ def main() -> int:
     parser.add_argument("--painter", nargs="+", default=["handcrafted"], choices=["handcrafted", "ldm", "cut"],
                         help="how synthetic tumors are painted on the fly; several: multi-syn once per painter (Table V)")
     parser.add_argument("--painter-run", type=Path, default=None, help="run folder with trained painters (for --painter ldm / cut)")
+    parser.add_argument("--normal", nargs="+", default=["truth"], choices=["truth", "ffc", "median"],
+                        help="tumor-free CT to paint into: the phantom's truth, or the training cases inpainted by "
+                             "the run's FFC inpainter or the median filter (Table V's inpainter rows)")
     parser.add_argument("--synthetic", default="on-the-fly", choices=["on-the-fly", "offline"],
                         help="multi-syn: paint in the loader, or train on a pool painted once (as the pipeline does)")
     parser.add_argument("--pool", type=int, default=32, help="synthetic cases painted per painter with --synthetic offline")
