@@ -44,5 +44,26 @@ def test_backbones_that_need_larger_patches_say_so(backbone, factor) -> None:
         build_network(plan, config)
 
 
+@pytest.mark.parametrize(("backbone", "factor"), [("swin-unetr", 32), ("vnet", 16)])
+def test_a_patch_of_one_multiple_is_refused_with_the_size_that_works(backbone, factor) -> None:
+    # a factor³ patch leaves a 1-voxel bottleneck, which instance norm cannot normalise; the message
+    # used to say "a multiple of 32" for a 32³ patch, which is one
+    plan, config = _plan(backbone=backbone, patch_size_vox=(factor,) * 3)
+    with pytest.raises(InputError, match=f"at least {2 * factor} along one"):
+        build_network(plan, config)
+
+
+@pytest.mark.parametrize(("backbone", "patch"), [("swin-unetr", (64, 32, 32)), ("vnet", (32, 16, 16))])
+def test_heavy_backbones_map_four_phases_to_three_classes(backbone, patch) -> None:
+    torch.manual_seed(0)
+    plan, config = _plan(backbone=backbone, patch_size_vox=patch, deep_supervision=False)
+    assert plan.patch_size_vox == patch
+    net = build_network(plan, config).eval()
+    with torch.no_grad():
+        out = main_output(net(torch.randn(1, 4, *patch)))
+    assert out.shape == (1, 3, *patch)
+    assert torch.isfinite(out).all()
+
+
 def test_every_registered_backbone_has_a_builder() -> None:
     assert set(NETWORKS) == {"dynunet", "unet", "attention-unet", "segresnet", "swin-unetr", "vnet"}

@@ -59,8 +59,8 @@ def _require_divisible(name: str, plan: SegmenterPlan, factor: int) -> None:
     """Raise unless every patch axis is a multiple of ``factor`` and the deepest map has > 1 voxel."""
     if any(p % factor for p in plan.patch_size_vox) or max(plan.patch_size_vox) < 2 * factor:
         raise InputError(
-            f"backbone {name} needs a patch that is a multiple of {factor} along every axis, "
-            f"the plan has {plan.patch_size_vox}; set segment.patch_size_vox (e.g. {2 * factor}³)"
+            f"backbone {name} needs a patch that is a multiple of {factor} along every axis and at least "
+            f"{2 * factor} along one, the plan has {plan.patch_size_vox}; set segment.patch_size_vox (e.g. {2 * factor}³)"
         )
 
 
