@@ -12,6 +12,8 @@
 4. Speed: seconds per case at 64³ and at about 256×256×100 (the phantom's second site at size
    256), liver-focused versus the same SimpleITK chain on the whole image (no mask, no crop), in
    this process; printed as a ratio.
+5. Threads: wall seconds of one case's chain with ``register.threads`` 1 (the default, bit-
+   reproducible) against all cores, run twice each: the ratio, and whether the two runs agree.
 
 Usage::
 
@@ -43,7 +45,7 @@ from diff4mmlits.register.resample import resample_onto
 from diff4mmlits.register.roi import body_mask, liver_roi
 
 METHODS = ("none", "rigid", "affine", "bspline")
-PARTS = ("accuracy", "demo", "speed", "real")
+PARTS = ("accuracy", "demo", "speed", "threads", "real")
 REAL_STUDY = Path("data") / "real" / "melihkurtaran__medical_image_processing" / "derived"
 REPO = Path(__file__).resolve().parents[1]
 REAL_CANDIDATES = (REPO.parent / "shared" / REAL_STUDY, REPO.parent.parent / "shared" / REAL_STUDY)
@@ -184,6 +186,31 @@ def speed(case: Case, preset: str, displacement: dict[str, np.ndarray] | None = 
     return row
 
 
+def thread_cost(case: Case, preset: str) -> dict[str, float | bool]:
+    """Wall seconds of the chain for the non-annotated phases with 1 thread and with all cores (two
+    runs each, alternating), and whether each setting gave the same resampled phases twice."""
+    fixed = to_sitk(case.annotated)
+    roi = to_sitk(liver_roi(case, resolve_config(preset).register.margin_mm).mask)
+    row: dict[str, float | bool] = {}
+    cores = os.cpu_count() or 1
+    grids: dict[int, list[list[np.ndarray]]] = {1: [], cores: []}
+    seconds: dict[int, list[float]] = {1: [], cores: []}
+    for _ in range(2):
+        for threads in (1, cores):
+            config = resolve_config(preset, overrides=["register.method=bspline", f"register.threads={threads}"]).register
+            start = time.perf_counter()
+            transforms = [register_phase(fixed, to_sitk(case.phases[p]), roi, config).transform
+                          for p in case.phase_names if p != case.annotated_phase]
+            seconds[threads].append(time.perf_counter() - start)
+            grids[threads].append([sitk.GetArrayFromImage(sitk.Resample(to_sitk(case.phases[p]), fixed, t, sitk.sitkLinear, -1024.0))
+                                   for p, t in zip([p for p in case.phase_names if p != case.annotated_phase], transforms)])
+    for threads, name in ((1, "one_thread"), (cores, "all_cores")):
+        row[f"{name}_s"] = float(np.median(seconds[threads]))
+        row[f"{name}_reproducible"] = all(np.array_equal(a, b) for a, b in zip(*grids[threads]))
+    row["ratio_one_over_all"] = row["one_thread_s"] / max(row["all_cores_s"], 1e-9)
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=12)
@@ -222,6 +249,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {label}: liver focus {row['liver_focus_s']:.1f} s (TRE {row['liver_focus_tre_mm']:.2f} mm), "
                   f"whole image {row['whole_image_s']:.1f} s (TRE {row['whole_image_tre_mm']:.2f} mm), "
                   f"ratio whole/focus {row['ratio_whole_over_focus']:.2f}×", flush=True)
+    if "threads" in parts:
+        label, size, site = ("256x256x120", 256, "second") if not args.skip_large else (f"size {args.size}", args.size, "default")
+        phantom = make_phantom_case(0, seed=0, site=site, size=size)
+        row = thread_cost(phantom.case, args.preset)
+        results[f"threads_{label}"] = row
+        print(f"threads ({label}, wall s for the 3 phases, {os.cpu_count()} cores): 1 thread {row['one_thread_s']:.1f} s "
+              f"(same result twice: {row['one_thread_reproducible']}), all cores {row['all_cores_s']:.1f} s "
+              f"(same result twice: {row['all_cores_reproducible']}); ratio ×{row['ratio_one_over_all']:.2f}", flush=True)
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     if "real" in parts:
         case = real_case()
         if case is None:

@@ -104,6 +104,11 @@ class RegisterConfig(Section):
     """At most this many metric samples per level (large images sample a smaller share)."""
     sampling_seed: int = 0
     """Seed of the metric's random sampling: the same seed gives the same transforms."""
+    threads: int = Field(default=1, ge=0)
+    """SimpleITK threads per registration; 0 = all cores. 1 makes the transforms bit-reproducible:
+    with more, ITK's metric sums the per-thread histograms in whatever order the threads finish,
+    and the B-spline stage amplifies those last digits into different transforms. The stage runs
+    cases in parallel processes instead (``--workers``)."""
     intensity_window_hu: tuple[float, float] = (-200.0, 300.0)
     """Intensities are clipped to this window before the metric sees them (soft tissue), HU."""
     divergence_tolerance: float = 0.0

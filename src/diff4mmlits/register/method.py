@@ -3,7 +3,8 @@
 A chain of SimpleITK ``ImageRegistrationMethod`` runs — rigid (Euler), then affine, then a coarse
 cubic B-spline — each with Mattes mutual information (the phases differ in contrast) restricted to
 the liver region of interest, multi-resolution (shrink and smooth per level) and a fixed random
-sampling seed, so the same inputs give the same transform. After each stage the metric is
+sampling seed and one thread (``register.threads``), so the same inputs give the same transform,
+bit for bit. After each stage the metric is
 evaluated on every voxel of the region at full resolution; a stage that ends worse than it started
 (or that ITK cannot finish) is dropped, the previous stage's transform is kept (the next stage
 starts from it), and the result says so.
@@ -14,9 +15,11 @@ maps fixed points to moving points.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -84,6 +87,24 @@ def stage_names(method: str) -> tuple[str, ...]:
     return CHAIN[: CHAIN.index(method) + 1]
 
 
+@contextlib.contextmanager
+def itk_threads(count: int) -> Iterator[None]:
+    """SimpleITK's global default thread count set to ``count`` (0: left as it is) inside the block.
+
+    Global, because the registration method's own ``SetNumberOfThreads`` does not reach the metric
+    that it builds (measured: two runs still differed).
+    """
+    if count <= 0:
+        yield
+        return
+    previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(count)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
+
+
 def register_phase(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image, config: RegisterConfig,
                    label: str = "phase") -> PhaseRegistration:
     """Register ``moving`` (a phase, HU) onto ``fixed`` (the annotated phase, HU) inside ``roi``.
@@ -101,6 +122,12 @@ def register_phase(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image, confi
     Raises:
         InputError: the phase and the region do not overlap enough for the metric to be computed.
     """
+    with itk_threads(config.threads):
+        return _register_phase(fixed, moving, roi, config, label)
+
+
+def _register_phase(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image, config: RegisterConfig,
+                    label: str) -> PhaseRegistration:
     fixed_full = fixed
     fixed, roi = _crop_to_mask(_window(fixed, config), roi)
     moving = _crop_to_world_box(_window(moving, config), fixed, MOVING_PAD_MM)
