@@ -268,7 +268,7 @@ def register(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder (native, nnU-Net v2 raw or LiTS layout).")],
     run_dir: RunOption = Path("runs/default"),
     method: Annotated[str | None, typer.Option("--method", help="none (only resample onto the PVP grid), rigid, affine or bspline (default: the config's, bspline).")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Cases registered in parallel processes (default: the config's).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Cases registered in parallel processes (default: the config's workers; 0 there means one per core, at most 4).")] = None,
     shard: Annotated[str | None, typer.Option("--shard", help="Only shard I of N of the cases, e.g. 2/4 (to split the work across machines).")] = None,
     preset: Annotated[str | None, typer.Option("--preset", help="For a new run folder: smoke, demo (default) or paper.")] = None,
     config_file: ConfigOption = None,

@@ -588,8 +588,9 @@ class Config(Section):
     seed: int = 0
     device: str = "auto"
     """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
-    workers: int = 1
-    """Parallel processes for per-case work (registration, inpainting, synthesis, prediction)."""
+    workers: int = Field(default=0, ge=0)
+    """Parallel processes for per-case registration; 0: one per core, at most 4 (each holds a case's
+    phases in memory; SimpleITK runs one thread in each, see ``register.threads``)."""
     data: DataConfig = DataConfig()
     phantom: PhantomConfig = PhantomConfig()
     preview: PreviewConfig = PreviewConfig()
@@ -603,7 +604,7 @@ class Config(Section):
     translate: TranslateConfig = TranslateConfig()
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "smoke": {"device": "cpu"},
+        "smoke": {"device": "cpu", "workers": 1},
         "demo": {"device": "auto", "workers": 2},
         "paper": {"device": "auto"},
     }

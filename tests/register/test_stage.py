@@ -11,6 +11,7 @@ import pytest
 import SimpleITK as sitk
 
 from diff4mmlits.cli import main
+from diff4mmlits.config import resolve_config
 from diff4mmlits.data.io import read_volume, to_sitk
 from diff4mmlits.data.native import write_case_folder
 from diff4mmlits.data.volume import Volume
@@ -123,3 +124,15 @@ def test_the_report_shows_the_registration(tmp_path: Path) -> None:
     assert main(["register", str(dataset), "--run", str(run), "--preset", "smoke", "--method", "rigid"]) == 0
     page = write_run_report(RunFolder(run), resolve_config("smoke")).read_text()
     assert "<h2>Registration</h2>" in page and "../registered/case_0/qc.png" in page and "→" in page
+
+
+def test_workers_zero_means_one_per_usable_core_at_most_four(monkeypatch) -> None:
+    import os
+
+    from diff4mmlits.register.stage import default_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert default_workers() == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert default_workers() == 4
+    assert resolve_config("paper").workers == 0 and resolve_config("smoke").workers == 1

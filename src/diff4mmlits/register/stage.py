@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
@@ -173,12 +174,21 @@ def open_register_run(dataset: str | Path, run_dir: str | Path, preset: str | No
     return run, config
 
 
+def default_workers(limit: int = 4) -> int:
+    """Processes for ``workers: 0``: one per core this process may use, at most ``limit``."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, limit))
+
+
 def register_run(run: RunFolder, config: Config, shard: tuple[int, int] = (1, 1), workers: int | None = None,
                  force: bool = False) -> list[dict[str, Any]]:
     """Register the run's cases (one shard of them) into ``RUN/registered/``; return one summary per case.
 
-    Cases run in ``workers`` processes (default ``config.workers``); with more than one, each
-    process lets SimpleITK use one thread. Up-to-date cases are skipped unless ``force``.
+    Cases run in ``workers`` processes (default ``config.workers``; 0: one per core, at most 4), each
+    with one SimpleITK thread. Up-to-date cases are skipped unless ``force``.
     """
     from diff4mmlits.distributed import shard as take_shard
     from diff4mmlits.progress import progress
@@ -194,7 +204,7 @@ def register_run(run: RunFolder, config: Config, shard: tuple[int, int] = (1, 1)
             summaries.append({"case": job.case_id, "skipped": True})
         else:
             todo.append(job)
-    workers = max(1, int(workers if workers is not None else config.workers))
+    workers = int(workers if workers is not None else config.workers) or default_workers()
     if todo:
         log.info("register: %d case(s) with method %s on %d worker(s)%s", len(todo), config.register.method,
                  min(workers, len(todo)), f" ({len(jobs) - len(todo)} up to date)" if len(jobs) > len(todo) else "")
