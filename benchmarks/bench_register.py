@@ -193,17 +193,17 @@ def thread_cost(case: Case, preset: str) -> dict[str, float | bool]:
     roi = to_sitk(liver_roi(case, resolve_config(preset).register.margin_mm).mask)
     row: dict[str, float | bool] = {}
     cores = os.cpu_count() or 1
+    phases = [p for p in case.phase_names if p != case.annotated_phase]
     grids: dict[int, list[list[np.ndarray]]] = {1: [], cores: []}
     seconds: dict[int, list[float]] = {1: [], cores: []}
     for _ in range(2):
         for threads in (1, cores):
             config = resolve_config(preset, overrides=["register.method=bspline", f"register.threads={threads}"]).register
             start = time.perf_counter()
-            transforms = [register_phase(fixed, to_sitk(case.phases[p]), roi, config).transform
-                          for p in case.phase_names if p != case.annotated_phase]
+            transforms = [register_phase(fixed, to_sitk(case.phases[p]), roi, config).transform for p in phases]
             seconds[threads].append(time.perf_counter() - start)
             grids[threads].append([sitk.GetArrayFromImage(sitk.Resample(to_sitk(case.phases[p]), fixed, t, sitk.sitkLinear, -1024.0))
-                                   for p, t in zip([p for p in case.phase_names if p != case.annotated_phase], transforms)])
+                                   for p, t in zip(phases, transforms)])
     for threads, name in ((1, "one_thread"), (cores, "all_cores")):
         row[f"{name}_s"] = float(np.median(seconds[threads]))
         row[f"{name}_reproducible"] = all(np.array_equal(a, b) for a, b in zip(*grids[threads]))
@@ -257,7 +257,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"threads ({label}, wall s for the 3 phases, {os.cpu_count()} cores): 1 thread {row['one_thread_s']:.1f} s "
               f"(same result twice: {row['one_thread_reproducible']}), all cores {row['all_cores_s']:.1f} s "
               f"(same result twice: {row['all_cores_reproducible']}); ratio ×{row['ratio_one_over_all']:.2f}", flush=True)
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     if "real" in parts:
         case = real_case()
         if case is None:

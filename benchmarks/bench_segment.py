@@ -5,9 +5,10 @@ Jaccard, sensitivity and precision of
 
 * ``pvp``        — PVP only (the unimodal baseline: four copies of PVP),
 * ``multi``      — the four phases, real cases only,
-* ``multi-syn``  — the four phases, real + synthetic cases painted on the fly into the normal CT
-                   (the phantom's own tumor-free phases stand in for the inpainter's output, so
-                   this isolates the effect of the synthetic tumors),
+* ``multi-syn``  — the four phases, real + synthetic cases painted into tumor-free CT (by default
+                   the phantom's own tumor-free phases stand in for the inpainter's output, so
+                   this isolates the effect of the synthetic tumors; ``--normal`` chooses) on the
+                   fly or, with ``--synthetic offline``, from a pool painted once,
 
 for each of ``--seeds``, reported as mean ± sd over seeds of the per-seed case means.
 
@@ -26,7 +27,8 @@ with the same network, patch and overlap, timed in the same process.
     python benchmarks/bench_segment.py                    # small default (minutes on a CPU)
     python benchmarks/bench_segment.py --epochs 40 --steps 40 --seeds 0 1 2 --size 64
     python benchmarks/bench_segment.py --skip-speed --variants multi multi-syn --painter ldm cut \
-        --normal ffc median --painter-run RUN --synthetic offline --size 64 --epochs 15 --steps 20   # Table V
+        --normal ffc median --painter-run RUN --synthetic offline --size 64 --test 12 \
+        --epochs 30 --steps 20 --seeds 0 1 2 3 4 --ratio 0.5                              # Table V
 """
 
 from __future__ import annotations
@@ -180,7 +182,7 @@ def scores(model_dir: Path, cases: list[Case]) -> dict[str, float]:
 def quality(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     n_train, n_val = args.train, args.val
     t0 = time.time()
-    train, normal, how = make_cases(range(n_train), args.data_seed, "default", args.size, with_normal=True)
+    train, normal, how = make_cases(range(n_train), args.data_seed, "default", args.size, with_normal="truth" in args.normal)
     val, _, _ = make_cases(range(n_train, n_train + n_val), args.data_seed, "default", args.size, False)
     test, _, _ = make_cases(range(100, 100 + args.test), args.data_seed, "default", args.size, False)
     second, _, _ = make_cases(range(200, 200 + args.second), args.data_seed, "second", args.size, False)
@@ -210,16 +212,18 @@ def quality(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             plan = plan_segmenter(fp, config)
             prepared = [prepare_case(c, plan, config.phases) for c in train]
             prepared_val = [prepare_case(c, plan, config.phases) for c in val]
-            normals = [resample_case(c, plan.target_spacing_mm) for c in normal_sets[source]] if source is not None else []
-            synthetic = []
-            if normals and args.synthetic == "offline":
+            normals, synthetic = [], []
+            if source is not None and args.synthetic == "offline":
                 # as the pipeline trains: a pool painted once (per painter, seed 0), read like real cases
                 key = (source, method, plan.target_spacing_mm)
                 if key not in pools:
-                    pools[key] = paint_pool(painter, normals, args.pool, plan, config.phases, out / f"pool_{source}_{method}", train)
+                    resampled = [resample_case(c, plan.target_spacing_mm) for c in normal_sets[source]]
+                    pools[key] = paint_pool(painter, resampled, args.pool, plan, config.phases, out / f"pool_{source}_{method}", train)
                     print(f"{name}: painted {args.pool} synthetic cases in {pools[key][1]:.0f} s", flush=True)
-                synthetic, normals = pools[key][0], []
+                synthetic = pools[key][0]
                 config = config.model_copy(update={"synthetic": "offline"})
+            elif source is not None:
+                normals = [resample_case(c, plan.target_spacing_mm) for c in normal_sets[source]]
             model_dir = out / f"{name}_seed{seed}"
             start = time.time()
             train_segmenter(prepared, prepared_val, plan, config, model_dir, seed=seed, fingerprint=fp,

@@ -105,7 +105,8 @@ class RegisterConfig(Section):
     sampling_seed: int = 0
     """Seed of the metric's random sampling: the same seed gives the same transforms."""
     threads: int = Field(default=1, ge=0)
-    """SimpleITK threads per registration; 0 = all cores. 1 makes the transforms bit-reproducible:
+    """SimpleITK threads per registration; 0 = SimpleITK's default (all cores; one inside a
+    ``--workers`` process). 1 makes the transforms bit-reproducible:
     with more, ITK's metric sums the per-thread histograms in whatever order the threads finish,
     and the B-spline stage amplifies those last digits into different transforms. The stage runs
     cases in parallel processes instead (``--workers``)."""

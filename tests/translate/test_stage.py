@@ -52,6 +52,29 @@ def test_train_then_translate_a_dataset(tmp_path, datasets, capsys) -> None:
     assert np.allclose(read_volume(single).array, read_volume(out / "toy_00" / "PVP.nii.gz").array, atol=1e-3)
 
 
+def test_a_case_folder_with_aliased_phase_names_is_one_case(tmp_path, datasets) -> None:
+    # translate used to recognise a single case folder only by the exact names NC/AP/PVP/DP, and
+    # read a folder of "portal_venous.nii.gz" as a dataset (no case folders: an error)
+    import shutil
+
+    from diff4mmlits.data.dataset import read_case_or_dataset
+
+    ct, _ = datasets
+    folder = tmp_path / "patient_7"
+    folder.mkdir()
+    shutil.copy(ct / "toy_00" / "PVP.nii.gz", folder / "portal_venous.nii.gz")
+    shutil.copy(ct / "toy_00" / "label.nii.gz", folder / "label.nii.gz")
+    cases = read_case_or_dataset(folder)
+    assert [c.case_id for c in cases] == ["patient_7"] and list(cases[0].phase_names) == ["PVP"]
+    assert [c.case_id for c in read_case_or_dataset(ct)] == ["toy_00", "toy_01"]
+    run = tmp_path / "run"
+    assert main(["train-translator", "--source", str(ct), "--target", str(datasets[1]), "--run", str(run),
+                 "--method", "cyclegan", "--preset", "smoke", "--set", "translate.steps=1", "--device", "cpu"]) == 0
+    out = tmp_path / "translated"
+    assert main(["translate", "--model", str(run / "models" / "translator-cyclegan"), str(folder), str(out)]) == 0
+    assert (out / "patient_7" / "PVP.nii.gz").is_file()
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path, datasets, capsys) -> None:
     ct, mri = datasets
     assert main(["translate", "--model", str(tmp_path / "none"), str(ct), str(tmp_path / "o")]) == 2

@@ -83,3 +83,16 @@ def load_dataset(
     :func:`diff4mmlits.data.validate.validate_dataset` first to see them all)."""
     return [read_case_files(files, annotated_phase, require_label)
             for files in list_case_files(dataset, require_label, annotated_phase, extra_names)]
+
+
+def read_case_or_dataset(path: str | Path, annotated_phase: str = ANNOTATED_PHASE) -> list[Case]:
+    """One case folder (it holds phase images itself, under any phase alias), or every case of a
+    dataset of any layout; labels are read where present, not required."""
+    from diff4mmlits.data.native import read_case_folder, scan_case_folder
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError("input not found; give a case folder or a dataset folder", path)
+    if path.is_dir() and scan_case_folder(path).phases:
+        return [read_case_folder(path, annotated_phase=annotated_phase, require_label=False)]
+    return load_dataset(path, require_label=False, annotated_phase=annotated_phase)

@@ -19,9 +19,9 @@ from typing import Any
 
 from diff4mmlits.config import Config
 from diff4mmlits.data.case import Case
-from diff4mmlits.data.dataset import load_dataset
+from diff4mmlits.data.dataset import read_case_or_dataset
 from diff4mmlits.data.io import write_volume
-from diff4mmlits.data.native import list_case_folders, read_case_folder, scan_case_folder
+from diff4mmlits.data.native import list_case_folders, read_case_folder
 from diff4mmlits.distributed import DistributedContext, cleanup_distributed, init_distributed
 from diff4mmlits.errors import InputError
 from diff4mmlits.progress import progress
@@ -158,19 +158,9 @@ def stage_train(run: RunFolder, config: Config) -> None:
 
 
 # --- prediction --------------------------------------------------------------------------------
-def is_case_folder(path: Path) -> bool:
-    """True when ``path`` holds phase images itself (one case), not case folders (a dataset)."""
-    return path.is_dir() and bool(scan_case_folder(path).phases)
-
-
 def read_prediction_inputs(path: str | Path, annotated_phase: str = "PVP") -> list[Case]:
     """One case folder, or every case of a dataset of any layout (labels not needed)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError("input not found; give a case folder or a dataset folder", path)
-    if is_case_folder(path):
-        return [read_case_folder(path, annotated_phase=annotated_phase, require_label=False)]
-    return load_dataset(path, require_label=False, annotated_phase=annotated_phase)
+    return read_case_or_dataset(path, annotated_phase)
 
 
 def ensure_registered(case: Case, run_config: dict[str, Any] | None) -> Case:

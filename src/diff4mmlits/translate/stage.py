@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from diff4mmlits import PHASES
 from diff4mmlits.config import Config, TranslateConfig
 from diff4mmlits.data.case import Case
-from diff4mmlits.data.dataset import load_dataset
+from diff4mmlits.data.dataset import load_dataset, read_case_or_dataset
 from diff4mmlits.data.io import read_volume, volume_extension, write_volume
 from diff4mmlits.data.native import write_case_folder
 from diff4mmlits.data.volume import require_same_grid
@@ -121,19 +120,9 @@ def translate_path(model: Path, input_path: Path, output: Path, device: str = "c
         if volume_extension(output) is None:
             raise InputError("OUTPUT must be a volume file name (e.g. out.nii.gz) when INPUT is a file", output)
         return [write_volume(translate_volume(read_volume(input_path), translator), output)]
-    cases = _read_cases(input_path)
+    cases = read_case_or_dataset(input_path)
     written = []
     for case in progress(cases, desc="translate", unit="case"):
         result = complete_missing_phase(case, translator) if complete_missing else translate_case(case, translator)
         written.append(write_case_folder(result, output / case.case_id))
     return written
-
-
-def _read_cases(folder: Path) -> list[Case]:
-    """A dataset, or a single case folder (one holding phase files itself)."""
-    from diff4mmlits.data.native import read_case_folder
-
-    holds_phases = any(volume_extension(p) and p.name.split(".")[0].upper() in PHASES for p in folder.iterdir())
-    if holds_phases:
-        return [read_case_folder(folder, require_label=False)]
-    return load_dataset(folder, require_label=False)
