@@ -41,5 +41,10 @@ def test_condition_channels_are_read_and_passed_to_the_discriminator() -> None:
     a, b = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
     assert model.generator(a).shape == (2, 2, 32, 32)
     assert torch.equal(model.with_condition(model.generator(a), a)[:, 2], a[:, 2])
-    losses = model.train_step(Batch(a, b), torch.Generator().manual_seed(0))
-    assert losses["nce"] > 0
+    seen = []
+    hook = model.nets["D"].register_forward_hook(lambda module, args, out: seen.append(args[0].shape[1]))
+    try:
+        model.train_step(Batch(a, b), torch.Generator().manual_seed(0))
+    finally:
+        hook.remove()
+    assert seen and set(seen) == {3}  # every call of D: the 2 phases and the mask

@@ -51,14 +51,17 @@ def test_translation_keeps_the_grid_and_the_label(essnet_folder, toy_ct) -> None
 
 
 def test_saved_generator_translates_like_the_trained_one(tmp_path, toy_ct, toy_mri) -> None:
-    """Checkpoint round trip: the loaded folder gives the in-memory model's output."""
+    """Checkpoint round trip: ``weights.safetensors`` (what ``translate`` loads) holds the trained
+    generator: the one inside every network's state saved for resume, and not a fresh one."""
     config = smoke_config(method="cut", steps=2)
     out = train_translator(toy_ct, toy_mri, config, tmp_path / "cut", device="cpu", seed=1)
     loaded = load_translator(out)
     data = prepare_data(toy_ct, toy_mri, config, need_labels=False)
     model = build_model(config, 1, 1)
-    model.generator.load_state_dict(loaded.generator.state_dict())
+    untrained = translate_volume(toy_ct[1].annotated, translator_from_model(model, data, config)).array
+    model.nets.load_state_dict(load_file(out / "networks.safetensors"))
     in_memory = translator_from_model(model, data, config)
+    assert not np.array_equal(untrained, translate_volume(toy_ct[1].annotated, in_memory).array)
     assert np.array_equal(translate_volume(toy_ct[1].annotated, loaded).array,
                           translate_volume(toy_ct[1].annotated, in_memory).array)
 

@@ -46,8 +46,3 @@ class EssNet(CycleGAN):
             raise ValueError("EssNet needs the source labels in every batch")
         logits = self.nets["S"](fake_b)
         return {"segmentation": self.config.lambda_segmentation * self.segmentation_loss(logits, batch.label_a)}
-
-    @torch.no_grad()
-    def segment(self, images_b: torch.Tensor) -> torch.Tensor:
-        """``S``'s label map ``(B, 1, *S)`` for target-domain images ``(B, C_b, *S)`` in [-1, 1]."""
-        return self.nets["S"](images_b).argmax(1, keepdim=True)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from diff4mmlits.evaluate.report import figure_html, html_table
+from diff4mmlits.files import read_json_or_none
 from diff4mmlits.runfolder import RunFolder
+from diff4mmlits.translate.train import read_log
 
 
 def section_translators(run: RunFolder, report_dir: Path) -> str:
@@ -16,9 +17,10 @@ def section_translators(run: RunFolder, report_dir: Path) -> str:
         return ""
     rows, figures = [], []
     for folder in folders:
-        config = json.loads((folder / "config.json").read_text())
-        last = _last_log_row(folder / "log.csv")
-        losses = ", ".join(f"{k} {float(v):.3g}" for k, v in last.items() if k not in ("step", "lr", "seconds"))
+        config = read_json_or_none(folder / "config.json") or {}
+        log_rows = read_log(folder / "log.csv")
+        last = log_rows[-1] if log_rows else {}
+        losses = ", ".join(f"{k} {v:.3g}" for k, v in last.items() if k not in ("step", "lr", "seconds"))
         rows.append([folder.name, config.get("method", "?"), config.get("step", "?"),
                      f"{config.get('source_phase')} → {config.get('target_phase')}",
                      len(config.get("source_cases", [])), len(config.get("target_cases", [])), losses or "–"])
@@ -30,11 +32,3 @@ def section_translators(run: RunFolder, report_dir: Path) -> str:
             "modality with 'diff4mmlits translate --model MODEL INPUT OUTPUT'; labels are carried over unchanged.</p>")
     return f"<h2>Translators</h2>{note}{table}{''.join(figures)}"
 
-
-def _last_log_row(path: Path) -> dict[str, str]:
-    if not path.is_file():
-        return {}
-    lines = path.read_text().strip().splitlines()
-    if len(lines) < 2:
-        return {}
-    return dict(zip(lines[0].split(","), lines[-1].split(",")))

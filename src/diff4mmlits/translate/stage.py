@@ -26,6 +26,7 @@ from diff4mmlits.runfolder import RunFolder
 from diff4mmlits.translate.intensity import intensity_map
 from diff4mmlits.translate.sampling import SampleSource
 from diff4mmlits.translate.train import (
+    METHODS,
     TranslatorData,
     complete_missing_phase,
     fit_translator,
@@ -85,7 +86,7 @@ def train_translator(
     *, device: str = "auto", resume: bool = False, seed: int = 0,
 ) -> Path:
     """Train ``config.method`` on in-memory source and target cases; write the model folder."""
-    data = prepare_data(source, target, config, need_labels=config.method == "essnet")
+    data = prepare_data(source, target, config, need_labels=METHODS[config.method].needs_labels)
     extra = {"source_cases": [c.case_id for c in source], "target_cases": [c.case_id for c in target]}
     return fit_translator(data, config, out_dir, device=device, resume=resume, seed=seed, extra_config=extra)
 
@@ -95,7 +96,7 @@ def train_translator_from_datasets(source: Path, target: Path, run: RunFolder, c
     if Path(source).resolve() == Path(target).resolve() and config.translate.source_phase == config.translate.target_phase:
         raise InputError("--source and --target are the same dataset and phase; give the target modality's dataset")
     settings = config.translate
-    source_cases = load_dataset(source, require_label=settings.method == "essnet")
+    source_cases = load_dataset(source, require_label=METHODS[settings.method].needs_labels)
     target_cases = load_dataset(target, require_label=False)
     log.info("translate: %d source case(s) from %s, %d target case(s) from %s", len(source_cases), source, len(target_cases), target)
     return train_translator(source_cases, target_cases, settings, translator_dir(run, settings.method),
