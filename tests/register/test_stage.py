@@ -136,3 +136,22 @@ def test_workers_zero_means_one_per_usable_core_at_most_four(monkeypatch) -> Non
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
     assert default_workers() == 4
     assert resolve_config("paper").workers == 0 and resolve_config("smoke").workers == 1
+
+
+def test_an_nnunet_dataset_is_registered_onto_the_configured_annotated_phase(tmp_path: Path, shifted_case, smoke_config) -> None:
+    # flat layouts were loaded whole in the main process with the default annotated phase (PVP),
+    # whatever data.annotated_phase said
+    from diff4mmlits.data.case import Case
+    from diff4mmlits.data.nnunet import export_nnunet_dataset
+
+    case, _, _ = shifted_case
+    registered = register_case(case, smoke_config).case
+    cases = [Case(f"case_{i}", registered.phases, registered.label) for i in range(2)]
+    dataset = export_nnunet_dataset(cases, tmp_path / "raw", 7, "Toy")
+    run = tmp_path / "run"
+    assert main(["register", str(dataset), "--run", str(run), "--preset", "smoke", "--method", "rigid",
+                 "--set", "preview.enabled=false", "--set", "data.annotated_phase=AP"]) == 0
+    for case_id in ("case_0", "case_1"):
+        folder = run / "registered" / case_id
+        assert (folder / "qc.json").is_file()
+        assert (folder / "PVP.tfm").is_file() and not (folder / "AP.tfm").exists()

@@ -31,6 +31,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from diff4mmlits import PHASES
 from diff4mmlits.config import Config, RegisterConfig
 from diff4mmlits.data.case import Case
+from diff4mmlits.data.casefiles import CaseFiles, read_case_files
 from diff4mmlits.data.native import read_case_folder, write_case_folder
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.errors import InputError
@@ -128,8 +129,8 @@ class CaseJob:
     """What a worker needs for one case: where to read it, where to write it, the settings."""
 
     case_id: str
-    source: Path | Case
-    """A native case folder (read in the worker) or an already loaded case."""
+    source: CaseFiles
+    """Where the case's files are, in any layout (read in the worker)."""
     out_dir: Path
     config: RegisterConfig
     annotated_phase: str
@@ -225,8 +226,7 @@ def register_run(run: RunFolder, config: Config, shard: tuple[int, int] = (1, 1)
 def register_job(job: CaseJob) -> dict[str, Any]:
     """Read, register and write one case (runs in a worker process); return a short summary."""
     cpu_start = time.process_time()
-    case = job.source if isinstance(job.source, Case) else read_case_folder(
-        job.source, annotated_phase=job.annotated_phase, require_label=False)
+    case = read_case_files(job.source, annotated_phase=job.annotated_phase, require_label=False)
     truth = _truth_labels(job.truth_dataset, job.case_id)
     result = register_case(case, job.config, truth_labels=truth)
     write_registered_case(result, case, job.out_dir, fingerprint=job.fingerprint, figure=job.figure)
@@ -242,19 +242,15 @@ def register_job(job: CaseJob) -> dict[str, Any]:
 
 def _case_jobs(run: RunFolder, config: Config, entries: Mapping[str, Any]) -> list[CaseJob]:
     """One job per case of the dataset, sorted by case id."""
-    from diff4mmlits.data.dataset import detect_layout, load_dataset
-    from diff4mmlits.data.native import list_case_folders
+    from diff4mmlits.data.dataset import list_case_files
 
     dataset = run.dataset_path()
     truth_dataset = dataset if (dataset / "_truth").is_dir() else None
-    if detect_layout(dataset) == "native":
-        sources: list[tuple[str, Path | Case]] = [(folder.name, folder) for folder in list_case_folders(dataset)]
-    else:
-        sources = [(case.case_id, case) for case in load_dataset(dataset)]
+    annotated = config.data.annotated_phase
     return [
-        CaseJob(case_id, source, run.registered_dir / case_id, config.register, config.data.annotated_phase,
-                truth_dataset, case_fingerprint(config.register, entries.get(case_id)), config.preview.enabled)
-        for case_id, source in sorted(sources, key=lambda item: item[0])
+        CaseJob(files.case_id, files, run.registered_dir / files.case_id, config.register, annotated,
+                truth_dataset, case_fingerprint(config.register, entries.get(files.case_id)), config.preview.enabled)
+        for files in sorted(list_case_files(dataset, require_label=False, annotated_phase=annotated), key=lambda f: f.case_id)
     ]
 
 
