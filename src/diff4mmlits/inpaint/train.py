@@ -356,7 +356,13 @@ def train_inpainter(
     mask_args = dict(close_kernel_vox=cfg.close_kernel_vox, dilate_kernel_vox=cfg.dilate_kernel_vox,
                      close_kernel_mm=cfg.close_kernel_mm, dilate_kernel_mm=cfg.dilate_kernel_mm)
     sources = build_sources(cases, gan.architecture.phases, window, **mask_args)
-    monitor_sources = build_sources(monitor_cases, gan.architecture.phases, window, **mask_args) if monitor_cases else sources
+    monitor_sources = sources
+    if monitor_cases:  # usually a subset of the training cases: reuse their sources
+        built = {source.case_id for source in sources}
+        monitor_ids = {case.case_id for case in monitor_cases}
+        others = [case for case in monitor_cases if case.case_id not in built]
+        monitor_sources = [s for s in sources if s.case_id in monitor_ids] + (
+            build_sources(others, gan.architecture.phases, window, **mask_args) if others else [])
     monitor = monitor_batch(monitor_sources, cfg.monitor_slices, cfg.crop_vox, seed=config.seed + 1)
     case_ids = [case.case_id for case in cases]
 
