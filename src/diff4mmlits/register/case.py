@@ -19,7 +19,7 @@ from diff4mmlits import PHASES
 from diff4mmlits.config import RegisterConfig
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.io import to_sitk
-from diff4mmlits.data.volume import Volume, require_same_grid
+from diff4mmlits.data.volume import Volume
 from diff4mmlits.errors import InputError
 from diff4mmlits.register.method import PhaseRegistration, register_phase
 from diff4mmlits.register.qc import label_dice, region_nmi
@@ -66,13 +66,11 @@ def register_case(case: Case, config: RegisterConfig, truth_labels: Mapping[str,
         The registered case, a transform per registered phase and the QC numbers.
 
     Raises:
-        InputError: the label is not on the annotated grid, or a phase does not overlap the region.
+        InputError: a phase does not overlap the region (a label off the annotated grid cannot
+            reach here: :class:`Case` refuses it).
     """
     start = time.perf_counter()
     annotated = case.annotated
-    if case.label is not None:
-        require_same_grid(annotated, case.label, what=f"{case.case_id}/label vs {case.annotated_phase}",
-                          hint="the label must lie on the annotated phase's grid")
     roi = liver_roi(case, config.margin_mm)
     for name, volume in case.phases.items():
         if name != case.annotated_phase:
