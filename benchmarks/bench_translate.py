@@ -354,7 +354,7 @@ def bare_forward(translator, cases: list[Case]) -> None:
 
 
 def save_comparison(translated: dict[str, list[Case]], sources: list[Case], path: Path) -> None:
-    from diff4mmlits.evaluate.figures import draw_label_contours, plt, save_figure
+    from diff4mmlits.figures import draw_label_contours, plt, save_figure
 
     names = list(translated)
     fig, axes = plt.subplots(2, len(names), figsize=(2.4 * len(names), 5), squeeze=False)

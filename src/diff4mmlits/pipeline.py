@@ -120,7 +120,7 @@ def load_split_cases(run: RunFolder, split: str | Iterable[str] | None = None) -
 
 def stage_previews(run: RunFolder, config: Config) -> None:
     """A preview figure per input case: the phases side by side with the label contour."""
-    from diff4mmlits.evaluate.figures import plot_case_preview
+    from diff4mmlits.figures import plot_case_preview
     from diff4mmlits.progress import progress
 
     if not config.preview.enabled:

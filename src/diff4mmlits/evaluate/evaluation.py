@@ -173,8 +173,8 @@ def pick_best_median_worst(rows: list[dict[str, Any]], count: int) -> list[tuple
 # --- HTML --------------------------------------------------------------------------------------
 def metrics_html(evaluation: Evaluation, report_dir: Path) -> str:
     """Tables and figures of an evaluation as an HTML fragment (links only to files that exist)."""
-    from diff4mmlits.evaluate.report import figure_html, html_table, relative_link
     from diff4mmlits.evaluate.tables import PAPER_METRICS, mean_sd_text
+    from diff4mmlits.htmlpage import figure_html, html_table, relative_link
 
     by_metric = {r["metric"]: r for r in evaluation.summary}
     paper = html_table(
@@ -205,7 +205,7 @@ def metrics_html(evaluation: Evaluation, report_dir: Path) -> str:
 
 
 def evaluation_page(evaluation: Evaluation, title: str) -> str:
-    from diff4mmlits.evaluate.report import STYLE
+    from diff4mmlits.htmlpage import STYLE
 
     body = metrics_html(evaluation, evaluation.out_dir)
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from diff4mmlits import LABEL_TUMOR
-from diff4mmlits.evaluate.figures import draw_label_contours, save_figure
+from diff4mmlits.figures import draw_label_contours, save_figure
 
 
 def plot_metric_boxplots(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:

@@ -38,7 +38,7 @@ def stage_evaluate(run: RunFolder, config: Config) -> None:
 
 def section_segmenter(run: RunFolder, report_dir: Path) -> str:
     """The trained segmenter: its plan, training curves and last log rows."""
-    from diff4mmlits.evaluate.report import figure_html
+    from diff4mmlits.htmlpage import figure_html
     from diff4mmlits.segment.plan import PLAN_FILE, read_plan
     from diff4mmlits.segment.stage import SEGMENTER_MODEL
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from diff4mmlits.config import Config
 from diff4mmlits.data.case import Case
-from diff4mmlits.evaluate.figures import LIVER_COLOUR, TUMOR_COLOUR, plt, save_figure
+from diff4mmlits.figures import LIVER_COLOUR, TUMOR_COLOUR, plt, save_figure
 from diff4mmlits.inpaint.infer import Inpainter
 
 

@@ -297,7 +297,7 @@ def _write_log(folder: Path, rows: list[dict[str, float]]) -> None:
 
 def plot_curves(rows: list[dict[str, float]], path: Path) -> Path:
     """Loss curves of the training log: L1 terms, adversarial terms, R1, feature matching, monitor MAE."""
-    from diff4mmlits.evaluate.figures import plt, save_figure
+    from diff4mmlits.figures import plt, save_figure
 
     steps = [row["step"] for row in rows]
     groups = [("L1 (window units)", ("l1_hole", "l1_known")), ("adversarial", ("adv_g", "adv_d")), ("R1 penalty", ("r1",)),

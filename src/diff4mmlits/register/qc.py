@@ -99,7 +99,7 @@ def plot_registration_qc(original: Case, registered: Case, path: str | Path, roi
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from diff4mmlits.evaluate.figures import LIVER_COLOUR, draw_label_contours, save_figure
+    from diff4mmlits.figures import LIVER_COLOUR, draw_label_contours, save_figure
 
     annotated = original.annotated
     label = original.label.array if original.label is not None and (original.label.array > 0).any() else None

@@ -10,7 +10,7 @@ from diff4mmlits.runfolder import RunFolder
 
 def section_registration(run: RunFolder, report_dir: Path) -> str:
     """Per case and phase: the stage kept, similarity and Dice before → after, seconds; then the figures."""
-    from diff4mmlits.evaluate.report import figure_html, html_table
+    from diff4mmlits.htmlpage import figure_html, html_table
     from diff4mmlits.register.stage import QC_PNG, read_qc
 
     if not run.registered_dir.is_dir():

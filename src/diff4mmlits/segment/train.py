@@ -189,7 +189,7 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> Path:
     """Training loss and validation Dice per epoch (one PNG)."""
     import matplotlib.pyplot as plt
 
-    from diff4mmlits.evaluate.figures import save_figure
+    from diff4mmlits.figures import save_figure
 
     epochs = [int(r["epoch"]) for r in rows]
     fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(9, 3.2))

@@ -50,7 +50,7 @@ def plot_synthesis_examples(synthetic: list[Case], real: list[Case], out_dir: st
     """One figure per synthetic case; returns the paths written (none when nothing has a tumor)."""
     import matplotlib.pyplot as plt
 
-    from diff4mmlits.evaluate.figures import save_figure
+    from diff4mmlits.figures import save_figure
 
     real_tumors = [(case, tumor) for case in real for tumor in measure_tumor_contrasts(case)]
     paths = []

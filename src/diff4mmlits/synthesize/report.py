@@ -16,7 +16,7 @@ def _read_json(path: Path) -> dict:
 
 def synthesis_section(run: RunFolder, report_dir: Path) -> str:
     """HTML: model metrics, per-phase tumor-to-liver contrast (synthetic vs real), curves and example figures."""
-    from diff4mmlits.evaluate.report import figure_html, html_table
+    from diff4mmlits.htmlpage import figure_html, html_table
 
     summary = _read_json(run.synthetic_dir / "summary.json")
     autoencoder = _read_json(run.model_dir("autoencoder") / "config.json")

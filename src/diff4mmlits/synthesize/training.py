@@ -73,7 +73,7 @@ class TrainingLog:
     def plot(self, title: str) -> None:
         import matplotlib.pyplot as plt
 
-        from diff4mmlits.evaluate.figures import save_figure
+        from diff4mmlits.figures import save_figure
 
         if not self.rows:
             return

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from diff4mmlits.evaluate.report import figure_html, html_table
 from diff4mmlits.files import read_json_or_none
+from diff4mmlits.htmlpage import figure_html, html_table
 from diff4mmlits.runfolder import RunFolder
 from diff4mmlits.translate.train import read_log
 

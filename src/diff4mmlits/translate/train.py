@@ -253,7 +253,7 @@ def write_curves(path: Path, rows: list[dict[str, float]], title: str) -> Path |
     """``curves.png``: each loss against the step."""
     if not rows:
         return None
-    from diff4mmlits.evaluate.figures import plt, save_figure
+    from diff4mmlits.figures import plt, save_figure
 
     names = [k for k in rows[0] if k not in ("step", "lr", "seconds")]
     steps = [row["step"] for row in rows]
@@ -270,7 +270,7 @@ def write_curves(path: Path, rows: list[dict[str, float]], title: str) -> Path |
 
 def write_preview(path: Path, data: TranslatorData, translator: Translator, count: int = 3) -> Path:
     """``preview.png``: one axial slice of the first source volumes (the most-labelled slice) and its translation."""
-    from diff4mmlits.evaluate.figures import draw_label_contours, plt, save_figure
+    from diff4mmlits.figures import draw_label_contours, plt, save_figure
 
     count = min(count, len(data.source.images))
     fig, axes = plt.subplots(2, count, figsize=(2.6 * count, 5.2), squeeze=False)
