@@ -44,8 +44,8 @@ from diff4mmlits import PHASES  # noqa: E402
 from diff4mmlits.config import Config, resolve_config  # noqa: E402
 from diff4mmlits.data.case import Case  # noqa: E402
 from diff4mmlits.data.volume import Volume  # noqa: E402
+from diff4mmlits.inpaint.case import inpaint_case  # noqa: E402
 from diff4mmlits.inpaint.infer import Inpainter  # noqa: E402
-from diff4mmlits.inpaint.stage import inpaint_case  # noqa: E402
 from diff4mmlits.inpaint.train import InpaintingGAN, train_inpainter  # noqa: E402
 
 METHODS = ("ffc", "median", "mean-fill")

@@ -107,7 +107,7 @@ def demo_budget(dataset: Path, out: Path, workers: int = 2) -> tuple[float, floa
     """Wall seconds and CPU seconds (this process plus each case's worker CPU) of the register stage
     over ``dataset`` (demo preset, ``workers`` processes). CPU / workers ≈ the wall time on idle cores
     (worker start-up not counted)."""
-    from diff4mmlits.pipeline import ingest_dataset
+    from diff4mmlits.ingest import ingest_dataset
     from diff4mmlits.register.stage import register_run
     from diff4mmlits.runfolder import RunFolder
 
@@ -117,7 +117,7 @@ def demo_budget(dataset: Path, out: Path, workers: int = 2) -> tuple[float, floa
     run.save_config(config)
     cpu_start = time.process_time()
     start = time.perf_counter()
-    summaries = register_run(run, config, workers=workers, force=True)
+    summaries = register_run(run, config, workers=workers, force_cases=True)
     wall = time.perf_counter() - start
     return wall, time.process_time() - cpu_start + sum(s["cpu_seconds"] for s in summaries)
 

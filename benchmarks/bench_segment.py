@@ -142,7 +142,8 @@ def normal_cases(args: argparse.Namespace, train: list[Case], truth: list[Case],
     "Median ($)" row)."""
     if source == "truth":
         return truth
-    from diff4mmlits.inpaint.stage import inpaint_case, load_inpainter
+    from diff4mmlits.inpaint.case import inpaint_case
+    from diff4mmlits.inpaint.stage import load_inpainter
     from diff4mmlits.runfolder import RunFolder
 
     if args.painter_run is None:

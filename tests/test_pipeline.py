@@ -12,8 +12,10 @@ from diff4mmlits.data.case import Case
 from diff4mmlits.data.native import write_case_folder
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.errors import InputError
-from diff4mmlits.pipeline import STAGES, Stage, get_stage, ingest_dataset, run_pipeline, run_stage, split_cases
+from diff4mmlits.ingest import ingest_dataset, split_cases
+from diff4mmlits.pipeline import STAGES, get_stage, run_pipeline
 from diff4mmlits.runfolder import RunFolder
+from diff4mmlits.stage import Stage, run_stage
 
 
 def tiny_case(case_id: str, seed: int) -> Case:

@@ -16,10 +16,11 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from diff4mmlits.distributed import is_main_process
 from diff4mmlits.errors import InputError
 
 app = typer.Typer(
@@ -71,18 +72,26 @@ def _log_file_for_crash() -> Path:
     return folder / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
 
 
-def load_run_config(run: Path, device: str | None = None, overrides: list[str] | None = None):
-    """The configuration saved in a run folder, with ``--device`` and ``--set`` applied."""
-    from diff4mmlits.config import _deep_merge, parse_override, validate_config
-    from diff4mmlits.runfolder import RunFolder
+def _run_stage_command(name: str, run_dir: Path, device: str | None = None, overrides: list[str] | None = None,
+                       **options: Any) -> tuple[Any, Any, Any]:
+    """A stage command: reopen the run folder (``--set``/``--device`` applied, not saved), then run the
+    stage through :func:`~diff4mmlits.stage.run_stage`, which clears its stamp first and stamps it
+    when it finished, so that ``diff4mmlits run`` knows it is up to date. Returns (run, config, result)."""
+    from diff4mmlits.ingest import open_run
+    from diff4mmlits.pipeline import get_stage, run_stage
 
-    config = RunFolder(run).load_config()
-    values = config.model_dump(mode="json")
-    for text in overrides or []:
-        values = _deep_merge(values, parse_override(text))
-    if device is not None:
-        values["device"] = device
-    return validate_config(values)
+    folder, config = open_run(run_dir, overrides=list(overrides or []), device=device)
+    outcome = run_stage(folder, get_stage(name), config, force=True, **options)
+    return folder, config, outcome.result
+
+
+def _choices(option: str, value: str | None, setting: str) -> None:
+    """Check an option against the choices the config declares for ``setting`` (``section.field``)."""
+    from diff4mmlits.config import setting_choices
+
+    allowed = setting_choices(setting)
+    if value is not None and value not in allowed:
+        raise InputError(f"{option} {value!r}: choose one of {', '.join(allowed)}")
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -178,78 +187,6 @@ def export_nnunet(
     typer.echo(f"  train it with: nnUNetv2_plan_and_preprocess -d {dataset_id} && nnUNetv2_train {dataset_id} 3d_fullres 0")
 
 
-# --- synthesize --------------------------------------------------------------------------------
-ResumeOption = Annotated[bool, typer.Option("--resume", help="Continue an interrupted training from its last checkpoint.")]
-ModeOption = Annotated[str | None, typer.Option("--mode", help="paper: phases synthesized one by one from the same mask and noise (the paper); joint: all phases denoised together. Default: the config's diffusion.mode.")]
-
-
-@app.command("train-autoencoder")
-def train_autoencoder_command(
-    run_dir: RunOption,
-    device: DeviceOption = None,
-    resume: ResumeOption = False,
-    overrides: SetOption = None,
-) -> None:
-    """Train the synthesizer's autoencoder (VQ-VAE + patch discriminator) on the normal CT of the training cases."""
-    from diff4mmlits.runfolder import RunFolder
-    from diff4mmlits.synthesize.stage import stage_train_autoencoder
-
-    config = load_run_config(run_dir, device, overrides)
-    metrics = stage_train_autoencoder(RunFolder(run_dir), config, resume=resume)
-    folder = RunFolder(run_dir).model_dir("autoencoder")
-    if metrics:
-        typer.echo(f"train-autoencoder: reconstruction MAE {metrics['mae_liver_hu']:.1f} HU in the liver, "
-                   f"PSNR {metrics['psnr_db']:.1f} dB; model in {folder}")
-
-
-@app.command("train-synthesizer")
-def train_synthesizer_command(
-    run_dir: RunOption,
-    mode: ModeOption = None,
-    device: DeviceOption = None,
-    resume: ResumeOption = False,
-    overrides: SetOption = None,
-) -> None:
-    """Train the latent diffusion tumor synthesizer on crops around the real tumors of the training cases."""
-    from diff4mmlits.runfolder import RunFolder
-    from diff4mmlits.synthesize.diffusion import model_folder_name
-    from diff4mmlits.synthesize.stage import stage_train_synthesizer
-
-    extra = list(overrides or []) + ([f"diffusion.mode={mode}"] if mode else [])
-    config = load_run_config(run_dir, device, extra)
-    metrics = stage_train_synthesizer(RunFolder(run_dir), config, resume=resume)
-    if metrics:
-        folder = RunFolder(run_dir).model_dir(model_folder_name(config.diffusion.mode))
-        typer.echo(f"train-synthesizer: loss {metrics['evaluation_loss_initial']:.4f} → {metrics['evaluation_loss_final']:.4f}; "
-                   f"model in {folder}")
-
-
-@app.command()
-def synthesize(
-    run_dir: RunOption,
-    per_case: Annotated[int | None, typer.Option("--per-case", min=1, help="Synthetic cases per training case (default: the config's).")] = None,
-    method: Annotated[str | None, typer.Option("--method", help="ldm (latent diffusion, the paper), handcrafted (rule-based baseline) or cut (CUT-GAN, the paper's Table V baseline; train it with train-translator --painter). Default: the config's.")] = None,
-    mode: ModeOption = None,
-    device: DeviceOption = None,
-    overrides: SetOption = None,
-) -> None:
-    """Paint random tumors into the normal CT of the training cases: RUN/synthetic/<case>_s<NNN>/."""
-    from diff4mmlits.runfolder import RunFolder
-    from diff4mmlits.synthesize.api import PAINTERS
-    from diff4mmlits.synthesize.stage import stage_synthesize
-
-    if method is not None and method not in PAINTERS:
-        raise InputError(f"--method {method!r}: choose one of {', '.join(PAINTERS)}")
-    if mode is not None and mode not in ("paper", "joint"):
-        raise InputError(f"--mode {mode!r}: choose paper or joint")
-    config = load_run_config(run_dir, device, overrides)
-    run = RunFolder(run_dir)
-    summary = stage_synthesize(run, config, method=method, mode=mode, per_case=per_case)
-    if summary:
-        typer.echo(f"synthesize: {summary['cases']} case(s) in {run.synthetic_dir} "
-                   f"({summary['seconds_per_case']:.2f} s per case); figures in {run.figures_dir}")
-
-
 @app.command("config")
 def show_config(
     preset: PresetOption = "demo",
@@ -262,7 +199,7 @@ def show_config(
     typer.echo(config_to_yaml(resolve_config(preset, config_file, list(overrides or []))), nl=False)
 
 
-# --- register ------------------------------------------------------------------------------
+# --- 1. register ------------------------------------------------------------------------------
 @app.command()
 def register(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder (native, nnU-Net v2 raw or LiTS layout).")],
@@ -281,40 +218,25 @@ def register(
     3D Slicer opens), qc.json and qc.png. Creates the run folder when it does not exist yet.
     """
     from diff4mmlits.distributed import parse_shard
-    from diff4mmlits.register.stage import open_register_run, register_run
-
-    if method is not None and method not in ("none", "rigid", "affine", "bspline"):
-        raise InputError(f"--method {method!r}: choose none, rigid, affine or bspline")
+    from diff4mmlits.ingest import open_run
+    from diff4mmlits.pipeline import get_stage, run_stage
+    _choices("--method", method, "register.method")
     shard_index, shard_count = parse_shard(shard)
     extra = list(overrides or []) + ([f"register.method={method}"] if method else [])
-    folder, config = open_register_run(dataset, run_dir, preset=preset, config_file=config_file, overrides=extra)
+    folder, config = open_run(run_dir, dataset=dataset, preset=preset, config_file=config_file, overrides=extra, save=True)
     start = time.time()
-    summaries = register_run(folder, config, shard=(shard_index, shard_count), workers=workers, force=force)
+    summaries = run_stage(folder, get_stage("register"), config, force=True, shard=(shard_index, shard_count),
+                          workers=workers, force_cases=force).result
     done = [s for s in summaries if not s.get("skipped")]
     skipped = len(summaries) - len(done)
-    if shard_count == 1:
-        from diff4mmlits.pipeline import get_stage, stage_fingerprint
-
-        folder.write_stamp("register", stage_fingerprint(folder, get_stage("register"), config))
     note = f", {skipped} up to date" if skipped else ""
     part = f" (shard {shard_index}/{shard_count})" if shard_count > 1 else ""
     typer.echo(f"register: {len(done)} case(s) registered{part}{note} in {time.time() - start:.1f} s; "
                f"outputs in {folder.registered_dir}")
 
 
-# --- inpaint (Normal CT Generator) -------------------------------------------------------------
-def _run_stage_command(run_dir: Path, stage_name: str, config, work) -> None:
-    """Run a stage's work from its command and stamp it, so that 'run' knows it is up to date."""
-    from diff4mmlits.pipeline import get_stage, stage_fingerprint
-    from diff4mmlits.runfolder import RunFolder
-
-    folder = RunFolder(run_dir)
-    main_process = os.environ.get("RANK", "0") == "0"
-    if main_process:
-        folder.clear_stamp(stage_name)
-    work(folder)
-    if main_process:  # under torchrun only rank 0 writes
-        folder.write_stamp(stage_name, stage_fingerprint(folder, get_stage(stage_name), config))
+# --- 2. inpaint (Normal CT Generator) -------------------------------------------------------------
+ResumeOption = Annotated[bool, typer.Option("--resume", help="Continue an interrupted training from its last checkpoint.")]
 
 
 @app.command("train-inpainter")
@@ -326,16 +248,11 @@ def train_inpainter(
     overrides: SetOption = None,
 ) -> None:
     """Train the FFC inpainter (LaMa-style) on the run's registered train and validation cases."""
-    from diff4mmlits.inpaint.stage import stage_train_inpainter
-
     if init_from is not None and not init_from.is_dir():
         raise InputError("--init-from: not a folder; give a model folder with config.json and weights.safetensors", init_from)
-    config = load_run_config(run_dir, device, overrides)
-    folder: list[Path] = []
-    _run_stage_command(run_dir, "train-inpainter", config, lambda run: folder.append(
-        stage_train_inpainter(run, config, device=device, resume=resume, init_from=init_from)))
-    if os.environ.get("RANK", "0") == "0":
-        typer.echo(f"train-inpainter: model, log.csv and curves.png in {folder[0]}")
+    _, _, folder = _run_stage_command("train-inpainter", run_dir, device, overrides, resume=resume, init_from=init_from)
+    if is_main_process():
+        typer.echo(f"train-inpainter: model, log.csv and curves.png in {folder}")
 
 
 @app.command()
@@ -346,17 +263,70 @@ def inpaint(
     overrides: SetOption = None,
 ) -> None:
     """Remove the tumors from every phase of every registered case: writes RUN/normal/<case>/."""
-    from diff4mmlits.inpaint.stage import METHODS, stage_inpaint
-    from diff4mmlits.runfolder import RunFolder
-
-    if method is not None and method not in METHODS:
-        raise InputError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
+    _choices("--method", method, "inpaint.method")
     extra = list(overrides or []) + ([f"inpaint.method={method}"] if method else [])
-    config = load_run_config(run_dir, device, extra)
-    _run_stage_command(run_dir, "inpaint", config, lambda run: stage_inpaint(run, config, device=device))
-    folder = RunFolder(run_dir)
+    folder, config, _ = _run_stage_command("inpaint", run_dir, device, extra)
     typer.echo(f"inpaint ({config.inpaint.method}): normal cases in {folder.normal_dir}; figure in {folder.figures_dir}")
-# --- segment and evaluate ----------------------------------------------------------------------
+
+
+# --- 3. synthesize (Multimodal CT Synthesizer) ----------------------------------------------------
+ModeOption = Annotated[str | None, typer.Option("--mode", help="paper: phases synthesized one by one from the same mask and noise (the paper); joint: all phases denoised together. Default: the config's diffusion.mode.")]
+
+
+@app.command("train-autoencoder")
+def train_autoencoder_command(
+    run_dir: RunOption,
+    device: DeviceOption = None,
+    resume: ResumeOption = False,
+    overrides: SetOption = None,
+) -> None:
+    """Train the synthesizer's autoencoder (VQ-VAE + patch discriminator) on the normal CT of the training cases."""
+    folder, _, metrics = _run_stage_command("train-autoencoder", run_dir, device, overrides, resume=resume)
+    if metrics:
+        typer.echo(f"train-autoencoder: reconstruction MAE {metrics['mae_liver_hu']:.1f} HU in the liver, "
+                   f"PSNR {metrics['psnr_db']:.1f} dB; model in {folder.autoencoder_dir}")
+
+
+@app.command("train-synthesizer")
+def train_synthesizer_command(
+    run_dir: RunOption,
+    mode: ModeOption = None,
+    device: DeviceOption = None,
+    resume: ResumeOption = False,
+    overrides: SetOption = None,
+) -> None:
+    """Train the latent diffusion tumor synthesizer on crops around the real tumors of the training cases."""
+    _choices("--mode", mode, "diffusion.mode")
+    extra = list(overrides or []) + ([f"diffusion.mode={mode}"] if mode else [])
+    folder, config, metrics = _run_stage_command("train-synthesizer", run_dir, device, extra, resume=resume)
+    if metrics:
+        typer.echo(f"train-synthesizer: loss {metrics['evaluation_loss_initial']:.4f} → {metrics['evaluation_loss_final']:.4f}; "
+                   f"model in {folder.diffusion_dir(config.diffusion.mode)}")
+
+
+@app.command()
+def synthesize(
+    run_dir: RunOption,
+    per_case: Annotated[int | None, typer.Option("--per-case", min=1, help="Synthetic cases per training case (default: the config's).")] = None,
+    method: Annotated[str | None, typer.Option("--method", help="ldm (latent diffusion, the paper), handcrafted (rule-based baseline) or cut (CUT-GAN, the paper's Table V baseline; train it with train-translator --painter). Default: the config's.")] = None,
+    mode: ModeOption = None,
+    device: DeviceOption = None,
+    overrides: SetOption = None,
+) -> None:
+    """Paint random tumors into the normal CT of the training cases: RUN/synthetic/<case>_s<NNN>/."""
+    _choices("--method", method, "synthesize.method")
+    _choices("--mode", mode, "diffusion.mode")
+    extra = list(overrides or [])
+    for key, value in (("synthesize.method", method), ("diffusion.mode", mode), ("synthesize.per_case", per_case)):
+        if value is not None:
+            extra.append(f"{key}={value}")
+    folder, _, summary = _run_stage_command("synthesize", run_dir, device, extra)
+    if summary:
+        typer.echo(f"synthesize: {summary['cases']} case(s) in {folder.synthetic_dir} "
+                   f"({summary['seconds_per_case']:.2f} s per case); figures in {folder.figures_dir}")
+
+
+# --- 4. segment and 5. evaluate ---------------------------------------------------------------------
 @app.command()
 def train(
     run_dir: RunOption,
@@ -374,23 +344,15 @@ def train(
     the training log (log.csv) and its curves (curves.png). Several GPUs:
     torchrun --nproc_per_node N -m diff4mmlits.cli -- train --run RUN --device cuda
     """
-    from diff4mmlits.pipeline import get_stage, stage_fingerprint
-    from diff4mmlits.runfolder import RunFolder
-    from diff4mmlits.segment.stage import SEGMENTER_MODEL, train_run
-
-    if synthetic is not None and synthetic not in ("none", "offline", "on-the-fly"):
-        raise InputError(f"--synthetic {synthetic!r}: choose none, offline or on-the-fly")
+    _choices("--backbone", backbone, "segment.backbone")
+    _choices("--synthetic", synthetic, "segment.synthetic")
     extra = list(overrides or [])
     for key, value in (("backbone", backbone), ("synthetic", synthetic), ("synthetic_ratio", synthetic_ratio), ("phases", phases)):
         if value is not None:
             extra.append(f"segment.{key}={value}")
-    config = load_run_config(run_dir, device, extra)
-    folder = RunFolder(run_dir)
-    result = train_run(folder, config, resume=resume, echo=typer.echo)
-    if os.environ.get("RANK", "0") == "0":
-        folder.write_stamp("train", stage_fingerprint(folder, get_stage("train"), config))
-        typer.echo(f"train: model in {folder.model_dir(SEGMENTER_MODEL)} ({result.epochs_done} epochs; "
-                   f"log.csv, curves.png, plan.json)")
+    folder, _, result = _run_stage_command("train", run_dir, device, extra, resume=resume, echo=typer.echo)
+    if is_main_process():
+        typer.echo(f"train: model in {folder.segmenter_dir} ({result.epochs_done} epochs; log.csv, curves.png, plan.json)")
 
 
 @app.command()
@@ -445,17 +407,17 @@ def train_translator(
 ) -> None:
     """Train an unpaired translator from SOURCE's modality to TARGET's (e.g. CT to MRI) into RUN/models/."""
     from diff4mmlits.config import resolve_config
+    from diff4mmlits.ingest import open_run
+    from diff4mmlits.pipeline import get_stage, run_stage
     from diff4mmlits.runfolder import RunFolder
-    from diff4mmlits.translate.stage import train_translator_from_datasets
-
-    if method is not None and method not in ("essnet", "cyclegan", "cut"):
-        raise InputError(f"--method {method!r}: choose essnet, cyclegan or cut")
+    _choices("--method", method, "translate.method")
     if painter:
         if source is not None or target is not None:
             raise InputError("--painter trains on the run folder's own cases; leave out --source and --target")
         from diff4mmlits.translate.cut_painter import train_cut_painter
 
-        model = train_cut_painter(RunFolder(run_dir), load_run_config(run_dir, device, overrides), resume=resume)
+        run, config = open_run(run_dir, overrides=list(overrides or []), device=device)
+        model = train_cut_painter(run, config, resume=resume)
         typer.echo(f"train-translator: CUT tumor painter in {model}; use it with 'diff4mmlits synthesize --run {run_dir} --method cut'")
         return
     if source is None or target is None:
@@ -463,14 +425,15 @@ def train_translator(
     extra = list(overrides or []) + ([f"translate.method={method}"] if method else [])
     folder = RunFolder(run_dir)
     if folder.exists() and config_file is None:
-        config = load_run_config(run_dir, device, extra)
+        folder, config = open_run(run_dir, overrides=extra, device=device)
     else:
         config = resolve_config(preset, config_file, extra + ([f"device={device}"] if device else []))
-        if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes
+        if is_main_process():  # under torchrun only rank 0 writes
             folder.root.mkdir(parents=True, exist_ok=True)
             folder.save_config(config)
-    model = train_translator_from_datasets(source, target, folder, config, resume=resume)
-    if os.environ.get("RANK", "0") == "0":
+    model = run_stage(folder, get_stage("train-translator"), config, force=True, source=source, target=target,
+                      resume=resume).result
+    if is_main_process():
         typer.echo(f"train-translator: {config.translate.method} model in {model} (log.csv, curves.png beside it)")
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import warnings
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -721,3 +721,19 @@ def config_to_yaml(config: Config) -> str:
 def read_run_config(path: str | Path) -> Config:
     """Load a saved ``config.yaml`` back into a :class:`Config`."""
     return validate_config(load_config_file(path), source=str(path))
+
+
+def apply_overrides(config: Config, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """``config`` with ``--set section.field=value`` overrides applied (validated again)."""
+    values = config.model_dump(mode="json")
+    for text in overrides:
+        values = _deep_merge(values, parse_override(text))
+    return validate_config(values, source="--set")
+
+
+def setting_choices(setting: str) -> tuple[str, ...]:
+    """The values a ``Literal`` setting allows, e.g. ``setting_choices("inpaint.method")``: the one list
+    that the CLI's option checks and ``--help`` read."""
+    section, field = setting.split(".")
+    annotation = Config.model_fields[section].annotation.model_fields[field].annotation
+    return tuple(str(value) for value in get_args(annotation))

@@ -92,6 +92,17 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a ``torchrun`` job, or the only process: the one that writes files and stamps."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def barrier_if_distributed() -> None:
+    """Wait for every process of an initialised process group (nothing in a single process)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def barrier(context: DistributedContext) -> None:
     if context.is_distributed:
         dist.barrier()

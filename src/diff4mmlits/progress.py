@@ -12,7 +12,10 @@ T = TypeVar("T")
 
 
 def progress_enabled() -> bool:
-    """Bars are shown on rank 0 unless ``DIFF4MMLITS_NO_PROGRESS`` is set (tests set it)."""
+    """Bars are shown on rank 0 unless ``DIFF4MMLITS_NO_PROGRESS`` is set (tests set it).
+
+    The rank test of :func:`diff4mmlits.distributed.is_main_process`, repeated here so that
+    data-only commands (phantom, validate) do not import torch."""
     return os.environ.get("RANK", "0") == "0" and not os.environ.get("DIFF4MMLITS_NO_PROGRESS")
 
 

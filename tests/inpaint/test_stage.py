@@ -12,11 +12,11 @@ from diff4mmlits.cli import main
 from diff4mmlits.config import resolve_config
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.io import read_volume
-from diff4mmlits.data.native import write_case_folder
+from diff4mmlits.inpaint.case import inpaint_case
 from diff4mmlits.inpaint.infer import Inpainter
 from diff4mmlits.inpaint.network import FFCInpainter, InpainterArchitecture
-from diff4mmlits.inpaint.stage import inpaint_case
 from diff4mmlits.runfolder import RunFolder
+from finished_stages import mark_finished, put_case, write_manifest
 
 
 def tiny_model() -> Inpainter:
@@ -55,13 +55,13 @@ def test_a_case_without_tumor_comes_back_unchanged(small_case: Case) -> None:
 def make_run(tmp_path: Path, cases: list[Case]) -> Path:
     """A smoke run folder whose register stage is done: config, manifest with a split, registered/<case>/."""
     run = RunFolder(tmp_path / "run")
-    run.save_config(resolve_config("smoke"))
+    config = resolve_config("smoke")
+    run.save_config(config)
     ids = [case.case_id for case in cases]
-    run.save_manifest({"dataset": str(tmp_path / "data"), "layout": "native", "annotated_phase": "PVP",
-                       "cases": [{"id": i} for i in ids],
-                       "split": {"train": ids[:-2], "validation": ids[-2:-1], "test": ids[-1:]}})
+    write_manifest(run, cases, train=ids[:-2], validation=ids[-2:-1], test=ids[-1:], dataset=str(tmp_path / "data"))
     for case in cases:
-        write_case_folder(case, run.registered_dir / case.case_id)
+        put_case(run, "registered", case)
+    mark_finished(run, config, "register")
     return run.root
 
 

@@ -116,7 +116,7 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path: Path, capsys, problem: st
 
 def test_the_report_shows_the_registration(tmp_path: Path) -> None:
     from diff4mmlits.config import resolve_config
-    from diff4mmlits.evaluate.report import write_run_report
+    from diff4mmlits.pipeline import write_run_report
     from diff4mmlits.runfolder import RunFolder
 
     dataset = write_dataset(tmp_path / "data", 1, phases=("AP", "PVP"))

@@ -12,13 +12,14 @@ import pytest
 from diff4mmlits.cli import main
 from diff4mmlits.config import resolve_config
 from diff4mmlits.data.case import Case
-from diff4mmlits.data.io import read_volume, write_volume
+from diff4mmlits.data.io import read_volume
 from diff4mmlits.data.native import write_case_folder
 from diff4mmlits.errors import InputError
-from diff4mmlits.evaluate.report import write_run_report
-from diff4mmlits.pipeline import get_stage, ingest_dataset, run_stage
+from diff4mmlits.ingest import ingest_dataset
+from diff4mmlits.pipeline import get_stage, run_stage, write_run_report
 from diff4mmlits.runfolder import RunFolder
-from diff4mmlits.segment.stage import SEGMENTER_MODEL, train_run
+from diff4mmlits.segment.stage import train_run
+from finished_stages import mark_finished, put_case
 
 
 @pytest.fixture
@@ -31,8 +32,9 @@ def run_folder(tiny_case, tmp_path) -> tuple[RunFolder, Path]:
     config = resolve_config("smoke", overrides=["segment.synthetic=none"])
     run.save_config(config)
     ingest_dataset(dataset, run, config)
-    for i in range(5):  # these cases are registered already: copy them where the register stage writes
-        shutil.copytree(dataset / f"case_{i}", run.registered_dir / f"case_{i}")
+    for case in run.read_input_cases():  # these cases are registered already: put them where register writes
+        put_case(run, "registered", case)
+    mark_finished(run, config, "register")
     return run, dataset
 
 
@@ -59,12 +61,9 @@ def test_train_predict_evaluate_report_over_a_run(run_folder, capsys) -> None:
 
 def test_on_the_fly_synthesis_reads_only_train_split_normal_ct(run_folder, painter) -> None:
     run, _ = run_folder
-    for case_id in run.split("train") + run.split("validation") + run.split("test"):
+    for case in run.read_cases("registered"):
         # the inpaint stage's output for every case: phases, and the label with its tumor turned to liver
-        folder = run.normal_dir / case_id
-        shutil.copytree(run.registered_dir / case_id, folder)
-        label = read_volume(folder / "label.nii.gz", kind="label")
-        write_volume(label.with_array(np.minimum(label.array, 1)), folder / "label.nii.gz")
+        put_case(run, "normal", Case(case.case_id, case.phases, case.label.with_array(np.minimum(case.label.array, 1))))
     painted: list[str] = []
 
     class RecordingPainter:
@@ -79,12 +78,12 @@ def test_on_the_fly_synthesis_reads_only_train_split_normal_ct(run_folder, paint
     assert painted and set(painted) <= set(run.split("train"))  # validation/test CT never leak into training
     shares = [float(r["synthetic_share"]) for r in result.rows]
     assert 0.0 < np.mean(shares) < 1.0
-    assert (run.model_dir(SEGMENTER_MODEL) / "weights.safetensors").is_file()
+    assert (run.segmenter_dir / "weights.safetensors").is_file()
 
 
 def test_missing_upstream_outputs_are_one_line(run_folder) -> None:
     run, _ = run_folder
     shutil.rmtree(run.registered_dir)
     config = resolve_config("smoke", overrides=["segment.synthetic=none"])
-    with pytest.raises(InputError, match="run 'diff4mmlits register"):
+    with pytest.raises(InputError, match="registered/case_.* is missing; run 'diff4mmlits register"):
         train_run(run, config, echo=lambda _: None)

@@ -7,13 +7,14 @@ from synth_toys import toy_pair
 from diff4mmlits import LABEL_TUMOR
 from diff4mmlits.checkpoint import file_sha256
 from diff4mmlits.cli import main
-from diff4mmlits.config import resolve_config
-from diff4mmlits.data.native import read_case_folder, write_case_folder
+from diff4mmlits.config import apply_overrides, resolve_config
+from diff4mmlits.data.native import read_case_folder
 from diff4mmlits.errors import InputError
-from diff4mmlits.evaluate.report import write_run_report
+from diff4mmlits.pipeline import write_run_report
 from diff4mmlits.runfolder import RunFolder
 from diff4mmlits.synthesize.api import load_painter
 from diff4mmlits.synthesize.stage import stage_synthesize, stage_train_autoencoder, stage_train_synthesizer
+from finished_stages import mark_finished, put_case, write_manifest
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +22,17 @@ def run_folder(tmp_path_factory) -> RunFolder:
     """A smoke run folder with registered/ and normal/ cases (what the register and inpaint stages write)."""
     run = RunFolder(tmp_path_factory.mktemp("synth") / "run")
     run.root.mkdir(parents=True)
-    run.save_config(resolve_config("smoke"))
-    ids = []
+    config = resolve_config("smoke")
+    run.save_config(config)
+    reals = []
     for seed in range(4):
         real, normal = toy_pair(seed, phases=("NC", "AP", "PVP", "DP") if seed else ("AP", "PVP"))
-        write_case_folder(real, run.registered_dir / real.case_id)
-        write_case_folder(normal, run.normal_dir / normal.case_id)
-        ids.append(real.case_id)
-    run.save_manifest({"dataset": str(run.root), "layout": "native", "cases": [], "split": {"train": ids[:3], "validation": ids[3:], "test": []}})
+        put_case(run, "registered", real)
+        put_case(run, "normal", normal)
+        reals.append(real)
+    ids = [case.case_id for case in reals]
+    write_manifest(run, reals, train=ids[:3], validation=ids[3:], test=[])
+    mark_finished(run, config, "register", "train-inpainter", "inpaint")
     return run
 
 
@@ -42,7 +46,8 @@ def test_the_three_stages_write_models_synthetic_cases_and_provenance(run_folder
     metrics = stage_train_autoencoder(run_folder, config)
     assert metrics["held_out"] is True
     stage_train_synthesizer(run_folder, config)
-    summary = stage_synthesize(run_folder, config, per_case=2)
+    mark_finished(run_folder, config, "train-autoencoder", "train-synthesizer")
+    summary = stage_synthesize(run_folder, apply_overrides(config, ["synthesize.per_case=2"]))
     folders = sorted(p.name for p in run_folder.synthetic_dir.iterdir() if p.is_dir())
     assert folders == [f"toy{i}_s{k:03d}" for i in range(3) for k in range(2)]
     assert summary["cases"] == 6 and set(summary["contrast_hu"]["real"]) == {"NC", "AP", "PVP", "DP"}
@@ -59,7 +64,7 @@ def test_the_three_stages_write_models_synthetic_cases_and_provenance(run_folder
 
     # the same seed gives the same files
     before = read_case_folder(run_folder.synthetic_dir / "toy1_s000")
-    stage_synthesize(run_folder, config, per_case=1)
+    stage_synthesize(run_folder, apply_overrides(config, ["synthesize.per_case=1"]))
     after = read_case_folder(run_folder.synthetic_dir / "toy1_s000")
     assert all(np.array_equal(before.phases[p].array, after.phases[p].array) for p in before.phase_names)
     assert not (run_folder.synthetic_dir / "toy1_s001").exists()

@@ -85,16 +85,18 @@ def test_train_painter_command_then_synthesize_loads_it(tmp_path) -> None:
     """A run folder with registered and normal cases → train-translator --painter → PAINTERS['cut'] paints."""
     from diff4mmlits.cli import main
     from diff4mmlits.config import config_to_yaml
-    from diff4mmlits.data.native import write_case_folder
-    from diff4mmlits.files import write_json_atomic
+    from finished_stages import put_case, write_manifest
 
     run = tmp_path / "run"
     ids = ["toy_10", "toy_11"]
+    reals = []
     for i, case_id in zip((10, 11), ids):
-        write_case_folder(toy_registered(i), run / "registered" / case_id)
+        real = toy_registered(i)
+        reals.append(Case(case_id, real.phases, real.label))
+        put_case(RunFolder(run), "registered", reals[-1])
         normal = toy_registered(i, tumor_free=True)
-        write_case_folder(Case(case_id, normal.phases, normal.label), run / "normal" / case_id)
-    write_json_atomic(run / "manifest.json", {"dataset": str(tmp_path), "split": {"train": ids, "validation": [], "test": []}})
+        put_case(RunFolder(run), "normal", Case(case_id, normal.phases, normal.label))
+    write_manifest(RunFolder(run), reals, train=ids, validation=[], test=[], dataset=str(tmp_path))
     (run / "config.yaml").write_text(config_to_yaml(resolve_config("smoke", overrides=["translate.steps=2"])))
     assert main(["train-translator", "--run", str(run), "--painter"]) == 0
     painter = synthesize_api.load_painter(RunFolder(run), method="cut")

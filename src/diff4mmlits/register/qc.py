@@ -17,7 +17,17 @@ import SimpleITK as sitk
 from diff4mmlits import LABEL_TUMOR
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.volume import Volume
+from diff4mmlits.files import read_json_or_none
 from diff4mmlits.register.resample import displacement_field_mm, resample_onto
+
+QC_JSON = "qc.json"
+"""Per case: similarity and Dice before/after per phase, fallbacks, run time; written last."""
+QC_PNG = "qc.png"
+
+
+def read_qc(folder: str | Path) -> dict | None:
+    """A registered case folder's ``qc.json``, or ``None`` when it is missing or unreadable."""
+    return read_json_or_none(Path(folder) / QC_JSON)
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float | None:

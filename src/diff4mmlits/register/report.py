@@ -5,14 +5,13 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from diff4mmlits.htmlpage import figure_html, html_table
+from diff4mmlits.register.qc import QC_PNG, read_qc
 from diff4mmlits.runfolder import RunFolder
 
 
 def section_registration(run: RunFolder, report_dir: Path) -> str:
     """Per case and phase: the stage kept, similarity and Dice before → after, seconds; then the figures."""
-    from diff4mmlits.htmlpage import figure_html, html_table
-    from diff4mmlits.register.stage import QC_PNG, read_qc
-
     if not run.registered_dir.is_dir():
         return ""
     rows: list[list[object]] = []

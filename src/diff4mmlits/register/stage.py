@@ -28,21 +28,24 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from diff4mmlits import PHASES
 from diff4mmlits.config import Config, RegisterConfig
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.casefiles import CaseFiles, read_case_files
-from diff4mmlits.data.native import read_case_folder, write_case_folder
+from diff4mmlits.data.dataset import list_case_files
+from diff4mmlits.data.native import read_case_folder
 from diff4mmlits.data.volume import Volume
+from diff4mmlits.distributed import shard as take_shard
 from diff4mmlits.errors import InputError
-from diff4mmlits.files import atomic_path, read_json_or_none, write_json_atomic
+from diff4mmlits.files import atomic_path
+from diff4mmlits.progress import progress
 from diff4mmlits.register.case import RegisteredCase, register_case
-from diff4mmlits.runfolder import RunFolder, fingerprint_of
+from diff4mmlits.register.qc import QC_JSON, QC_PNG, plot_registration_qc, read_qc
+from diff4mmlits.register.report import section_registration
+from diff4mmlits.runfolder import RunFolder, fingerprint_of, write_case_atomically
+from diff4mmlits.stage import Stage
 
 log = logging.getLogger(__name__)
 
-QC_JSON = "qc.json"
-QC_PNG = "qc.png"
 TRANSFORM_SUFFIX = ".tfm"
 ROUND_TRIP_TOLERANCE_MM = 1e-6
 """A written transform, read back, must map points to within this distance of the original (mm)."""
@@ -87,28 +90,21 @@ def check_transform_round_trip(path: Path, transform: sitk.Transform, reference:
 
 def write_registered_case(result: RegisteredCase, original: Case, folder: str | Path, fingerprint: str = "",
                           figure: bool = True) -> Path:
-    """Write one registered case folder; ``qc.json`` comes last and marks the folder complete.
+    """Write one registered case folder as a whole (a temporary folder renamed into place), ``qc.json`` last.
 
     Each transform file is read back and checked against the transform it was written from.
-    Files of phases the case no longer has (from an earlier run) are removed.
     """
-    from diff4mmlits.register.qc import plot_registration_qc
+    def write_transforms(tmp: Path) -> None:
+        for name, transform in result.transforms.items():
+            path = write_transform(transform, tmp / f"{name}{TRANSFORM_SUFFIX}")
+            check_transform_round_trip(path, transform, original.annotated)
 
-    folder = Path(folder)
-    (folder / QC_JSON).unlink(missing_ok=True)
-    write_case_folder(result.case, folder)
-    for name, transform in result.transforms.items():
-        path = write_transform(transform, folder / f"{name}{TRANSFORM_SUFFIX}")
-        check_transform_round_trip(path, transform, original.annotated)
-    for name in PHASES:
-        if name not in result.case.phases:
-            (folder / f"{name}.nii.gz").unlink(missing_ok=True)
-        if name not in result.transforms:
-            (folder / f"{name}{TRANSFORM_SUFFIX}").unlink(missing_ok=True)
-    if figure:
-        plot_registration_qc(original, result.case, folder / QC_PNG, roi=result.roi.mask.array > 0)
-    write_json_atomic(folder / QC_JSON, {**result.qc, "fingerprint": fingerprint})
-    return folder
+    def write_figure(tmp: Path) -> None:
+        plot_registration_qc(original, result.case, tmp / QC_PNG, roi=result.roi.mask.array > 0)
+
+    writers = [write_transforms, write_figure] if figure else [write_transforms]
+    return write_case_atomically(result.case, Path(folder), {QC_JSON: {**result.qc, "fingerprint": fingerprint}},
+                                 writers, last_file=QC_JSON)
 
 
 def read_registered_case(folder: str | Path, annotated_phase: str = "PVP") -> Case:
@@ -116,11 +112,6 @@ def read_registered_case(folder: str | Path, annotated_phase: str = "PVP") -> Ca
     case = read_case_folder(folder, annotated_phase=annotated_phase, require_label=False)
     case.require_registered()
     return case
-
-
-def read_qc(folder: str | Path) -> dict[str, Any] | None:
-    """A case folder's ``qc.json``, or ``None`` when it is missing or unreadable."""
-    return read_json_or_none(Path(folder) / QC_JSON)
 
 
 # --- the stage -----------------------------------------------------------------------------
@@ -145,36 +136,6 @@ def case_fingerprint(config: RegisterConfig, manifest_entry: Mapping[str, Any] |
     return fingerprint_of("register", config.model_dump(mode="json"), manifest_entry)
 
 
-def open_register_run(dataset: str | Path, run_dir: str | Path, preset: str | None = None,
-                      config_file: str | Path | None = None, overrides: Sequence[str] = ()) -> tuple[RunFolder, Config]:
-    """The run folder for ``diff4mmlits register``: created (config + manifest) when new, else reopened.
-
-    A new run gets ``preset`` (default ``demo``), the config file and the overrides; an existing one
-    keeps its configuration with the overrides applied (and saved). The dataset is validated and the
-    manifest rewritten either way; nothing is written when the dataset has errors.
-    """
-    from diff4mmlits.config import resolve_config
-    from diff4mmlits.pipeline import ingest_dataset
-
-    run = RunFolder(Path(run_dir))
-    if not run.exists():
-        config = resolve_config(preset or "demo", config_file, list(overrides))
-    else:
-        previous = run.load_config()
-        if preset is not None and preset != previous.preset:
-            raise InputError(f"--preset {preset}: this run folder was made with preset {previous.preset}; "
-                             "use a new --run folder, or --set to change single settings", run.root)
-        if run.manifest_path.is_file():
-            recorded = Path(run.load_manifest()["dataset"])
-            if recorded.resolve() != Path(dataset).resolve():
-                raise InputError(f"this run folder was made from {recorded}, not {dataset}; use another --run folder",
-                                 run.root)
-        config = resolve_config(previous.preset, config_file, list(overrides), base=previous.model_dump(mode="json"))
-    ingest_dataset(dataset, run, config)
-    run.save_config(config)
-    return run, config
-
-
 def default_workers(limit: int = 4) -> int:
     """Processes for ``workers: 0``: one per core this process may use, at most ``limit``."""
     try:
@@ -185,15 +146,12 @@ def default_workers(limit: int = 4) -> int:
 
 
 def register_run(run: RunFolder, config: Config, shard: tuple[int, int] = (1, 1), workers: int | None = None,
-                 force: bool = False) -> list[dict[str, Any]]:
+                 force_cases: bool = False) -> list[dict[str, Any]]:
     """Register the run's cases (one shard of them) into ``RUN/registered/``; return one summary per case.
 
     Cases run in ``workers`` processes (default ``config.workers``; 0: one per core, at most 4), each
-    with one SimpleITK thread. Up-to-date cases are skipped unless ``force``.
+    with one SimpleITK thread. Up-to-date cases are skipped unless ``force_cases``.
     """
-    from diff4mmlits.distributed import shard as take_shard
-    from diff4mmlits.progress import progress
-
     manifest = run.load_manifest()
     entries = {entry["id"]: entry for entry in manifest["cases"]}
     jobs = take_shard(_case_jobs(run, config, entries), *shard)
@@ -201,7 +159,7 @@ def register_run(run: RunFolder, config: Config, shard: tuple[int, int] = (1, 1)
     summaries: list[dict[str, Any]] = []
     for job in jobs:
         qc = read_qc(job.out_dir)
-        if not force and qc is not None and qc.get("fingerprint") == job.fingerprint:
+        if not force_cases and qc is not None and qc.get("fingerprint") == job.fingerprint:
             summaries.append({"case": job.case_id, "skipped": True})
         else:
             todo.append(job)
@@ -242,8 +200,6 @@ def register_job(job: CaseJob) -> dict[str, Any]:
 
 def _case_jobs(run: RunFolder, config: Config, entries: Mapping[str, Any]) -> list[CaseJob]:
     """One job per case of the dataset, sorted by case id."""
-    from diff4mmlits.data.dataset import list_case_files
-
     dataset = run.dataset_path()
     truth_dataset = dataset if (dataset / "_truth").is_dir() else None
     annotated = config.data.annotated_phase
@@ -317,3 +273,17 @@ def _register_job_in_worker(job: CaseJob) -> dict[str, Any]:
     summary = register_job(job)
     summary["log"] = list(_WORKER_LOG.messages)
     return summary
+
+
+def every_case_registered(run: RunFolder, config: Config) -> bool:
+    """Every case of the dataset has a complete ``registered/<case>/`` made with these settings
+    (what a sharded ``register`` checks before it stamps the stage)."""
+    entries = {entry["id"]: entry for entry in run.load_manifest()["cases"]}
+    return all((read_qc(run.registered_dir / case_id) or {}).get("fingerprint") == case_fingerprint(config.register, entry)
+               for case_id, entry in entries.items())
+
+
+STAGES: list[Stage] = [
+    Stage("register", "every phase registered onto the annotated phase (registered/)", register_run,
+          ("register",), (), report=section_registration, is_complete=every_case_registered),
+]

@@ -9,7 +9,6 @@ annotated-phase grid.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -21,76 +20,25 @@ from diff4mmlits.config import Config
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.dataset import read_case_or_dataset
 from diff4mmlits.data.io import write_volume
-from diff4mmlits.data.native import list_case_folders, read_case_folder
 from diff4mmlits.distributed import DistributedContext, cleanup_distributed, init_distributed
 from diff4mmlits.errors import InputError
 from diff4mmlits.progress import progress
+from diff4mmlits.register import register_case
 from diff4mmlits.runfolder import RunFolder
 from diff4mmlits.segment.dataset import PreparedCase, TumorPainter, prepare_case, resample_case
 from diff4mmlits.segment.plan import fingerprint, plan_segmenter
 from diff4mmlits.segment.predict import Segmenter, load_segmenter, segment_case
+from diff4mmlits.segment.report import section_segmenter
 from diff4mmlits.segment.train import TrainResult, train_segmenter
+from diff4mmlits.stage import Stage
+from diff4mmlits.synthesize.api import load_painter
 
 log = logging.getLogger(__name__)
 
-SEGMENTER_MODEL = "segmenter"
-
 
 # --- training ----------------------------------------------------------------------------------
-def read_stage_cases(folder: Path, case_ids: Sequence[str], what: str, hint: str, annotated_phase: str = "PVP",
-                     require_label: bool = True) -> list[Case]:
-    """Read ``folder/<case>/`` for each id (native layout), with a clear error when one is missing."""
-    cases = []
-    for case_id in case_ids:
-        path = folder / case_id
-        if not path.is_dir():
-            raise InputError(f"{what} case {case_id} not found; {hint}", path)
-        cases.append(read_case_folder(path, annotated_phase=annotated_phase, require_label=require_label, extra_names=("inpaint_mask",)))
-    return cases
-
-
-def synthetic_source(folder: Path) -> str | None:
-    """The real case a synthetic case was made from (``provenance.json``), or None when unrecorded."""
-    path = folder / "provenance.json"
-    if not path.is_file():
-        return None
-    try:
-        provenance = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise InputError("provenance.json is not valid JSON; re-run 'diff4mmlits synthesize'", path) from None
-    for key in ("source_case", "normal_case", "source", "case_id"):
-        value = provenance.get(key)
-        if isinstance(value, str):
-            return value
-    return None
-
-
-def read_offline_synthetic(run: RunFolder, train_ids: Sequence[str], annotated_phase: str = "PVP") -> list[Case]:
-    """Synthetic cases made from train-split normal CT only (validation/test never leak in)."""
-    if not run.synthetic_dir.is_dir():
-        raise InputError("no synthetic cases; run 'diff4mmlits synthesize --run RUN' first or use --synthetic none", run.synthetic_dir)
-    allowed = set(train_ids)
-    cases = []
-    for folder in list_case_folders(run.synthetic_dir):
-        source = synthetic_source(folder)
-        if source is None:
-            source = next((cid for cid in allowed if folder.name == cid or folder.name.startswith(f"{cid}_")), None)
-        if source in allowed:
-            cases.append(read_case_folder(folder, annotated_phase=annotated_phase, require_label=True))
-    if not cases:
-        raise InputError("no synthetic case made from a training case; re-run 'diff4mmlits synthesize'", run.synthetic_dir)
-    return cases
-
-
 def load_painter_for(run: RunFolder, config: Config, device: str) -> TumorPainter:
     """The synthesize stage's tumor painter (for on-the-fly synthesis)."""
-    try:
-        from diff4mmlits.synthesize.api import load_painter
-    except ImportError:
-        raise InputError(
-            "on-the-fly synthesis needs the synthesize stage (diff4mmlits.synthesize.api), which this "
-            "installation lacks; use --synthetic none or offline"
-        ) from None
     return load_painter(run, config.segment.synthesis_method, config.segment.synthesis_mode, device)
 
 
@@ -109,13 +57,10 @@ def train_run(run: RunFolder, config: Config, resume: bool = False, context: Dis
     context = context or init_distributed(config.device)
     try:
         seg = config.segment
-        hint = "run 'diff4mmlits register --run RUN' first"
-        train_ids, val_ids = run.split("train"), run.split("validation")
-        if not train_ids:
+        if not run.split("train"):
             raise InputError("the train split is empty; the dataset needs at least 1 training case", run.manifest_path)
-        phase = config.data.annotated_phase
-        train_cases = read_stage_cases(run.registered_dir, train_ids, "registered", hint, phase)
-        val_cases = read_stage_cases(run.registered_dir, val_ids, "registered", hint, phase)
+        train_cases = run.read_cases("registered", "train")
+        val_cases = run.read_cases("registered", "validation")
         fp = fingerprint(train_cases, seg.window_hu)
         plan = plan_segmenter(fp, seg)
         if context.is_main:
@@ -125,10 +70,9 @@ def train_run(run: RunFolder, config: Config, resume: bool = False, context: Dis
         synthetic: list[PreparedCase] = []
         normal: list[Case] = []
         if seg.synthetic == "offline" and seg.synthetic_ratio > 0:
-            synthetic = [prepare_case(c, plan, seg.phases) for c in read_offline_synthetic(run, train_ids, phase)]
+            synthetic = [prepare_case(c, plan, seg.phases) for c in read_offline_synthetic(run)]
         elif seg.synthetic == "on-the-fly" and seg.synthetic_ratio > 0:
-            normal_hint = "run 'diff4mmlits inpaint --run RUN' first or use --synthetic none"
-            normal = [resample_case(c, plan.target_spacing_mm) for c in read_stage_cases(run.normal_dir, train_ids, "normal", normal_hint, phase)]
+            normal = [resample_case(c, plan.target_spacing_mm) for c in run.read_cases("normal", "train")]
             if painter is None:
                 # paint in the loader workers on the CPU, or in this process on its device
                 painter = load_painter_for(run, config, "cpu" if seg.loader_workers > 0 else str(context.device))
@@ -138,7 +82,7 @@ def train_run(run: RunFolder, config: Config, resume: bool = False, context: Dis
                  f"{len(prepared_val)} validation; phases {','.join(seg.phases)}")
         start = time.time()
         result = train_segmenter(
-            prepared_train, prepared_val, plan, seg, run.model_dir(SEGMENTER_MODEL), seed=config.seed, context=context,
+            prepared_train, prepared_val, plan, seg, run.segmenter_dir, seed=config.seed, context=context,
             synthetic=synthetic, normal=normal, painter=painter, fingerprint=fp, resume=resume,
             extra_config={"run_config": config.model_dump(mode="json")},
         )
@@ -152,9 +96,18 @@ def train_run(run: RunFolder, config: Config, resume: bool = False, context: Dis
             cleanup_distributed()
 
 
-def stage_train(run: RunFolder, config: Config) -> None:
-    """Pipeline stage ``train``."""
-    train_run(run, config, echo=log.info)
+def stage_train(run: RunFolder, config: Config, resume: bool = False, echo: Callable[[str], None] | None = None) -> TrainResult:
+    """Stage ``train``: ``train_run`` with its messages in the log (or given to ``echo``)."""
+    return train_run(run, config, resume=resume, echo=echo or log.info)
+
+
+def read_offline_synthetic(run: RunFolder) -> list[Case]:
+    """Synthetic cases made from train-split normal CT only (validation and test never leak in)."""
+    cases = run.read_cases("synthetic", "train")
+    if not cases:
+        raise InputError("no synthetic case made from a training case; run 'diff4mmlits synthesize' first "
+                         "or use --synthetic none", run.synthetic_dir)
+    return cases
 
 
 # --- prediction --------------------------------------------------------------------------------
@@ -167,16 +120,8 @@ def ensure_registered(case: Case, run_config: dict[str, Any] | None) -> Case:
     """``case`` itself when every phase is on the annotated grid, else registered by the register stage."""
     if case.is_registered():
         return case
-    try:
-        from diff4mmlits.config import Config as FullConfig
-        from diff4mmlits.register import register_case
-    except ImportError:
-        raise InputError(
-            f"{case.case_id}: the phases are not on the {case.annotated_phase} grid and this installation has no "
-            "register stage; register them first (e.g. 'diff4mmlits register')"
-        ) from None
-    config = FullConfig.model_validate(run_config or {})
-    return register_case(case, config.register).case  # type: ignore[attr-defined]
+    config = Config.model_validate(run_config or {})
+    return register_case(case, config.register).case
 
 
 def predict_cases(cases: Sequence[Case], segmenter: Segmenter, output: str | Path, tta: bool | None = None,
@@ -204,19 +149,31 @@ def predict_path(model_dir: str | Path, input_path: str | Path, output: str | Pa
 
 
 def stage_predict(run: RunFolder, config: Config) -> None:
-    """Pipeline stage ``predict``: the run's test split → ``RUN/predictions/``."""
+    """Stage ``predict``: the run's test split → ``RUN/predictions/`` (its registered cases when there)."""
     test_ids = run.split("test")
     if not test_ids:
         log.info("predict: no test cases in this run; nothing to predict")
         return
-    segmenter = load_segmenter(run.model_dir(SEGMENTER_MODEL), device=config.device)
-    from diff4mmlits.pipeline import load_split_cases
-
-    cases = load_split_cases(run, "test")
-    registered = {}
-    for case_id in test_ids:
-        folder = run.registered_dir / case_id
-        if folder.is_dir():
-            registered[case_id] = read_case_folder(folder, annotated_phase=config.data.annotated_phase, require_label=False)
+    segmenter = load_segmenter(run.segmenter_dir, device=config.device)
+    cases = run.read_input_cases("test")
+    registered = {case_id: run.read_case("registered", case_id, require_label=False) for case_id in test_ids
+                  if run.is_complete_case("registered", case_id)}
     predict_cases(cases, segmenter, run.predictions_dir, registered=registered)
     log.info("predict: %d case(s) written to %s", len(cases), run.predictions_dir)
+
+
+def _train_needs(config: Config) -> tuple[str, ...]:
+    """What training reads: registered cases, and synthetic cases or normal CT plus the painter."""
+    seg = config.segment
+    if seg.synthetic_ratio <= 0 or seg.synthetic == "none":
+        return ("register",)
+    if seg.synthetic == "offline":
+        return ("register", "synthesize")
+    return ("register", "inpaint") + (("train-autoencoder", "train-synthesizer") if seg.synthesis_method == "ldm" else ())
+
+
+STAGES: list[Stage] = [
+    Stage("train", "the 4-phase segmenter trained on real + synthetic cases (models/segmenter/)", stage_train,
+          ("segment",), ("register", "inpaint", "synthesize"), needs=_train_needs, report=section_segmenter),
+    Stage("predict", "labels of the held-out test cases (predictions/)", stage_predict, ("segment",), ("train",)),
+]

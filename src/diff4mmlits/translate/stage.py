@@ -23,7 +23,9 @@ from diff4mmlits.data.volume import require_same_grid
 from diff4mmlits.errors import InputError
 from diff4mmlits.progress import progress
 from diff4mmlits.runfolder import RunFolder
+from diff4mmlits.stage import Stage
 from diff4mmlits.translate.intensity import intensity_map
+from diff4mmlits.translate.report import section_translators
 from diff4mmlits.translate.sampling import SampleSource
 from diff4mmlits.translate.train import (
     METHODS,
@@ -40,7 +42,7 @@ log = logging.getLogger(__name__)
 
 def translator_dir(run: RunFolder, method: str) -> Path:
     """``RUN/models/translator-<method>/``."""
-    return run.model_dir(f"translator-{method}")
+    return run.translator_dir(method)
 
 
 def prepare_data(source: Sequence[Case], target: Sequence[Case], config: TranslateConfig, need_labels: bool) -> TranslatorData:
@@ -127,3 +129,15 @@ def translate_path(model: Path, input_path: Path, output: Path, device: str = "c
         result = complete_missing_phase(case, translator) if complete_missing else translate_case(case, translator)
         written.append(write_case_folder(result, output / case.case_id))
     return written
+
+
+def stage_train_translator(run: RunFolder, config: Config, source: Path, target: Path, resume: bool = False) -> Path:
+    """Stage ``train-translator`` (a command over a run folder; ``run`` does not run it)."""
+    return train_translator_from_datasets(source, target, run, config, resume=resume)
+
+
+STAGES: list[Stage] = [
+    Stage("train-translator", "an unpaired translator from one modality to another (models/translator-METHOD/); "
+          "not part of 'run'", stage_train_translator, ("translate",), report=section_translators),
+]
+"""Commands over a run folder outside the paper's pipeline (``run`` does not run them; the report shows them)."""
