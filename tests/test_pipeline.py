@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +115,35 @@ def test_a_failed_stage_leaves_no_stamp(tiny_dataset: Path, tmp_path: Path) -> N
 def test_unknown_stage_is_one_line() -> None:
     with pytest.raises(InputError, match="unknown stage 'nope'"):
         get_stage("nope")
+
+
+@pytest.fixture(scope="module")
+def ap_annotated_dataset(tmp_path_factory) -> Path:
+    """5 phantom cases with the label drawn on AP (the phantom's AP truth) and case_000 without PVP."""
+    from diff4mmlits.data.io import write_volume
+    from diff4mmlits.data.phantom import TRUTH_FOLDER, read_phantom_truth, write_phantom_dataset
+
+    dataset = write_phantom_dataset(tmp_path_factory.mktemp("ap") / "data", cases=5, seed=0, size=32)
+    for case in sorted(p for p in dataset.iterdir() if p.is_dir() and not p.name.startswith("_")):
+        write_volume(read_phantom_truth(dataset, case.name).phase_labels["AP"], case / "label.nii.gz")
+    (dataset / "case_000" / "PVP.nii.gz").unlink()
+    shutil.rmtree(dataset / TRUTH_FOLDER)
+    return dataset
+
+
+def test_every_stage_honours_the_annotated_phase(ap_annotated_dataset: Path, tmp_path: Path) -> None:
+    """The whole pipeline on an AP-annotated set whose training case_000 has no PVP (synthesize read every
+    case as PVP-annotated and stopped at 'the annotated phase PVP is missing')."""
+    run = RunFolder(tmp_path / "run")
+    config = resolve_config("smoke", overrides=["data.annotated_phase=AP"])
+    run_pipeline(ap_annotated_dataset, run, config)
+    assert "case_000" in run.split("train")
+    assert all(run.read_stamp(stage.name) is not None for stage in STAGES if not stage.always_runs)
+    for area in ("registered", "normal"):
+        case = run.read_case(area, "case_000")
+        assert case.annotated_phase == "AP" and "PVP" not in case.phases
+    synthetic = run.read_cases("synthetic", "train")
+    assert {run.case_source("synthetic", c.case_id) for c in synthetic} == set(run.split("train"))
+    assert all(c.annotated_phase == "AP" for c in synthetic)
+    (test_id,) = run.split("test")
+    assert (run.predictions_dir / f"{test_id}.nii.gz").is_file() and (run.report_dir / "metrics.csv").is_file()
