@@ -406,10 +406,9 @@ def train_translator(
     painter: Annotated[bool, typer.Option("--painter", help="Instead: train the CUT tumor painter (the paper's Table V baseline, for 'synthesize --method cut') on RUN's normal and registered cases; no --source/--target.")] = False,
 ) -> None:
     """Train an unpaired translator from SOURCE's modality to TARGET's (e.g. CT to MRI) into RUN/models/."""
-    from diff4mmlits.config import resolve_config
     from diff4mmlits.ingest import open_run
     from diff4mmlits.pipeline import get_stage, run_stage
-    from diff4mmlits.runfolder import RunFolder
+
     _choices("--method", method, "translate.method")
     if painter:
         if source is not None or target is not None:
@@ -423,14 +422,7 @@ def train_translator(
     if source is None or target is None:
         raise InputError("give both --source DATASET and --target DATASET (or --painter to train the CUT tumor painter)")
     extra = list(overrides or []) + ([f"translate.method={method}"] if method else [])
-    folder = RunFolder(run_dir)
-    if folder.exists() and config_file is None:
-        folder, config = open_run(run_dir, overrides=extra, device=device)
-    else:
-        config = resolve_config(preset, config_file, extra + ([f"device={device}"] if device else []))
-        if is_main_process():  # under torchrun only rank 0 writes
-            folder.root.mkdir(parents=True, exist_ok=True)
-            folder.save_config(config)
+    folder, config = open_run(run_dir, preset=preset, config_file=config_file, overrides=extra, device=device, create=True)
     model = run_stage(folder, get_stage("train-translator"), config, force=True, source=source, target=target,
                       resume=resume).result
     if is_main_process():

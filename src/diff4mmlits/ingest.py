@@ -23,6 +23,7 @@ from diff4mmlits.data.case import Case, liver_and_tumor_volume_ml
 from diff4mmlits.data.dataset import detect_layout, load_dataset
 from diff4mmlits.data.validate import validate_dataset
 from diff4mmlits.data.volume import Volume
+from diff4mmlits.distributed import is_main_process
 from diff4mmlits.errors import InputError
 from diff4mmlits.htmlpage import figure_html, html_table
 from diff4mmlits.progress import progress
@@ -96,20 +97,27 @@ def ingest_dataset(dataset: str | Path, run: RunFolder, config: Config) -> dict[
 # --- opening a run folder -----------------------------------------------------------------------
 def open_run(run_dir: str | Path, dataset: str | Path | None = None, preset: str | None = None,
              config_file: str | Path | None = None, overrides: Sequence[str] = (), device: str | None = None,
-             save: bool = False) -> tuple[RunFolder, Config]:
+             save: bool = False, create: bool = False) -> tuple[RunFolder, Config]:
     """The run folder of a command and the configuration it runs with.
 
     Without ``dataset`` the folder must exist: its ``config.yaml`` with ``overrides`` and ``device``
-    applied (saved only with ``save``). With ``dataset`` (``register``, ``run``) a new folder is
-    created from ``preset`` (default ``demo``), ``config_file`` and ``overrides``; an existing one
-    keeps its preset and dataset and gets the overrides, and the dataset is validated and the
-    manifest rewritten. Nothing is written when the dataset has errors.
+    applied (saved only with ``save``); with ``create`` (``train-translator``, which needs no
+    dataset) a folder without a configuration, or a ``config_file``, gets a new one from ``preset``.
+    With ``dataset`` (``register``) a new folder is created from ``preset`` (default ``demo``),
+    ``config_file`` and ``overrides``; an existing one keeps its preset and dataset and gets the
+    overrides, and the dataset is validated and the manifest rewritten. Nothing is written when the
+    dataset has errors. Under ``torchrun`` only rank 0 writes.
     """
     run = RunFolder(Path(run_dir))
     extra = list(overrides) + ([f"device={device}"] if device else [])
     if dataset is None:
-        config = apply_overrides(run.load_config(), extra)
-        if save:
+        if create and (not run.exists() or config_file is not None):
+            config = resolve_config(preset or "demo", config_file, extra)
+            save = True
+        else:
+            config = apply_overrides(run.load_config(), extra)
+        if save and is_main_process():
+            run.root.mkdir(parents=True, exist_ok=True)
             run.save_config(config)
         return run, config
     if not run.exists():
