@@ -1,6 +1,6 @@
 """Translate stage on the phantom: anatomy preservation, translation error, downstream gain, speed.
 
-Unpaired sets from the phantom (``translate.phantom_mri.make_unpaired_sets``): labelled CT
+Unpaired sets from the phantom (``data.phantom.mri.make_unpaired_sets``): labelled CT
 patients (the source) and MRI-like studies of *other* patients (the target); the CT patients
 rendered as MRI are the paired truth, used only for evaluation.
 
@@ -37,9 +37,9 @@ from skimage.metrics import structural_similarity
 
 from diff4mmlits.config import TranslateConfig, resolve_config
 from diff4mmlits.data.case import Case
+from diff4mmlits.data.phantom.mri import make_unpaired_sets
 from diff4mmlits.translate.base import Batch
 from diff4mmlits.translate.intensity import IntensityMap
-from diff4mmlits.translate.phantom_mri import make_unpaired_sets
 from diff4mmlits.translate.stage import prepare_data
 from diff4mmlits.translate.train import (
     TranslatorData,

@@ -114,7 +114,7 @@ def phantom(
         raise InputError(f"--modality {modality!r}: choose ct or mri")
     start = time.time()
     if modality == "mri":
-        from diff4mmlits.translate.phantom_mri import write_mri_phantom_dataset
+        from diff4mmlits.data.phantom.mri import write_mri_phantom_dataset
 
         write_mri_phantom_dataset(out, cases=cases, seed=seed, site=site, size=size)
         typer.echo(f"phantom: {cases} MRI-like case(s) ({site} site, size {size}) written in {time.time() - start:.1f} s")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from diff4mmlits.data.case import Case
+from diff4mmlits.data.phantom.mri import render_mri
 from diff4mmlits.data.volume import Volume
-from diff4mmlits.translate.phantom_mri import render_mri
 
 TOY_TISSUES = {0: "air", 1: "fat", 2: "muscle", 7: "liver", 13: "spleen", 30: "hcc"}
 CT_HU = {0: -1000.0, 1: -100.0, 2: 50.0, 7: 110.0, 13: 125.0, 30: 75.0}

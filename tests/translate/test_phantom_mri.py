@@ -8,15 +8,15 @@ import pytest
 from diff4mmlits.cli import main
 from diff4mmlits.data.dataset import load_dataset
 from diff4mmlits.data.phantom import TISSUES
-from diff4mmlits.data.volume import grid_mismatch
-from diff4mmlits.errors import InputError
-from diff4mmlits.translate.phantom_mri import (
+from diff4mmlits.data.phantom.mri import (
     MRIRendering,
     bias_field,
     mri_case_from_phantom,
     relative_signal,
     render_mri,
 )
+from diff4mmlits.data.volume import grid_mismatch
+from diff4mmlits.errors import InputError
 
 from .conftest import TOY_TISSUES, toy_tissues
 

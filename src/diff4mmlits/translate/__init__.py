@@ -15,7 +15,6 @@ Modules:
     cut           contrastive unpaired translation (PatchNCE + GAN, one generator)
     base          the batch, the network container, gradient averaging under torchrun
     train         the shared training loop, checkpoints, resume, logs; slice-wise inference
-    phantom_mri   an MRI-like rendering of the phantom's anatomy, and unpaired CT / MRI sets
     stage         dataset-level commands (train-translator, translate)
     cut_painter   CUT as a tumor painter for ``synthesize --method cut`` (the paper's Table V baseline)
     report        the translators' section of the run report

@@ -7,7 +7,8 @@ comes with the label of every phase, the tumor-free images and the true misalign
 
 Modules: :mod:`.anatomy` (shapes, :data:`TISSUES`), :mod:`.enhancement` (HU per tissue and phase,
 contrast timing), :mod:`.tumors`, :mod:`.breathing` (displacement fields), :mod:`.acquisition`
-(grids, blur, noise, sites), :mod:`.generate` (one case), :mod:`.writer` (the dataset on disk).
+(grids, blur, noise, sites), :mod:`.generate` (one case), :mod:`.writer` (the dataset on disk),
+:mod:`.mri` (the same anatomy as an MRI-like study, for the translators).
 """
 
 from diff4mmlits.data.phantom.acquisition import SITES
