@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +39,6 @@ log = logging.getLogger(__name__)
 def load_painter_for(run: RunFolder, config: Config, device: str) -> TumorPainter:
     """The synthesize stage's tumor painter (for on-the-fly synthesis)."""
     return load_painter(run, config.segment.synthesis_method, config.segment.synthesis_mode, device)
-
-
-@dataclass(frozen=True)
-class TrainingData:
-    train: list[PreparedCase]
-    validation: list[PreparedCase]
-    synthetic: list[PreparedCase]
-    normal: list[Case]
 
 
 def train_run(run: RunFolder, config: Config, resume: bool = False, context: DistributedContext | None = None,
