@@ -21,7 +21,14 @@ import torch
 from monai.losses import PatchAdversarialLoss
 from monai.networks.nets import PatchDiscriminator
 
-from diff4mmlits.checkpoint import WEIGHTS_NAME, load_training_state, load_weights, save_model_folder, save_training_state, save_weights
+from diff4mmlits.checkpoint import (
+    WEIGHTS_NAME,
+    load_training_state,
+    load_weights,
+    save_model_folder,
+    save_training_state,
+    save_weights,
+)
 from diff4mmlits.config import AutoencoderConfig
 from diff4mmlits.data.case import Case
 from diff4mmlits.distributed import DistributedContext, all_reduce_mean, barrier, unwrap, wrap_ddp

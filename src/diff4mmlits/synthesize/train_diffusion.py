@@ -22,7 +22,13 @@ import torch
 from scipy import ndimage
 
 from diff4mmlits import PHASES
-from diff4mmlits.checkpoint import WEIGHTS_NAME, load_training_state, load_weights, save_model_folder, save_training_state
+from diff4mmlits.checkpoint import (
+    WEIGHTS_NAME,
+    load_training_state,
+    load_weights,
+    save_model_folder,
+    save_training_state,
+)
 from diff4mmlits.config import DiffusionConfig
 from diff4mmlits.data.case import Case
 from diff4mmlits.distributed import DistributedContext, all_reduce_mean, barrier, unwrap, wrap_ddp
