@@ -9,8 +9,8 @@ Layout of one model folder (e.g. ``runs/demo/models/inpainter/``)::
     config.json             what builds the network (architecture arguments, preset, versions)
     weights.safetensors     the network's state dict (the "last" weights)
     best.safetensors        optional: the best weights by validation metric
-    training_state.pt       optimiser, scheduler, step and epoch, for --resume
-    log.csv, curves.png     the training log and its plot
+    training_state.pt       optimiser, scheduler, step and epoch, log rows, for --resume
+    log.csv, curves.png     the training log and its plot (:class:`diff4mmlits.training.TrainingLog`)
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ The model folder (``RUN/models/segmenter/``)::
     config.json          backbone, segment settings, run settings, epochs done
     plan.json            the plan (and the fingerprint it came from)
     weights.safetensors  last weights      best.safetensors  best weights by validation Dice
-    training_state.pt    optimiser, scheduler, scaler, epoch, best metric (for --resume)
+    training_state.pt    optimiser, scheduler, scaler, epoch, best metric, log rows (for --resume)
     log.csv              one row per epoch: loss, Dice, lr, time waiting for data vs computing
     curves.png           loss and validation Dice per epoch
 

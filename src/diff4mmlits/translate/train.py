@@ -5,7 +5,7 @@ A translator's model folder (``RUN/models/translator-<method>/``)::
     config.json             method, generator architecture, intensity maps, phases, all settings
     weights.safetensors     the source → target generator (all that ``translate`` needs)
     networks.safetensors    every network of the method (generators, discriminators, heads), for resume
-    training_state.pt       optimisers, schedulers, step, sampler RNG state, image pools (weights_only)
+    training_state.pt       optimisers, schedulers, step, sampler RNG state, image pools, log rows (weights_only)
     log.csv, curves.png     the losses every ``log_every`` steps, and their plot
 
 Training runs under ``torchrun`` too (gradients averaged over processes, see ``base``); only rank 0
