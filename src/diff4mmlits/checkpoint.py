@@ -9,8 +9,8 @@ Layout of one model folder (e.g. ``runs/demo/models/inpainter/``)::
     config.json             what builds the network (architecture arguments, preset, versions)
     weights.safetensors     the network's state dict (the "last" weights)
     best.safetensors        optional: the best weights by validation metric
-    training_state.pt       optimiser, scheduler, step and epoch, for --resume
-    log.csv, curves.png     the training log and its plot
+    training_state.pt       optimiser, scheduler, step and epoch, log rows, for --resume
+    log.csv, curves.png     the training log and its plot (:class:`diff4mmlits.training.TrainingLog`)
 """
 
 from __future__ import annotations
@@ -90,15 +90,27 @@ def save_model_folder(folder: str | Path, module: torch.nn.Module, config: dict[
     return folder
 
 
-def read_model_config(folder: str | Path) -> dict[str, Any]:
-    """The ``config.json`` of a model folder."""
+def read_model_config(folder: str | Path, kind: str | None = None) -> dict[str, Any]:
+    """The ``config.json`` of a model folder; with ``kind``, only when the folder holds that kind of model.
+
+    The kind is the ``kind`` entry (older inpainter folders call it ``model``; both are read).
+    """
     path = Path(folder) / CONFIG_NAME
     if not path.is_file():
         raise InputError(f"no {CONFIG_NAME} here: not a model folder (train it first)", Path(folder))
     try:
-        return json.loads(path.read_text())
+        config = json.loads(path.read_text())
     except json.JSONDecodeError:
         raise InputError("is not valid JSON; the model folder is damaged, re-train", path) from None
+    if kind is not None and model_kind(config) != kind:
+        raise InputError(f"not a {kind} model folder (its config.json says kind {model_kind(config)!r}); "
+                         "give the folder that its training command wrote", Path(folder))
+    return config
+
+
+def model_kind(config: dict[str, Any]) -> str | None:
+    """The kind of model a ``config.json`` describes (key ``kind``, or the older ``model``)."""
+    return config.get("kind", config.get("model"))
 
 
 def save_training_state(folder: str | Path, state: dict[str, Any]) -> Path:

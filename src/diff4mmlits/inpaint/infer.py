@@ -6,7 +6,6 @@ HU, so every voxel outside the mask keeps its value bit for bit.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from diff4mmlits.distributed import resolve_device
 from diff4mmlits.errors import InputError
 from diff4mmlits.inpaint.network import FFCInpainter, InpainterArchitecture
 from diff4mmlits.inpaint.slices import hu_to_unit, unit_to_hu
+from diff4mmlits.training import autocast
 
 
 @dataclass
@@ -33,9 +33,7 @@ class Inpainter:
     def load(cls, folder: str | Path, device: str = "auto", batch_size: int = 32) -> Inpainter:
         """Load ``config.json`` + ``weights.safetensors`` of a model folder (``RUN/models/inpainter``)."""
         folder = Path(folder)
-        saved = read_model_config(folder)
-        if saved.get("model") != "ffc-inpainter":
-            raise InputError(f"not an FFC inpainter model folder (model = {saved.get('model')!r})", folder)
+        saved = read_model_config(folder, kind="ffc-inpainter")
         network = FFCInpainter(InpainterArchitecture.from_dict(saved["architecture"]))
         load_weights(network, folder / WEIGHTS_NAME)
         resolved = resolve_device(device)
@@ -56,8 +54,7 @@ class Inpainter:
         slices = np.flatnonzero(hole.any(axis=(1, 2)))
         phase_index = self.phases.index(phase)
         self.network.eval()
-        amp = torch.autocast(device_type="cuda", dtype=torch.float16) if self.device.type == "cuda" else contextlib.nullcontext()
-        with torch.inference_mode(), amp:
+        with torch.inference_mode(), autocast(self.device, dtype=torch.float16):
             for start in range(0, len(slices), self.batch_size):
                 chosen = slices[start:start + self.batch_size]
                 unit = torch.from_numpy(hu_to_unit(out[chosen], self.window_hu)[:, None]).to(self.device)

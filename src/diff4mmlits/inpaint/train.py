@@ -26,15 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import csv
-import io
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -53,7 +50,6 @@ from diff4mmlits.config import Config, InpaintConfig
 from diff4mmlits.data.case import Case
 from diff4mmlits.distributed import DistributedContext, init_distributed, wrap_ddp
 from diff4mmlits.errors import InputError
-from diff4mmlits.files import write_text_atomic
 from diff4mmlits.inpaint.losses import (
     discriminator_loss,
     feature_matching_loss,
@@ -64,15 +60,21 @@ from diff4mmlits.inpaint.losses import (
 from diff4mmlits.inpaint.network import FFCInpainter, InpainterArchitecture, composite
 from diff4mmlits.inpaint.slices import TrainingBatch, build_sources, monitor_batch, sample_batch
 from diff4mmlits.progress import progress
+from diff4mmlits.training import LOG_STATE_KEY, CurveGroup, RunningMean, TrainingLog, autocast, grad_scaler, step_rng
 
 log = logging.getLogger(__name__)
 
 DISCRIMINATOR_NAME = "discriminator.safetensors"
 RAW_GENERATOR_NAME = "generator_train.safetensors"
-LOG_NAME = "log.csv"
-CURVES_NAME = "curves.png"
 MODEL_KIND = "ffc-inpainter"
 LOSS_NAMES = ("l1_hole", "l1_known", "adv_g", "feature_matching", "perceptual", "adv_d", "r1", "g_total", "d_total")
+LOG_COLUMNS = ("step", *LOSS_NAMES, "monitor_mae_hu", "seconds")
+CURVES = (
+    CurveGroup("L1 (window units)", ("l1_hole", "l1_known")), CurveGroup("adversarial", ("adv_g", "adv_d")),
+    CurveGroup("R1 penalty", ("r1",)), CurveGroup("feature matching", ("feature_matching",)),
+    CurveGroup("monitor MAE in holes (HU)", ("monitor_mae_hu",)),
+)
+"""The panels of ``curves.png``."""
 
 
 def architecture_from_config(config: InpaintConfig) -> InpainterArchitecture:
@@ -138,9 +140,9 @@ class InpaintingGAN:
         self.discriminator = build_discriminator(config, self.n_phases).to(self.device)
         self.optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_generator)
         self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_discriminator)
-        self.amp = bool(config.mixed_precision and self.device.type == "cuda")
-        self.scaler_g = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.scaler_d = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.amp = bool(config.mixed_precision and self.device.type == "cuda")  # float16 autocast, one scaler per network
+        self.scaler_g = grad_scaler(self.device, self.amp, torch.float16)
+        self.scaler_d = grad_scaler(self.device, self.amp, torch.float16)
         self.perceptual = _perceptual_loss(config)
         if self.perceptual is not None:
             self.perceptual = self.perceptual.to(self.device)
@@ -164,7 +166,7 @@ class InpaintingGAN:
             average.copy_(current)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        return torch.autocast(device_type="cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext()
+        return autocast(self.device, self.amp, torch.float16)
 
     def train_step(self, batch: TrainingBatch, apply_r1: bool = True) -> dict[str, float]:
         """One generator step then one discriminator step; the losses as floats.
@@ -260,7 +262,7 @@ def model_config(gan: InpaintingGAN, config: Config, step: int, case_ids: Sequen
     """The model folder's ``config.json``: what builds the network and how it was trained."""
     return {
         **(extra or {}),
-        "model": MODEL_KIND,
+        "kind": MODEL_KIND,
         "architecture": gan.architecture.to_dict(),
         "window_hu": list(config.inpaint.window_hu),
         "steps_done": step,
@@ -273,9 +275,7 @@ def model_config(gan: InpaintingGAN, config: Config, step: int, case_ids: Sequen
 
 def check_architecture(folder: Path, architecture: InpainterArchitecture) -> dict:
     """Read a model folder's ``config.json`` and require the same architecture; return the config."""
-    saved = read_model_config(folder)
-    if saved.get("model") != MODEL_KIND:
-        raise InputError(f"not an FFC inpainter model folder (model = {saved.get('model')!r})", folder)
+    saved = read_model_config(folder, kind=MODEL_KIND)
     theirs = InpainterArchitecture.from_dict(saved.get("architecture", {}))
     if theirs != architecture:
         diff = {k: (v, getattr(architecture, k)) for k, v in theirs.to_dict().items() if v != architecture.to_dict()[k]}
@@ -284,44 +284,14 @@ def check_architecture(folder: Path, architecture: InpainterArchitecture) -> dic
     return saved
 
 
-def _write_log(folder: Path, rows: list[dict[str, float]]) -> None:
-    if not rows:
-        return
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(folder / LOG_NAME, buffer.getvalue())
-    plot_curves(rows, folder / CURVES_NAME)
-
-
-def plot_curves(rows: list[dict[str, float]], path: Path) -> Path:
-    """Loss curves of the training log: L1 terms, adversarial terms, R1, feature matching, monitor MAE."""
-    from diff4mmlits.figures import plt, save_figure
-
-    steps = [row["step"] for row in rows]
-    groups = [("L1 (window units)", ("l1_hole", "l1_known")), ("adversarial", ("adv_g", "adv_d")), ("R1 penalty", ("r1",)),
-              ("feature matching", ("feature_matching",)), ("monitor MAE in holes (HU)", ("monitor_mae_hu",))]
-    fig, axes = plt.subplots(1, len(groups), figsize=(4 * len(groups), 3))
-    for ax, (title, names) in zip(axes, groups):
-        for name in names:
-            values = [row.get(name, float("nan")) for row in rows]
-            ax.plot(steps, values, label=name, marker="." if len(steps) < 20 else None)
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("step")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return save_figure(fig, path)
-
-
-def _save_checkpoint(folder: Path, gan: InpaintingGAN, config: Config, step: int, rows: list[dict[str, float]],
+def _save_checkpoint(folder: Path, gan: InpaintingGAN, config: Config, step: int, training_log: TrainingLog,
                      case_ids: Sequence[str], extra: dict | None) -> None:
     save_model_folder(folder, gan.inference_generator, model_config(gan, config, step, case_ids, extra))
     if gan.generator_ema is not None:
         save_weights(gan.generator, folder / RAW_GENERATOR_NAME)
     save_weights(gan.discriminator, folder / DISCRIMINATOR_NAME)
-    save_training_state(folder, {"step": step, "log": rows, **gan.state()})
-    _write_log(folder, rows)
+    save_training_state(folder, {"step": step, LOG_STATE_KEY: training_log.rows, **gan.state()})
+    training_log.write(final=step >= config.inpaint.steps)
 
 
 def train_inpainter(
@@ -366,7 +336,8 @@ def train_inpainter(
     monitor = monitor_batch(monitor_sources, cfg.monitor_slices, cfg.crop_vox, seed=config.seed + 1)
     case_ids = [case.case_id for case in cases]
 
-    start, rows = 0, []
+    start = 0
+    training_log = TrainingLog(out_dir, LOG_COLUMNS, groups=CURVES)
     state = load_training_state(out_dir, map_location=gan.device) if resume else None
     if state is not None:
         check_architecture(out_dir, gan.architecture)
@@ -376,7 +347,8 @@ def train_inpainter(
             load_weights(gan.generator, raw if raw.is_file() else out_dir / WEIGHTS_NAME)
         load_weights(gan.discriminator, out_dir / DISCRIMINATOR_NAME)
         gan.load_state(state)
-        start, rows = int(state["step"]), [dict(row) for row in state.get("log", [])]
+        start = int(state["step"])
+        training_log.resume(start, state.get(LOG_STATE_KEY))
         log.info("train-inpainter: resuming at step %d of %d", start, cfg.steps)
     elif init_from is not None:
         init_from = Path(init_from)
@@ -388,28 +360,26 @@ def train_inpainter(
             load_weights(gan.discriminator, init_from / DISCRIMINATOR_NAME)
         log.info("train-inpainter: starting from the weights in %s", init_from)
 
-    totals: dict[str, list[float]] = {name: [] for name in LOSS_NAMES}
+    running = RunningMean()
     started = time.perf_counter()
     bar = progress(range(start, cfg.steps), desc="train-inpainter", total=max(0, cfg.steps - start), unit="step")
     done = start
     for step in bar:
-        rng = np.random.default_rng([config.seed, context.rank, step])
+        rng = step_rng(config.seed, context.rank, step)
         batch = sample_batch(sources, rng, cfg.batch_size, cfg.crop_vox, cfg.liver_slice_fraction,
                              cfg.blob_mask_fraction, cfg.max_hole_fraction)
         losses = gan.train_step(batch, apply_r1=step % cfg.r1_every_steps == 0)
-        for name, value in losses.items():
-            if name != "r1" or step % cfg.r1_every_steps == 0:
-                totals[name].append(value)
+        running.add(**{name: value for name, value in losses.items() if name != "r1" or step % cfg.r1_every_steps == 0})
         bar.set_postfix(l1=f"{losses['l1_hole']:.3f}", g=f"{losses['g_total']:.2f}", d=f"{losses['d_total']:.3f}")
         done = step + 1
         if done % cfg.log_every_steps == 0 or done == cfg.steps:
-            row = {"step": float(done), **{n: float(np.mean(v)) for n, v in totals.items() if v}}
-            row["monitor_mae_hu"] = gan.monitor_mae_hu(monitor, window) if monitor is not None else float("nan")
-            row["seconds"] = time.perf_counter() - started
-            rows.append(row)
-            totals = {name: [] for name in LOSS_NAMES}
+            training_log.add({
+                "step": done, **running.pop(),
+                "monitor_mae_hu": gan.monitor_mae_hu(monitor, window) if monitor is not None else float("nan"),
+                "seconds": time.perf_counter() - started,
+            })
         if context.is_main and (done % cfg.checkpoint_every_steps == 0 or done == cfg.steps):
-            _save_checkpoint(out_dir, gan, config, done, rows, case_ids, extra_config)
+            _save_checkpoint(out_dir, gan, config, done, training_log, case_ids, extra_config)
     if context.is_main and not (out_dir / WEIGHTS_NAME).is_file():
-        _save_checkpoint(out_dir, gan, config, done, rows, case_ids, extra_config)
-    return TrainingResult(out_dir, done, rows[-1] if rows else {})
+        _save_checkpoint(out_dir, gan, config, done, training_log, case_ids, extra_config)
+    return TrainingResult(out_dir, done, training_log.last)

@@ -57,9 +57,7 @@ def load_segmenter(model_dir: str | Path, device: str = "auto", weights: str = "
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise InputError("model folder not found; train one with 'diff4mmlits train --run RUN'", model_dir)
-    model_config = read_model_config(model_dir)
-    if model_config.get("kind") != "segmenter":
-        raise InputError(f"not a segmenter model folder (kind: {model_config.get('kind')!r})", model_dir)
+    model_config = read_model_config(model_dir, kind="segmenter")
     config = SegmentConfig.model_validate(model_config["segment"])
     plan = read_plan(model_dir / PLAN_FILE)
     resolved = resolve_device(device)

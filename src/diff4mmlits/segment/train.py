@@ -11,7 +11,7 @@ The model folder (``RUN/models/segmenter/``)::
     config.json          backbone, segment settings, run settings, epochs done
     plan.json            the plan (and the fingerprint it came from)
     weights.safetensors  last weights      best.safetensors  best weights by validation Dice
-    training_state.pt    optimiser, scheduler, scaler, epoch, best metric (for --resume)
+    training_state.pt    optimiser, scheduler, scaler, epoch, best metric, log rows (for --resume)
     log.csv              one row per epoch: loss, Dice, lr, time waiting for data vs computing
     curves.png           loss and validation Dice per epoch
 
@@ -23,8 +23,6 @@ next batch versus the time it spends in forward/backward/step.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import time
 from collections.abc import Sequence
@@ -43,25 +41,28 @@ from diff4mmlits.checkpoint import (
     load_training_state,
     load_weights,
     read_model_config,
+    save_model_folder,
     save_training_state,
     save_weights,
 )
 from diff4mmlits.config import SegmentConfig
 from diff4mmlits.distributed import DistributedContext, barrier, shard, unwrap, wrap_ddp
 from diff4mmlits.errors import InputError
-from diff4mmlits.files import write_json_atomic, write_text_atomic
+from diff4mmlits.files import write_json_atomic
 from diff4mmlits.progress import progress
 from diff4mmlits.segment.dataset import HybridDataset, PreparedCase, TumorPainter
 from diff4mmlits.segment.networks import build_network, main_output
 from diff4mmlits.segment.plan import PLAN_FILE, Fingerprint, SegmenterPlan, read_plan, write_plan
+from diff4mmlits.training import LOG_STATE_KEY, CurveGroup, TrainingLog, autocast, grad_scaler, half_dtype
 
 log = logging.getLogger(__name__)
 
 BEST_NAME = "best.safetensors"
-LOG_NAME = "log.csv"
-CURVES_NAME = "curves.png"
 LOG_FIELDS = ["epoch", "steps", "train_loss", "val_dice_liver", "val_dice_tumor", "val_dice_mean", "lr", "synthetic_share",
               "loader_wait_s", "compute_s", "epoch_s"]
+CURVES = (CurveGroup("training loss", ("train_loss",), ylabel="Dice + γ·CE"),
+          CurveGroup("validation Dice", ("val_dice_liver", "val_dice_tumor"), ylabel="Dice", ylim=(0.0, 1.0)))
+"""The panels of ``curves.png``: training loss and validation Dice per epoch."""
 GRAD_CLIP_NORM = 12.0
 
 
@@ -159,51 +160,12 @@ def validate(model: torch.nn.Module, cases: Sequence[PreparedCase], plan: Segmen
 
 
 def _autocast(device: torch.device, config: SegmentConfig) -> Any:
-    if device.type == "cuda" and config.amp:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast("cpu", enabled=False)
+    """The segmenter's precision: ``segment.amp`` on CUDA is bfloat16, or float16 (with a gradient scaler) where bf16 is missing."""
+    return autocast(device, config.amp, half_dtype(device))
 
 
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
-
-
-def write_log(rows: list[dict[str, Any]], path: Path) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=LOG_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    write_text_atomic(path, buffer.getvalue())
-
-
-def read_log(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def plot_curves(rows: list[dict[str, Any]], path: Path) -> Path:
-    """Training loss and validation Dice per epoch (one PNG)."""
-    import matplotlib.pyplot as plt
-
-    from diff4mmlits.figures import save_figure
-
-    epochs = [int(r["epoch"]) for r in rows]
-    fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(9, 3.2))
-    ax_loss.plot(epochs, [float(r["train_loss"]) for r in rows], marker=".", color="#1f77b4")
-    ax_loss.set(xlabel="epoch", ylabel="Dice + γ·CE", title="training loss")
-    for key, colour, name in (("val_dice_liver", "#2ca02c", "liver"), ("val_dice_tumor", "#d62728", "tumor")):
-        points = [(int(r["epoch"]), float(r[key])) for r in rows if str(r.get(key, "")) not in ("", "nan")]
-        if points:
-            ax_dice.plot(*zip(*points), marker=".", color=colour, label=name)
-    ax_dice.set(xlabel="epoch", ylabel="Dice", title="validation Dice", ylim=(0, 1))
-    if ax_dice.lines:
-        ax_dice.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    return save_figure(fig, path)
 
 
 def _check_resumable(out_dir: Path, plan: SegmenterPlan, config: SegmentConfig) -> None:
@@ -252,11 +214,12 @@ def train_segmenter(
     optimizer = make_optimizer(model, config)
     total_steps = config.epochs * config.steps_per_epoch
     scheduler = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=total_steps, power=config.poly_power)
-    use_scaler = device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
-    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+    scaler = grad_scaler(device, config.amp, half_dtype(device))
+    use_scaler = scaler.is_enabled()
     loss_fn = make_loss(config)
 
-    start_epoch, best, rows = 0, None, []
+    start_epoch, best = 0, None
+    training_log = TrainingLog(out_dir, LOG_FIELDS, step_key="epoch", groups=CURVES)
     if resume:
         state = load_training_state(out_dir)
         if state is None or not (out_dir / WEIGHTS_NAME).is_file():
@@ -269,7 +232,7 @@ def train_segmenter(
             scaler.load_state_dict(state["scaler"])
         start_epoch = int(state["epoch"])
         best = state.get("best_val_dice")
-        rows = [r for r in read_log(out_dir / LOG_NAME) if int(r["epoch"]) <= start_epoch]
+        training_log.resume(start_epoch, state.get(LOG_STATE_KEY))
         if context.is_main:
             log.info("segmenter: resuming after epoch %d of %d", start_epoch, config.epochs)
 
@@ -342,24 +305,23 @@ def train_segmenter(
             improved = best is None or scores["mean"] > best
             best = max(best, scores["mean"]) if best is not None else scores["mean"]
         row["epoch_s"] = time.perf_counter() - epoch_start
-        rows.append(row)
+        training_log.add(row)
         if context.is_main:
             net = unwrap(model)
-            save_weights(net, out_dir / WEIGHTS_NAME)
+            save_model_folder(out_dir, net, {**model_config, "epochs_done": epoch + 1, "best_val_dice": best})
             if improved or not validation:
                 save_weights(net, out_dir / BEST_NAME)
             state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
-                     "best_val_dice": best, "seed": seed}
+                     "best_val_dice": best, "seed": seed, LOG_STATE_KEY: training_log.rows}
             if use_scaler:
                 state["scaler"] = scaler.state_dict()
             save_training_state(out_dir, state)
-            write_json_atomic(out_dir / CONFIG_NAME, {**model_config, "epochs_done": epoch + 1, "best_val_dice": best})
-            write_log(rows, out_dir / LOG_NAME)
-            plot_curves(rows, out_dir / CURVES_NAME)
+            training_log.write(final=is_last)
             log.info(
                 "epoch %d/%d: loss %.4f, val Dice liver %.3f tumor %.3f, %.1f s (%.0f%% waiting for data)",
                 epoch + 1, config.epochs, train_loss, row["val_dice_liver"], row["val_dice_tumor"], row["epoch_s"],
                 100 * wait_s / max(wait_s + compute_s, 1e-9),
             )
         barrier(context)
+    rows = training_log.rows
     return TrainResult(out_dir, len(rows) and int(rows[-1]["epoch"]), best, rows, unwrap(model))

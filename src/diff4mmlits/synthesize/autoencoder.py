@@ -103,9 +103,7 @@ class LatentCodec:
 def load_autoencoder(folder: str | Path, device: str | torch.device = "cpu") -> LatentCodec:
     """Load ``models/autoencoder/`` (config.json + weights.safetensors) as a :class:`LatentCodec`."""
     folder = Path(folder)
-    config = read_model_config(folder)
-    if config.get("kind") != MODEL_KIND:
-        raise InputError(f"config.json says kind {config.get('kind')!r}, expected {MODEL_KIND!r}; wrong folder?", folder)
+    config = read_model_config(folder, kind=MODEL_KIND)
     if "latent_scale" not in config:
         raise InputError("config.json has no latent_scale: training did not finish; run train-autoencoder again", folder)
     network = build_autoencoder(config["arguments"])

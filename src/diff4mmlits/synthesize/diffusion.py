@@ -151,9 +151,7 @@ class LatentDiffusion:
 def load_diffusion(folder: str | Path, device: str | torch.device = "cpu") -> LatentDiffusion:
     """Load ``models/diffusion[-joint]/`` (config.json + weights.safetensors)."""
     folder = Path(folder)
-    config = read_model_config(folder)
-    if config.get("kind") != MODEL_KIND:
-        raise InputError(f"config.json says kind {config.get('kind')!r}, expected {MODEL_KIND!r}; wrong folder?", folder)
+    config = read_model_config(folder, kind=MODEL_KIND)
     network = build_denoiser(config["arguments"])
     load_weights(network, folder / "weights.safetensors")
     network.to(device).eval()

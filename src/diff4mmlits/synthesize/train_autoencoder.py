@@ -21,12 +21,18 @@ import torch
 from monai.losses import PatchAdversarialLoss
 from monai.networks.nets import PatchDiscriminator
 
-from diff4mmlits.checkpoint import load_training_state, load_weights, save_training_state, save_weights
+from diff4mmlits.checkpoint import (
+    WEIGHTS_NAME,
+    load_training_state,
+    load_weights,
+    save_model_folder,
+    save_training_state,
+    save_weights,
+)
 from diff4mmlits.config import AutoencoderConfig
 from diff4mmlits.data.case import Case
 from diff4mmlits.distributed import DistributedContext, all_reduce_mean, barrier, unwrap, wrap_ddp
 from diff4mmlits.errors import InputError
-from diff4mmlits.files import write_json_atomic
 from diff4mmlits.progress import progress
 from diff4mmlits.synthesize.autoencoder import (
     MODEL_KIND,
@@ -36,7 +42,7 @@ from diff4mmlits.synthesize.autoencoder import (
     downsample_factor,
 )
 from diff4mmlits.synthesize.crops import crop_box, extract_crop, hu_to_unit
-from diff4mmlits.synthesize.training import RunningMean, TrainingLog, autocast, step_rng
+from diff4mmlits.training import LOG_STATE_KEY, RunningMean, TrainingLog, autocast, step_rng
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +204,7 @@ def train_autoencoder(
     start = 0
     state = load_training_state(folder, map_location=device) if resume else None
     if state is not None:
-        load_weights(network, folder / "weights.safetensors")
+        load_weights(network, folder / WEIGHTS_NAME)
         load_weights(discriminator, folder / DISCRIMINATOR_NAME)
         opt_g.load_state_dict(state["optimizer_generator"])
         opt_d.load_state_dict(state["optimizer_discriminator"])
@@ -214,7 +220,9 @@ def train_autoencoder(
     source = PatchSource(train_cases)
     with_tumors = [case for case in tumor_cases or [] if case.label is not None and case.tumor_mask.any()]
     tumor_source = PatchSource(with_tumors, region="tumor") if with_tumors and config.tumor_patch_fraction > 0 else None
-    training_log = TrainingLog(folder, LOG_COLUMNS, resume=state is not None)
+    training_log = TrainingLog(folder, ["step", *LOG_COLUMNS], title="autoencoder (VQVAE + PatchDiscriminator)")
+    if state is not None:
+        training_log.resume(start, state.get(LOG_STATE_KEY))
     running = RunningMean()
     log_every = max(1, min(config.save_every_steps, max(config.steps // 50, 1)))
     bar = progress(range(start, config.steps), desc="train-autoencoder", total=config.steps - start, unit="step")
@@ -257,16 +265,15 @@ def train_autoencoder(
         done = step + 1
         if done % log_every == 0 or done == config.steps:
             means = {k: all_reduce_mean(v, context) for k, v in running.pop().items()}
-            training_log.add(done, **means)
+            training_log.add({"step": done, **means})
             bar.set_postfix({k: f"{v:.4f}" for k, v in means.items()})
         if context.is_main and (done % config.save_every_steps == 0 or done == config.steps):
-            save_weights(unwrap(network_ddp), folder / "weights.safetensors")
+            save_model_folder(folder, unwrap(network_ddp), {"kind": MODEL_KIND, "arguments": arguments,
+                                                            "window_hu": list(config.window_hu), "factor": factor})
             save_weights(unwrap(discriminator_ddp), folder / DISCRIMINATOR_NAME)
             save_training_state(folder, {"step": done, "optimizer_generator": opt_g.state_dict(),
-                                         "optimizer_discriminator": opt_d.state_dict()})
-            write_json_atomic(folder / "config.json", {"kind": MODEL_KIND, "arguments": arguments,
-                                                       "window_hu": list(config.window_hu), "factor": factor})
-            training_log.write("autoencoder (VQVAE + PatchDiscriminator)", final=done == config.steps)
+                                         "optimizer_discriminator": opt_d.state_dict(), LOG_STATE_KEY: training_log.rows})
+            training_log.write(final=done == config.steps)
     barrier(context)
     if not context.is_main:
         return {}
@@ -283,7 +290,7 @@ def finish_autoencoder(
     arguments: dict[str, Any],
     factor: int,
 ) -> dict[str, Any]:
-    """Measure the latent scale and the held-out reconstruction metrics; write ``config.json``."""
+    """Measure the latent scale and the held-out reconstruction metrics; write the model folder with them."""
     network.eval()
     device = next(network.parameters()).device
     count = max(config.validation_patches, 2)
@@ -293,7 +300,7 @@ def finish_autoencoder(
     held_out = bool(validation_cases)
     hu, liver = PatchSource(validation_cases or train_cases).sample(np.random.default_rng([seed, 8]), count, config.patch_vox, 1.0)
     metrics = {**evaluate_reconstruction(codec, hu, liver), "held_out": held_out, "patches": count}
-    write_json_atomic(folder / "config.json", {
+    save_model_folder(folder, network, {
         "kind": MODEL_KIND, "arguments": arguments, "window_hu": list(config.window_hu), "factor": factor,
         "latent_scale": scale, "patch_vox": config.patch_vox, "steps": config.steps, "seed": seed, "metrics": metrics,
     })

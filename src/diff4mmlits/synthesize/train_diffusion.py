@@ -22,12 +22,17 @@ import torch
 from scipy import ndimage
 
 from diff4mmlits import PHASES
-from diff4mmlits.checkpoint import load_training_state, load_weights, save_training_state, save_weights
+from diff4mmlits.checkpoint import (
+    WEIGHTS_NAME,
+    load_training_state,
+    load_weights,
+    save_model_folder,
+    save_training_state,
+)
 from diff4mmlits.config import DiffusionConfig
 from diff4mmlits.data.case import Case
 from diff4mmlits.distributed import DistributedContext, all_reduce_mean, barrier, unwrap, wrap_ddp
 from diff4mmlits.errors import InputError
-from diff4mmlits.files import write_json_atomic
 from diff4mmlits.progress import progress
 from diff4mmlits.synthesize.autoencoder import LatentCodec
 from diff4mmlits.synthesize.crops import crop_box, dilate_tumor_mask, extract_crop, hu_to_unit
@@ -41,7 +46,7 @@ from diff4mmlits.synthesize.diffusion import (
     paper_condition,
     schedule_arguments,
 )
-from diff4mmlits.synthesize.training import RunningMean, TrainingLog, autocast, step_rng
+from diff4mmlits.training import LOG_STATE_KEY, RunningMean, TrainingLog, autocast, step_rng
 
 log = logging.getLogger(__name__)
 
@@ -250,13 +255,15 @@ def train_diffusion(
     start = 0
     state = load_training_state(folder, map_location=device) if resume else None
     if state is not None:
-        load_weights(network, folder / "weights.safetensors")
+        load_weights(network, folder / WEIGHTS_NAME)
         optimizer.load_state_dict(state["optimizer"])
         start = int(state["step"])
         log.info("train-synthesizer: resuming at step %d of %d", start, config.steps)
     initial_loss = evaluation_loss(network, scheduler, crops, config.mode, seed, tumor_weight=config.tumor_loss_weight)
     network_ddp = wrap_ddp(network, context)
-    training_log = TrainingLog(folder, ["loss"], resume=state is not None)
+    training_log = TrainingLog(folder, ["step", "loss"], title=f"latent diffusion ({config.mode} mode), Eq. 3 loss")
+    if state is not None:
+        training_log.resume(start, state.get(LOG_STATE_KEY))
     running = RunningMean()
     log_every = max(1, min(config.save_every_steps, max(config.steps // 50, 1)))
     record = {
@@ -281,19 +288,18 @@ def train_diffusion(
         done = step + 1
         if done % log_every == 0 or done == config.steps:
             means = {k: all_reduce_mean(v, context) for k, v in running.pop().items()}
-            training_log.add(done, **means)
+            training_log.add({"step": done, **means})
             bar.set_postfix(loss=f"{means['loss']:.4f}")
         if context.is_main and (done % config.save_every_steps == 0 or done == config.steps):
-            save_weights(unwrap(network_ddp), folder / "weights.safetensors")
-            save_training_state(folder, {"step": done, "optimizer": optimizer.state_dict()})
-            write_json_atomic(folder / "config.json", {**record, "steps_done": done})
-            training_log.write(f"latent diffusion ({config.mode} mode), Eq. 3 loss", final=done == config.steps)
+            save_model_folder(folder, unwrap(network_ddp), {**record, "steps_done": done})
+            save_training_state(folder, {"step": done, "optimizer": optimizer.state_dict(), LOG_STATE_KEY: training_log.rows})
+            training_log.write(final=done == config.steps)
     barrier(context)
     if not context.is_main:
         return {}
     final_loss = evaluation_loss(network, scheduler, crops, config.mode, seed, tumor_weight=config.tumor_loss_weight)
     metrics = {"evaluation_loss_initial": initial_loss, "evaluation_loss_final": final_loss,
                "crops": len(crops), "steps": config.steps}
-    write_json_atomic(folder / "config.json", {**record, "steps_done": config.steps, "metrics": metrics})
+    save_model_folder(folder, network, {**record, "steps_done": config.steps, "metrics": metrics})
     log.info("train-synthesizer (%s): diffusion loss %.4f → %.4f on %d tumor crops", config.mode, initial_loss, final_loss, len(crops))
     return metrics

@@ -7,7 +7,7 @@ from pathlib import Path
 from diff4mmlits.files import read_json_or_none
 from diff4mmlits.htmlpage import figure_html, html_table
 from diff4mmlits.runfolder import RunFolder
-from diff4mmlits.translate.train import read_log
+from diff4mmlits.training import read_log
 
 
 def section_translators(run: RunFolder, report_dir: Path) -> str:

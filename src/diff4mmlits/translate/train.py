@@ -5,7 +5,7 @@ A translator's model folder (``RUN/models/translator-<method>/``)::
     config.json             method, generator architecture, intensity maps, phases, all settings
     weights.safetensors     the source → target generator (all that ``translate`` needs)
     networks.safetensors    every network of the method (generators, discriminators, heads), for resume
-    training_state.pt       optimisers, schedulers, step, sampler RNG state, image pools (weights_only)
+    training_state.pt       optimisers, schedulers, step, sampler RNG state, image pools, log rows (weights_only)
     log.csv, curves.png     the losses every ``log_every`` steps, and their plot
 
 Training runs under ``torchrun`` too (gradients averaged over processes, see ``base``); only rank 0
@@ -14,8 +14,6 @@ writes. ``--resume`` continues from ``training_state.pt`` with the same batches 
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import time
 from collections.abc import Callable
@@ -40,8 +38,8 @@ from diff4mmlits.data.case import Case
 from diff4mmlits.data.volume import Volume, require_same_grid
 from diff4mmlits.distributed import DistributedContext, all_reduce_mean, barrier, init_distributed, resolve_device
 from diff4mmlits.errors import InputError
-from diff4mmlits.files import write_text_atomic
 from diff4mmlits.progress import progress
+from diff4mmlits.training import LOG_STATE_KEY, CurveGroup, TrainingLog
 from diff4mmlits.translate.base import Batch, TranslationModel, broadcast_parameters
 from diff4mmlits.translate.cut import CUT
 from diff4mmlits.translate.cyclegan import CycleGAN
@@ -56,8 +54,8 @@ METHODS: dict[str, type[TranslationModel]] = {"cyclegan": CycleGAN, "essnet": Es
 """Translation methods by name (``--method``)."""
 
 NETWORKS_NAME = "networks.safetensors"
-LOG_NAME = "log.csv"
-CURVES_NAME = "curves.png"
+CURVES = (CurveGroup("losses", None, ylabel="loss", log_scale=True),)
+"""``curves.png``: every loss against the step on one log axis (not the learning rate nor the time)."""
 PREVIEW_NAME = "preview.png"
 
 
@@ -124,9 +122,10 @@ def fit_translator(
         for name, opt in model.optimizers.items()
     }
     model_config = translator_config(model, data, config, seed, extra_config)
-    start, rows = 0, []
+    training_log = TrainingLog(out_dir, groups=CURVES, title=f"{config.method} training losses")
+    start = 0
     if resume:
-        start, rows = _restore(out_dir, model, schedulers, sampler, model_config, context.device)
+        start = _restore(out_dir, model, schedulers, sampler, model_config, context.device, training_log)
         for name, scheduler in schedulers.items():  # the schedule of *these* settings (steps may have grown)
             for group, base in zip(model.optimizers[name].param_groups, scheduler.base_lrs):
                 group["lr"] = base * learning_rate_factor(start, config.steps, config.decay_fraction)
@@ -144,17 +143,17 @@ def fit_translator(
         done = step + 1
         if done % config.log_every == 0 or done == config.steps:
             losses = {name: all_reduce_mean(value, context) for name, value in losses.items()}
-            rows.append({"step": done, **{k: round(v, 6) for k, v in losses.items()},
-                         "lr": model.optimizers["G"].param_groups[0]["lr"], "seconds": round(time.perf_counter() - began, 3)})
+            training_log.add({"step": done, **losses, "lr": model.optimizers["G"].param_groups[0]["lr"],
+                              "seconds": time.perf_counter() - began})
             bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items() if k in ("generator", "discriminator", "nce", "segmentation", "cycle")})
         if done % config.checkpoint_every == 0 or done == config.steps:
             if context.is_main:
-                save_translator(out_dir, model, schedulers, sampler, model_config, done, rows)
+                save_translator(out_dir, model, schedulers, sampler, model_config, done, training_log)
             barrier(context)
     if context.is_main:
         if start >= config.steps:
             log.info("translate: %s already trained for %d steps", config.method, config.steps)
-        write_curves(out_dir / CURVES_NAME, rows, title=f"{config.method} training losses")
+        training_log.plot()
         write_preview(out_dir / PREVIEW_NAME, data, translator_from_model(model, data, config, context.device))
     return out_dir
 
@@ -186,7 +185,7 @@ def translator_config(
 
 def save_translator(
     out_dir: Path, model: TranslationModel, schedulers: dict[str, Any], sampler: torch.Generator,
-    model_config: dict[str, Any], step: int, rows: list[dict[str, float]],
+    model_config: dict[str, Any], step: int, training_log: TrainingLog,
 ) -> None:
     """Write the model folder (weights, all networks, training state, log, curves), atomically file by file."""
     save_model_folder(out_dir, model.generator, {**model_config, "step": step})
@@ -198,19 +197,20 @@ def save_translator(
         "schedulers": {name: s.state_dict() for name, s in schedulers.items()},
         "sampler": sampler.get_state(),
         "pools": {name: pool.state() for name, pool in model.pools.items()},
+        LOG_STATE_KEY: training_log.rows,
     })
-    write_log(out_dir / LOG_NAME, rows)
+    training_log.write()
 
 
 def _restore(
     out_dir: Path, model: TranslationModel, schedulers: dict[str, Any], sampler: torch.Generator,
-    model_config: dict[str, Any], device: torch.device,
-) -> tuple[int, list[dict[str, float]]]:
-    """Load a saved training state into the model; returns the step reached and the log rows up to it."""
+    model_config: dict[str, Any], device: torch.device, training_log: TrainingLog,
+) -> int:
+    """Load a saved training state into the model and its log rows into ``training_log``; returns the step reached."""
     state = load_training_state(out_dir, map_location=device)
     if state is None:
         log.info("translate: nothing to resume in %s; training from the start", out_dir)
-        return 0, []
+        return 0
     saved = read_model_config(out_dir)
     if saved.get("method") != model.method or saved.get("generator") != model_config["generator"]:
         raise InputError(
@@ -227,45 +227,8 @@ def _restore(
     for name, pool in model.pools.items():
         pool.load_state(state["pools"][name], device)
     step = int(state["step"])
-    return step, [row for row in read_log(out_dir / LOG_NAME) if row["step"] <= step]
-
-
-def write_log(path: Path, rows: list[dict[str, float]]) -> None:
-    """``log.csv``: one row per logged step (columns: step, each loss, lr, seconds)."""
-    if not rows:
-        return
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(path, buffer.getvalue())
-
-
-def read_log(path: Path) -> list[dict[str, float]]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as handle:
-        return [{k: (int(v) if k == "step" else float(v)) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
-
-
-def write_curves(path: Path, rows: list[dict[str, float]], title: str) -> Path | None:
-    """``curves.png``: each loss against the step."""
-    if not rows:
-        return None
-    from diff4mmlits.figures import plt, save_figure
-
-    names = [k for k in rows[0] if k not in ("step", "lr", "seconds")]
-    steps = [row["step"] for row in rows]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for name in names:
-        ax.plot(steps, [row.get(name, np.nan) for row in rows], label=name, linewidth=1)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_yscale("log")
-    ax.set_title(title)
-    ax.legend(fontsize=7, ncol=2)
-    return save_figure(fig, path)
+    training_log.resume(step, state.get(LOG_STATE_KEY))
+    return step
 
 
 def write_preview(path: Path, data: TranslatorData, translator: Translator, count: int = 3) -> Path:

@@ -1,0 +1,233 @@
+"""What every training loop shares: the log (``log.csv`` + ``curves.png``), running means, per-step
+batch generators and the mixed-precision policy.
+
+A leaf module: it imports no stage package, so every trainer (inpaint, segment, translate, the
+synthesizer's two) can use it.
+
+The log is a list of rows, one per logged step, keyed by the number of steps (or epochs) *done*
+when the row was logged. It is written atomically to ``log.csv`` and plotted to ``curves.png``.
+The rows travel in ``training_state.pt`` (``TrainingLog.rows``, under the key ``"log"``); on
+resume at ``done`` steps the rows with step ≤ ``done`` (those logged before the checkpoint) are
+kept and later ones dropped, whichever file they come from (``log.csv`` for folders written before
+the rows were saved in the state).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from diff4mmlits.files import write_text_atomic
+
+LOG_NAME = "log.csv"
+CURVES_NAME = "curves.png"
+LOG_STATE_KEY = "log"
+"""The key of the log rows in ``training_state.pt``."""
+PLOT_EVERY_S = 60.0
+"""``curves.png`` is redrawn at the end, or on a write when the last drawing is older than this."""
+UNPLOTTED = ("lr", "seconds")
+"""Columns a catch-all panel (``CurveGroup.columns is None``) leaves out: they are not losses."""
+
+
+# --- per-step randomness and mixed precision ----------------------------------------------------
+def step_rng(seed: int, rank: int, step: int) -> np.random.Generator:
+    """The batch generator of one training step (the same after a resume)."""
+    return np.random.default_rng([seed, rank, step])
+
+
+def half_dtype(device: torch.device) -> torch.dtype:
+    """bfloat16 where the device supports it (CUDA with bf16), else float16."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def autocast(device: torch.device, enabled: bool = True, dtype: torch.dtype = torch.bfloat16) -> contextlib.AbstractContextManager:
+    """``dtype`` autocast on CUDA when ``enabled``; full float32 precision elsewhere (CPU never autocasts)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def grad_scaler(device: torch.device, enabled: bool = True, dtype: torch.dtype = torch.bfloat16) -> torch.amp.GradScaler:
+    """The gradient scaler that goes with :func:`autocast` of the same arguments: it scales only under
+    float16 autocast on CUDA (bfloat16 and float32 gradients do not underflow); otherwise it is a no-op."""
+    return torch.amp.GradScaler("cuda", enabled=bool(enabled and device.type == "cuda" and dtype == torch.float16))
+
+
+# --- the log ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CurveGroup:
+    """One panel of ``curves.png``: ``columns`` against the step.
+
+    ``columns=None`` takes every logged column that no other panel names, except the step and
+    :data:`UNPLOTTED`. ``log_scale=None`` picks a log axis when the values are positive and span
+    more than a factor 30 (what the default panels, one per column, do).
+    """
+
+    title: str
+    columns: tuple[str, ...] | None = None
+    ylabel: str = ""
+    log_scale: bool | None = False
+    ylim: tuple[float, float] | None = None
+
+
+def _cell(value: Any) -> Any:
+    """How one value is written to ``log.csv``: integers as they are, other numbers with 6 significant digits."""
+    if isinstance(value, (bool, int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.6g}"
+    return value
+
+
+def read_log(path: str | Path, step_key: str = "step") -> list[dict[str, float]]:
+    """The rows of a ``log.csv``: ``step_key`` as an int, every other non-empty cell as a float."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return [{k: (int(float(v)) if k == step_key else float(v)) for k, v in row.items() if k is not None and v not in ("", None)}
+                for row in csv.DictReader(handle)]
+
+
+class TrainingLog:
+    """Rows of one training run, written to ``log.csv`` and plotted to ``curves.png`` (atomically).
+
+    Args:
+        folder: the model folder.
+        columns: the columns of ``log.csv`` in order, the step first; ``None``: every key the rows
+            hold, in the order they first appear.
+        step_key: the column that counts progress (``step``, or ``epoch`` for the segmenter).
+        groups: the panels of ``curves.png``; default one panel per column.
+        title: the figure's title.
+    """
+
+    def __init__(self, folder: str | Path, columns: Sequence[str] | None = None, *, step_key: str = "step",
+                 groups: Sequence[CurveGroup] | None = None, title: str = "") -> None:
+        self.folder = Path(folder)
+        self.step_key = step_key
+        self.columns = list(columns) if columns is not None else None
+        self.groups = list(groups) if groups is not None else None
+        self.title = title
+        self.rows: list[dict[str, Any]] = []
+        self._plotted = time.monotonic()
+
+    def resume(self, done: int, rows: Sequence[dict[str, Any]] | None = None) -> None:
+        """Restore the rows logged up to ``done`` steps: from ``rows`` (the training state's) when
+        given, else from ``log.csv``; rows with a later step are dropped."""
+        source = [dict(row) for row in rows] if rows is not None else read_log(self.folder / LOG_NAME, self.step_key)
+        self.rows = [row for row in source if row.get(self.step_key, math.inf) <= done]
+
+    def add(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Append one row (it must hold the step key); returns it."""
+        if self.step_key not in row:
+            raise ValueError(f"a log row needs its {self.step_key!r}")
+        self.rows.append(row)
+        return row
+
+    @property
+    def last(self) -> dict[str, Any]:
+        """The last row, or ``{}``."""
+        return self.rows[-1] if self.rows else {}
+
+    def fieldnames(self) -> list[str]:
+        """The columns of ``log.csv``."""
+        if self.columns is not None:
+            return self.columns
+        return list(dict.fromkeys(key for row in self.rows for key in row))
+
+    def write(self, final: bool = False) -> None:
+        """Write ``log.csv``; redraw ``curves.png`` when ``final`` or when the last drawing is :data:`PLOT_EVERY_S` old."""
+        if not self.rows:
+            return
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=self.fieldnames(), extrasaction="ignore")
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow({k: _cell(v) for k, v in row.items()})
+        write_text_atomic(self.folder / LOG_NAME, buffer.getvalue())
+        if final or time.monotonic() - self._plotted > PLOT_EVERY_S:
+            self.plot()
+
+    def _panels(self) -> list[tuple[CurveGroup, list[str]]]:
+        logged = [c for c in self.fieldnames() if c != self.step_key and any(_finite(row.get(c)) for row in self.rows)]
+        groups = self.groups if self.groups is not None else [CurveGroup(name, (name,), log_scale=None)
+                                                              for name in logged if name not in UNPLOTTED]
+        named = {c for g in groups if g.columns is not None for c in g.columns}
+        rest = [c for c in logged if c not in named and c not in UNPLOTTED]
+        panels = [(g, [c for c in (g.columns if g.columns is not None else rest) if c in logged]) for g in groups]
+        return [(g, names) for g, names in panels if names]
+
+    def plot(self) -> Path | None:
+        """Draw ``curves.png`` (every panel of :attr:`groups`); ``None`` when there is nothing to draw."""
+        if not self.rows:
+            return None
+        from diff4mmlits.figures import plt, save_figure
+
+        panels = self._panels()
+        if not panels:
+            return None
+        fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
+        for ax, (group, names) in zip(axes[0], panels):
+            values_all: list[float] = []
+            for name in names:
+                points = [(row[self.step_key], float(row[name])) for row in self.rows if _finite(row.get(name))]
+                steps, values = zip(*points)
+                values_all += values
+                ax.plot(steps, values, lw=1, label=name, marker="." if len(steps) < 20 else None)
+            log_scale = group.log_scale
+            if log_scale is None:
+                log_scale = bool(values_all) and min(values_all) > 0 and max(values_all) / max(min(values_all), 1e-12) > 30
+            if log_scale and values_all and min(values_all) > 0:
+                ax.set_yscale("log")
+            if group.ylim is not None:
+                ax.set_ylim(*group.ylim)
+            ax.set_title(group.title, fontsize=10)
+            ax.set_xlabel(self.step_key, fontsize=8)
+            if group.ylabel:
+                ax.set_ylabel(group.ylabel, fontsize=8)
+            if len(names) > 1:
+                ax.legend(fontsize=7)
+        if self.title:
+            fig.suptitle(self.title, fontsize=10)
+        fig.tight_layout()
+        self._plotted = time.monotonic()
+        return save_figure(fig, self.folder / CURVES_NAME)
+
+
+def _finite(value: Any) -> bool:
+    """Whether a log cell holds a finite number (empty cells and NaN are not drawn)."""
+    try:
+        return value is not None and value != "" and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+class RunningMean:
+    """Mean of the values added since the last ``pop`` (for the log and the progress bar)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, **values: float) -> None:
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0.0) + float(value)
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def pop(self) -> dict[str, float]:
+        """The means since the last ``pop`` (only the keys that were added), and start again."""
+        means = {key: self.sums[key] / self.counts[key] for key in self.sums}
+        self.sums, self.counts = {}, {}
+        return means
