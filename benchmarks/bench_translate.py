@@ -37,8 +37,8 @@ from skimage.metrics import structural_similarity
 
 from diff4mmlits.config import TranslateConfig, resolve_config
 from diff4mmlits.data.case import Case
+from diff4mmlits.data.intensity import IntensityMap
 from diff4mmlits.translate.base import Batch
-from diff4mmlits.translate.intensity import IntensityMap
 from diff4mmlits.translate.phantom_mri import make_unpaired_sets
 from diff4mmlits.translate.stage import prepare_data
 from diff4mmlits.translate.train import (

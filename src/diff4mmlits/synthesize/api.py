@@ -25,6 +25,7 @@ from diff4mmlits import PHASES
 from diff4mmlits.checkpoint import file_sha256
 from diff4mmlits.config import SynthesizeConfig
 from diff4mmlits.data.case import Case
+from diff4mmlits.data.intensity import window_map
 from diff4mmlits.distributed import resolve_device
 from diff4mmlits.errors import InputError
 from diff4mmlits.files import write_json_atomic
@@ -32,7 +33,6 @@ from diff4mmlits.runfolder import RunFolder
 from diff4mmlits.synthesize.autoencoder import LatentCodec, load_autoencoder
 from diff4mmlits.synthesize.blend import noise_sigma_hu
 from diff4mmlits.synthesize.contrast import TumorContrast, measure_tumor_contrasts
-from diff4mmlits.synthesize.crops import hu_to_unit
 from diff4mmlits.synthesize.diffusion import (
     LatentDiffusion,
     build_scheduler,
@@ -105,7 +105,8 @@ class LatentDiffusionPainter:
         seed = int(rng.integers(2**63 - 1))
         generator = torch.Generator(device=self.device).manual_seed(seed)
         names = list(crops_hu)
-        unit = np.stack([hu_to_unit(crops_hu[name], self.codec.window_hu) for name in names])[:, None]
+        window = window_map(self.codec.window_hu)
+        unit = np.stack([window.to_unit(crops_hu[name], clip_input=True) for name in names])[:, None]
         masked = torch.from_numpy(masked_unit(unit, condition[None, None])).to(self.device)
         condition_latent = self.codec.encode(masked)
         mask_latent = mask_to_latent(torch.from_numpy(condition[None, None]).to(self.device), self.codec.factor)

@@ -7,7 +7,6 @@ CUT (Park et al. 2020) is also the Diff4MMLiTS paper's Table V baseline synthesi
 
 Modules:
     networks      ResNet generator (instance norm, 2D or 3D), PatchGAN discriminator, LSGAN loss, image pool
-    intensity     how HU / MRI intensities become the generators' [-1, 1] and back
     sampling      random slices (or 3D patches) of the two unpaired datasets
     cyclegan      two generators, two discriminators, cycle and identity losses
     essnet        CycleGAN plus a segmentation net on the translated images (deformation-invariant)

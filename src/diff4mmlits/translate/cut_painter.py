@@ -35,9 +35,9 @@ from scipy import ndimage
 from diff4mmlits import PHASES
 from diff4mmlits.config import Config, TranslateConfig
 from diff4mmlits.data.case import Case
+from diff4mmlits.data.intensity import IntensityMap
 from diff4mmlits.errors import InputError
 from diff4mmlits.runfolder import RunFolder
-from diff4mmlits.translate.intensity import IntensityMap
 from diff4mmlits.translate.sampling import SampleSource
 from diff4mmlits.translate.train import Translator, TranslatorData, fit_translator, load_translator, translate_array
 

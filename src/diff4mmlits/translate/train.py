@@ -37,6 +37,7 @@ from diff4mmlits.checkpoint import (
 )
 from diff4mmlits.config import TranslateConfig
 from diff4mmlits.data.case import Case
+from diff4mmlits.data.intensity import IntensityMap
 from diff4mmlits.data.volume import Volume, require_same_grid
 from diff4mmlits.distributed import DistributedContext, all_reduce_mean, barrier, init_distributed, resolve_device
 from diff4mmlits.errors import InputError
@@ -46,7 +47,6 @@ from diff4mmlits.translate.base import Batch, TranslationModel, broadcast_parame
 from diff4mmlits.translate.cut import CUT
 from diff4mmlits.translate.cyclegan import CycleGAN
 from diff4mmlits.translate.essnet import EssNet
-from diff4mmlits.translate.intensity import IntensityMap
 from diff4mmlits.translate.networks import ResnetGenerator
 from diff4mmlits.translate.sampling import SampleSource
 
