@@ -235,7 +235,7 @@ def synthesize(
 ) -> None:
     """Paint random tumors into the normal CT of the training cases: RUN/synthetic/<case>_s<NNN>/."""
     from diff4mmlits.runfolder import RunFolder
-    from diff4mmlits.synthesize.api import PAINTERS
+    from diff4mmlits.synthesize.painters import PAINTERS
     from diff4mmlits.synthesize.stage import stage_synthesize
 
     if method is not None and method not in PAINTERS:
@@ -453,7 +453,7 @@ def train_translator(
     if painter:
         if source is not None or target is not None:
             raise InputError("--painter trains on the run folder's own cases; leave out --source and --target")
-        from diff4mmlits.translate.cut_painter import train_cut_painter
+        from diff4mmlits.synthesize.cut_painter import train_cut_painter
 
         model = train_cut_painter(RunFolder(run_dir), load_run_config(run_dir, device, overrides), resume=resume)
         typer.echo(f"train-translator: CUT tumor painter in {model}; use it with 'diff4mmlits synthesize --run {run_dir} --method cut'")

@@ -84,13 +84,8 @@ def read_offline_synthetic(run: RunFolder, train_ids: Sequence[str], annotated_p
 
 def load_painter_for(run: RunFolder, config: Config, device: str) -> TumorPainter:
     """The synthesize stage's tumor painter (for on-the-fly synthesis)."""
-    try:
-        from diff4mmlits.synthesize.api import load_painter
-    except ImportError:
-        raise InputError(
-            "on-the-fly synthesis needs the synthesize stage (diff4mmlits.synthesize.api), which this "
-            "installation lacks; use --synthetic none or offline"
-        ) from None
+    from diff4mmlits.synthesize.painters import load_painter
+
     return load_painter(run, config.segment.synthesis_method, config.segment.synthesis_mode, device)
 
 
@@ -167,14 +162,9 @@ def ensure_registered(case: Case, run_config: dict[str, Any] | None) -> Case:
     """``case`` itself when every phase is on the annotated grid, else registered by the register stage."""
     if case.is_registered():
         return case
-    try:
-        from diff4mmlits.config import Config as FullConfig
-        from diff4mmlits.register import register_case
-    except ImportError:
-        raise InputError(
-            f"{case.case_id}: the phases are not on the {case.annotated_phase} grid and this installation has no "
-            "register stage; register them first (e.g. 'diff4mmlits register')"
-        ) from None
+    from diff4mmlits.config import Config as FullConfig
+    from diff4mmlits.register import register_case
+
     config = FullConfig.model_validate(run_config or {})
     return register_case(case, config.register).case  # type: ignore[attr-defined]
 

@@ -60,6 +60,15 @@ def extract_crop(array: np.ndarray, box: CropBox, fill: float) -> np.ndarray:
     return crop
 
 
+MASKED_FILL_UNIT = 0.0
+"""Value of the masked-out voxels in the autoencoder's [-1, 1] range (about 40 HU), at training and synthesis."""
+
+
+def masked_unit(unit: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The masked CT ``x ⊙ (1 − m) + fill · m`` in the [-1, 1] range: float32, the broadcast shape of ``unit`` and ``mask``."""
+    return np.where(mask, np.float32(MASKED_FILL_UNIT), unit).astype(np.float32)
+
+
 def dilate_tumor_mask(tumor: np.ndarray, close_vox: int = 5, dilate_vox: int = 3) -> np.ndarray:
     """The paper's mask preparation (§III-A) on a boolean ``(z, y, x)`` tumor mask: the inpaint stage's
     :func:`diff4mmlits.inpaint.mask.dilate_tumor_mask` (per tumor, a ``close_vox`` closing then one

@@ -117,7 +117,7 @@ def stage_synthesize(run: RunFolder, config: Config, method: str | None = None, 
     from diff4mmlits.checkpoint import file_sha256
     from diff4mmlits.distributed import barrier, init_distributed, shard
     from diff4mmlits.progress import progress
-    from diff4mmlits.synthesize.api import load_painter
+    from diff4mmlits.synthesize.painters import load_painter
 
     method = method or config.synthesize.method
     mode = mode or config.diffusion.mode
@@ -147,7 +147,7 @@ def stage_synthesize(run: RunFolder, config: Config, method: str | None = None, 
         normal = read_case_folder(run.normal_dir / case_id, extra_names=(INPAINT_MASK,))
         for k in range(per_case):
             seed = [config.seed, index, k]
-            synthetic, provenance = paint_one(painter, normal, np.random.default_rng(seed))
+            synthetic, provenance = painter.paint_with_provenance(normal, np.random.default_rng(seed))
             out_id = synthetic_case_id(case_id, k)
             write_synthetic_case(run.synthetic_dir / out_id, synthetic, {
                 "case": out_id, "normal_case": case_id, "seed": seed, "models": models, **provenance,
@@ -159,14 +159,6 @@ def stage_synthesize(run: RunFolder, config: Config, method: str | None = None, 
         return {}
     summary = summarize_synthesis(run, config, method, mode, per_case, seconds_per_case=seconds / max(written, 1))
     return summary
-
-
-def paint_one(painter: Any, normal: Case, rng: np.random.Generator) -> tuple[Case, dict[str, Any]]:
-    """Paint with provenance when the painter records it (ours do), else with ``paint`` alone."""
-    with_provenance = getattr(painter, "paint_with_provenance", None)
-    if with_provenance is not None:
-        return with_provenance(normal, rng)
-    return painter.paint(normal, rng), {"method": type(painter).__name__}
 
 
 def write_synthetic_case(folder: Path, case: Case, provenance: dict[str, Any]) -> Path:

@@ -32,7 +32,7 @@ from diff4mmlits.errors import InputError
 from diff4mmlits.files import write_json_atomic
 from diff4mmlits.progress import progress
 from diff4mmlits.synthesize.autoencoder import LatentCodec
-from diff4mmlits.synthesize.crops import crop_box, dilate_tumor_mask, extract_crop
+from diff4mmlits.synthesize.crops import crop_box, dilate_tumor_mask, extract_crop, masked_unit
 from diff4mmlits.synthesize.diffusion import (
     MODEL_KIND,
     build_denoiser,
@@ -47,8 +47,6 @@ from diff4mmlits.synthesize.training import RunningMean, TrainingLog, autocast, 
 
 log = logging.getLogger(__name__)
 
-MASKED_FILL_UNIT = 0.0
-"""Value of the masked-out voxels in the autoencoder's [-1, 1] range (about 40 HU), at training and synthesis."""
 JOINT_PHASE_DROPOUT = 0.15
 """Joint mode: chance that a present phase is hidden during training (so that cases with fewer phases work)."""
 
@@ -73,11 +71,6 @@ class TumorCrops:
 
     def __len__(self) -> int:
         return int(self.latents.shape[0])
-
-
-def masked_unit(unit: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The masked CT ``x ⊙ (1 − m) + fill · m`` in the [-1, 1] range."""
-    return np.where(mask, np.float32(MASKED_FILL_UNIT), unit).astype(np.float32)
 
 
 def tumor_centres(tumor: np.ndarray) -> list[tuple[np.ndarray, int]]:

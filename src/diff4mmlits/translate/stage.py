@@ -25,15 +25,8 @@ from diff4mmlits.errors import InputError
 from diff4mmlits.progress import progress
 from diff4mmlits.runfolder import RunFolder
 from diff4mmlits.translate.sampling import SampleSource
-from diff4mmlits.translate.train import (
-    METHODS,
-    TranslatorData,
-    complete_missing_phase,
-    fit_translator,
-    load_translator,
-    translate_case,
-    translate_volume,
-)
+from diff4mmlits.translate.train import METHODS, TranslatorData, fit_translator
+from diff4mmlits.translate.translator import complete_missing_phase, load_translator, translate_case, translate_volume
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The synthesizer's Python API: paint new tumors into a normal case (the segmenter calls it on the fly).
+"""The tumor painters and their loaders: paint new tumors into a normal case (the segmenter calls it on the fly).
 
     painter = load_painter(RunFolder("runs/demo"), method="ldm", mode="paper", device="cpu")
     synthetic = painter.paint(normal_case, np.random.default_rng(seed))   # a Case, label 0/1/2
@@ -6,8 +6,9 @@
 A painter takes a tumor-free, registered :class:`Case` (phases on the label's grid, label > 0 =
 liver) and returns a :class:`Case` with the same id, phases and grid: the phases with the new
 tumors and the label liver (1) + tumor (2). Every random choice comes from the generator passed
-in. ``PAINTERS`` maps a method name to a loader ``(run, mode, device) -> TumorPainter``; other
-methods (the translate stage's ``cut``) add themselves there.
+in (the contract: :class:`~diff4mmlits.synthesize.painter.TumorPainter`). ``PAINTERS`` maps a method
+name to a loader ``(run, mode, device) -> TumorPainter``: ``ldm`` (the paper's latent diffusion),
+``handcrafted`` and ``cut`` (:mod:`diff4mmlits.synthesize.cut_painter`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,6 +34,7 @@ from diff4mmlits.runfolder import RunFolder
 from diff4mmlits.synthesize.autoencoder import LatentCodec, load_autoencoder
 from diff4mmlits.synthesize.blend import noise_sigma_hu
 from diff4mmlits.synthesize.contrast import TumorContrast, measure_tumor_contrasts
+from diff4mmlits.synthesize.crops import masked_unit
 from diff4mmlits.synthesize.diffusion import (
     LatentDiffusion,
     build_scheduler,
@@ -43,19 +45,11 @@ from diff4mmlits.synthesize.diffusion import (
     paper_condition,
 )
 from diff4mmlits.synthesize.handcrafted import HandcraftedPainter
+from diff4mmlits.synthesize.painter import TumorPainter
 from diff4mmlits.synthesize.painting import paint_tumors
 from diff4mmlits.synthesize.sampling import denoise, reverse_timesteps, start_latent
-from diff4mmlits.synthesize.train_diffusion import masked_unit
 
 log = logging.getLogger(__name__)
-
-
-class TumorPainter(Protocol):
-    """Anything that paints tumors into a normal case."""
-
-    def paint(self, normal: Case, rng: np.random.Generator) -> Case:
-        """The synthetic case: ``normal``'s phases with new tumors and the label 0/1/2 on the same grid."""
-        ...
 
 
 @dataclass
@@ -211,7 +205,7 @@ def load_handcrafted_painter(run: RunFolder, mode: str = "paper", device: str | 
 
 def load_cut_painter(run: RunFolder, mode: str = "paper", device: str | torch.device = "cpu") -> TumorPainter:
     """The CUT painter (the paper's Table V baseline), trained by ``train-translator --painter``."""
-    from diff4mmlits.translate.cut_painter import load_cut_painter as load
+    from diff4mmlits.synthesize.cut_painter import load_cut_painter as load
 
     return load(run, mode, device)
 
