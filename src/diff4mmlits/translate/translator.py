@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -25,9 +25,6 @@ from diff4mmlits.distributed import resolve_device
 from diff4mmlits.errors import InputError
 from diff4mmlits.translate.base import TranslationModel
 from diff4mmlits.translate.networks import ResnetGenerator
-
-if TYPE_CHECKING:
-    from diff4mmlits.translate.train import TranslatorData
 
 
 @dataclass
@@ -47,7 +44,17 @@ class Translator:
     config: dict[str, Any]
 
 
-def translator_from_model(model: TranslationModel, data: TranslatorData, config: TranslateConfig, device: torch.device | None = None) -> Translator:
+class TranslationPair(Protocol):
+    """What a translator needs to know of its training data (a :class:`~diff4mmlits.translate.train.TranslatorData`)."""
+
+    source_map: IntensityMap
+    target_map: IntensityMap
+    source_phase: str
+    target_phase: str
+    condition_channels: int
+
+
+def translator_from_model(model: TranslationModel, data: TranslationPair, config: TranslateConfig, device: torch.device | None = None) -> Translator:
     """A :class:`Translator` around an in-memory model (benchmarks and tests)."""
     generator = model.generator
     assert isinstance(generator, ResnetGenerator)
