@@ -119,9 +119,9 @@ def load_bench_painter(args: argparse.Namespace, train: list[Case], method: str)
     or CUT painter of an existing run folder (``--painter-run``, e.g. after ``diff4mmlits demo``).
     """
     try:
-        from diff4mmlits.synthesize.api import load_painter
         from diff4mmlits.synthesize.contrast import measure_tumor_contrasts
         from diff4mmlits.synthesize.handcrafted import HandcraftedPainter
+        from diff4mmlits.synthesize.painters import load_painter
     except ImportError:
         return None
     if method in ("ldm", "cut"):
@@ -201,7 +201,7 @@ def quality(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         tags = ([source] if len(args.normal) > 1 else []) + ([method] if len(args.painter) > 1 else [])
         name = f"{variant}[{'+'.join(tags)}]" if method is not None and tags else variant
         if method is not None and painter is None:
-            print(f"{name}: skipped (no diff4mmlits.synthesize.api installed)", flush=True)
+            print(f"{name}: skipped (no diff4mmlits.synthesize.painters installed)", flush=True)
             continue
         per_seed = []
         for seed in args.seeds:
@@ -275,7 +275,7 @@ def training_speed(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         print(f"  {name:<30} {r['steps_per_s']:.2f} steps/s (×{r['steps_per_s'] / base:.2f} of real only), "
               f"{100 * r['loader_wait_fraction']:.0f}% of the loop waiting for data")
     if painter is None:
-        print("  on-the-fly synthesis: not measured (no diff4mmlits.synthesize.api installed)")
+        print("  on-the-fly synthesis: not measured (no diff4mmlits.synthesize.painters installed)")
     return result
 
 

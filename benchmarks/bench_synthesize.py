@@ -41,11 +41,11 @@ from diff4mmlits.data.case import Case  # noqa: E402
 from diff4mmlits.data.phantom import PhantomCase, make_phantom_case  # noqa: E402
 from diff4mmlits.distributed import DistributedContext, resolve_device  # noqa: E402
 from diff4mmlits.files import write_json_atomic  # noqa: E402
-from diff4mmlits.synthesize.api import LatentDiffusionPainter  # noqa: E402
 from diff4mmlits.synthesize.autoencoder import load_autoencoder  # noqa: E402
 from diff4mmlits.synthesize.contrast import TumorContrast, measure_tumor_contrasts, summarize_contrasts  # noqa: E402
 from diff4mmlits.synthesize.diffusion import load_diffusion  # noqa: E402
 from diff4mmlits.synthesize.handcrafted import HandcraftedPainter  # noqa: E402
+from diff4mmlits.synthesize.painters import LatentDiffusionPainter  # noqa: E402
 from diff4mmlits.synthesize.realism import classifier_auc, contrast_matrix, cross_phase_coherence, tumor_patches  # noqa: E402
 from diff4mmlits.synthesize.train_autoencoder import PatchSource, evaluate_reconstruction, train_autoencoder  # noqa: E402
 from diff4mmlits.synthesize.train_diffusion import build_tumor_crops, train_diffusion  # noqa: E402

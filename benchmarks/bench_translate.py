@@ -37,17 +37,12 @@ from skimage.metrics import structural_similarity
 
 from diff4mmlits.config import TranslateConfig, resolve_config
 from diff4mmlits.data.case import Case
+from diff4mmlits.data.intensity import IntensityMap
 from diff4mmlits.data.phantom.mri import make_unpaired_sets
 from diff4mmlits.translate.base import Batch
-from diff4mmlits.translate.intensity import IntensityMap
 from diff4mmlits.translate.stage import prepare_data
-from diff4mmlits.translate.train import (
-    TranslatorData,
-    build_model,
-    learning_rate_factor,
-    translate_case,
-    translator_from_model,
-)
+from diff4mmlits.translate.train import TranslatorData, build_model, learning_rate_factor
+from diff4mmlits.translate.translator import translate_case, translator_from_model
 
 PERCENTILE = IntensityMap("percentile", 0.5, 99.5)
 DEVICE = torch.device("cpu")
@@ -318,7 +313,7 @@ def complete_missing_experiment(size: int, steps: int, cases: int = 8, method: s
     the tumors (the contrast the arterial phase exists for).
     """
     from diff4mmlits.data.phantom import make_phantom_case
-    from diff4mmlits.translate.train import complete_missing_phase
+    from diff4mmlits.translate.translator import complete_missing_phase
 
     phantoms = [make_phantom_case(i, seed=5, size=size) for i in range(cases)]
     train, test = phantoms[:-2], phantoms[-2:]

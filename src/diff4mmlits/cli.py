@@ -413,7 +413,7 @@ def train_translator(
     if painter:
         if source is not None or target is not None:
             raise InputError("--painter trains on the run folder's own cases; leave out --source and --target")
-        from diff4mmlits.translate.cut_painter import train_cut_painter
+        from diff4mmlits.synthesize.cut_painter import train_cut_painter
 
         run, config = open_run(run_dir, overrides=list(overrides or []), device=device)
         model = train_cut_painter(run, config, resume=resume)

@@ -169,7 +169,7 @@ class SegmentConfig(Section):
     synthetic_ratio: float = 0.5
     """Share of training samples that are synthetic (0 to 1) when synthetic is not 'none'."""
     synthesis_method: str = "ldm"
-    """Painter used on the fly (diff4mmlits.synthesize.api.load_painter's method)."""
+    """Painter used on the fly (diff4mmlits.synthesize.painters.load_painter's method)."""
     synthesis_mode: str = "paper"
     window_hu: tuple[float, float] = (-21.0, 189.0)
     """Intensity window applied before normalisation, HU (the paper's)."""

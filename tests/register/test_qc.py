@@ -1,21 +1,19 @@
-"""QC numbers: Dice, NMI, TRE."""
+"""QC numbers: Dice (empty → None), NMI, TRE."""
 
 from __future__ import annotations
 
 import numpy as np
 import SimpleITK as sitk
 
-from diff4mmlits.register.qc import dice, region_nmi, target_registration_error
+from diff4mmlits.data.volume import Volume
+from diff4mmlits.register.qc import label_dice, region_nmi, target_registration_error
 
 
-def test_dice_and_its_empty_case() -> None:
-    a = np.zeros((4, 4, 4), bool)
-    b = a.copy()
-    assert dice(a, b) is None
-    a[:2] = True
-    b[1:3] = True
-    assert dice(a, b) == 0.5
-    assert dice(a, a) == 1.0
+def test_label_dice_is_none_for_a_structure_absent_from_both_labels() -> None:
+    array = np.zeros((4, 4, 4), np.uint8)
+    array[:2] = 1
+    label = Volume(array, (1.0, 1.0, 1.0), kind="label")
+    assert label_dice(label, label, None) == {"liver": 1.0, "tumor": None}
 
 
 def test_nmi_is_highest_for_aligned_images(rng) -> None:

@@ -12,7 +12,7 @@ from diff4mmlits.data.native import read_case_folder
 from diff4mmlits.errors import InputError
 from diff4mmlits.pipeline import write_run_report
 from diff4mmlits.runfolder import RunFolder
-from diff4mmlits.synthesize.api import load_painter
+from diff4mmlits.synthesize.painters import load_painter
 from diff4mmlits.synthesize.stage import stage_synthesize, stage_train_autoencoder, stage_train_synthesizer
 from finished_stages import mark_finished, put_case, write_manifest
 

@@ -4,8 +4,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from diff4mmlits.data.intensity import window_map
 from diff4mmlits.synthesize.autoencoder import autoencoder_arguments, build_autoencoder, load_autoencoder
-from diff4mmlits.synthesize.crops import hu_to_unit
 from diff4mmlits.synthesize.train_autoencoder import PatchSource, train_autoencoder
 
 
@@ -20,7 +20,7 @@ def test_a_few_steps_lower_the_loss_and_the_folder_loads_safely(tmp_path, toy_ca
                                                          "restart_dead_codes_every": 5})
     normals = [normal for _, normal in toy_cases]
     hu, _ = PatchSource(normals).sample(np.random.default_rng(5), 4, config.patch_vox, 1.0)
-    x = torch.from_numpy(hu_to_unit(hu, config.window_hu))
+    x = torch.from_numpy(window_map(config.window_hu).to_unit(hu, clip_input=True))
     torch.manual_seed(0)
     before = _l1(build_autoencoder(autoencoder_arguments(config)), x)
 

@@ -6,17 +6,17 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-synthesize_api = pytest.importorskip("diff4mmlits.synthesize.api", reason="the synthesize stage is not merged yet")
+from diff4mmlits import LABEL_TUMOR
+from diff4mmlits.config import resolve_config
+from diff4mmlits.data.case import Case
+from diff4mmlits.data.volume import Volume
+from diff4mmlits.runfolder import RunFolder
+from diff4mmlits.synthesize.cut_painter import CutPainter, painter_settings, painter_training_data
+from diff4mmlits.synthesize.painters import load_painter
+from diff4mmlits.translate.train import build_model
+from diff4mmlits.translate.translator import translator_from_model
 
-from diff4mmlits import LABEL_TUMOR  # noqa: E402
-from diff4mmlits.config import resolve_config  # noqa: E402
-from diff4mmlits.data.case import Case  # noqa: E402
-from diff4mmlits.data.volume import Volume  # noqa: E402
-from diff4mmlits.runfolder import RunFolder  # noqa: E402
-from diff4mmlits.translate.cut_painter import CutPainter, painter_settings, painter_training_data  # noqa: E402
-from diff4mmlits.translate.train import build_model, translator_from_model  # noqa: E402
-
-from .conftest import toy_tissues  # noqa: E402
+from .conftest import toy_tissues
 
 HU = {"PVP": {0: -1000.0, 1: -100.0, 2: 50.0, 7: 110.0, 13: 125.0, 30: 70.0},
       "AP": {0: -1000.0, 1: -100.0, 2: 50.0, 7: 75.0, 13: 110.0, 30: 130.0}}
@@ -99,6 +99,6 @@ def test_train_painter_command_then_synthesize_loads_it(tmp_path) -> None:
     write_manifest(RunFolder(run), reals, train=ids, validation=[], test=[], dataset=str(tmp_path))
     (run / "config.yaml").write_text(config_to_yaml(resolve_config("smoke", overrides=["translate.steps=2"])))
     assert main(["train-translator", "--run", str(run), "--painter"]) == 0
-    painter = synthesize_api.load_painter(RunFolder(run), method="cut")
+    painter = load_painter(RunFolder(run), method="cut")
     synthetic = painter.paint(toy_registered(3, tumor_free=True), np.random.default_rng(0))
     assert (synthetic.label.array == LABEL_TUMOR).any()

@@ -11,10 +11,9 @@ from diff4mmlits.data.volume import grid_mismatch
 from diff4mmlits.errors import InputError
 from diff4mmlits.training import read_log
 from diff4mmlits.translate.stage import prepare_data, train_translator
-from diff4mmlits.translate.train import (
-    build_model,
+from diff4mmlits.translate.train import build_model, learning_rate_factor
+from diff4mmlits.translate.translator import (
     complete_missing_phase,
-    learning_rate_factor,
     load_translator,
     translate_case,
     translate_volume,

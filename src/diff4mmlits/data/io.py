@@ -125,7 +125,7 @@ def _quiet_itk() -> Iterator[None]:
 
 def _unreadable(err: RuntimeError, path: Path) -> InputError:
     """The one-line error for a file ITK refused to read."""
-    reason = _first_itk_line(err)
+    reason = first_itk_line(err)
     if "orthonormal" in reason:
         return InputError(
             "the direction matrix is not orthonormal (sheared or scaled axes), so the file cannot be read "
@@ -246,7 +246,7 @@ def read_dicom_series(folder: str | Path, kind: str = "image") -> Volume:
         with _quiet_itk():
             image = reader.Execute()
     except RuntimeError as err:
-        raise InputError(f"DICOM series cannot be read ({_first_itk_line(err)}); re-export the series", folder) from None
+        raise InputError(f"DICOM series cannot be read ({first_itk_line(err)}); re-export the series", folder) from None
     try:
         return from_sitk(image, kind=kind)
     except InputError as err:
@@ -263,7 +263,7 @@ def _check_dicom_slice_gaps(folder: Path, files: tuple[str, ...]) -> None:
         try:
             reader.ReadImageInformation()
         except RuntimeError as err:
-            raise InputError(f"unreadable DICOM file ({_first_itk_line(err)}); remove or re-export it", name) from None
+            raise InputError(f"unreadable DICOM file ({first_itk_line(err)}); remove or re-export it", name) from None
         if not reader.HasMetaDataKey("0020|0032"):
             return  # no positions recorded: nothing to check
         try:
@@ -291,8 +291,12 @@ def _check_dicom_slice_gaps(folder: Path, files: tuple[str, ...]) -> None:
         )
 
 
-def _first_itk_line(err: Exception) -> str:
-    """The informative line of a (multi-line) ITK exception, without object addresses."""
+def first_itk_line(err: Exception) -> str:
+    """The informative line of a (multi-line) ITK exception, without object addresses (at most 200 characters).
+
+    Its ``Description:``, else the text after ``sitk::ERROR:`` / ``ITK ERROR:`` without the
+    ``Class(0x…):`` prefix, else its last line.
+    """
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     for line in lines:
         if "Description:" in line:
@@ -387,7 +391,7 @@ def read_displacement_field(path: str | Path) -> tuple[np.ndarray, Volume]:
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as err:
-        raise InputError(f"cannot be read as an image ({_first_itk_line(err)})", path) from None
+        raise InputError(f"cannot be read as an image ({first_itk_line(err)})", path) from None
     try:
         return displacement_from_sitk(image)
     except InputError as err:

@@ -27,7 +27,6 @@ all three are 1). Size classes use the equivalent-sphere diameter d = (6V/π)^(1
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 
@@ -35,6 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from diff4mmlits import LABEL_TUMOR
+from diff4mmlits.data.measures import dice, equivalent_radius_mm
 
 FULL_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
 SIZE_CLASSES = ("small", "medium", "large")
@@ -49,14 +49,14 @@ class OverlapScores:
 
 
 def overlap_scores(pred: np.ndarray, truth: np.ndarray) -> OverlapScores:
-    """DSC, Jaccard, sensitivity, precision of two boolean masks (conventions in the module doc)."""
+    """DSC (:func:`diff4mmlits.data.measures.dice`), Jaccard, sensitivity, precision of two boolean masks (conventions in the module doc)."""
     pred = np.asarray(pred, dtype=bool)
     truth = np.asarray(truth, dtype=bool)
     tp = int(np.logical_and(pred, truth).sum())
     n_pred, n_truth = int(pred.sum()), int(truth.sum())
     union = n_pred + n_truth - tp
     return OverlapScores(
-        dsc=1.0 if n_pred + n_truth == 0 else 2.0 * tp / (n_pred + n_truth),
+        dsc=dice(pred, truth),
         jaccard=1.0 if union == 0 else tp / union,
         sensitivity=1.0 if n_truth == 0 else tp / n_truth,
         precision=1.0 if n_pred == 0 else tp / n_pred,
@@ -87,9 +87,8 @@ def hausdorff95_mm(pred: np.ndarray, truth: np.ndarray, spacing_mm: tuple[float,
 
 
 def equivalent_diameter_mm(voxels: int, spacing_mm: tuple[float, float, float]) -> float:
-    """Diameter of the sphere with the volume of ``voxels`` voxels, mm."""
-    volume = voxels * float(np.prod(spacing_mm))
-    return (6.0 * volume / math.pi) ** (1.0 / 3.0)
+    """Diameter of the sphere with the volume of ``voxels`` voxels, mm (twice :func:`equivalent_radius_mm`)."""
+    return 2.0 * equivalent_radius_mm(voxels, spacing_mm)
 
 
 def size_class(diameter_mm: float, limits_mm: tuple[float, float]) -> str:

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from diff4mmlits.checkpoint import WEIGHTS_NAME, load_weights, read_model_config
+from diff4mmlits.data.intensity import window_map
 from diff4mmlits.distributed import resolve_device
 from diff4mmlits.errors import InputError
 from diff4mmlits.inpaint.network import FFCInpainter, InpainterArchitecture
-from diff4mmlits.inpaint.slices import hu_to_unit, unit_to_hu
 from diff4mmlits.training import autocast
 
 
@@ -54,14 +54,15 @@ class Inpainter:
         slices = np.flatnonzero(hole.any(axis=(1, 2)))
         phase_index = self.phases.index(phase)
         self.network.eval()
+        window = window_map(self.window_hu)  # HU ↔ [-1, 1], the result clipped
         with torch.inference_mode(), autocast(self.device, dtype=torch.float16):
             for start in range(0, len(slices), self.batch_size):
                 chosen = slices[start:start + self.batch_size]
-                unit = torch.from_numpy(hu_to_unit(out[chosen], self.window_hu)[:, None]).to(self.device)
+                unit = torch.from_numpy(window.to_unit(out[chosen])[:, None]).to(self.device)
                 mask = torch.from_numpy(hole[chosen][:, None].astype(np.float32)).to(self.device)
                 phases = torch.full((len(chosen),), phase_index, dtype=torch.long, device=self.device)
                 prediction = self.network(unit, mask, phases).float().cpu().numpy()[:, 0]
-                predicted_hu = unit_to_hu(prediction, self.window_hu).astype(np.float32)
+                predicted_hu = window.from_unit(prediction)
                 block = out[chosen]
                 block[hole[chosen]] = predicted_hu[hole[chosen]]
                 out[chosen] = block

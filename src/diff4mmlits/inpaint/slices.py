@@ -15,22 +15,10 @@ import numpy as np
 import torch
 
 from diff4mmlits.data.case import Case
+from diff4mmlits.data.intensity import window_map
 from diff4mmlits.errors import InputError
 from diff4mmlits.inpaint.mask import dilate_tumor_mask
 from diff4mmlits.inpaint.masks_random import blob_mask, training_mask
-
-
-def hu_to_unit(hu: np.ndarray | torch.Tensor, window_hu: tuple[float, float]):
-    """HU → [-1, 1] over the window (values outside are clipped)."""
-    low, high = window_hu
-    scaled = (hu - low) / (high - low) * 2.0 - 1.0
-    return scaled.clip(-1.0, 1.0)
-
-
-def unit_to_hu(unit: np.ndarray | torch.Tensor, window_hu: tuple[float, float]):
-    """[-1, 1] → HU over the window."""
-    low, high = window_hu
-    return (unit + 1.0) / 2.0 * (high - low) + low
 
 
 @dataclass(frozen=True)
@@ -58,6 +46,7 @@ def build_sources(cases: Sequence[Case], phases: Sequence[str], window_hu: tuple
                   close_kernel_mm: float | None = None, dilate_kernel_mm: float | None = None) -> list[SliceSource]:
     """Slice sources of registered, labelled cases (every phase present)."""
     sources = []
+    window = window_map(window_hu)
     for case in cases:
         if case.label is None:
             raise InputError(f"{case.case_id}: has no label; the inpainter trains on labelled cases")
@@ -65,7 +54,7 @@ def build_sources(cases: Sequence[Case], phases: Sequence[str], window_hu: tuple
         exclude = dilate_tumor_mask(case.label, close_kernel_vox, dilate_kernel_vox, close_kernel_mm, dilate_kernel_mm).array > 0
         liver = case.liver_mask & ~exclude
         for name, volume in case.phases.items():
-            image = hu_to_unit(np.asarray(volume.array, dtype=np.float32), window_hu).astype(np.float16)
+            image = window.to_unit(np.asarray(volume.array, dtype=np.float32)).astype(np.float16)
             sources.append(SliceSource(case.case_id, name, phases.index(name), image, liver, exclude))
     if not sources:
         raise InputError("no training cases: the inpainter needs at least one registered, labelled case")

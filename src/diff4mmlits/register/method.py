@@ -26,6 +26,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from diff4mmlits.config import RegisterConfig
+from diff4mmlits.data.io import first_itk_line
 from diff4mmlits.errors import InputError
 from diff4mmlits.register.resample import identity_transform
 
@@ -139,7 +140,7 @@ def _register_phase(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image, conf
         current_metric = start_metric = evaluate(current)
     except RuntimeError as err:  # ITK: "All samples map outside moving image buffer" and the like
         raise InputError(f"{label}: cannot be compared with the annotated phase in the region of interest "
-                         f"({_first_line(err)}); check that the scans overlap (origin, direction)") from None
+                         f"({_short(first_itk_line(err))}); check that the scans overlap (origin, direction)") from None
     kept = "none"
     stages: list[StageResult] = []
     for name in stage_names(config.method):
@@ -150,7 +151,7 @@ def _register_phase(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image, conf
             after = evaluate(candidate)
             iterations, stop = method.GetOptimizerIteration(), method.GetOptimizerStopConditionDescription()
         except RuntimeError as err:
-            candidate, after, iterations, stop = None, None, 0, _first_line(err)
+            candidate, after, iterations, stop = None, None, 0, _short(first_itk_line(err))
         seconds = time.perf_counter() - start
         if candidate is not None and after is not None and after <= current_metric + config.divergence_tolerance:
             stages.append(StageResult(name, True, current_metric, after, iterations, _short(stop), seconds))
@@ -343,15 +344,6 @@ def _flatten(transform: sitk.Transform) -> sitk.Transform:
 def _itk_seed(seed: int) -> int:
     """ITK's sampling seed for ours: ITK reads 0 as "seed from the wall clock", so shift by one."""
     return int(seed) % (2**31 - 2) + 1
-
-
-def _first_line(err: Exception) -> str:
-    """The informative line of a multi-line ITK exception (its ``Description:`` or its last line)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    for line in lines:
-        if "Description:" in line:
-            return _short(line.split("Description:", 1)[1])
-    return _short(lines[-1]) if lines else "unknown reason"
 
 
 def _short(text: str, limit: int = 160) -> str:

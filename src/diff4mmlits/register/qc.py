@@ -16,6 +16,7 @@ import SimpleITK as sitk
 
 from diff4mmlits import LABEL_TUMOR
 from diff4mmlits.data.case import Case
+from diff4mmlits.data.measures import dice
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.files import read_json_or_none
 from diff4mmlits.register.resample import displacement_field_mm, resample_onto
@@ -28,15 +29,6 @@ QC_PNG = "qc.png"
 def read_qc(folder: str | Path) -> dict | None:
     """A registered case folder's ``qc.json``, or ``None`` when it is missing or unreadable."""
     return read_json_or_none(Path(folder) / QC_JSON)
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Dice overlap of two boolean masks; ``None`` when both are empty."""
-    a, b = np.asarray(a, bool), np.asarray(b, bool)
-    total = int(a.sum()) + int(b.sum())
-    if total == 0:
-        return None
-    return 2.0 * float(np.logical_and(a, b).sum()) / total
 
 
 def region_nmi(fixed: np.ndarray, moving: np.ndarray, mask: np.ndarray, window_hu: tuple[float, float],
@@ -74,7 +66,7 @@ def label_dice(truth_label: Volume, reference_label: Volume, transform: sitk.Tra
     """
     moved = resample_onto(truth_label, reference_label, transform).array
     ref = reference_label.array
-    return {"liver": dice(moved > 0, ref > 0), "tumor": dice(moved == LABEL_TUMOR, ref == LABEL_TUMOR)}
+    return {"liver": dice(moved > 0, ref > 0, empty=None), "tumor": dice(moved == LABEL_TUMOR, ref == LABEL_TUMOR, empty=None)}
 
 
 def target_registration_error(transform: sitk.Transform | None, reference: Volume, true_displacement_mm: np.ndarray,

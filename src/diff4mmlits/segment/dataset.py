@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,12 +29,7 @@ from diff4mmlits.data.volume import Volume
 from diff4mmlits.segment.inputs import stack_channels
 from diff4mmlits.segment.plan import SegmenterPlan
 from diff4mmlits.segment.resample import resample_to_spacing
-
-
-class TumorPainter(Protocol):
-    """The synthesize stage's painter (``diff4mmlits.synthesize.api``): a normal CT in, a CT with tumors out."""
-
-    def paint(self, normal: Case, rng: np.random.Generator) -> Case: ...
+from diff4mmlits.synthesize.painter import TumorPainter
 
 
 @dataclass(frozen=True)

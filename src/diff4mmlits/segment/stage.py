@@ -30,7 +30,7 @@ from diff4mmlits.segment.predict import Segmenter, load_segmenter, segment_case
 from diff4mmlits.segment.report import section_segmenter
 from diff4mmlits.segment.train import TrainResult, train_segmenter
 from diff4mmlits.stage import Stage
-from diff4mmlits.synthesize.api import load_painter
+from diff4mmlits.synthesize.painters import load_painter
 
 log = logging.getLogger(__name__)
 

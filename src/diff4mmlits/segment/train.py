@@ -46,6 +46,7 @@ from diff4mmlits.checkpoint import (
     save_weights,
 )
 from diff4mmlits.config import SegmentConfig
+from diff4mmlits.data.measures import dice
 from diff4mmlits.distributed import DistributedContext, barrier, shard, unwrap, wrap_ddp
 from diff4mmlits.errors import InputError
 from diff4mmlits.files import write_json_atomic
@@ -116,12 +117,6 @@ def make_optimizer(model: torch.nn.Module, config: SegmentConfig) -> torch.optim
     return torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
 
 
-def dice_score(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Dice of two boolean masks; 1 when both are empty."""
-    total = int(pred.sum()) + int(truth.sum())
-    return 1.0 if total == 0 else 2.0 * int(np.logical_and(pred, truth).sum()) / total
-
-
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, image: np.ndarray, plan: SegmenterPlan, config: SegmentConfig, device: torch.device) -> torch.Tensor:
     """Sliding-window logits ``(1, 3, z, y, x)`` (on CPU) of one prepared image ``(4, z, y, x)``."""
@@ -145,7 +140,7 @@ def validate(model: torch.nn.Module, cases: Sequence[PreparedCase], plan: Segmen
     sums = np.zeros(3)
     for case in shard(list(cases), context.rank + 1, context.world_size):
         pred = predict_logits(net, case.image, plan, config, context.device).argmax(1)[0].numpy()
-        sums += [dice_score(pred > 0, case.label > 0), dice_score(pred == LABEL_TUMOR, case.label == LABEL_TUMOR), 1]
+        sums += [dice(pred > 0, case.label > 0), dice(pred == LABEL_TUMOR, case.label == LABEL_TUMOR), 1]  # 1 when both empty
     if was_training:
         net.train()
     if context.is_distributed:

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from monai.networks.nets import VQVAE
 
-from diff4mmlits.checkpoint import load_weights, read_model_config
+from diff4mmlits.checkpoint import WEIGHTS_NAME, load_weights, read_model_config
 from diff4mmlits.config import AutoencoderConfig
+from diff4mmlits.data.intensity import window_map
 from diff4mmlits.errors import InputError
-from diff4mmlits.synthesize.crops import hu_to_unit, unit_to_hu
 
 MODEL_KIND = "vqvae"
 
@@ -82,12 +82,12 @@ class LatentCodec:
         return next(self.network.parameters()).device
 
     def to_unit(self, hu: np.ndarray) -> torch.Tensor:
-        """HU ``(B, 1, Z, Y, X)`` array → windowed [-1, 1] tensor on the codec's device."""
-        return torch.from_numpy(hu_to_unit(hu, self.window_hu)).to(self.device)
+        """HU ``(B, 1, Z, Y, X)`` array → [-1, 1] tensor on the codec's device (HU clipped to the window first)."""
+        return torch.from_numpy(window_map(self.window_hu).to_unit(hu, clip_input=True)).to(self.device)
 
     def to_hu(self, unit: torch.Tensor) -> np.ndarray:
-        """[-1, 1] tensor → HU array (float32)."""
-        return unit_to_hu(unit.detach().float().cpu().numpy(), self.window_hu)
+        """[-1, 1] tensor → HU array (float32; values outside [-1, 1] clipped first)."""
+        return window_map(self.window_hu).from_unit(unit.detach().float().cpu().numpy(), clip=True)
 
     @torch.no_grad()
     def encode(self, unit: torch.Tensor) -> torch.Tensor:
@@ -107,7 +107,7 @@ def load_autoencoder(folder: str | Path, device: str | torch.device = "cpu") -> 
     if "latent_scale" not in config:
         raise InputError("config.json has no latent_scale: training did not finish; run train-autoencoder again", folder)
     network = build_autoencoder(config["arguments"])
-    load_weights(network, folder / "weights.safetensors")
+    load_weights(network, folder / WEIGHTS_NAME)
     network.to(device).eval()
     return LatentCodec(
         network=network,

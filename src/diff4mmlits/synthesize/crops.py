@@ -1,4 +1,4 @@
-"""Cubic crops around a point, the HU window of the autoencoder, and the conditioning mask.
+"""Cubic crops around a point and the conditioning mask (HU ↔ [-1, 1]: :mod:`diff4mmlits.data.intensity`).
 
 The autoencoder and the diffusion model see fixed-size cubic crops; a crop near the edge of a
 volume is padded (with the bottom of the window, i.e. air-like) so that every crop has the same
@@ -60,16 +60,13 @@ def extract_crop(array: np.ndarray, box: CropBox, fill: float) -> np.ndarray:
     return crop
 
 
-def hu_to_unit(hu: np.ndarray, window_hu: tuple[float, float]) -> np.ndarray:
-    """HU clipped to ``window_hu`` and mapped linearly to [-1, 1] (float32)."""
-    lo, hi = window_hu
-    return (np.clip(np.asarray(hu, dtype=np.float32), lo, hi) - lo) / (hi - lo) * 2.0 - 1.0
+MASKED_FILL_UNIT = 0.0
+"""Value of the masked-out voxels in the autoencoder's [-1, 1] range (about 40 HU), at training and synthesis."""
 
 
-def unit_to_hu(unit: np.ndarray, window_hu: tuple[float, float]) -> np.ndarray:
-    """Inverse of :func:`hu_to_unit` (values outside [-1, 1] are clipped first)."""
-    lo, hi = window_hu
-    return ((np.clip(np.asarray(unit, dtype=np.float32), -1.0, 1.0) + 1.0) / 2.0 * (hi - lo) + lo).astype(np.float32)
+def masked_unit(unit: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The masked CT ``x ⊙ (1 − m) + fill · m`` in the [-1, 1] range: float32, the broadcast shape of ``unit`` and ``mask``."""
+    return np.where(mask, np.float32(MASKED_FILL_UNIT), unit).astype(np.float32)
 
 
 def dilate_tumor_mask(tumor: np.ndarray, close_vox: int = 5, dilate_vox: int = 3) -> np.ndarray:

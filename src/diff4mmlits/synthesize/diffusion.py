@@ -27,20 +27,12 @@ from monai.networks.nets import DiffusionModelUNet
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 
 from diff4mmlits import PHASES
-from diff4mmlits.checkpoint import file_sha256, load_weights, read_model_config
+from diff4mmlits.checkpoint import WEIGHTS_NAME, file_sha256, load_weights, read_model_config
 from diff4mmlits.config import DiffusionConfig
 from diff4mmlits.errors import InputError
 
 MODEL_KIND = "latent-diffusion"
 Mode = Literal["paper", "joint"]
-MODES: tuple[str, ...] = ("paper", "joint")
-
-
-def model_folder_name(mode: str) -> str:
-    """``models/<name>``: ``diffusion`` (paper mode) or ``diffusion-joint``."""
-    if mode not in MODES:
-        raise InputError(f"--mode {mode!r}: choose paper or joint")
-    return "diffusion" if mode == "paper" else f"diffusion-{mode}"
 
 
 def denoiser_arguments(config: DiffusionConfig, latent_channels: int, mode: str) -> dict[str, Any]:
@@ -153,12 +145,12 @@ def load_diffusion(folder: str | Path, device: str | torch.device = "cpu") -> La
     folder = Path(folder)
     config = read_model_config(folder, kind=MODEL_KIND)
     network = build_denoiser(config["arguments"])
-    load_weights(network, folder / "weights.safetensors")
+    load_weights(network, folder / WEIGHTS_NAME)
     network.to(device).eval()
     return LatentDiffusion(
         network=network, mode=config["mode"], latent_channels=int(config["latent_channels"]),
         crop_vox=int(config["crop_vox"]), schedule=dict(config["schedule"]),
-        checksum=file_sha256(folder / "weights.safetensors"),
+        checksum=file_sha256(folder / WEIGHTS_NAME),
         largest_real_radius_mm=(config.get("real_tumor_radius_mm") or {}).get("max"),
         latent_clip=config.get("latent_clip"),
     )

@@ -14,6 +14,7 @@ import numpy as np
 
 from diff4mmlits import LABEL_TUMOR, PHASES
 from diff4mmlits.data.case import Case
+from diff4mmlits.data.measures import equivalent_radius_mm
 from diff4mmlits.synthesize.contrast import TumorContrast, measure_tumor_contrasts
 
 WINDOW_HU = (-100.0, 250.0)
@@ -22,7 +23,7 @@ WINDOW_HU = (-100.0, 250.0)
 
 def _panel_box(centre: np.ndarray, voxels: int, shape: tuple[int, ...]) -> tuple[int, slice, slice]:
     """Axial slice index and an in-plane window about 3 tumor diameters wide (at least 24 voxels)."""
-    radius = (3 * voxels / (4 * np.pi)) ** (1 / 3)
+    radius = equivalent_radius_mm(voxels, (1.0, 1.0, 1.0))  # in voxels
     half = int(max(12, 3 * radius))
     z, y, x = (int(round(c)) for c in centre)
     ys = slice(max(y - half, 0), min(y + half, shape[1]))

@@ -20,6 +20,7 @@ from scipy import ndimage
 from diff4mmlits import PHASES
 from diff4mmlits.config import SynthesizeConfig
 from diff4mmlits.data.case import Case
+from diff4mmlits.data.measures import sphere_radius_mm
 from diff4mmlits.errors import InputError
 from diff4mmlits.synthesize.contrast import TumorContrast, summarize_contrasts
 from diff4mmlits.synthesize.painting import paint_tumors
@@ -59,7 +60,7 @@ class HandcraftedPainter:
         return self.paint_with_provenance(normal, rng)[0]
 
     def paint_with_provenance(self, normal: Case, rng: np.random.Generator) -> tuple[Case, dict[str, Any]]:
-        largest = max(float((3 * t.volume_ml * 1000 / (4 * np.pi)) ** (1 / 3)) for t in self.real_tumors)
+        largest = max(sphere_radius_mm(t.volume_ml) for t in self.real_tumors)
         case, provenance = paint_tumors(
             normal, rng, self.paint_crop, self.config.tumor, self.crop_vox, self.config.feather_mm,
             self.close_vox, self.dilate_vox, largest,

@@ -21,8 +21,9 @@ from torch import nn
 
 from diff4mmlits import PHASES
 from diff4mmlits.data.case import Case
+from diff4mmlits.data.intensity import window_map
 from diff4mmlits.synthesize.contrast import TumorContrast
-from diff4mmlits.synthesize.crops import crop_box, extract_crop, hu_to_unit
+from diff4mmlits.synthesize.crops import crop_box, extract_crop
 
 PATCH_WINDOW_HU = (-100.0, 250.0)
 
@@ -34,7 +35,7 @@ def tumor_patches(case: Case, tumors: list[TumorContrast], size: int = 16) -> np
         box = crop_box(tumor.centre_vox, size, case.annotated.shape)
         for c, phase in enumerate(PHASES):
             if phase in case.phases:
-                patches[i, c] = hu_to_unit(extract_crop(case.phases[phase].array, box, fill=-1000.0), PATCH_WINDOW_HU)
+                patches[i, c] = window_map(PATCH_WINDOW_HU).to_unit(extract_crop(case.phases[phase].array, box, fill=-1000.0), clip_input=True)
     return patches
 
 

@@ -19,15 +19,15 @@ def synthesis_section(run: RunFolder, report_dir: Path) -> str:
     from diff4mmlits.htmlpage import figure_html, html_table
 
     summary = _read_json(run.synthetic_dir / "summary.json")
-    autoencoder = _read_json(run.model_dir("autoencoder") / "config.json")
+    autoencoder = _read_json(run.autoencoder_dir / "config.json")
     parts = []
     if autoencoder.get("metrics"):
         m = autoencoder["metrics"]
         where = "held-out" if m.get("held_out") else "training"
         parts.append(f"<p>Autoencoder reconstruction ({where} patches): MAE {m['mae_liver_hu']:.1f} HU in the liver, "
                      f"{m['mae_hu']:.1f} HU overall, PSNR {m['psnr_db']:.1f} dB.</p>")
-    for name in ("diffusion", "diffusion-joint"):
-        record = _read_json(run.model_dir(name) / "config.json")
+    for mode in ("paper", "joint"):
+        record = _read_json(run.diffusion_dir(mode) / "config.json")
         if record.get("metrics"):
             m = record["metrics"]
             loss = "Eq. 3 + tumor term" if record.get("tumor_loss_weight", 0) > 0 else "Eq. 3"
@@ -49,7 +49,7 @@ def synthesis_section(run: RunFolder, report_dir: Path) -> str:
         if rows:
             parts.append("<p class='muted'>Tumor − surrounding liver, mean HU per phase (± spread over tumors).</p>"
                          + html_table(["phase", "real tumors", "synthetic tumors"], rows))
-    curves = [run.model_dir(name) / "curves.png" for name in ("autoencoder", "diffusion", "diffusion-joint")]
+    curves = [folder / "curves.png" for folder in (run.autoencoder_dir, run.diffusion_dir("paper"), run.diffusion_dir("joint"))]
     parts.extend(figure_html(path, report_dir, f"training curves: {path.parent.name}") for path in curves if path.is_file())
     figures = sorted(run.figures_dir.glob("synthesis_*.png")) if run.figures_dir.is_dir() else []
     parts.extend(figure_html(path, report_dir, path.stem) for path in figures)

@@ -23,28 +23,18 @@ import numpy as np
 
 from diff4mmlits.checkpoint import WEIGHTS_NAME, file_sha256
 from diff4mmlits.config import Config
-from diff4mmlits.data.case import Case
 from diff4mmlits.distributed import barrier, init_distributed, shard
 from diff4mmlits.errors import InputError
 from diff4mmlits.files import write_json_atomic
 from diff4mmlits.progress import progress
 from diff4mmlits.runfolder import PROVENANCE_FILE, RunFolder
 from diff4mmlits.stage import Stage
+from diff4mmlits.synthesize.painters import load_painter
 from diff4mmlits.synthesize.report import synthesis_section
 
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.json"
-
-
-def read_normal_cases(run: RunFolder, split: str) -> list[Case]:
-    """The tumor-free cases of a split, from ``normal/`` (written by the inpaint stage)."""
-    return run.read_cases("normal", split)
-
-
-def read_registered_cases(run: RunFolder, split: str) -> list[Case]:
-    """The registered real cases of a split, from ``registered/``."""
-    return run.read_cases("registered", split)
 
 
 # --- training ------------------------------------------------------------------------------------
@@ -100,8 +90,6 @@ def synthetic_case_id(case_id: str, index: int) -> str:
 def stage_synthesize(run: RunFolder, config: Config) -> dict[str, Any]:
     """Write ``synthesize.per_case`` synthetic cases per training case into ``synthetic/`` with the
     painter of ``synthesize.method`` (and ``diffusion.mode``); see the module doc."""
-    from diff4mmlits.synthesize.api import load_painter
-
     method, mode, per_case = config.synthesize.method, config.diffusion.mode, config.synthesize.per_case
     if per_case < 1:
         raise InputError(f"--per-case {per_case}: must be at least 1")

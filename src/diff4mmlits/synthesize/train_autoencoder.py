@@ -31,6 +31,7 @@ from diff4mmlits.checkpoint import (
 )
 from diff4mmlits.config import AutoencoderConfig
 from diff4mmlits.data.case import Case
+from diff4mmlits.data.intensity import window_map
 from diff4mmlits.distributed import DistributedContext, all_reduce_mean, barrier, unwrap, wrap_ddp
 from diff4mmlits.errors import InputError
 from diff4mmlits.progress import progress
@@ -41,7 +42,7 @@ from diff4mmlits.synthesize.autoencoder import (
     build_autoencoder,
     downsample_factor,
 )
-from diff4mmlits.synthesize.crops import crop_box, extract_crop, hu_to_unit
+from diff4mmlits.synthesize.crops import crop_box, extract_crop
 from diff4mmlits.training import LOG_STATE_KEY, RunningMean, TrainingLog, autocast, step_rng
 
 log = logging.getLogger(__name__)
@@ -230,7 +231,7 @@ def train_autoencoder(
         network_ddp.train()
         discriminator_ddp.train()
         hu = training_batch(source, tumor_source, step_rng(seed, context.rank, step), config)
-        x = torch.from_numpy(hu_to_unit(hu, config.window_hu)).to(device)
+        x = torch.from_numpy(window_map(config.window_hu).to_unit(hu, clip_input=True)).to(device)
         use_adversarial = config.adversarial_weight > 0 and step >= config.adversarial_start_step
         with autocast(device):
             reconstruction, quantization = network_ddp(x)
@@ -295,7 +296,7 @@ def finish_autoencoder(
     device = next(network.parameters()).device
     count = max(config.validation_patches, 2)
     hu, _ = PatchSource(train_cases).sample(np.random.default_rng([seed, 7]), count, config.patch_vox, config.liver_patch_fraction)
-    scale = measure_latent_scale(network, torch.from_numpy(hu_to_unit(hu, config.window_hu)).to(device))
+    scale = measure_latent_scale(network, torch.from_numpy(window_map(config.window_hu).to_unit(hu, clip_input=True)).to(device))
     codec = LatentCodec(network=network, window_hu=config.window_hu, latent_scale=scale, factor=factor)
     held_out = bool(validation_cases)
     hu, liver = PatchSource(validation_cases or train_cases).sample(np.random.default_rng([seed, 8]), count, config.patch_vox, 1.0)

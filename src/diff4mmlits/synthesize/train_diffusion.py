@@ -31,11 +31,13 @@ from diff4mmlits.checkpoint import (
 )
 from diff4mmlits.config import DiffusionConfig
 from diff4mmlits.data.case import Case
+from diff4mmlits.data.intensity import window_map
+from diff4mmlits.data.measures import equivalent_radius_mm
 from diff4mmlits.distributed import DistributedContext, all_reduce_mean, barrier, unwrap, wrap_ddp
 from diff4mmlits.errors import InputError
 from diff4mmlits.progress import progress
 from diff4mmlits.synthesize.autoencoder import LatentCodec
-from diff4mmlits.synthesize.crops import crop_box, dilate_tumor_mask, extract_crop, hu_to_unit
+from diff4mmlits.synthesize.crops import crop_box, dilate_tumor_mask, extract_crop, masked_unit
 from diff4mmlits.synthesize.diffusion import (
     MODEL_KIND,
     build_denoiser,
@@ -50,8 +52,6 @@ from diff4mmlits.training import LOG_STATE_KEY, RunningMean, TrainingLog, autoca
 
 log = logging.getLogger(__name__)
 
-MASKED_FILL_UNIT = 0.0
-"""Value of the masked-out voxels in the autoencoder's [-1, 1] range (about 40 HU), at training and synthesis."""
 JOINT_PHASE_DROPOUT = 0.15
 """Joint mode: chance that a present phase is hidden during training (so that cases with fewer phases work)."""
 
@@ -76,11 +76,6 @@ class TumorCrops:
 
     def __len__(self) -> int:
         return int(self.latents.shape[0])
-
-
-def masked_unit(unit: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The masked CT ``x ⊙ (1 − m) + fill · m`` in the [-1, 1] range."""
-    return np.where(mask, np.float32(MASKED_FILL_UNIT), unit).astype(np.float32)
 
 
 def tumor_centres(tumor: np.ndarray) -> list[tuple[np.ndarray, int]]:
@@ -110,7 +105,7 @@ def build_tumor_crops(
         tumor = case.tumor_mask
         condition = dilate_tumor_mask(tumor, config.close_kernel_vox, config.dilate_kernel_vox)
         for centre, voxels in tumor_centres(tumor):
-            radii.append(float((3 * voxels * case.annotated.voxel_volume_ml * 1000 / (4 * np.pi)) ** (1 / 3)))
+            radii.append(equivalent_radius_mm(voxels, case.annotated.spacing_mm))
             for k in range(config.crops_per_tumor):
                 shift = rng.integers(-config.jitter_vox, config.jitter_vox + 1, size=3) if k else np.zeros(3, int)
                 flips = [axis for axis in range(3) if k and rng.random() < 0.5]
@@ -120,7 +115,7 @@ def build_tumor_crops(
                 slots = np.zeros((len(PHASES), config.crop_vox, config.crop_vox, config.crop_vox), np.float32)
                 has = np.zeros(len(PHASES), bool)
                 for name, volume in case.phases.items():
-                    crop = hu_to_unit(extract_crop(volume.array, box, fill=-1000.0), codec.window_hu)
+                    crop = window_map(codec.window_hu).to_unit(extract_crop(volume.array, box, fill=-1000.0), clip_input=True)
                     slots[PHASES.index(name)] = np.flip(crop, flips) if flips else crop
                     has[PHASES.index(name)] = True
                 images.append(slots)

@@ -3,7 +3,7 @@
 ``G`` maps A → B; a PatchGAN ``D`` tells real B from ``G(a)``; PatchNCE on several encoder layers
 of ``G`` ties each output patch to the input patch at the same place (``patchnce``); the identity
 NCE term asks the same of ``G(b)`` against ``b``. The Diff4MMLiTS paper uses CUT as its Table V
-baseline synthesizer (``cut_painter``)::
+baseline synthesizer (:mod:`diff4mmlits.synthesize.cut_painter`)::
 
     L_G = λ_GAN · GAN(D(G(a))) + λ_NCE · ½ [NCE(a, G(a)) + NCE(b, G(b))]
     L_D = ½ [GAN(D(b), 1) + GAN(D(G(a)), 0)]

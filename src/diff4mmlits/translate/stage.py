@@ -17,6 +17,7 @@ import numpy as np
 from diff4mmlits.config import Config, TranslateConfig
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.dataset import load_dataset, read_case_or_dataset
+from diff4mmlits.data.intensity import intensity_map
 from diff4mmlits.data.io import read_volume, volume_extension, write_volume
 from diff4mmlits.data.native import write_case_folder
 from diff4mmlits.data.volume import require_same_grid
@@ -24,18 +25,10 @@ from diff4mmlits.errors import InputError
 from diff4mmlits.progress import progress
 from diff4mmlits.runfolder import RunFolder
 from diff4mmlits.stage import Stage
-from diff4mmlits.translate.intensity import intensity_map
 from diff4mmlits.translate.report import section_translators
 from diff4mmlits.translate.sampling import SampleSource
-from diff4mmlits.translate.train import (
-    METHODS,
-    TranslatorData,
-    complete_missing_phase,
-    fit_translator,
-    load_translator,
-    translate_case,
-    translate_volume,
-)
+from diff4mmlits.translate.train import METHODS, TranslatorData, fit_translator
+from diff4mmlits.translate.translator import complete_missing_phase, load_translator, translate_case, translate_volume
 
 log = logging.getLogger(__name__)
 

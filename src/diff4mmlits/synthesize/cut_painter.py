@@ -4,7 +4,7 @@ The paper compares its diffusion synthesizer with CUT-GAN painting tumors. Here 
 pairs, the mapping from (normal CT + a tumor mask) to (CT with a real tumor in that mask):
 
 - domain A: cubic crops of the run's *normal* (tumor-free) training cases around random tumor masks,
-  drawn exactly as the synthesizer draws them (``synthesize.tumor_masks``);
+  drawn exactly as the synthesizer draws them (:mod:`diff4mmlits.synthesize.tumor_masks`);
 - domain B: the same-size crops of the *registered real* training cases around their real tumors,
   with their own masks.
 
@@ -33,18 +33,21 @@ import torch
 from scipy import ndimage
 
 from diff4mmlits import PHASES
+from diff4mmlits.checkpoint import WEIGHTS_NAME
 from diff4mmlits.config import Config, TranslateConfig
 from diff4mmlits.data.case import Case
+from diff4mmlits.data.intensity import IntensityMap
 from diff4mmlits.errors import InputError
 from diff4mmlits.runfolder import RunFolder
-from diff4mmlits.translate.intensity import IntensityMap
+from diff4mmlits.synthesize.crops import crop_box, dilate_tumor_mask, extract_crop
+from diff4mmlits.synthesize.painting import largest_semi_axis_mm, paint_tumors
+from diff4mmlits.synthesize.tumor_masks import draw_tumor_mask, sample_tumor_params
 from diff4mmlits.translate.sampling import SampleSource
-from diff4mmlits.translate.train import Translator, TranslatorData, fit_translator, load_translator, translate_array
+from diff4mmlits.translate.train import TranslatorData, fit_translator
+from diff4mmlits.translate.translator import Translator, load_translator, translate_array
 
 log = logging.getLogger(__name__)
 
-PAINTER_FOLDER = "cut-painter"
-"""``RUN/models/cut-painter/``: the CUT tumor painter's model folder."""
 FILL_HU = -1000.0
 
 
@@ -59,8 +62,6 @@ def painter_phases(cases: Sequence[Case]) -> list[str]:
 def painter_sample(case: Case, tumor: np.ndarray, phases: Sequence[str], window: IntensityMap, crop_vox: int,
                    close_vox: int, dilate_vox: int) -> np.ndarray:
     """One training sample: the crop around ``tumor`` of each phase in [-1, 1] and the dilated mask, ``(P + 1, c, c, c)`` float16."""
-    from diff4mmlits.synthesize.crops import crop_box, dilate_tumor_mask, extract_crop
-
     centre = ndimage.center_of_mass(tumor)
     box = crop_box(np.asarray(centre), crop_vox, tumor.shape)
     condition = extract_crop(dilate_tumor_mask(tumor, close_vox, dilate_vox), box, fill=0.0) > 0.5
@@ -79,9 +80,6 @@ def painter_training_data(
     normal: Sequence[Case], real: Sequence[Case], config: Config, rng: np.random.Generator, crops_per_case: int = 4,
 ) -> TranslatorData:
     """Domain A (normal crops + random masks) and domain B (real tumor crops + their masks)."""
-    from diff4mmlits.synthesize.painting import largest_semi_axis_mm
-    from diff4mmlits.synthesize.tumor_masks import draw_tumor_mask, sample_tumor_params
-
     crop, close, dilate = config.diffusion.crop_vox, config.diffusion.close_kernel_vox, config.diffusion.dilate_kernel_vox
     window = IntensityMap("window", *config.translate.source_window_hu)
     phases = painter_phases([*normal, *real])
@@ -114,17 +112,13 @@ def painter_settings(config: Config) -> TranslateConfig:
 
 def train_cut_painter(run: RunFolder, config: Config, resume: bool = False) -> Path:
     """``train-translator --run RUN --painter``: train the CUT tumor painter on the run's normal and registered cases."""
-    try:
-        from diff4mmlits.synthesize.stage import read_normal_cases, read_registered_cases
-    except ModuleNotFoundError:
-        raise InputError("the CUT painter paints through the synthesize stage, which this installation lacks") from None
-    normal = read_normal_cases(run, "train")
-    real = read_registered_cases(run, "train")
+    normal = run.read_cases("normal", "train")
+    real = run.read_cases("registered", "train")
     data = painter_training_data(normal, real, config, np.random.default_rng([config.seed, 31]))
     log.info("cut painter: %d normal crops with random masks, %d real tumor crops", len(data.source.images), len(data.target.images))
     extra = {"painter": True, "phases": data.source_phase.split("+"), "crop_vox": config.diffusion.crop_vox,
              "close_kernel_vox": config.diffusion.close_kernel_vox, "dilate_kernel_vox": config.diffusion.dilate_kernel_vox}
-    return fit_translator(data, painter_settings(config), run.model_dir(PAINTER_FOLDER), device=config.device,
+    return fit_translator(data, painter_settings(config), run.cut_painter_dir, device=config.device,
                           resume=resume, seed=config.seed, extra_config=extra)
 
 
@@ -151,8 +145,7 @@ class CutPainter:
         return self.paint_with_provenance(normal, rng)[0]
 
     def paint_with_provenance(self, normal: Case, rng: np.random.Generator) -> tuple[Case, dict[str, Any]]:
-        from diff4mmlits.synthesize.painting import paint_tumors
-
+        """The synthetic case and its provenance (``method``, the tumors drawn)."""
         case, provenance = paint_tumors(normal, rng, self.paint_crop, self.config.tumor, self.crop_vox,
                                         self.config.feather_mm, self.close_vox, self.dilate_vox)
         return case, {"method": "cut", **provenance}
@@ -175,8 +168,8 @@ class CutPainter:
 
 def load_cut_painter(run: RunFolder, mode: str = "paper", device: str | torch.device = "cpu") -> CutPainter:
     """The CUT painter of ``RUN/models/cut-painter`` (``mode`` is unused: one model serves every phase)."""
-    folder = run.model_dir(PAINTER_FOLDER)
-    if not (folder / "weights.safetensors").is_file():
+    folder = run.cut_painter_dir
+    if not (folder / WEIGHTS_NAME).is_file():
         raise InputError(f"no trained CUT painter; run 'diff4mmlits train-translator --run {run.root} --painter' first", folder)
     translator = load_translator(folder, device=str(device))
     stored = translator.config

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from diff4mmlits.translate.intensity import IntensityMap, intensity_map
+from diff4mmlits.data.intensity import IntensityMap, intensity_map
 
 
 def test_window_maps_to_unit_and_back_inside_the_window() -> None:

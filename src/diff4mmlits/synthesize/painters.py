@@ -1,4 +1,4 @@
-"""The synthesizer's Python API: paint new tumors into a normal case (the segmenter calls it on the fly).
+"""The tumor painters and their loaders: paint new tumors into a normal case (the segmenter calls it on the fly).
 
     painter = load_painter(RunFolder("runs/demo"), method="ldm", mode="paper", device="cpu")
     synthetic = painter.paint(normal_case, np.random.default_rng(seed))   # a Case, label 0/1/2
@@ -6,8 +6,9 @@
 A painter takes a tumor-free, registered :class:`Case` (phases on the label's grid, label > 0 =
 liver) and returns a :class:`Case` with the same id, phases and grid: the phases with the new
 tumors and the label liver (1) + tumor (2). Every random choice comes from the generator passed
-in. ``PAINTERS`` maps a method name to a loader ``(run, mode, device) -> TumorPainter``; other
-methods (the translate stage's ``cut``) add themselves there.
+in (the contract: :class:`~diff4mmlits.synthesize.painter.TumorPainter`). ``PAINTERS`` maps a method
+name to a loader ``(run, mode, device) -> TumorPainter``: ``ldm`` (the paper's latent diffusion),
+``handcrafted`` and ``cut`` (:mod:`diff4mmlits.synthesize.cut_painter`).
 """
 
 from __future__ import annotations
@@ -16,15 +17,16 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
 from diff4mmlits import PHASES
-from diff4mmlits.checkpoint import file_sha256
+from diff4mmlits.checkpoint import WEIGHTS_NAME, file_sha256
 from diff4mmlits.config import SynthesizeConfig
 from diff4mmlits.data.case import Case
+from diff4mmlits.data.intensity import window_map
 from diff4mmlits.distributed import resolve_device
 from diff4mmlits.errors import InputError
 from diff4mmlits.files import write_json_atomic
@@ -32,30 +34,21 @@ from diff4mmlits.runfolder import RunFolder
 from diff4mmlits.synthesize.autoencoder import LatentCodec, load_autoencoder
 from diff4mmlits.synthesize.blend import noise_sigma_hu
 from diff4mmlits.synthesize.contrast import TumorContrast, measure_tumor_contrasts
-from diff4mmlits.synthesize.crops import hu_to_unit
+from diff4mmlits.synthesize.crops import masked_unit
 from diff4mmlits.synthesize.diffusion import (
     LatentDiffusion,
     build_scheduler,
     joint_condition,
     load_diffusion,
     mask_to_latent,
-    model_folder_name,
     paper_condition,
 )
 from diff4mmlits.synthesize.handcrafted import HandcraftedPainter
+from diff4mmlits.synthesize.painter import TumorPainter
 from diff4mmlits.synthesize.painting import paint_tumors
 from diff4mmlits.synthesize.sampling import denoise, reverse_timesteps, start_latent
-from diff4mmlits.synthesize.train_diffusion import masked_unit
 
 log = logging.getLogger(__name__)
-
-
-class TumorPainter(Protocol):
-    """Anything that paints tumors into a normal case."""
-
-    def paint(self, normal: Case, rng: np.random.Generator) -> Case:
-        """The synthetic case: ``normal``'s phases with new tumors and the label 0/1/2 on the same grid."""
-        ...
 
 
 @dataclass
@@ -105,7 +98,8 @@ class LatentDiffusionPainter:
         seed = int(rng.integers(2**63 - 1))
         generator = torch.Generator(device=self.device).manual_seed(seed)
         names = list(crops_hu)
-        unit = np.stack([hu_to_unit(crops_hu[name], self.codec.window_hu) for name in names])[:, None]
+        window = window_map(self.codec.window_hu)
+        unit = np.stack([window.to_unit(crops_hu[name], clip_input=True) for name in names])[:, None]
         masked = torch.from_numpy(masked_unit(unit, condition[None, None])).to(self.device)
         condition_latent = self.codec.encode(masked)
         mask_latent = mask_to_latent(torch.from_numpy(condition[None, None]).to(self.device), self.codec.factor)
@@ -167,15 +161,15 @@ def load_ldm_painter(run: RunFolder, mode: str = "paper", device: str | torch.de
     """The diffusion painter from ``models/autoencoder`` and ``models/diffusion[-joint]``."""
     config = run.load_config()
     device = resolve_device(str(device))
-    diffusion_folder = run.model_dir(model_folder_name(mode))
-    if not (diffusion_folder / "weights.safetensors").is_file():
+    diffusion_folder = run.diffusion_dir(mode)
+    if not (diffusion_folder / WEIGHTS_NAME).is_file():
         raise InputError(f"no trained {mode}-mode synthesizer; run 'diff4mmlits train-synthesizer --run {run.root} --mode {mode}'",
                          diffusion_folder)
-    codec = load_autoencoder(run.model_dir("autoencoder"), device)
+    codec = load_autoencoder(run.autoencoder_dir, device)
     diffusion = load_diffusion(diffusion_folder, device)
     stored = json.loads((diffusion_folder / "config.json").read_text())
     expected = stored.get("autoencoder_sha256")
-    actual = file_sha256(run.model_dir("autoencoder") / "weights.safetensors")
+    actual = file_sha256(run.autoencoder_dir / WEIGHTS_NAME)
     if expected and expected != actual:
         raise InputError("the autoencoder changed since the synthesizer was trained; run train-synthesizer again", diffusion_folder)
     return LatentDiffusionPainter(codec=codec, diffusion=diffusion, config=config.synthesize,
@@ -187,15 +181,13 @@ def real_tumor_contrasts(run: RunFolder) -> list[TumorContrast]:
 
     The cache is reused while the ``register`` stage's stamp is unchanged.
     """
-    from diff4mmlits.synthesize.stage import read_registered_cases
-
-    cache = run.model_dir("handcrafted") / "contrast.json"
+    cache = run.handcrafted_dir / "contrast.json"
     key = (run.read_stamp("register") or {}).get("fingerprint")
     if cache.is_file():
         stored = json.loads(cache.read_text())
         if stored.get("register_fingerprint") == key and key is not None:
             return [TumorContrast.from_dict(t) for t in stored["tumors"]]
-    tumors = [t for case in read_registered_cases(run, "train") for t in measure_tumor_contrasts(case)]
+    tumors = [t for case in run.read_cases("registered", "train") for t in measure_tumor_contrasts(case)]
     write_json_atomic(cache, {"register_fingerprint": key, "tumors": [t.to_dict() for t in tumors]})
     return tumors
 
@@ -210,7 +202,7 @@ def load_handcrafted_painter(run: RunFolder, mode: str = "paper", device: str | 
 
 def load_cut_painter(run: RunFolder, mode: str = "paper", device: str | torch.device = "cpu") -> TumorPainter:
     """The CUT painter (the paper's Table V baseline), trained by ``train-translator --painter``."""
-    from diff4mmlits.translate.cut_painter import load_cut_painter as load
+    from diff4mmlits.synthesize.cut_painter import load_cut_painter as load
 
     return load(run, mode, device)
 

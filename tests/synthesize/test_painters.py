@@ -6,9 +6,9 @@ from synth_toys import tiny_codec, tiny_diffusion, toy_pair
 
 from diff4mmlits import LABEL_TUMOR
 from diff4mmlits.data.case import Case
-from diff4mmlits.synthesize.api import LatentDiffusionPainter
 from diff4mmlits.synthesize.crops import dilate_tumor_mask
 from diff4mmlits.synthesize.diffusion import build_scheduler
+from diff4mmlits.synthesize.painters import LatentDiffusionPainter
 from diff4mmlits.synthesize.sampling import reverse_timesteps
 
 

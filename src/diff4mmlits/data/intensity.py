@@ -1,4 +1,8 @@
-"""How a modality's intensities become the generators' [-1, 1] range, and back.
+"""How a modality's intensities become the networks' [-1, 1] range, and back (HU ↔ [-1, 1]).
+
+The one home of this formula: the inpainter (``window_map``, result clipped), the synthesizer's
+autoencoder (``window_map`` with ``clip_input=True``: HU clipped to the window first) and the
+translators use it.
 
 Two rules:
 
@@ -54,16 +58,31 @@ class IntensityMap:
         lo, hi = np.percentile(array, [self.low, self.high])
         return float(lo), float(max(hi, lo + 1e-6))
 
-    def to_unit(self, array: np.ndarray) -> np.ndarray:
-        """Intensities → float32 in [-1, 1] (clipped)."""
+    def to_unit(self, array: np.ndarray, clip_input: bool = False) -> np.ndarray:
+        """Intensities (any shape) → float32 in [-1, 1], same shape.
+
+        By default the mapped values are clipped to [-1, 1]; with ``clip_input`` the input is
+        clipped to the bounds first and then mapped (the synthesizer's autoencoder rule). The two
+        agree inside the bounds; outside them the first gives exactly ±1, the second the rounded
+        image of the bound.
+        """
         lo, hi = self.bounds(array)
-        unit = (np.asarray(array, dtype=np.float32) - lo) / (hi - lo) * 2.0 - 1.0
+        values = np.asarray(array, dtype=np.float32)
+        if clip_input:
+            return (np.clip(values, lo, hi) - lo) / (hi - lo) * 2.0 - 1.0
+        unit = (values - lo) / (hi - lo) * 2.0 - 1.0
         return np.clip(unit, -1.0, 1.0).astype(np.float32)
 
-    def from_unit(self, unit: np.ndarray) -> np.ndarray:
-        """[-1, 1] → output units (HU for ``window``, the reference range for ``percentile``), float32."""
+    def from_unit(self, unit: np.ndarray, clip: bool = False) -> np.ndarray:
+        """[-1, 1] → output units (HU for ``window``, the reference range for ``percentile``), float32, same shape.
+
+        With ``clip`` the input is clipped to [-1, 1] first.
+        """
         lo, hi = self.reference_low, self.reference_high
-        return ((np.asarray(unit, dtype=np.float32) + 1.0) * 0.5 * (hi - lo) + lo).astype(np.float32)
+        values = np.asarray(unit, dtype=np.float32)
+        if clip:
+            values = np.clip(values, -1.0, 1.0)
+        return ((values + 1.0) * 0.5 * (hi - lo) + lo).astype(np.float32)
 
     def fitted(self, arrays: Iterable[np.ndarray]) -> IntensityMap:
         """For ``percentile``: set the reference range to the median percentiles of ``arrays``."""
@@ -80,6 +99,12 @@ class IntensityMap:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> IntensityMap:
         return cls(**{key: values[key] for key in ("mode", "low", "high", "reference_low", "reference_high")})
+
+
+def window_map(window_hu: tuple[float, float]) -> IntensityMap:
+    """The CT map of a fixed HU window ``(low, high)``: HU ↔ [-1, 1]."""
+    low, high = window_hu
+    return IntensityMap(mode="window", low=float(low), high=float(high))
 
 
 def intensity_map(mode: Mode, window_hu: tuple[float, float], percentiles: tuple[float, float]) -> IntensityMap:
