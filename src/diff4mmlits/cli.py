@@ -413,10 +413,7 @@ def train_translator(
     if painter:
         if source is not None or target is not None:
             raise InputError("--painter trains on the run folder's own cases; leave out --source and --target")
-        from diff4mmlits.synthesize.cut_painter import train_cut_painter
-
-        run, config = open_run(run_dir, overrides=list(overrides or []), device=device)
-        model = train_cut_painter(run, config, resume=resume)
+        _, _, model = _run_stage_command("train-cut-painter", run_dir, device, overrides, resume=resume)
         typer.echo(f"train-translator: CUT tumor painter in {model}; use it with 'diff4mmlits synthesize --run {run_dir} --method cut'")
         return
     if source is None or target is None:

@@ -48,7 +48,7 @@ STAGES: list[Stage] = [
 ]
 """What ``diff4mmlits run`` runs, in the paper's order."""
 
-OTHER_STAGES: list[Stage] = [*translate_stage.STAGES]
+OTHER_STAGES: list[Stage] = [*synthesize_stage.COMMAND_STAGES, *translate_stage.STAGES]
 """Stage commands over a run folder that ``run`` leaves out (their report sections are shown)."""
 
 

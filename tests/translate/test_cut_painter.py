@@ -85,7 +85,7 @@ def test_train_painter_command_then_synthesize_loads_it(tmp_path) -> None:
     """A run folder with registered and normal cases → train-translator --painter → PAINTERS['cut'] paints."""
     from diff4mmlits.cli import main
     from diff4mmlits.config import config_to_yaml
-    from finished_stages import put_case, write_manifest
+    from finished_stages import mark_finished, put_case, write_manifest
 
     run = tmp_path / "run"
     ids = ["toy_10", "toy_11"]
@@ -97,8 +97,11 @@ def test_train_painter_command_then_synthesize_loads_it(tmp_path) -> None:
         normal = toy_registered(i, tumor_free=True)
         put_case(RunFolder(run), "normal", Case(case_id, normal.phases, normal.label))
     write_manifest(RunFolder(run), reals, train=ids, validation=[], test=[], dataset=str(tmp_path))
-    (run / "config.yaml").write_text(config_to_yaml(resolve_config("smoke", overrides=["translate.steps=2"])))
+    config = resolve_config("smoke", overrides=["translate.steps=2"])
+    (run / "config.yaml").write_text(config_to_yaml(config))
+    mark_finished(RunFolder(run), config, "register", "train-inpainter", "inpaint")
     assert main(["train-translator", "--run", str(run), "--painter"]) == 0
+    assert RunFolder(run).read_stamp("train-cut-painter") is not None
     painter = load_painter(RunFolder(run), method="cut")
     synthetic = painter.paint(toy_registered(3, tumor_free=True), np.random.default_rng(0))
     assert (synthetic.label.array == LABEL_TUMOR).any()

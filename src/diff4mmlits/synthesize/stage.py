@@ -29,6 +29,7 @@ from diff4mmlits.files import write_json_atomic
 from diff4mmlits.progress import progress
 from diff4mmlits.runfolder import PROVENANCE_FILE, RunFolder
 from diff4mmlits.stage import Stage
+from diff4mmlits.synthesize.cut_painter import train_cut_painter
 from diff4mmlits.synthesize.painters import load_painter
 from diff4mmlits.synthesize.report import synthesis_section
 
@@ -152,10 +153,12 @@ def summarize_synthesis(run: RunFolder, config: Config, method: str, mode: str, 
 
 
 def _painter_needs(config: Config) -> tuple[str, ...]:
-    """The stages the configured painter reads: the diffusion models, the CUT painter's normal CT, or
-    only the registered tumors (handcrafted)."""
+    """The stages the configured painter reads: the diffusion models, the CUT painter, or only the
+    registered tumors (handcrafted)."""
     if config.synthesize.method == "ldm":
         return ("register", "inpaint", "train-autoencoder", "train-synthesizer")
+    if config.synthesize.method == "cut":
+        return ("register", "inpaint", "train-cut-painter")
     return ("register", "inpaint")
 
 
@@ -168,3 +171,10 @@ STAGES: list[Stage] = [
           ("synthesize", "diffusion"), ("register", "inpaint", "train-autoencoder", "train-synthesizer"),
           needs=_painter_needs, report=synthesis_section),
 ]
+
+COMMAND_STAGES: list[Stage] = [
+    Stage("train-cut-painter", "the CUT tumor painter, the paper's Table V baseline (models/cut-painter/; "
+          "'train-translator --painter', not part of 'run')", train_cut_painter, ("translate", "diffusion"),
+          ("register", "inpaint")),
+]
+"""Stage commands over a run folder that ``run`` leaves out."""
