@@ -133,7 +133,7 @@ def load_bench_painter(args: argparse.Namespace, train: list[Case], method: str)
     config = resolve_config("demo")
     tumors = [t for case in train for t in measure_tumor_contrasts(case)]
     return HandcraftedPainter(real_tumors=tumors, config=config.synthesize, crop_vox=config.diffusion.crop_vox,
-                              close_vox=config.diffusion.close_kernel_vox, dilate_vox=config.diffusion.dilate_kernel_vox)
+                              close_vox=config.inpaint.close_kernel_vox, dilate_vox=config.inpaint.dilate_kernel_vox)
 
 
 def normal_cases(args: argparse.Namespace, train: list[Case], truth: list[Case], source: str) -> list[Case]:

@@ -35,11 +35,12 @@ from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 from skimage.metrics import structural_similarity
 
-from diff4mmlits.config import TranslateConfig, resolve_config
+from diff4mmlits.config import resolve_config
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.intensity import IntensityMap
 from diff4mmlits.data.phantom.mri import make_unpaired_sets
 from diff4mmlits.translate.base import Batch
+from diff4mmlits.translate.config import TranslateConfig
 from diff4mmlits.translate.stage import prepare_data
 from diff4mmlits.translate.train import TranslatorData, build_model, learning_rate_factor
 from diff4mmlits.translate.translator import translate_case, translator_from_model

@@ -147,3 +147,36 @@ def test_sections_are_frozen_and_strict() -> None:
     for name, section in _sections():
         assert section.model_config.get("extra") == "forbid", name
         assert section.model_config.get("frozen") is True, name
+
+
+def test_renamed_settings_still_load_under_their_old_names(tmp_path) -> None:
+    from diff4mmlits.config import RENAMED, apply_overrides
+
+    config = resolve_config("smoke", overrides=["segment.amp=false", "diffusion.close_kernel_vox=7",
+                                                "translate.checkpoint_every=5"])
+    assert config.segment.mixed_precision is False
+    assert config.inpaint.close_kernel_vox == 7  # one mask preparation for the inpainter and the synthesizer
+    assert config.translate.checkpoint_every_steps == 5
+    old_file = tmp_path / "old.yaml"
+    old_file.write_text("autoencoder:\n  save_every_steps: 11\ninpaint:\n  disc_channels: 12\n")
+    from_file = resolve_config("smoke", config_file=old_file, overrides=["inpaint.discriminator_channels=13"])
+    assert from_file.autoencoder.checkpoint_every_steps == 11
+    assert from_file.inpaint.discriminator_channels == 13, "--set comes after the file, whatever name either uses"
+    assert apply_overrides(config, ["segment.amp=true"]).segment.mixed_precision is True
+    dumped = config.model_dump(mode="json")
+    for old in RENAMED:
+        section, key = old.split(".")
+        assert key not in dumped[section], f"{old} is still a setting"
+
+
+def test_every_section_lives_with_its_stage() -> None:
+    from diff4mmlits.config import Config
+    from diff4mmlits.settings import Section
+
+    homes = {name: field.annotation.__module__ for name, field in Config.model_fields.items()
+             if isinstance(field.annotation, type) and issubclass(field.annotation, Section)}
+    assert homes["register"] == "diff4mmlits.register.config"
+    assert homes["inpaint"] == "diff4mmlits.inpaint.config"
+    assert {homes[s] for s in ("autoencoder", "diffusion", "synthesize")} == {"diff4mmlits.synthesize.config"}
+    assert list(Config.model_fields)[-8:] == ["register", "inpaint", "autoencoder", "diffusion", "synthesize", "segment",
+                                              "evaluate", "translate"]

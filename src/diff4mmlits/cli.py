@@ -381,7 +381,7 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", help="Folder for metrics.csv, summary.csv, figures/ and index.html.")],
 ) -> None:
     """Score predictions: DSC, Jaccard, sensitivity, precision, HD95 and lesion detection, with an HTML report."""
-    from diff4mmlits.config import EvaluateConfig
+    from diff4mmlits.evaluate.config import EvaluateConfig
     from diff4mmlits.evaluate.evaluation import evaluate_predictions, read_truth
     from diff4mmlits.evaluate.tables import summary_text
 

@@ -46,7 +46,8 @@ class Stage:
     help: str
     work: StageWork
     config_sections: tuple[str, ...] = ()
-    """Top-level config keys whose values decide whether the stage must run again."""
+    """Config sections (``"inpaint"``) or single settings (``"inpaint.close_kernel_vox"``) whose values
+    decide whether the stage must run again."""
     upstream: tuple[str, ...] = ()
     """Stages whose outputs this stage may read (their fingerprints are part of this one's)."""
     needs: Callable[[Config], Sequence[str]] | None = None
@@ -79,7 +80,9 @@ def stage_fingerprint(run: RunFolder, stage: Stage, config: Config) -> str:
 
 
 def _section_values(config: Config, key: str) -> Any:
-    value = getattr(config, key)
+    value: Any = config
+    for part in key.split("."):
+        value = getattr(value, part)
     return value.model_dump(mode="json") if hasattr(value, "model_dump") else value
 
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from diff4mmlits.cli import main
-from diff4mmlits.config import EvaluateConfig
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.io import write_volume
 from diff4mmlits.data.native import write_case_folder
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.errors import InputError
+from diff4mmlits.evaluate.config import EvaluateConfig
 from diff4mmlits.evaluate.evaluation import evaluate_predictions, read_truth
 from diff4mmlits.evaluate.tables import read_rows_csv
 

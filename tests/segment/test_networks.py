@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diff4mmlits.config import SegmentConfig
 from diff4mmlits.errors import InputError
+from diff4mmlits.segment.config import SegmentConfig
 from diff4mmlits.segment.networks import NETWORKS, build_network, main_output
 from diff4mmlits.segment.plan import Fingerprint, plan_segmenter
 

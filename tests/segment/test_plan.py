@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from diff4mmlits.config import SegmentConfig
 from diff4mmlits.errors import InputError
+from diff4mmlits.segment.config import SegmentConfig
 from diff4mmlits.segment.plan import (
     Fingerprint,
     divisibility,

@@ -16,7 +16,7 @@ def _l1(network, x):
 
 
 def test_a_few_steps_lower_the_loss_and_the_folder_loads_safely(tmp_path, toy_cases, smoke_config):
-    config = smoke_config.autoencoder.model_copy(update={"steps": 40, "adversarial_start_step": 20, "save_every_steps": 20,
+    config = smoke_config.autoencoder.model_copy(update={"steps": 40, "adversarial_start_step": 20, "checkpoint_every_steps": 20,
                                                          "restart_dead_codes_every": 5})
     normals = [normal for _, normal in toy_cases]
     hu, _ = PatchSource(normals).sample(np.random.default_rng(5), 4, config.patch_vox, 1.0)
@@ -40,7 +40,7 @@ def test_a_few_steps_lower_the_loss_and_the_folder_loads_safely(tmp_path, toy_ca
 
 
 def test_resume_continues_to_the_same_weights(tmp_path, toy_cases, smoke_config):
-    config = smoke_config.autoencoder.model_copy(update={"steps": 6, "save_every_steps": 3, "adversarial_start_step": 2})
+    config = smoke_config.autoencoder.model_copy(update={"steps": 6, "checkpoint_every_steps": 3, "adversarial_start_step": 2})
     normals = [normal for _, normal in toy_cases]
     train_autoencoder(normals, [], config, tmp_path / "straight", seed=1)
     train_autoencoder(normals, [], config.model_copy(update={"steps": 3}), tmp_path / "resumed", seed=1)

@@ -27,7 +27,7 @@ def test_tumor_crops_hold_every_phase_on_the_latent_grid(crops, smoke_config):
 
 @pytest.mark.parametrize("mode", ["paper", "joint"])
 def test_a_few_steps_lower_the_diffusion_loss(tmp_path, crops, smoke_config, mode):
-    config = smoke_config.diffusion.model_copy(update={"mode": mode, "steps": 16, "save_every_steps": 8})
+    config = smoke_config.diffusion.model_copy(update={"mode": mode, "steps": 16, "checkpoint_every_steps": 8})
     metrics = train_diffusion(crops, config, tmp_path, seed=0, extra_config={"autoencoder_sha256": "x"})
     assert metrics["evaluation_loss_final"] < metrics["evaluation_loss_initial"]
     model = load_diffusion(tmp_path)

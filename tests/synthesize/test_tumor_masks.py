@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from diff4mmlits.config import TumorMaskConfig
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.errors import InputError
+from diff4mmlits.synthesize.config import TumorMaskConfig
 from diff4mmlits.synthesize.tumor_masks import TumorParams, draw_tumor_mask, draw_tumor_masks, sample_tumor_params
 
 SPACING = (2.0, 1.5, 1.5)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from diff4mmlits.config import TranslateConfig, resolve_config
+from diff4mmlits.config import resolve_config
+from diff4mmlits.translate.config import TranslateConfig
 
 
 def smoke_config(**changes: object) -> TranslateConfig:

@@ -66,7 +66,7 @@ def test_saved_generator_translates_like_the_trained_one(tmp_path, toy_ct, toy_m
 
 
 def test_resume_continues_to_the_same_weights(tmp_path, toy_ct, toy_mri) -> None:
-    config = smoke_config(method="cyclegan", steps=4, checkpoint_every=2)
+    config = smoke_config(method="cyclegan", steps=4, checkpoint_every_steps=2)
     straight = train_translator(toy_ct, toy_mri, config, tmp_path / "straight", device="cpu", seed=5)
     half = train_translator(toy_ct, toy_mri, config.model_copy(update={"steps": 2}), tmp_path / "resumed", device="cpu", seed=5)
     resumed = train_translator(toy_ct, toy_mri, config, half, device="cpu", seed=5, resume=True)

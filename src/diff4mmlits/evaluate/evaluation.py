@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from diff4mmlits.config import EvaluateConfig
 from diff4mmlits.data.io import read_volume, strip_extension, volume_extension
 from diff4mmlits.data.volume import Volume, require_same_grid
 from diff4mmlits.errors import InputError
+from diff4mmlits.evaluate.config import EvaluateConfig
 from diff4mmlits.files import write_text_atomic
 from diff4mmlits.progress import progress
 

@@ -10,10 +10,11 @@ import zlib
 
 import numpy as np
 
-from diff4mmlits.config import Config, InpaintConfig
+from diff4mmlits.config import Config
 from diff4mmlits.data.case import Case
 from diff4mmlits.errors import InputError
 from diff4mmlits.inpaint.baselines import mean_fill, median_fill
+from diff4mmlits.inpaint.config import InpaintConfig
 from diff4mmlits.inpaint.infer import Inpainter
 from diff4mmlits.inpaint.mask import dilate_tumor_mask, normal_label
 from diff4mmlits.runfolder import INPAINT_MASK

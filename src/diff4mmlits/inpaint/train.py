@@ -46,10 +46,11 @@ from diff4mmlits.checkpoint import (
     save_training_state,
     save_weights,
 )
-from diff4mmlits.config import Config, InpaintConfig
+from diff4mmlits.config import Config
 from diff4mmlits.data.case import Case
 from diff4mmlits.distributed import DistributedContext, init_distributed, wrap_ddp
 from diff4mmlits.errors import InputError
+from diff4mmlits.inpaint.config import InpaintConfig
 from diff4mmlits.inpaint.losses import (
     discriminator_loss,
     feature_matching_loss,
@@ -90,8 +91,8 @@ def build_discriminator(config: InpaintConfig, n_phases: int = len(PHASES)) -> n
     """MONAI's PatchGAN discriminator (2D); it sees the slice and the phase one-hot planes."""
     from monai.networks.nets import PatchDiscriminator
 
-    return PatchDiscriminator(spatial_dims=2, channels=config.disc_channels, in_channels=1 + n_phases,
-                              out_channels=1, num_layers_d=config.disc_layers)
+    return PatchDiscriminator(spatial_dims=2, channels=config.discriminator_channels, in_channels=1 + n_phases,
+                              out_channels=1, num_layers_d=config.discriminator_layers)
 
 
 def discriminator_input(image: torch.Tensor, phase_index: torch.Tensor, n_phases: int) -> torch.Tensor:

@@ -16,11 +16,11 @@ import numpy as np
 import SimpleITK as sitk
 
 from diff4mmlits import PHASES
-from diff4mmlits.config import RegisterConfig
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.io import to_sitk
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.errors import InputError
+from diff4mmlits.register.config import RegisterConfig
 from diff4mmlits.register.method import PhaseRegistration, register_phase
 from diff4mmlits.register.qc import label_dice, region_nmi
 from diff4mmlits.register.resample import dense_transform, resample_onto

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import SimpleITK as sitk
 
-from diff4mmlits.config import RegisterConfig
 from diff4mmlits.data.io import first_itk_line
 from diff4mmlits.errors import InputError
+from diff4mmlits.register.config import RegisterConfig
 from diff4mmlits.register.resample import identity_transform
 
 log = logging.getLogger(__name__)

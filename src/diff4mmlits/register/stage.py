@@ -28,7 +28,7 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from diff4mmlits.config import Config, RegisterConfig
+from diff4mmlits.config import Config
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.casefiles import CaseFiles, read_case_files
 from diff4mmlits.data.dataset import list_case_files
@@ -39,6 +39,7 @@ from diff4mmlits.errors import InputError
 from diff4mmlits.files import atomic_path
 from diff4mmlits.progress import progress
 from diff4mmlits.register.case import RegisteredCase, register_case
+from diff4mmlits.register.config import RegisterConfig
 from diff4mmlits.register.qc import QC_JSON, QC_PNG, plot_registration_qc, read_qc
 from diff4mmlits.register.report import section_registration
 from diff4mmlits.runfolder import RunFolder, fingerprint_of, write_case_atomically

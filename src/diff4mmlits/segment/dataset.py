@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from diff4mmlits.config import SegmentConfig
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.volume import Volume
+from diff4mmlits.segment.config import SegmentConfig
 from diff4mmlits.segment.inputs import stack_channels
 from diff4mmlits.segment.plan import SegmenterPlan
 from diff4mmlits.segment.resample import resample_to_spacing

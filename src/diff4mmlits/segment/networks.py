@@ -16,8 +16,8 @@ from collections.abc import Callable
 import torch
 
 from diff4mmlits import PHASES
-from diff4mmlits.config import SegmentConfig
 from diff4mmlits.errors import InputError
+from diff4mmlits.segment.config import SegmentConfig
 from diff4mmlits.segment.plan import SegmenterPlan, divisibility
 
 IN_CHANNELS = len(PHASES)

@@ -36,10 +36,10 @@ from typing import Any
 import numpy as np
 
 from diff4mmlits import PHASES
-from diff4mmlits.config import SegmentConfig
 from diff4mmlits.data.case import Case
 from diff4mmlits.errors import InputError
 from diff4mmlits.files import write_json_atomic
+from diff4mmlits.segment.config import SegmentConfig
 from diff4mmlits.segment.inputs import IntensityStats, window_hu
 
 MIN_FEATURE_MAP_VOX = 4

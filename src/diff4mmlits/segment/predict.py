@@ -22,11 +22,11 @@ import numpy as np
 import torch
 
 from diff4mmlits.checkpoint import WEIGHTS_NAME, load_weights, read_model_config
-from diff4mmlits.config import SegmentConfig
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.distributed import resolve_device
 from diff4mmlits.errors import InputError
+from diff4mmlits.segment.config import SegmentConfig
 from diff4mmlits.segment.dataset import prepare_case
 from diff4mmlits.segment.networks import build_network, main_output
 from diff4mmlits.segment.plan import PLAN_FILE, SegmenterPlan, read_plan

@@ -45,12 +45,12 @@ from diff4mmlits.checkpoint import (
     save_training_state,
     save_weights,
 )
-from diff4mmlits.config import SegmentConfig
 from diff4mmlits.data.measures import dice
 from diff4mmlits.distributed import DistributedContext, barrier, shard, unwrap, wrap_ddp
 from diff4mmlits.errors import InputError
 from diff4mmlits.files import write_json_atomic
 from diff4mmlits.progress import progress
+from diff4mmlits.segment.config import SegmentConfig
 from diff4mmlits.segment.dataset import HybridDataset, PreparedCase, TumorPainter
 from diff4mmlits.segment.networks import build_network, main_output
 from diff4mmlits.segment.plan import PLAN_FILE, Fingerprint, SegmenterPlan, read_plan, write_plan
@@ -155,8 +155,8 @@ def validate(model: torch.nn.Module, cases: Sequence[PreparedCase], plan: Segmen
 
 
 def _autocast(device: torch.device, config: SegmentConfig) -> Any:
-    """The segmenter's precision: ``segment.amp`` on CUDA is bfloat16, or float16 (with a gradient scaler) where bf16 is missing."""
-    return autocast(device, config.amp, half_dtype(device))
+    """The segmenter's precision: ``segment.mixed_precision`` on CUDA is bfloat16, or float16 (with a gradient scaler) where bf16 is missing."""
+    return autocast(device, config.mixed_precision, half_dtype(device))
 
 
 def _worker_init(_: int) -> None:
@@ -209,7 +209,7 @@ def train_segmenter(
     optimizer = make_optimizer(model, config)
     total_steps = config.epochs * config.steps_per_epoch
     scheduler = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=total_steps, power=config.poly_power)
-    scaler = grad_scaler(device, config.amp, half_dtype(device))
+    scaler = grad_scaler(device, config.mixed_precision, half_dtype(device))
     use_scaler = scaler.is_enabled()
     loss_fn = make_loss(config)
 

@@ -18,9 +18,9 @@ import torch
 from monai.networks.nets import VQVAE
 
 from diff4mmlits.checkpoint import WEIGHTS_NAME, load_weights, read_model_config
-from diff4mmlits.config import AutoencoderConfig
 from diff4mmlits.data.intensity import window_map
 from diff4mmlits.errors import InputError
+from diff4mmlits.synthesize.config import AutoencoderConfig
 
 MODEL_KIND = "vqvae"
 

@@ -34,7 +34,7 @@ from scipy import ndimage
 
 from diff4mmlits import PHASES
 from diff4mmlits.checkpoint import WEIGHTS_NAME
-from diff4mmlits.config import Config, TranslateConfig
+from diff4mmlits.config import Config
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.intensity import IntensityMap
 from diff4mmlits.errors import InputError
@@ -42,6 +42,7 @@ from diff4mmlits.runfolder import RunFolder
 from diff4mmlits.synthesize.crops import crop_box, dilate_tumor_mask, extract_crop
 from diff4mmlits.synthesize.painting import largest_semi_axis_mm, paint_tumors
 from diff4mmlits.synthesize.tumor_masks import draw_tumor_mask, sample_tumor_params
+from diff4mmlits.translate.config import TranslateConfig
 from diff4mmlits.translate.sampling import SampleSource
 from diff4mmlits.translate.train import TranslatorData, fit_translator
 from diff4mmlits.translate.translator import Translator, load_translator, translate_array
@@ -80,7 +81,7 @@ def painter_training_data(
     normal: Sequence[Case], real: Sequence[Case], config: Config, rng: np.random.Generator, crops_per_case: int = 4,
 ) -> TranslatorData:
     """Domain A (normal crops + random masks) and domain B (real tumor crops + their masks)."""
-    crop, close, dilate = config.diffusion.crop_vox, config.diffusion.close_kernel_vox, config.diffusion.dilate_kernel_vox
+    crop, close, dilate = config.diffusion.crop_vox, config.inpaint.close_kernel_vox, config.inpaint.dilate_kernel_vox
     window = IntensityMap("window", *config.translate.source_window_hu)
     phases = painter_phases([*normal, *real])
     source = []
@@ -117,7 +118,7 @@ def train_cut_painter(run: RunFolder, config: Config, resume: bool = False) -> P
     data = painter_training_data(normal, real, config, np.random.default_rng([config.seed, 31]))
     log.info("cut painter: %d normal crops with random masks, %d real tumor crops", len(data.source.images), len(data.target.images))
     extra = {"painter": True, "phases": data.source_phase.split("+"), "crop_vox": config.diffusion.crop_vox,
-             "close_kernel_vox": config.diffusion.close_kernel_vox, "dilate_kernel_vox": config.diffusion.dilate_kernel_vox}
+             "close_kernel_vox": config.inpaint.close_kernel_vox, "dilate_kernel_vox": config.inpaint.dilate_kernel_vox}
     return fit_translator(data, painter_settings(config), run.cut_painter_dir, device=config.device,
                           resume=resume, seed=config.seed, extra_config=extra)
 

@@ -28,8 +28,8 @@ from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 
 from diff4mmlits import PHASES
 from diff4mmlits.checkpoint import WEIGHTS_NAME, file_sha256, load_weights, read_model_config
-from diff4mmlits.config import DiffusionConfig
 from diff4mmlits.errors import InputError
+from diff4mmlits.synthesize.config import DiffusionConfig
 
 MODEL_KIND = "latent-diffusion"
 Mode = Literal["paper", "joint"]

@@ -18,10 +18,10 @@ import numpy as np
 from scipy import ndimage
 
 from diff4mmlits import PHASES
-from diff4mmlits.config import SynthesizeConfig
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.measures import sphere_radius_mm
 from diff4mmlits.errors import InputError
+from diff4mmlits.synthesize.config import SynthesizeConfig
 from diff4mmlits.synthesize.contrast import TumorContrast, summarize_contrasts
 from diff4mmlits.synthesize.painting import paint_tumors
 

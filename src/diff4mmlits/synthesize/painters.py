@@ -24,7 +24,6 @@ import torch
 
 from diff4mmlits import PHASES
 from diff4mmlits.checkpoint import WEIGHTS_NAME, file_sha256
-from diff4mmlits.config import SynthesizeConfig
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.intensity import window_map
 from diff4mmlits.distributed import resolve_device
@@ -33,6 +32,7 @@ from diff4mmlits.files import write_json_atomic
 from diff4mmlits.runfolder import RunFolder
 from diff4mmlits.synthesize.autoencoder import LatentCodec, load_autoencoder
 from diff4mmlits.synthesize.blend import noise_sigma_hu
+from diff4mmlits.synthesize.config import SynthesizeConfig
 from diff4mmlits.synthesize.contrast import TumorContrast, measure_tumor_contrasts
 from diff4mmlits.synthesize.crops import masked_unit
 from diff4mmlits.synthesize.diffusion import (
@@ -196,8 +196,8 @@ def load_handcrafted_painter(run: RunFolder, mode: str = "paper", device: str | 
     """The handcrafted baseline, its contrasts measured from the run's registered training cases (``mode`` is unused)."""
     config = run.load_config()
     return HandcraftedPainter(real_tumors=real_tumor_contrasts(run), config=config.synthesize,
-                              crop_vox=config.diffusion.crop_vox, close_vox=config.diffusion.close_kernel_vox,
-                              dilate_vox=config.diffusion.dilate_kernel_vox)
+                              crop_vox=config.diffusion.crop_vox, close_vox=config.inpaint.close_kernel_vox,
+                              dilate_vox=config.inpaint.dilate_kernel_vox)
 
 
 def load_cut_painter(run: RunFolder, mode: str = "paper", device: str | torch.device = "cpu") -> TumorPainter:

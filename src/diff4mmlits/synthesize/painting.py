@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from diff4mmlits.config import TumorMaskConfig
 from diff4mmlits.data.case import Case
 from diff4mmlits.errors import InputError
 from diff4mmlits.synthesize.blend import blend_crop, feather_weight, synthetic_label
+from diff4mmlits.synthesize.config import TumorMaskConfig
 from diff4mmlits.synthesize.crops import crop_box, dilate_tumor_mask, extract_crop
 from diff4mmlits.synthesize.tumor_masks import draw_tumor_mask, sample_tumor_params
 

@@ -66,7 +66,8 @@ def stage_train_synthesizer(run: RunFolder, config: Config, resume: bool = False
         raise InputError(f"no trained autoencoder; run 'diff4mmlits train-autoencoder --run {run.root}' first", autoencoder)
     codec = load_autoencoder(autoencoder, context.device)
     cases = run.read_cases("registered", "train")
-    crops = build_tumor_crops(cases, codec, config.diffusion, np.random.default_rng([config.seed, 31]))
+    crops = build_tumor_crops(cases, codec, config.diffusion, np.random.default_rng([config.seed, 31]),
+                              config.inpaint.close_kernel_vox, config.inpaint.dilate_kernel_vox)
     log.info("train-synthesizer: %d crops around the real tumors of %d training case(s)", len(crops), len(cases))
     folder = run.diffusion_dir(config.diffusion.mode)
     if not resume and context.is_main:
@@ -166,7 +167,8 @@ STAGES: list[Stage] = [
     Stage("train-autoencoder", "the synthesizer's autoencoder on normal CT (models/autoencoder/)",
           stage_train_autoencoder, ("autoencoder",), ("register", "inpaint")),
     Stage("train-synthesizer", "the latent diffusion tumor synthesizer (models/diffusion/)", stage_train_synthesizer,
-          ("autoencoder", "diffusion"), ("register", "train-autoencoder")),
+          ("autoencoder", "diffusion", "inpaint.close_kernel_vox", "inpaint.dilate_kernel_vox"),
+          ("register", "train-autoencoder")),
     Stage("synthesize", "synthetic cases with aligned tumors in every phase (synthetic/)", stage_synthesize,
           ("synthesize", "diffusion"), ("register", "inpaint", "train-autoencoder", "train-synthesizer"),
           needs=_painter_needs, report=synthesis_section),

@@ -29,7 +29,6 @@ from diff4mmlits.checkpoint import (
     save_training_state,
     save_weights,
 )
-from diff4mmlits.config import AutoencoderConfig
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.intensity import window_map
 from diff4mmlits.distributed import DistributedContext, all_reduce_mean, barrier, unwrap, wrap_ddp
@@ -42,6 +41,7 @@ from diff4mmlits.synthesize.autoencoder import (
     build_autoencoder,
     downsample_factor,
 )
+from diff4mmlits.synthesize.config import AutoencoderConfig
 from diff4mmlits.synthesize.crops import crop_box, extract_crop
 from diff4mmlits.training import LOG_STATE_KEY, RunningMean, TrainingLog, autocast, step_rng
 
@@ -225,7 +225,7 @@ def train_autoencoder(
     if state is not None:
         training_log.resume(start, state.get(LOG_STATE_KEY))
     running = RunningMean()
-    log_every = max(1, min(config.save_every_steps, max(config.steps // 50, 1)))
+    log_every = max(1, min(config.checkpoint_every_steps, max(config.steps // 50, 1)))
     bar = progress(range(start, config.steps), desc="train-autoencoder", total=config.steps - start, unit="step")
     for step in bar:
         network_ddp.train()
@@ -268,7 +268,7 @@ def train_autoencoder(
             means = {k: all_reduce_mean(v, context) for k, v in running.pop().items()}
             training_log.add({"step": done, **means})
             bar.set_postfix({k: f"{v:.4f}" for k, v in means.items()})
-        if context.is_main and (done % config.save_every_steps == 0 or done == config.steps):
+        if context.is_main and (done % config.checkpoint_every_steps == 0 or done == config.steps):
             save_model_folder(folder, unwrap(network_ddp), {"kind": MODEL_KIND, "arguments": arguments,
                                                             "window_hu": list(config.window_hu), "factor": factor})
             save_weights(unwrap(discriminator_ddp), folder / DISCRIMINATOR_NAME)

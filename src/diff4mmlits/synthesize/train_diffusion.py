@@ -29,7 +29,6 @@ from diff4mmlits.checkpoint import (
     save_model_folder,
     save_training_state,
 )
-from diff4mmlits.config import DiffusionConfig
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.intensity import window_map
 from diff4mmlits.data.measures import equivalent_radius_mm
@@ -37,6 +36,7 @@ from diff4mmlits.distributed import DistributedContext, all_reduce_mean, barrier
 from diff4mmlits.errors import InputError
 from diff4mmlits.progress import progress
 from diff4mmlits.synthesize.autoencoder import LatentCodec
+from diff4mmlits.synthesize.config import DiffusionConfig
 from diff4mmlits.synthesize.crops import crop_box, dilate_tumor_mask, extract_crop, masked_unit
 from diff4mmlits.synthesize.diffusion import (
     MODEL_KIND,
@@ -66,6 +66,7 @@ class TumorCrops:
         mask: ``(N, 1, l, l, l)`` the dilated tumor mask on the latent grid (share per latent voxel).
         present: ``(N, 4)`` bool, the phases the crop's case has.
         radii_mm: equivalent-sphere radius of each real tumor (one per tumor, not per crop), mm.
+        close_kernel_vox, dilate_kernel_vox: the mask preparation the condition was made with.
     """
 
     latents: torch.Tensor
@@ -73,6 +74,8 @@ class TumorCrops:
     mask: torch.Tensor
     present: torch.Tensor
     radii_mm: list[float] = field(default_factory=list)
+    close_kernel_vox: int = 5
+    dilate_kernel_vox: int = 3
 
     def __len__(self) -> int:
         return int(self.latents.shape[0])
@@ -95,15 +98,20 @@ def build_tumor_crops(
     codec: LatentCodec,
     config: DiffusionConfig,
     rng: np.random.Generator,
+    close_kernel_vox: int = 5,
+    dilate_kernel_vox: int = 3,
 ) -> TumorCrops:
-    """Encode ``config.crops_per_tumor`` jittered, flipped crops around each real tumor (see :class:`TumorCrops`)."""
+    """Encode ``config.crops_per_tumor`` jittered, flipped crops around each real tumor (see :class:`TumorCrops`).
+
+    The condition is the tumor mask prepared as the inpainter's (paper §III-A: ``close_kernel_vox``
+    closing, one ``dilate_kernel_vox`` dilation; ``inpaint.close/dilate_kernel_vox``)."""
     if config.crop_vox % codec.factor:
         raise InputError(f"diffusion.crop_vox {config.crop_vox} must be divisible by the autoencoder's factor {codec.factor}")
     images, masked, masks, present, radii = [], [], [], [], []
     for case in cases:
         case.require_registered()
         tumor = case.tumor_mask
-        condition = dilate_tumor_mask(tumor, config.close_kernel_vox, config.dilate_kernel_vox)
+        condition = dilate_tumor_mask(tumor, close_kernel_vox, dilate_kernel_vox)
         for centre, voxels in tumor_centres(tumor):
             radii.append(equivalent_radius_mm(voxels, case.annotated.spacing_mm))
             for k in range(config.crops_per_tumor):
@@ -130,6 +138,7 @@ def build_tumor_crops(
     return TumorCrops(
         latents=latents, masked=masked_latents, mask=mask_to_latent(mask_tensor, codec.factor),
         present=torch.from_numpy(np.stack(present)), radii_mm=radii,
+        close_kernel_vox=close_kernel_vox, dilate_kernel_vox=dilate_kernel_vox,
     )
 
 
@@ -260,11 +269,11 @@ def train_diffusion(
     if state is not None:
         training_log.resume(start, state.get(LOG_STATE_KEY))
     running = RunningMean()
-    log_every = max(1, min(config.save_every_steps, max(config.steps // 50, 1)))
+    log_every = max(1, min(config.checkpoint_every_steps, max(config.steps // 50, 1)))
     record = {
         "kind": MODEL_KIND, "mode": config.mode, "arguments": arguments, "latent_channels": latent_channels,
-        "crop_vox": config.crop_vox, "schedule": schedule, "close_kernel_vox": config.close_kernel_vox,
-        "dilate_kernel_vox": config.dilate_kernel_vox, "tumor_loss_weight": config.tumor_loss_weight, "seed": seed,
+        "crop_vox": config.crop_vox, "schedule": schedule, "close_kernel_vox": crops.close_kernel_vox,
+        "dilate_kernel_vox": crops.dilate_kernel_vox, "tumor_loss_weight": config.tumor_loss_weight, "seed": seed,
         "real_tumor_radius_mm": _radius_summary(crops.radii_mm),
         "latent_clip": float(crops.latents.abs().max()),
         **(extra_config or {}),
@@ -285,7 +294,7 @@ def train_diffusion(
             means = {k: all_reduce_mean(v, context) for k, v in running.pop().items()}
             training_log.add({"step": done, **means})
             bar.set_postfix(loss=f"{means['loss']:.4f}")
-        if context.is_main and (done % config.save_every_steps == 0 or done == config.steps):
+        if context.is_main and (done % config.checkpoint_every_steps == 0 or done == config.steps):
             save_model_folder(folder, unwrap(network_ddp), {**record, "steps_done": done})
             save_training_state(folder, {"step": done, "optimizer": optimizer.state_dict(), LOG_STATE_KEY: training_log.rows})
             training_log.write(final=done == config.steps)

@@ -24,9 +24,9 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from diff4mmlits.config import TumorMaskConfig
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.errors import InputError
+from diff4mmlits.synthesize.config import TumorMaskConfig
 
 ELASTIC_LATTICE_MAX = 33
 """Largest number of lattice points per axis of the elastic field (keeps big tumors cheap)."""

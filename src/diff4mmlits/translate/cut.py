@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import torch
 
-from diff4mmlits.config import TranslateConfig
 from diff4mmlits.distributed import DistributedContext
 from diff4mmlits.errors import InputError
 from diff4mmlits.translate.base import Batch, TranslationModel, set_requires_grad
+from diff4mmlits.translate.config import TranslateConfig
 from diff4mmlits.translate.cyclegan import build_generator
 from diff4mmlits.translate.networks import LSGANLoss, build_discriminator
 from diff4mmlits.translate.patchnce import PatchSampleMLP, patch_nce_loss
@@ -49,7 +49,7 @@ class CUT(TranslationModel):
                 f"({config.generator_blocks} residual blocks); choose layers in that range"
             )
         self.nets["G"] = generator
-        self.nets["D"] = build_discriminator(out_channels + condition_channels, config.discriminator_filters,
+        self.nets["D"] = build_discriminator(out_channels + condition_channels, config.discriminator_channels,
                                              config.discriminator_layers, config.spatial_dims)
         self.nets["F"] = PatchSampleMLP([generator.tap_channels[t] for t in config.nce_layers], config.nce_features)
         self.use_identity = config.nce_identity and in_channels == out_channels + condition_channels

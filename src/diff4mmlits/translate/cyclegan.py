@@ -14,9 +14,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from diff4mmlits.config import TranslateConfig
 from diff4mmlits.distributed import DistributedContext
 from diff4mmlits.translate.base import Batch, TranslationModel, set_requires_grad
+from diff4mmlits.translate.config import TranslateConfig
 from diff4mmlits.translate.networks import ImagePool, LSGANLoss, ResnetGenerator, build_discriminator
 
 
@@ -44,8 +44,8 @@ class CycleGAN(TranslationModel):
         self.config = config
         self.nets["G_AB"] = build_generator(config, in_channels, out_channels)
         self.nets["G_BA"] = build_generator(config, out_channels, in_channels)
-        self.nets["D_A"] = build_discriminator(in_channels, config.discriminator_filters, config.discriminator_layers, config.spatial_dims)
-        self.nets["D_B"] = build_discriminator(out_channels, config.discriminator_filters, config.discriminator_layers, config.spatial_dims)
+        self.nets["D_A"] = build_discriminator(in_channels, config.discriminator_channels, config.discriminator_layers, config.spatial_dims)
+        self.nets["D_B"] = build_discriminator(out_channels, config.discriminator_channels, config.discriminator_layers, config.spatial_dims)
         self.use_identity = config.lambda_identity > 0 and in_channels == out_channels
         self.gan = LSGANLoss()
         self.pools = {"fake_a": ImagePool(config.pool_size), "fake_b": ImagePool(config.pool_size)}

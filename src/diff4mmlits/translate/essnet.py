@@ -15,9 +15,9 @@ from __future__ import annotations
 import torch
 from monai.losses import DiceCELoss
 
-from diff4mmlits.config import TranslateConfig
 from diff4mmlits.distributed import DistributedContext
 from diff4mmlits.translate.base import Batch
+from diff4mmlits.translate.config import TranslateConfig
 from diff4mmlits.translate.cyclegan import CycleGAN
 from diff4mmlits.translate.networks import build_segmenter
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diff4mmlits.config import Config, TranslateConfig
+from diff4mmlits.config import Config
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.dataset import load_dataset, read_case_or_dataset
 from diff4mmlits.data.intensity import intensity_map
@@ -25,6 +25,7 @@ from diff4mmlits.errors import InputError
 from diff4mmlits.progress import progress
 from diff4mmlits.runfolder import RunFolder
 from diff4mmlits.stage import Stage
+from diff4mmlits.translate.config import TranslateConfig
 from diff4mmlits.translate.report import section_translators
 from diff4mmlits.translate.sampling import SampleSource
 from diff4mmlits.translate.train import METHODS, TranslatorData, fit_translator

@@ -32,13 +32,13 @@ from diff4mmlits.checkpoint import (
     save_training_state,
     save_weights,
 )
-from diff4mmlits.config import TranslateConfig
 from diff4mmlits.data.intensity import IntensityMap
 from diff4mmlits.distributed import DistributedContext, all_reduce_mean, barrier, init_distributed
 from diff4mmlits.errors import InputError
 from diff4mmlits.progress import progress
 from diff4mmlits.training import LOG_STATE_KEY, CurveGroup, TrainingLog
 from diff4mmlits.translate.base import Batch, TranslationModel, broadcast_parameters
+from diff4mmlits.translate.config import TranslateConfig
 from diff4mmlits.translate.cut import CUT
 from diff4mmlits.translate.cyclegan import CycleGAN
 from diff4mmlits.translate.essnet import EssNet
@@ -139,12 +139,12 @@ def fit_translator(
         for scheduler in schedulers.values():
             scheduler.step()
         done = step + 1
-        if done % config.log_every == 0 or done == config.steps:
+        if done % config.log_every_steps == 0 or done == config.steps:
             losses = {name: all_reduce_mean(value, context) for name, value in losses.items()}
             training_log.add({"step": done, **losses, "lr": model.optimizers["G"].param_groups[0]["lr"],
                               "seconds": time.perf_counter() - began})
             bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items() if k in ("generator", "discriminator", "nce", "segmentation", "cycle")})
-        if done % config.checkpoint_every == 0 or done == config.steps:
+        if done % config.checkpoint_every_steps == 0 or done == config.steps:
             if context.is_main:
                 save_translator(out_dir, model, schedulers, sampler, model_config, done, training_log)
             barrier(context)

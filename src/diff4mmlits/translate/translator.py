@@ -17,13 +17,13 @@ import numpy as np
 import torch
 
 from diff4mmlits.checkpoint import WEIGHTS_NAME, load_weights, read_model_config
-from diff4mmlits.config import TranslateConfig
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.intensity import IntensityMap
 from diff4mmlits.data.volume import Volume, require_same_grid
 from diff4mmlits.distributed import resolve_device
 from diff4mmlits.errors import InputError
 from diff4mmlits.translate.base import TranslationModel
+from diff4mmlits.translate.config import TranslateConfig
 from diff4mmlits.translate.networks import ResnetGenerator
 
 

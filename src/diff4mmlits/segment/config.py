@@ -1,0 +1,113 @@
+"""The ``segment`` configuration section (paper step 4, the Multimodal Segmenter)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import field_validator
+
+from diff4mmlits.settings import Section
+from diff4mmlits.synthesize.config import DiffusionMode, PainterMethod
+
+SegmentBackbone = Literal["dynunet", "unet", "attention-unet", "segresnet", "swin-unetr", "vnet"]
+SyntheticSource = Literal["none", "offline", "on-the-fly"]
+
+
+class SegmentConfig(Section):
+    """The multimodal segmenter: network, hybrid data, training and prediction (paper §III-C, §IV-B).
+
+    Defaults are the paper's: an nnU-Net-style DynUNet on the four phases, Dice + 0.5·CE, window
+    [-21, 189] HU then z-score, 96³ random crops biased toward tumors, flips/rotations/intensity
+    jitter, 1000 epochs, tumors outside the liver removed after prediction.
+    """
+
+    backbone: SegmentBackbone = "dynunet"
+    phases: tuple[str, ...] = ("NC", "AP", "PVP", "DP")
+    """Phases the model sees; the others are filled by duplication (PVP alone: the unimodal baseline)."""
+    synthetic: SyntheticSource = "on-the-fly"
+    """Where synthetic cases come from: none (real only), offline (RUN/synthetic/) or on-the-fly."""
+    synthetic_ratio: float = 0.5
+    """Share of training samples that are synthetic (0 to 1) when synthetic is not 'none'."""
+    synthesis_method: PainterMethod = "ldm"
+    """Painter used on the fly (diff4mmlits.synthesize.painters.load_painter's method)."""
+    synthesis_mode: DiffusionMode = "paper"
+    window_hu: tuple[float, float] = (-21.0, 189.0)
+    """Intensity window applied before normalisation, HU (the paper's)."""
+    normalization: Literal["dataset", "case", "none"] = "dataset"
+    """z-score after the window: with the training set's liver mean/sd per phase (nnU-Net CT),
+    per case and channel, or none."""
+    patch_size_vox: tuple[int, int, int] | None = (96, 96, 96)
+    """Training patch (z, y, x) in voxels; None lets the plan derive it from spacing and memory budget."""
+    memory_budget_mb: float = 8000.0
+    """Estimated activation memory the plan may use for one training batch, MB."""
+    base_filters: int = 32
+    max_filters: int = 320
+    max_pooling_steps: int = 5
+    deep_supervision: bool = True
+    batch_size: int = 2
+    epochs: int = 1000
+    steps_per_epoch: int = 250
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    learning_rate: float = 0.01
+    weight_decay: float = 3e-5
+    poly_power: float = 0.9
+    """Poly learning-rate schedule: lr = lr0 · (1 − step/steps)^power."""
+    lambda_ce: float = 0.5
+    """γ of the paper's loss Dice + γ·CE."""
+    crop_class_ratios: tuple[float, float, float] = (1.0, 1.0, 2.0)
+    """Relative chance that a crop is centred on background, liver, tumor."""
+    flip_prob: float = 0.5
+    rotate_prob: float = 0.2
+    rotate_range_deg: float = 15.0
+    intensity_prob: float = 0.3
+    intensity_scale: float = 0.1
+    """Random intensity scale ±, and shift ± (in z-score units), the paper's 'colour jitter'."""
+    noise_prob: float = 0.1
+    validate_every_epochs: int = 1
+    sliding_window_overlap: float = 0.5
+    sliding_window_batch: int = 2
+    tta: bool = False
+    """Test-time flips along every axis (8 predictions averaged)."""
+    min_tumor_volume_mm3: float = 0.0
+    """Predicted tumor components smaller than this are removed (0 keeps all)."""
+    loader_workers: int = 2
+    """DataLoader worker processes (0 loads in the training process)."""
+    mixed_precision: bool = True
+    """Mixed precision on CUDA (ignored on CPU)."""
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "smoke": {
+            "patch_size_vox": (16, 16, 16), "base_filters": 4, "max_filters": 16, "max_pooling_steps": 2,
+            "deep_supervision": False, "batch_size": 2, "epochs": 2, "steps_per_epoch": 3,
+            "optimizer": "adamw", "learning_rate": 3e-3, "rotate_prob": 0.0, "loader_workers": 0,
+            "sliding_window_overlap": 0.25,
+        },
+        "demo": {
+            "patch_size_vox": None, "memory_budget_mb": 80.0, "base_filters": 8, "max_filters": 64,
+            "max_pooling_steps": 4, "deep_supervision": False, "batch_size": 2, "epochs": 10,
+            "steps_per_epoch": 20, "optimizer": "adamw", "learning_rate": 1e-2, "rotate_prob": 0.1,
+            "loader_workers": 0, "sliding_window_overlap": 0.25,
+            # the synthesize stage's cases (RUN/synthetic/): diffusion sampling inside the loader
+            # would cost more than the whole training budget on a 2-core CPU
+            "synthetic": "offline",
+        },
+        "paper": {},
+    }
+
+    @field_validator("phases", mode="before")
+    @classmethod
+    def _parse_phases(cls, value: Any) -> tuple[str, ...]:
+        from diff4mmlits import PHASES
+
+        names = [p.strip() for p in value.split(",")] if isinstance(value, str) else list(value)
+        unknown = [n for n in names if n not in PHASES]
+        if not names or unknown:
+            raise ValueError(f"phases must be a non-empty subset of {','.join(PHASES)}")
+        return tuple(p for p in PHASES if p in names)
+
+    @field_validator("synthetic_ratio")
+    @classmethod
+    def _check_ratio(cls, value: float) -> float:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError("synthetic_ratio is a share of samples, between 0 and 1")
+        return value

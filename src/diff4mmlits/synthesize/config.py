@@ -1,0 +1,163 @@
+"""The configuration sections of the Multimodal CT Synthesizer (paper step 3): the autoencoder,
+the latent diffusion model, the random tumor masks and synthesis."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from diff4mmlits.settings import Section
+
+DiffusionMode = Literal["paper", "joint"]
+"""paper: the phases denoised one by one from one mask and noise (the paper); joint: all phases at once."""
+PainterMethod = Literal["ldm", "handcrafted", "cut"]
+"""Who paints the tumors: latent diffusion (the paper), the rule-based baseline, or CUT (Table V)."""
+
+
+class AutoencoderConfig(Section):
+    """The VQGAN-style autoencoder of the Multimodal CT Synthesizer (paper §III-B): MONAI VQVAE, 3D.
+
+    One autoencoder for every phase (a single-channel network fed one phase at a time), trained on
+    normal-CT patches; HU window ``window_hu`` → [-1, 1].
+    """
+
+    window_hu: tuple[float, float] = (-175.0, 250.0)
+    """HU mapped to [-1, 1] (values outside are clipped)."""
+    patch_vox: int = 96
+    """Cubic training patch edge, voxels (divisible by 2**len(channels))."""
+    channels: tuple[int, ...] = (64, 128)
+    """Channels per encoder level; each level halves the grid (96³ → 24³ with two levels)."""
+    num_res_layers: int = 2
+    num_embeddings: int = 1024
+    """Codebook size of the vector quantizer."""
+    restart_dead_codes_every: int = 20
+    """Every so many steps, codebook entries that no latent uses are moved onto encoder outputs (0 = never)."""
+    embedding_dim: int = 8
+    """Latent channels (the diffusion model works on these)."""
+    batch_size: int = 2
+    steps: int = 20000
+    learning_rate: float = 1e-4
+    liver_patch_fraction: float = 0.8
+    """Share of training patches centred on a liver voxel (the rest anywhere in the body)."""
+    tumor_patch_fraction: float = 0.25
+    """Share of training patches taken around the real tumors of the registered training cases
+    instead of the normal CT (0 = normal CT only). An autoencoder that never saw a tumor cannot
+    decode one: the paper adapts a pretrained autoencoder that had."""
+    adversarial_weight: float = 0.01
+    """Weight of the PatchDiscriminator's least-squares adversarial loss (0 turns it off)."""
+    adversarial_start_step: int = 2000
+    """Adversarial loss off before this step (the reconstruction settles first)."""
+    discriminator_channels: int = 32
+    discriminator_layers: int = 3
+    perceptual_weight: float = 0.0
+    """MONAI PerceptualLoss weight; off by default because it downloads pretrained weights."""
+    checkpoint_every_steps: int = 1000
+    validation_patches: int = 32
+    """Held-out patches (validation cases) for the reconstruction MAE (HU, liver)."""
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "smoke": {"patch_vox": 16, "channels": (8, 16), "num_res_layers": 1, "num_embeddings": 32, "embedding_dim": 4,
+                  "batch_size": 4, "steps": 6, "learning_rate": 3e-3, "adversarial_start_step": 3,
+                  "discriminator_channels": 4, "discriminator_layers": 1, "checkpoint_every_steps": 3, "validation_patches": 2,
+                  "restart_dead_codes_every": 3},
+        "demo": {"patch_vox": 24, "channels": (16, 32), "num_res_layers": 1, "num_embeddings": 256, "embedding_dim": 8,
+                 "batch_size": 4, "steps": 450, "learning_rate": 1e-3, "adversarial_start_step": 225,
+                 "discriminator_channels": 8, "discriminator_layers": 2, "checkpoint_every_steps": 150, "validation_patches": 8},
+        "paper": {},
+    }
+
+
+class DiffusionConfig(Section):
+    """The tumor synthesizer: MONAI DiffusionModelUNet in the autoencoder's latent space (paper Eq. 3).
+
+    Trained with a DDPM noise schedule on crops around the real tumors of the registered training
+    cases (every phase), conditioned by concatenating the dilated tumor mask (on the latent grid)
+    and the latent of the masked CT.
+    """
+
+    mode: DiffusionMode = "paper"
+    """paper: one network, the phase as a class embedding; phases are synthesized one by one from
+    the same mask and the same initial noise. joint: the latents of all phases are denoised together
+    as one multi-channel latent (the paper's "all-in-one" future direction)."""
+    crop_vox: int = 96
+    """Cubic crop edge around a tumor, voxels (the autoencoder maps it to crop/4 latent voxels)."""
+    channels: tuple[int, ...] = (128, 256, 256)
+    attention_levels: tuple[bool, ...] = (False, True, True)
+    num_res_blocks: int = 2
+    norm_num_groups: int = 32
+    num_head_channels: int = 32
+    num_train_timesteps: int = 1000
+    schedule: Literal["linear_beta", "scaled_linear_beta", "cosine"] = "scaled_linear_beta"
+    beta_start: float = 0.0015
+    beta_end: float = 0.0195
+    crops_per_tumor: int = 8
+    """Jittered, randomly flipped crops per real tumor (their latents are computed once)."""
+    jitter_vox: int = 8
+    """Largest shift of a crop's centre from the tumor's centre, voxels."""
+    batch_size: int = 8
+    steps: int = 30000
+    learning_rate: float = 1e-4
+    tumor_loss_weight: float = 1.0
+    """Adds the MSE inside the tumor mask again with this weight (0 = the paper's Eq. 3 exactly). The
+    tumor is a few latent voxels of the crop; without it the network learns the background first."""
+    checkpoint_every_steps: int = 1000
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "smoke": {"crop_vox": 16, "channels": (8, 16), "attention_levels": (False, False), "num_res_blocks": 1,
+                  "norm_num_groups": 4, "num_head_channels": 4, "num_train_timesteps": 100, "crops_per_tumor": 2,
+                  "jitter_vox": 2, "batch_size": 4, "steps": 6, "learning_rate": 1e-3, "checkpoint_every_steps": 3},
+        "demo": {"crop_vox": 32, "channels": (32, 64), "attention_levels": (False, True), "num_res_blocks": 1,
+                 "norm_num_groups": 8, "num_head_channels": 16, "num_train_timesteps": 1000, "crops_per_tumor": 6,
+                 "jitter_vox": 4, "batch_size": 8, "steps": 400, "learning_rate": 1e-3, "checkpoint_every_steps": 200},
+        "paper": {},
+    }
+
+
+class TumorMaskConfig(Section):
+    """Random tumor masks (paper §III-B): ellipsoid, elastic deformation, inside the liver."""
+
+    size_classes_mm: dict[str, tuple[float, float]] = {
+        "tiny": (2.0, 5.0), "small": (5.0, 10.0), "medium": (10.0, 20.0), "large": (20.0, 30.0)}
+    """Range of each semi-axis per size class, mm."""
+    size_class_weights: dict[str, float] = {"tiny": 0.25, "small": 0.35, "medium": 0.3, "large": 0.1}
+    tumors_per_case: tuple[int, int] = (1, 3)
+    """Smallest and largest number of tumors painted into one case."""
+    elastic_amplitude: float = 0.2
+    """Elastic displacement, standard deviation as a share of the tumor's mean semi-axis."""
+    elastic_smoothness: float = 0.5
+    """Gaussian smoothing of the elastic field, as a share of the mean semi-axis."""
+    erode_liver_mm: float = 5.0
+    """Tumor centres lie this far inside the liver surface (when the liver is big enough)."""
+
+
+class SynthesizeConfig(Section):
+    """The synthesize stage: paint random tumors into the normal CT of the training cases."""
+
+    method: PainterMethod = "ldm"
+    per_case: int = 2
+    """Synthetic cases written per training case."""
+    sampler: Literal["ddim", "ddpm"] = "ddim"
+    """ddim: ``ddim_steps`` deterministic steps; ddpm: all of the schedule's steps (slow, for comparison)."""
+    ddim_steps: int = 50
+    ddim_eta: float = 0.0
+    strength: float = 1.0
+    """1: sample from pure noise at T (the paper). Below 1: start at strength·T from the latent of the
+    masked CT noised to that level (SDEdit), so that less has to be invented."""
+    clip_latent: bool = True
+    """Clip the predicted clean latent to the training latents' range at every step."""
+    feather_mm: float = 4.0
+    """Width of the blend from synthetic to normal CT outside the dilated mask, mm; beyond it the
+    normal CT is kept bit-for-bit."""
+    texture_sigma_vox: float = 1.0
+    """handcrafted: smoothing of the tumor texture noise, voxels."""
+    match_noise: bool = True
+    """ldm: add back, inside the blended region, the normal CT's noise level (measured in the
+    crop's liver), which the autoencoder smooths away."""
+    figures: int = 3
+    """Synthetic cases shown in report/figures/synthesis_*.png."""
+    tumor: TumorMaskConfig = TumorMaskConfig()
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "smoke": {"per_case": 1, "ddim_steps": 3, "figures": 1, "strength": 0.6},
+        "demo": {"per_case": 2, "ddim_steps": 10, "strength": 0.6},
+        "paper": {"per_case": 5, "ddim_steps": 50},
+    }
