@@ -17,10 +17,9 @@ from diff4mmlits.synthesize.stage import stage_synthesize, stage_train_autoencod
 from finished_stages import mark_finished, put_case, write_manifest
 
 
-@pytest.fixture(scope="module")
-def run_folder(tmp_path_factory) -> RunFolder:
+def inpainted_run(root) -> RunFolder:
     """A smoke run folder with registered/ and normal/ cases (what the register and inpaint stages write)."""
-    run = RunFolder(tmp_path_factory.mktemp("synth") / "run")
+    run = RunFolder(root)
     run.root.mkdir(parents=True)
     config = resolve_config("smoke")
     run.save_config(config)
@@ -36,9 +35,16 @@ def run_folder(tmp_path_factory) -> RunFolder:
     return run
 
 
-def test_synthesize_needs_trained_models(run_folder):
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory) -> RunFolder:
+    """One inpainted run folder that the tests of this module train into (each test trains what it reads)."""
+    return inpainted_run(tmp_path_factory.mktemp("synth") / "run")
+
+
+def test_synthesize_needs_trained_models(tmp_path):
+    run = inpainted_run(tmp_path / "run")
     with pytest.raises(InputError, match="train-synthesizer"):
-        stage_synthesize(run_folder, run_folder.load_config())
+        stage_synthesize(run, run.load_config())
 
 
 def test_the_three_stages_write_models_synthetic_cases_and_provenance(run_folder):
@@ -70,15 +76,18 @@ def test_the_three_stages_write_models_synthetic_cases_and_provenance(run_folder
     assert not (run_folder.synthetic_dir / "toy1_s001").exists()
 
 
-def test_cli_commands(run_folder, capsys):
-    root = str(run_folder.root)
+def test_cli_commands(tmp_path, capsys):
+    run = inpainted_run(tmp_path / "run")
+    root = str(run.root)
     assert main(["synthesize", "--run", root, "--method", "handcrafted", "--per-case", "1"]) == 0
-    provenance = json.loads((run_folder.synthetic_dir / "toy2_s000" / "provenance.json").read_text())
+    provenance = json.loads((run.synthetic_dir / "toy2_s000" / "provenance.json").read_text())
     assert provenance["method"] == "handcrafted"
     assert main(["synthesize", "--run", root, "--mode", "joint"]) == 2
-    assert "train-synthesizer" in capsys.readouterr().err
+    assert "train-autoencoder" in capsys.readouterr().err  # the diffusion painter needs its models first
     assert main(["synthesize", "--run", root, "--method", "gan"]) == 2
+    assert main(["train-autoencoder", "--run", root]) == 0
     assert main(["train-synthesizer", "--run", root, "--mode", "joint", "--set", "diffusion.steps=2"]) == 0
-    painter = load_painter(run_folder, "ldm", "joint")
-    normal = read_case_folder(run_folder.normal_dir / "toy3")
+    assert run.read_stamp("train-autoencoder") is not None and run.read_stamp("train-synthesizer") is not None
+    painter = load_painter(run, "ldm", "joint")
+    normal = run.read_case("normal", "toy3")
     assert (painter.paint(normal, np.random.default_rng(0)).label.array == LABEL_TUMOR).any()
