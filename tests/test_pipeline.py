@@ -5,13 +5,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from builders import Anatomy, Contrast, liver_case
 from diff4mmlits.config import resolve_config
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.native import write_case_folder
-from diff4mmlits.data.volume import Volume
 from diff4mmlits.errors import InputError
 from diff4mmlits.ingest import ingest_dataset, split_cases
 from diff4mmlits.pipeline import STAGES, get_stage, run_pipeline
@@ -20,19 +19,12 @@ from diff4mmlits.stage import Stage, run_stage
 
 
 def tiny_case(case_id: str, seed: int) -> Case:
-    """A 12³ two-phase case: a 'liver' cube with a 'tumor' inside, noise around."""
-    rng = np.random.default_rng(seed)
-    label = np.zeros((12, 12, 12), np.uint8)
-    label[3:9, 3:9, 3:9] = 1
-    label[5:7, 5:7, 5:7] = 2
-    pvp = np.where(label > 0, 110.0, -100.0) + rng.normal(0, 10, label.shape)
-    ap = np.where(label > 0, 70.0, -100.0) + rng.normal(0, 10, label.shape)
-    grid = dict(spacing_mm=(2.0, 1.5, 1.5), origin_mm=(0.0, -10.0, 5.0))
-    return Case(
-        case_id,
-        {"PVP": Volume(pvp.astype(np.float32), **grid), "AP": Volume(ap.astype(np.float32), **grid)},
-        Volume(label, kind="label", **grid),
-    )
+    """A 12³ two-phase case (AP, PVP): a liver ball with a small tumor inside, noise around."""
+    contrast = Contrast(liver={"AP": 70.0, "PVP": 110.0}, tumor={"AP": 60.0, "PVP": 80.0}, background=-100.0)
+    anatomy = Anatomy(liver_centre=(0.5, 0.5, 0.5), liver_radii=(0.3, 0.3, 0.3), tumor_radius_vox=(1.5, 1.8),
+                      tumor_spread=0.1)
+    return liver_case(case_id, seed, shape=(12, 12, 12), spacing=(2.0, 1.5, 1.5), origin=(0.0, -10.0, 5.0),
+                      phases=("AP", "PVP"), contrast=contrast, anatomy=anatomy, noise_hu=10.0)
 
 
 @pytest.fixture
@@ -67,7 +59,8 @@ def test_ingest_writes_manifest_with_geometry_and_checksums(tiny_dataset: Path, 
     first = manifest["cases"][0]
     assert set(first["phases"]) == {"AP", "PVP"}
     assert first["phases"]["PVP"]["spacing_mm"] == [2.0, 1.5, 1.5]
-    assert first["label"]["tumor_ml"] == pytest.approx(8 * 2.0 * 1.5 * 1.5 / 1000, abs=0.01)
+    tumor_voxels = int((tiny_case("case_000", 0).label.array == 2).sum())
+    assert tumor_voxels > 0 and first["label"]["tumor_ml"] == pytest.approx(tumor_voxels * 2.0 * 1.5 * 1.5 / 1000, abs=0.01)
     checksums = {c["phases"]["PVP"]["checksum"] for c in manifest["cases"]}
     assert len(checksums) == 5  # different noise → different checksums
 

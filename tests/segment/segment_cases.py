@@ -12,11 +12,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from builders import HYPOVASCULAR, Anatomy, liver_case
 from diff4mmlits import PHASES
 from diff4mmlits.data.case import Case
-from diff4mmlits.data.volume import Volume
 
-PHASE_HU = {"NC": (60.0, 40.0), "AP": (70.0, 110.0), "PVP": (110.0, 80.0), "DP": (90.0, 70.0)}
+PHASE_HU = {name: (HYPOVASCULAR.liver[name], HYPOVASCULAR.tumor[name]) for name in PHASES}
 """(liver, tumor) mean HU per phase."""
 
 
@@ -30,25 +30,11 @@ def make_case(
     phases: Sequence[str] = PHASES,
     tumor: bool = True,
 ) -> Case:
-    """A labelled, registered case (every phase on the PVP grid)."""
-    rng = np.random.default_rng(seed)
-    zz, yy, xx = np.meshgrid(*[np.arange(n, dtype=np.float32) for n in shape], indexing="ij")
-    centre = np.asarray(shape, dtype=np.float32) / 2 + rng.uniform(-1.5, 1.5, 3)
-    radii = np.asarray(shape, dtype=np.float32) * np.array([0.3, 0.33, 0.33])
-    liver = ((zz - centre[0]) / radii[0]) ** 2 + ((yy - centre[1]) / radii[1]) ** 2 + ((xx - centre[2]) / radii[2]) ** 2 < 1
-    label = liver.astype(np.uint8)
-    if tumor:
-        t_centre = centre + rng.uniform(-2, 2, 3)
-        t_radius = rng.uniform(2.5, 4.0)
-        ball = ((zz - t_centre[0]) * spacing[0] / spacing[1]) ** 2 + (yy - t_centre[1]) ** 2 + (xx - t_centre[2]) ** 2 < t_radius**2
-        label[ball & liver] = 2
-    direction = np.eye(3) if direction is None else direction
-    volumes = {}
-    for name in phases:
-        liver_hu, tumor_hu = PHASE_HU[name]
-        array = np.where(label == 1, liver_hu, np.where(label == 2, tumor_hu, -80.0)) + rng.normal(0, 8, shape)
-        volumes[name] = Volume(array.astype(np.float32), spacing, origin, direction)
-    return Case(case_id, volumes, Volume(label, spacing, origin, direction, "label"))
+    """A labelled, registered case (every phase on the PVP grid): one tumor near the liver's centre."""
+    anatomy = Anatomy(liver_centre=(0.5, 0.5, 0.5), liver_radii=(0.3, 0.33, 0.33), tumor_radius_vox=(2.5, 4.0),
+                      tumor_spread=0.1)
+    return liver_case(case_id, seed, shape=shape, spacing=spacing, origin=origin, direction=direction, phases=phases,
+                      tumors=int(tumor), contrast=HYPOVASCULAR, anatomy=anatomy)
 
 
 class BallPainter:
@@ -65,6 +51,6 @@ class BallPainter:
         phases = {}
         for name, volume in normal.phases.items():
             array = volume.array.copy()
-            array[ball] = PHASE_HU[name][1]
+            array[ball] = HYPOVASCULAR.tumor[name]
             phases[name] = volume.with_array(array)
         return Case(normal.case_id + "_painted", phases, normal.label.with_array(label), normal.annotated_phase)

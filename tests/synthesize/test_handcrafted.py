@@ -1,8 +1,11 @@
 import numpy as np
-from synth_toys import LIVER_HU, TUMOR_HU, toy_pair
+from synth_toys import toy_pair
 
+from builders import HYPERVASCULAR
 from diff4mmlits.synthesize.contrast import measure_tumor_contrasts, summarize_contrasts
 from diff4mmlits.synthesize.handcrafted import HandcraftedPainter
+
+LIVER_HU, TUMOR_HU = HYPERVASCULAR.liver, HYPERVASCULAR.tumor
 
 
 def test_contrast_of_real_tumors_is_measured_per_phase(toy_cases):
