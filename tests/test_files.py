@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -62,3 +63,12 @@ def test_read_json_or_none_reads_back_and_tolerates_missing_or_broken_files(tmp_
     assert read_json_or_none(tmp_path / "half.json") is None
     (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x00")
     assert read_json_or_none(tmp_path / "binary.json") is None
+
+
+def test_atomic_write_follows_the_umask_not_mkstemp_0600(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        path = write_json_atomic(tmp_path / "a.json", {"x": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

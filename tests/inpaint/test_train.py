@@ -81,6 +81,11 @@ def test_init_from_needs_the_same_network(small_cases: list[Case], tmp_path: Pat
                         device="cpu", init_from=tmp_path / "pre")
     result = train_inpainter(small_cases, smoke("inpaint.steps=1"), tmp_path / "y", device="cpu", init_from=tmp_path / "pre")
     assert result.steps == 1
+    # the same seed from scratch reproduces 'pre' exactly; one more step from 'pre' must differ from it
+    train_inpainter(small_cases, smoke("inpaint.steps=1"), tmp_path / "z", device="cpu")
+    pre, started, fresh = (load_file(str(tmp_path / name / "weights.safetensors")) for name in ("pre", "y", "z"))
+    assert all(torch.equal(pre[key], fresh[key]) for key in pre)
+    assert any(not torch.equal(started[key], fresh[key]) for key in pre), "init_from was ignored"
 
 
 def test_perceptual_loss_is_off_by_default_and_never_downloads(small_cases: list[Case]) -> None:
