@@ -19,7 +19,7 @@ import csv
 import io
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from diff4mmlits.checkpoint import save_model_folder, save_training_state, save_weights
 from diff4mmlits.files import write_text_atomic
 
 LOG_NAME = "log.csv"
@@ -231,3 +232,18 @@ class RunningMean:
         means = {key: self.sums[key] / self.counts[key] for key in self.sums}
         self.sums, self.counts = {}, {}
         return means
+
+
+def save_checkpoint(folder: str | Path, model: torch.nn.Module, model_config: dict[str, Any], state: dict[str, Any],
+                    training_log: TrainingLog, others: Mapping[str, torch.nn.Module] | None = None,
+                    final: bool = False) -> Path:
+    """One checkpoint of a training, the same for every trainer: the model folder (``config.json`` and
+    the weights that inference loads), the weight files of the other networks (``others``: file name →
+    network, e.g. the discriminator), ``training_state.pt`` (``state`` plus the log rows, so a resume
+    restores them), then ``log.csv`` (and ``curves.png`` when ``final`` or when due)."""
+    folder = save_model_folder(folder, model, model_config)
+    for name, network in (others or {}).items():
+        save_weights(network, folder / name)
+    save_training_state(folder, {**state, LOG_STATE_KEY: training_log.rows})
+    training_log.write(final=final)
+    return folder

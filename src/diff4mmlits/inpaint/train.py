@@ -42,9 +42,6 @@ from diff4mmlits.checkpoint import (
     load_training_state,
     load_weights,
     read_model_config,
-    save_model_folder,
-    save_training_state,
-    save_weights,
 )
 from diff4mmlits.config import Config
 from diff4mmlits.data.case import Case
@@ -61,7 +58,16 @@ from diff4mmlits.inpaint.losses import (
 from diff4mmlits.inpaint.network import FFCInpainter, InpainterArchitecture, composite
 from diff4mmlits.inpaint.slices import TrainingBatch, build_sources, monitor_batch, sample_batch
 from diff4mmlits.progress import progress
-from diff4mmlits.training import LOG_STATE_KEY, CurveGroup, RunningMean, TrainingLog, autocast, grad_scaler, step_rng
+from diff4mmlits.training import (
+    LOG_STATE_KEY,
+    CurveGroup,
+    RunningMean,
+    TrainingLog,
+    autocast,
+    grad_scaler,
+    save_checkpoint,
+    step_rng,
+)
 
 log = logging.getLogger(__name__)
 
@@ -287,12 +293,10 @@ def check_architecture(folder: Path, architecture: InpainterArchitecture) -> dic
 
 def _save_checkpoint(folder: Path, gan: InpaintingGAN, config: Config, step: int, training_log: TrainingLog,
                      case_ids: Sequence[str], extra: dict | None) -> None:
-    save_model_folder(folder, gan.inference_generator, model_config(gan, config, step, case_ids, extra))
-    if gan.generator_ema is not None:
-        save_weights(gan.generator, folder / RAW_GENERATOR_NAME)
-    save_weights(gan.discriminator, folder / DISCRIMINATOR_NAME)
-    save_training_state(folder, {"step": step, LOG_STATE_KEY: training_log.rows, **gan.state()})
-    training_log.write(final=step >= config.inpaint.steps)
+    others = {RAW_GENERATOR_NAME: gan.generator} if gan.generator_ema is not None else {}
+    save_checkpoint(folder, gan.inference_generator, model_config(gan, config, step, case_ids, extra),
+                    {"step": step, **gan.state()}, training_log, others={**others, DISCRIMINATOR_NAME: gan.discriminator},
+                    final=step >= config.inpaint.steps)
 
 
 def train_inpainter(

@@ -41,9 +41,6 @@ from diff4mmlits.checkpoint import (
     load_training_state,
     load_weights,
     read_model_config,
-    save_model_folder,
-    save_training_state,
-    save_weights,
 )
 from diff4mmlits.data.measures import dice
 from diff4mmlits.distributed import DistributedContext, barrier, shard, unwrap, wrap_ddp
@@ -54,7 +51,15 @@ from diff4mmlits.segment.config import SegmentConfig
 from diff4mmlits.segment.dataset import HybridDataset, PreparedCase, TumorPainter
 from diff4mmlits.segment.networks import build_network, main_output
 from diff4mmlits.segment.plan import PLAN_FILE, Fingerprint, SegmenterPlan, read_plan, write_plan
-from diff4mmlits.training import LOG_STATE_KEY, CurveGroup, TrainingLog, autocast, grad_scaler, half_dtype
+from diff4mmlits.training import (
+    LOG_STATE_KEY,
+    CurveGroup,
+    TrainingLog,
+    autocast,
+    grad_scaler,
+    half_dtype,
+    save_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -303,15 +308,12 @@ def train_segmenter(
         training_log.add(row)
         if context.is_main:
             net = unwrap(model)
-            save_model_folder(out_dir, net, {**model_config, "epochs_done": epoch + 1, "best_val_dice": best})
-            if improved or not validation:
-                save_weights(net, out_dir / BEST_NAME)
             state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
-                     "best_val_dice": best, "seed": seed, LOG_STATE_KEY: training_log.rows}
+                     "best_val_dice": best, "seed": seed}
             if use_scaler:
                 state["scaler"] = scaler.state_dict()
-            save_training_state(out_dir, state)
-            training_log.write(final=is_last)
+            save_checkpoint(out_dir, net, {**model_config, "epochs_done": epoch + 1, "best_val_dice": best}, state,
+                            training_log, others={BEST_NAME: net} if improved or not validation else None, final=is_last)
             log.info(
                 "epoch %d/%d: loss %.4f, val Dice liver %.3f tumor %.3f, %.1f s (%.0f%% waiting for data)",
                 epoch + 1, config.epochs, train_loss, row["val_dice_liver"], row["val_dice_tumor"], row["epoch_s"],

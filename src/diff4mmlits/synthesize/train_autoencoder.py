@@ -26,8 +26,6 @@ from diff4mmlits.checkpoint import (
     load_training_state,
     load_weights,
     save_model_folder,
-    save_training_state,
-    save_weights,
 )
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.intensity import window_map
@@ -43,7 +41,7 @@ from diff4mmlits.synthesize.autoencoder import (
 )
 from diff4mmlits.synthesize.config import AutoencoderConfig
 from diff4mmlits.synthesize.crops import crop_box, extract_crop
-from diff4mmlits.training import LOG_STATE_KEY, RunningMean, TrainingLog, autocast, step_rng
+from diff4mmlits.training import LOG_STATE_KEY, RunningMean, TrainingLog, autocast, save_checkpoint, step_rng
 
 log = logging.getLogger(__name__)
 
@@ -269,12 +267,10 @@ def train_autoencoder(
             training_log.add({"step": done, **means})
             bar.set_postfix({k: f"{v:.4f}" for k, v in means.items()})
         if context.is_main and (done % config.checkpoint_every_steps == 0 or done == config.steps):
-            save_model_folder(folder, unwrap(network_ddp), {"kind": MODEL_KIND, "arguments": arguments,
-                                                            "window_hu": list(config.window_hu), "factor": factor})
-            save_weights(unwrap(discriminator_ddp), folder / DISCRIMINATOR_NAME)
-            save_training_state(folder, {"step": done, "optimizer_generator": opt_g.state_dict(),
-                                         "optimizer_discriminator": opt_d.state_dict(), LOG_STATE_KEY: training_log.rows})
-            training_log.write(final=done == config.steps)
+            save_checkpoint(folder, unwrap(network_ddp), {"kind": MODEL_KIND, "arguments": arguments,
+                                                          "window_hu": list(config.window_hu), "factor": factor},
+                            {"step": done, "optimizer_generator": opt_g.state_dict(), "optimizer_discriminator": opt_d.state_dict()},
+                            training_log, others={DISCRIMINATOR_NAME: unwrap(discriminator_ddp)}, final=done == config.steps)
     barrier(context)
     if not context.is_main:
         return {}

@@ -27,7 +27,6 @@ from diff4mmlits.checkpoint import (
     load_training_state,
     load_weights,
     save_model_folder,
-    save_training_state,
 )
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.intensity import window_map
@@ -48,7 +47,7 @@ from diff4mmlits.synthesize.diffusion import (
     paper_condition,
     schedule_arguments,
 )
-from diff4mmlits.training import LOG_STATE_KEY, RunningMean, TrainingLog, autocast, step_rng
+from diff4mmlits.training import LOG_STATE_KEY, RunningMean, TrainingLog, autocast, save_checkpoint, step_rng
 
 log = logging.getLogger(__name__)
 
@@ -295,9 +294,8 @@ def train_diffusion(
             training_log.add({"step": done, **means})
             bar.set_postfix(loss=f"{means['loss']:.4f}")
         if context.is_main and (done % config.checkpoint_every_steps == 0 or done == config.steps):
-            save_model_folder(folder, unwrap(network_ddp), {**record, "steps_done": done})
-            save_training_state(folder, {"step": done, "optimizer": optimizer.state_dict(), LOG_STATE_KEY: training_log.rows})
-            training_log.write(final=done == config.steps)
+            save_checkpoint(folder, unwrap(network_ddp), {**record, "steps_done": done},
+                            {"step": done, "optimizer": optimizer.state_dict()}, training_log, final=done == config.steps)
     barrier(context)
     if not context.is_main:
         return {}

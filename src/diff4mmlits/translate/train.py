@@ -28,15 +28,12 @@ from diff4mmlits.checkpoint import (
     load_training_state,
     load_weights,
     read_model_config,
-    save_model_folder,
-    save_training_state,
-    save_weights,
 )
 from diff4mmlits.data.intensity import IntensityMap
 from diff4mmlits.distributed import DistributedContext, all_reduce_mean, barrier, init_distributed
 from diff4mmlits.errors import InputError
 from diff4mmlits.progress import progress
-from diff4mmlits.training import LOG_STATE_KEY, CurveGroup, TrainingLog
+from diff4mmlits.training import LOG_STATE_KEY, CurveGroup, TrainingLog, save_checkpoint
 from diff4mmlits.translate.base import Batch, TranslationModel, broadcast_parameters
 from diff4mmlits.translate.config import TranslateConfig
 from diff4mmlits.translate.cut import CUT
@@ -186,18 +183,14 @@ def save_translator(
     model_config: dict[str, Any], step: int, training_log: TrainingLog,
 ) -> None:
     """Write the model folder (weights, all networks, training state, log, curves), atomically file by file."""
-    save_model_folder(out_dir, model.generator, {**model_config, "step": step})
-    save_weights(model.nets, out_dir / NETWORKS_NAME)
-    save_training_state(out_dir, {
+    save_checkpoint(out_dir, model.generator, {**model_config, "step": step}, {
         "method": model.method,
         "step": step,
         "optimizers": {name: opt.state_dict() for name, opt in model.optimizers.items()},
         "schedulers": {name: s.state_dict() for name, s in schedulers.items()},
         "sampler": sampler.get_state(),
         "pools": {name: pool.state() for name, pool in model.pools.items()},
-        LOG_STATE_KEY: training_log.rows,
-    })
-    training_log.write()
+    }, training_log, others={NETWORKS_NAME: model.nets})
 
 
 def _restore(
