@@ -12,8 +12,9 @@ import io
 import logging
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -113,14 +114,20 @@ def read_volume(path: str | Path, kind: str = "image") -> Volume:
 
 
 @contextlib.contextmanager
-def _quiet_itk() -> Iterator[None]:
-    """Silence ITK's multi-line warnings on stderr while reading (problems are reported our way)."""
-    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
-    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+def itk_global(get: Callable[[], Any], set_: Callable[[Any], None], value: Any) -> Iterator[None]:
+    """A SimpleITK process-wide setting (``get``/``set_`` of ``sitk.ProcessObject``) set to ``value``
+    inside the block and put back after it."""
+    previous = get()
+    set_(value)
     try:
         yield
     finally:
-        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+        set_(previous)
+
+
+def _quiet_itk() -> contextlib.AbstractContextManager:
+    """Silence ITK's multi-line warnings on stderr while reading (problems are reported our way)."""
+    return itk_global(sitk.ProcessObject.GetGlobalWarningDisplay, sitk.ProcessObject.SetGlobalWarningDisplay, False)
 
 
 def _unreadable(err: RuntimeError, path: Path) -> InputError:

@@ -19,13 +19,12 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import SimpleITK as sitk
 
-from diff4mmlits.data.io import first_itk_line
+from diff4mmlits.data.io import first_itk_line, itk_global
 from diff4mmlits.errors import InputError
 from diff4mmlits.register.config import RegisterConfig
 from diff4mmlits.register.resample import identity_transform
@@ -88,22 +87,16 @@ def stage_names(method: str) -> tuple[str, ...]:
     return CHAIN[: CHAIN.index(method) + 1]
 
 
-@contextlib.contextmanager
-def itk_threads(count: int) -> Iterator[None]:
+def itk_threads(count: int) -> contextlib.AbstractContextManager:
     """SimpleITK's global default thread count set to ``count`` (0: left as it is) inside the block.
 
     Global, because the registration method's own ``SetNumberOfThreads`` does not reach the metric
     that it builds (measured: two runs still differed).
     """
     if count <= 0:
-        yield
-        return
-    previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(count)
-    try:
-        yield
-    finally:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
+        return contextlib.nullcontext()
+    return itk_global(sitk.ProcessObject.GetGlobalDefaultNumberOfThreads,
+                      sitk.ProcessObject.SetGlobalDefaultNumberOfThreads, count)
 
 
 def register_phase(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image, config: RegisterConfig,
