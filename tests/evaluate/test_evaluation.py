@@ -81,5 +81,9 @@ def test_evaluate_command(tmp_path, capsys) -> None:
     assert main(["evaluate", str(preds), str(labels), "--out", str(tmp_path / "rep")]) == 0
     out = capsys.readouterr().out
     assert "tumor_dsc" in out and (tmp_path / "rep" / "index.html").is_file()
+    assert "tumor Dice, three ways" in out
+    summary_rows = (tmp_path / "rep" / "summary.csv").read_text()
+    assert all(name in summary_rows for name in ("tumor_dice_global", "tumor_dice_per_lesion", "lesion_recall_iou50"))
+    assert "Tumor Dice, three ways" in (tmp_path / "rep" / "index.html").read_text()
     assert main(["evaluate", str(tmp_path / "none"), str(labels), "--out", str(tmp_path / "x")]) == 2
     assert "prediction folder not found" in capsys.readouterr().err

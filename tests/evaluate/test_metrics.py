@@ -99,3 +99,54 @@ def test_case_metrics_uses_tumor_and_liver_labels() -> None:
     assert row["tumor_volume_true_ml"] == pytest.approx(8 / 1000)
     with pytest.raises(ValueError, match="differ in shape"):
         case_metrics(pred[:2], truth, (1.0, 1.0, 1.0))
+
+
+def _line(length: int, *spans: tuple[int, int]) -> np.ndarray:
+    """A ``(1, 1, length)`` label with tumor (2) on each ``[start, stop)`` span."""
+    label = np.zeros((1, 1, length), np.uint8)
+    for start, stop in spans:
+        label[0, 0, start:stop] = 2
+    return label
+
+
+THREE_WAYS = {  # case: (prediction, truth), tumor spans along one line of 20 voxels
+    "two_lesions_one_missed_one_false_positive": (_line(20, (2, 6), (16, 18)), _line(20, (0, 4), (10, 12))),
+    "empty": (_line(20), _line(20)),
+    "exact": (_line(20, (0, 2)), _line(20, (0, 2))),
+    "false_positive_only": (_line(20, (5, 8)), _line(20)),
+}
+
+
+def test_three_tumor_dice_variants_and_detection_thresholds_by_hand() -> None:
+    from diff4mmlits.evaluate.tables import summarize
+
+    rows = [{"case": name, **case_metrics(pred, truth, (1.0, 1.0, 1.0), iou_thresholds=(0.0, 0.5))}
+            for name, (pred, truth) in THREE_WAYS.items()]
+    first = rows[0]
+    # L1 = [0,4) meets C1 = [2,6): Dice 2·2/(4+4) = 0.5, IoU 2/6; L2 = [10,12) missed: 0; C2 = [16,18) false positive
+    assert first["tumor_dsc"] == pytest.approx(2 * 2 / (6 + 6))
+    assert first["lesion_dice_sum"] == pytest.approx(0.5) and first["lesion_dice_mean"] == pytest.approx(0.25)
+    assert (first["lesions_detected_iou0"], first["lesions_detected_iou50"]) == (1, 0)
+    assert (first["lesions_tp_pred_iou0"], first["lesions_tp_pred_iou50"]) == (1, 0)
+    assert (first["tumor_tp_voxels"], first["tumor_pred_voxels"], first["tumor_true_voxels"]) == (2, 6, 6)
+    assert np.isnan(rows[1]["lesion_dice_mean"]) and rows[1]["tumor_dsc"] == 1.0
+    assert rows[2]["lesions_detected_iou50"] == 1 and rows[3]["tumor_dsc"] == 0.0
+    summary = {r["metric"]: r for r in summarize(rows)}
+    assert summary["tumor_dsc"]["mean"] == pytest.approx((1 / 3 + 1 + 1 + 0) / 4)  # per case
+    assert summary["tumor_dice_global"]["mean"] == pytest.approx(2 * 4 / (11 + 8))  # ΣTP 4, Σ|P| 11, Σ|T| 8
+    assert summary["tumor_dice_per_lesion"]["mean"] == pytest.approx((0.5 + 0.0 + 1.0) / 3)
+    assert summary["tumor_dice_per_lesion"]["n"] == 3
+    assert summary["lesion_recall_iou0"]["mean"] == pytest.approx(2 / 3)
+    assert summary["lesion_precision_iou0"]["mean"] == pytest.approx(2 / 4)  # 4 predicted components, 2 true
+    assert summary["lesion_recall_iou50"]["mean"] == pytest.approx(1 / 3)
+    assert summary["lesion_precision_iou50"]["mean"] == pytest.approx(1 / 4)
+    assert summary["lesion_f1_iou50"]["mean"] == pytest.approx(2 * (1 / 3) * (1 / 4) / (1 / 3 + 1 / 4))
+
+
+def test_summary_text_says_which_tumor_dice_is_which() -> None:
+    from diff4mmlits.evaluate.tables import summarize, summary_text
+
+    rows = [{"case": name, **case_metrics(pred, truth, (1.0, 1.0, 1.0))} for name, (pred, truth) in THREE_WAYS.items()]
+    text = summary_text(summarize(rows))
+    assert text.splitlines()[0].startswith("tumor Dice, three ways: tumor_dsc = per case")
+    assert "tumor_dice_global" in text and "tumor_dice_per_lesion" in text and "lesion_recall_iou10" in text

@@ -10,6 +10,9 @@ class EvaluateConfig(Section):
 
     lesion_min_overlap_voxels: int = 1
     """A true lesion is detected when a predicted tumor component overlaps it by at least this many voxels."""
+    lesion_iou_thresholds: tuple[float, ...] = (0.0, 0.1, 0.5)
+    """Lesion detection also at these overlaps: a lesion counts when its IoU with the predicted
+    components touching it exceeds the threshold (0: any overlap)."""
     lesion_size_classes_mm: tuple[float, float] = (10.0, 20.0)
     """Equivalent-sphere diameter limits between small, medium and large lesions, mm."""
     hd_percentile: float = 95.0

@@ -109,7 +109,7 @@ def evaluate_predictions(
         truth_array = truth.label.array.astype(np.uint8)
         row = {"case": case_id, **case_metrics(
             pred_array, truth_array, truth.label.spacing_mm, config.lesion_min_overlap_voxels,
-            config.lesion_size_classes_mm, config.hd_percentile,
+            config.lesion_size_classes_mm, config.hd_percentile, tuple(config.lesion_iou_thresholds),
         )}
         rows.append(row)
         labels[case_id] = (truth_array, pred_array)
@@ -173,7 +173,7 @@ def pick_best_median_worst(rows: list[dict[str, Any]], count: int) -> list[tuple
 # --- HTML --------------------------------------------------------------------------------------
 def metrics_html(evaluation: Evaluation, report_dir: Path) -> str:
     """Tables and figures of an evaluation as an HTML fragment (links only to files that exist)."""
-    from diff4mmlits.evaluate.tables import PAPER_METRICS, mean_sd_text
+    from diff4mmlits.evaluate.tables import PAPER_METRICS, TUMOR_DICE_LEGEND, mean_sd_text
     from diff4mmlits.htmlpage import figure_html, html_table, relative_link
 
     by_metric = {r["metric"]: r for r in evaluation.summary}
@@ -181,6 +181,12 @@ def metrics_html(evaluation: Evaluation, report_dir: Path) -> str:
         ["cases", "DSC (%)", "JAC (%)", "SE (%)", "PRE (%)"],
         [[str(len(evaluation.rows))] + [mean_sd_text(by_metric[m], percent=True) for m in PAPER_METRICS]],
     )
+    three = [("per case (mean of each case's Dice)", "tumor_dsc"), ("global (all voxels pooled)", "tumor_dice_global"),
+             ("per lesion (mean over true lesions)", "tumor_dice_per_lesion")]
+    dice_table = html_table(["tumor Dice", "%", "over"],
+                            [[label, mean_sd_text(by_metric[key], percent=True), f"{by_metric[key]['n']} "
+                              + ("lesions" if key == "tumor_dice_per_lesion" else "cases")]
+                             for label, key in three if key in by_metric])
     full = html_table(
         ["metric", "mean ± sd", "median", "min", "max", "n", "undefined"],
         [[r["metric"], mean_sd_text(r), _num(r["median"]), _num(r["min"]), _num(r["max"]), r["n"], r["n_undefined"]]
@@ -189,7 +195,8 @@ def metrics_html(evaluation: Evaluation, report_dir: Path) -> str:
     per_case_keys = ["tumor_dsc", "tumor_jaccard", "tumor_sensitivity", "tumor_precision", "tumor_hd95_mm",
                      "liver_dsc", "liver_hd95_mm", "lesions_true", "lesions_detected", "lesions_false_positive", "lesion_f1"]
     per_case = html_table(["case"] + per_case_keys, [[r["case"]] + [_num(r[k]) for k in per_case_keys] for r in evaluation.rows])
-    parts = ["<h3>The paper's metrics (tumor, mean ± sd over cases)</h3>", paper]
+    parts = ["<h3>The paper's metrics (tumor, per case: mean ± sd over cases)</h3>", paper,
+             f"<h3>Tumor Dice, three ways</h3><p class='muted'>{html.escape(TUMOR_DICE_LEGEND)}</p>", dice_table]
     links = [f'<a href="{relative_link(evaluation.out_dir / name, report_dir)}">{name}</a>'
              for name in (METRICS_FILE, SUMMARY_FILE) if (evaluation.out_dir / name).is_file()]
     if links:

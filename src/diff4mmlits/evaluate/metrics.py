@@ -23,6 +23,26 @@ component that overlaps no true lesion by that much is a *false positive*; undet
 lesions are *missed*. Lesion precision = (predicted components − false positives) / predicted
 components, recall = detected / true lesions, F1 their harmonic mean (no lesions on either side:
 all three are 1). Size classes use the equivalent-sphere diameter d = (6V/π)^(1/3) in mm.
+
+**Three tumor Dice numbers.** The literature calls three different numbers "tumor DSC" (the same
+LiTS model scores 0.80, 0.76 and 0.67 on them); every table here names which one it shows:
+
+- *per case* (``tumor_dsc`` in ``metrics.csv``; ``tumor_dice_per_case`` in the summary): the Dice of
+  each case, averaged over cases (the paper's tables); a case without tumor in truth and
+  prediction scores 1, with tumor in only one of them 0;
+- *global* (``tumor_dice_global``): every case's voxels pooled, 2·ΣTP / (Σ|P| + Σ|T|), one number
+  for the whole set (LiTS's "Dice global"); ``metrics.csv`` keeps each case's ``tumor_tp_voxels``,
+  ``tumor_pred_voxels`` and ``tumor_true_voxels`` so that it can be recomputed;
+- *per lesion* (``tumor_dice_per_lesion``): for every true lesion L, the Dice of L against the
+  union P_L of the predicted components that overlap it (0 when it is missed), averaged over all
+  true lesions of all cases; ``metrics.csv`` keeps each case's sum and count (``lesion_dice_sum``,
+  ``lesions_true``) and its mean (``lesion_dice_mean``, undefined without lesions).
+
+**Detection at overlap thresholds** (``EvaluateConfig.lesion_iou_thresholds``): a true lesion L is
+detected at threshold t when IoU(L, P_L) > t (t = 0: any overlap); a predicted component C is a
+true positive when IoU(C, T_C) > t, T_C the union of the true lesions it overlaps. Columns
+``lesions_detected_iou<t·100>`` and ``lesions_tp_pred_iou<t·100>`` per case; pooled recall,
+precision and F1 per threshold in the summary (``lesion_recall_iou<t·100>``…).
 """
 
 from __future__ import annotations
@@ -161,9 +181,56 @@ def lesion_detection(
     )
 
 
+@dataclass(frozen=True)
+class LesionOverlap:
+    """Per-lesion Dice and detection at IoU thresholds of one case (see the module doc).
+
+    ``lesion_dice``: one Dice per true lesion; ``detected[t]``: true lesions with IoU(L, P_L) > t;
+    ``true_positive_predictions[t]``: predicted components with IoU(C, T_C) > t.
+    """
+
+    lesion_dice: tuple[float, ...]
+    predicted_components: int
+    detected: dict[float, int]
+    true_positive_predictions: dict[float, int]
+
+
+def threshold_name(threshold: float) -> str:
+    """``0.5`` → ``iou50`` (column suffix of a detection threshold)."""
+    return f"iou{round(100 * threshold)}"
+
+
+def lesion_overlap(pred: np.ndarray, truth: np.ndarray, thresholds: tuple[float, ...] = (0.0, 0.1, 0.5)) -> LesionOverlap:
+    """Per-lesion Dice and detection counts at IoU ``thresholds`` of two boolean tumor masks."""
+    truth_components, n_truth = ndimage.label(np.asarray(truth, dtype=bool), structure=FULL_CONNECTIVITY)
+    pred_components, n_pred = ndimage.label(np.asarray(pred, dtype=bool), structure=FULL_CONNECTIVITY)
+    pairs = truth_components.astype(np.int64) * (n_pred + 1) + pred_components
+    overlap = np.bincount(pairs.ravel(), minlength=(n_truth + 1) * (n_pred + 1)).reshape(n_truth + 1, n_pred + 1)[1:, 1:]
+    truth_sizes = np.bincount(truth_components.ravel(), minlength=n_truth + 1)[1:]
+    pred_sizes = np.bincount(pred_components.ravel(), minlength=n_pred + 1)[1:]
+    touching = overlap > 0
+    dices, truth_iou = [], []
+    for i in range(n_truth):
+        shared = int(overlap[i].sum())  # L ∩ P_L: P_L's components meet L only where they overlap it
+        joined = int(pred_sizes[touching[i]].sum())
+        dices.append(2.0 * shared / (int(truth_sizes[i]) + joined))
+        truth_iou.append(shared / (int(truth_sizes[i]) + joined - shared))
+    pred_iou = []
+    for j in range(n_pred):
+        shared = int(overlap[:, j].sum())
+        joined = int(truth_sizes[touching[:, j]].sum())
+        pred_iou.append(shared / (int(pred_sizes[j]) + joined - shared))
+    return LesionOverlap(
+        lesion_dice=tuple(dices), predicted_components=int(n_pred),
+        detected={t: sum(v > t for v in truth_iou) for t in thresholds},
+        true_positive_predictions={t: sum(v > t for v in pred_iou) for t in thresholds},
+    )
+
+
 def case_metrics(
     pred_label: np.ndarray, truth_label: np.ndarray, spacing_mm: tuple[float, float, float],
     min_overlap_voxels: int = 1, size_limits_mm: tuple[float, float] = (10.0, 20.0), hd_percentile: float = 95.0,
+    iou_thresholds: tuple[float, ...] = (0.0, 0.1, 0.5),
 ) -> dict[str, float | int]:
     """Every metric of one case as a flat row (``tumor_dsc``, ``liver_hd95_mm``, ``lesion_f1``…)."""
     if pred_label.shape != truth_label.shape:
@@ -182,12 +249,21 @@ def case_metrics(
     voxel_ml = float(np.prod(spacing_mm)) / 1000.0
     row["tumor_volume_true_ml"] = float((truth_label == LABEL_TUMOR).sum()) * voxel_ml
     row["tumor_volume_pred_ml"] = float((pred_label == LABEL_TUMOR).sum()) * voxel_ml
+    row["tumor_tp_voxels"] = int(((pred_label == LABEL_TUMOR) & (truth_label == LABEL_TUMOR)).sum())
+    row["tumor_pred_voxels"] = int((pred_label == LABEL_TUMOR).sum())
+    row["tumor_true_voxels"] = int((truth_label == LABEL_TUMOR).sum())
     lesions = lesion_detection(pred_label == LABEL_TUMOR, truth_label == LABEL_TUMOR, spacing_mm, min_overlap_voxels, size_limits_mm)
     row.update(
         lesions_true=lesions.true_lesions, lesions_pred=lesions.predicted_lesions, lesions_detected=lesions.detected,
         lesions_missed=lesions.missed, lesions_false_positive=lesions.false_positives,
         lesion_precision=lesions.precision, lesion_recall=lesions.recall, lesion_f1=lesions.f1,
     )
+    overlaps = lesion_overlap(pred_label == LABEL_TUMOR, truth_label == LABEL_TUMOR, iou_thresholds)
+    row["lesion_dice_sum"] = float(sum(overlaps.lesion_dice))
+    row["lesion_dice_mean"] = float(np.mean(overlaps.lesion_dice)) if overlaps.lesion_dice else float("nan")
+    for t in iou_thresholds:
+        row[f"lesions_detected_{threshold_name(t)}"] = overlaps.detected[t]
+        row[f"lesions_tp_pred_{threshold_name(t)}"] = overlaps.true_positive_predictions[t]
     for cls in SIZE_CLASSES:
         row[f"lesions_true_{cls}"] = lesions.true_by_size[cls]
         row[f"lesions_detected_{cls}"] = lesions.detected_by_size[cls]

@@ -26,6 +26,13 @@ SUMMARY_METRICS = PAPER_METRICS + (
 )
 COUNT_METRICS = ("lesions_true", "lesions_detected", "lesions_missed", "lesions_false_positive")
 
+TUMOR_DICE_LEGEND = (
+    "tumor Dice, three ways: tumor_dsc = per case (each case's Dice, mean over cases: the paper's tables); "
+    "tumor_dice_global = all cases' voxels pooled (2·ΣTP / (Σ|P|+Σ|T|)); "
+    "tumor_dice_per_lesion = each true lesion against the predicted components touching it (0 if missed), mean over lesions"
+)
+"""One line that says which tumor Dice is which (summary.txt, the evaluate command, the report)."""
+
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
@@ -87,12 +94,51 @@ def summarize(rows: Sequence[dict[str, Any]], metrics: Sequence[str] = SUMMARY_M
             "n": int(defined.size),
             "n_undefined": int(values.size - defined.size),
         })
+    summary += pooled_metrics(rows)
     for metric in COUNT_METRICS:
         values = [float(r[metric]) for r in rows if metric in r and _is_number(r[metric])]
         summary.append({"metric": f"{metric} (total)", "mean": float(np.sum(values)) if values else float("nan"),
                         "sd": float("nan"), "median": float("nan"), "min": float("nan"), "max": float("nan"),
                         "n": len(values), "n_undefined": 0})
     return summary
+
+
+def _total(rows: Sequence[dict[str, Any]], key: str) -> float | None:
+    values = [float(r[key]) for r in rows if key in r and _is_number(r[key]) and not math.isnan(float(r[key]))]
+    return float(np.sum(values)) if len(values) == len(rows) and rows else None
+
+
+def _set_row(metric: str, value: float, n: int) -> dict[str, Any]:
+    """A summary row of a number computed over the whole set (no spread)."""
+    return {"metric": metric, "mean": value, "sd": float("nan"), "median": float("nan"), "min": float("nan"),
+            "max": float("nan"), "n": n, "n_undefined": 0}
+
+
+def pooled_metrics(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Numbers of the whole set (module doc of :mod:`diff4mmlits.evaluate.metrics`): global and per-lesion
+    tumor Dice, and lesion recall / precision / F1 per IoU threshold over all lesions pooled.
+    Rows without the columns they need (an older metrics.csv) give none."""
+    out: list[dict[str, Any]] = []
+    tp, pred, true = (_total(rows, f"tumor_{k}_voxels") for k in ("tp", "pred", "true"))
+    if tp is not None and pred is not None and true is not None:
+        out.append(_set_row("tumor_dice_global", 1.0 if pred + true == 0 else 2.0 * tp / (pred + true), len(rows)))
+    dice_sum, lesions = _total(rows, "lesion_dice_sum"), _total(rows, "lesions_true")
+    if dice_sum is not None and lesions:
+        out.append(_set_row("tumor_dice_per_lesion", dice_sum / lesions, int(lesions)))
+    predicted = _total(rows, "lesions_pred")
+    suffixes = sorted({k.removeprefix("lesions_detected_") for r in rows for k in r if k.startswith("lesions_detected_iou")},
+                      key=lambda name: int(name.removeprefix("iou")))
+    for suffix in suffixes:
+        detected, tp_pred = _total(rows, f"lesions_detected_{suffix}"), _total(rows, f"lesions_tp_pred_{suffix}")
+        if detected is None or tp_pred is None or lesions is None or predicted is None:
+            continue
+        recall = 1.0 if lesions == 0 else detected / lesions
+        precision = 1.0 if predicted == 0 else tp_pred / predicted
+        f1 = 0.0 if recall + precision == 0 else 2 * recall * precision / (recall + precision)
+        out += [_set_row(f"lesion_recall_{suffix}", recall, int(lesions)),
+                _set_row(f"lesion_precision_{suffix}", precision, int(predicted)),
+                _set_row(f"lesion_f1_{suffix}", f1, int(lesions))]
+    return out
 
 
 def mean_sd_text(summary_row: dict[str, Any], percent: bool = False) -> str:
@@ -105,8 +151,9 @@ def mean_sd_text(summary_row: dict[str, Any], percent: bool = False) -> str:
 
 
 def summary_text(summary: Sequence[dict[str, Any]]) -> str:
-    """A plain-text summary (one metric a line) for the terminal."""
-    lines = []
+    """A plain-text summary (one metric a line) for the terminal, after the line that says which
+    tumor Dice is which."""
+    lines = [TUMOR_DICE_LEGEND] if any(r["metric"] == "tumor_dice_global" for r in summary) else []
     for row in summary:
         name = row["metric"]
         if name.endswith("(total)"):
