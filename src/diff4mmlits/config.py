@@ -50,6 +50,8 @@ RENAMED: dict[str, str] = {
     "inpaint.disc_channels": "inpaint.discriminator_channels",
     "inpaint.disc_layers": "inpaint.discriminator_layers",
     "segment.amp": "segment.mixed_precision",
+    "segment.intensity_prob": "segment.brightness_prob",
+    "segment.intensity_scale": "segment.brightness_factor",
     # the paper's one mask preparation (§III-A) serves the inpainter and the synthesizer alike
     "diffusion.close_kernel_vox": "inpaint.close_kernel_vox",
     "diffusion.dilate_kernel_vox": "inpaint.dilate_kernel_vox",

@@ -63,3 +63,38 @@ def test_real_only_never_draws_synthetic(setup, painter) -> None:
     prepared = [prepare_case(c, plan, config.phases) for c in cases]
     dataset = HybridDataset(prepared, plan, config.model_copy(update={"synthetic_ratio": 0.9}), 10, seed=0)
     assert not any(dataset[i]["synthetic"] for i in range(10))
+
+
+ALWAYS = {"flip_prob": 1.0, "rotate_prob": 1.0, "scale_prob": 1.0, "noise_prob": 1.0, "blur_prob": 1.0,
+          "brightness_prob": 1.0, "contrast_prob": 1.0, "low_resolution_prob": 1.0, "gamma_prob": 1.0,
+          "gamma_inverted_prob": 1.0}
+NEVER = {key: 0.0 for key in ALWAYS}
+
+
+def test_nnunet_augmentation_is_seeded_and_keeps_labels_whole(setup) -> None:
+    cases, config, plan = setup
+    prepared = [prepare_case(c, plan, config.phases) for c in cases]
+    heavy = config.model_copy(update=ALWAYS)
+    first = HybridDataset(prepared, plan, heavy, samples_per_epoch=4, seed=7)[2]
+    again = HybridDataset(prepared, plan, heavy, samples_per_epoch=4, seed=7)[2]
+    assert torch.equal(first["image"], again["image"]) and torch.equal(first["label"], again["label"])
+    assert set(torch.unique(first["label"]).tolist()) <= {0, 1, 2}  # nearest-neighbour labels under rotation and zoom
+    plain = HybridDataset(prepared, plan, config.model_copy(update=NEVER), samples_per_epoch=4, seed=7)[2]
+    assert not torch.equal(first["image"], plain["image"])
+
+
+def test_the_paper_preset_augments_at_nnunet_strength() -> None:
+    from diff4mmlits.segment.dataset import build_augmentation
+
+    config = resolve_config("paper").segment
+    names = [type(t).__name__ for t in build_augmentation(plan_for_names(), config).transforms]
+    for name in ("RandAffined", "RandGaussianNoised", "RandGaussianSmoothd", "RandScaleIntensityd",
+                 "RandScaleIntensityFixedMeand", "RandSimulateLowResolutiond", "RandAdjustContrastd", "RandFlipd"):
+        assert name in names, name
+    assert config.rotate_range_deg == 30.0 and config.scale_range == (0.7, 1.4) and config.deep_supervision
+
+
+def plan_for_names():
+    from types import SimpleNamespace
+
+    return SimpleNamespace(patch_size_vox=(16, 16, 16))

@@ -56,13 +56,33 @@ class SegmentConfig(Section):
     """γ of the paper's loss Dice + γ·CE."""
     crop_class_ratios: tuple[float, float, float] = (1.0, 1.0, 2.0)
     """Relative chance that a crop is centred on background, liver, tumor."""
+    # augmentation: nnU-Net v2's default pipeline and strengths (Isensee et al. 2021), each step a
+    # MONAI transform applied with its probability per sample (segment/dataset.py, build_augmentation)
     flip_prob: float = 0.5
+    """Mirroring, along each axis."""
     rotate_prob: float = 0.2
-    rotate_range_deg: float = 15.0
-    intensity_prob: float = 0.3
-    intensity_scale: float = 0.1
-    """Random intensity scale ±, and shift ± (in z-score units), the paper's 'colour jitter'."""
+    rotate_range_deg: float = 30.0
+    """In-plane (axial) rotation, ±degrees (nnU-Net rotates in-plane on anisotropic data)."""
+    scale_prob: float = 0.2
+    scale_range: tuple[float, float] = (0.7, 1.4)
+    """Zoom factor of the spatial scaling."""
     noise_prob: float = 0.1
+    noise_std: float = 0.3
+    """Largest noise sd (z-score units; nnU-Net's variance up to 0.1); each sample draws an sd below it."""
+    blur_prob: float = 0.2
+    blur_sigma_vox: tuple[float, float] = (0.5, 1.0)
+    brightness_prob: float = 0.15
+    brightness_factor: float = 0.25
+    """Multiplicative brightness: intensities × (1 ± factor)."""
+    contrast_prob: float = 0.15
+    contrast_factor: float = 0.25
+    """Contrast: spread around the mean × (1 ± factor), range preserved."""
+    low_resolution_prob: float = 0.25
+    low_resolution_zoom: tuple[float, float] = (0.5, 1.0)
+    """Simulated low resolution: down-sampled by this zoom, then back up."""
+    gamma_prob: float = 0.3
+    gamma_inverted_prob: float = 0.1
+    gamma_range: tuple[float, float] = (0.7, 1.5)
     validate_every_epochs: int = 1
     sliding_window_overlap: float = 0.5
     sliding_window_batch: int = 2
@@ -79,13 +99,13 @@ class SegmentConfig(Section):
         "smoke": {
             "patch_size_vox": (16, 16, 16), "base_filters": 4, "max_filters": 16, "max_pooling_steps": 2,
             "deep_supervision": False, "batch_size": 2, "epochs": 2, "steps_per_epoch": 3,
-            "optimizer": "adamw", "learning_rate": 3e-3, "rotate_prob": 0.0, "loader_workers": 0,
+            "optimizer": "adamw", "learning_rate": 3e-3, "rotate_prob": 0.0, "scale_prob": 0.0, "loader_workers": 0,
             "sliding_window_overlap": 0.25,
         },
         "demo": {
             "patch_size_vox": None, "memory_budget_mb": 80.0, "base_filters": 8, "max_filters": 64,
-            "max_pooling_steps": 4, "deep_supervision": False, "batch_size": 2, "epochs": 10,
-            "steps_per_epoch": 20, "optimizer": "adamw", "learning_rate": 1e-2, "rotate_prob": 0.1,
+            "max_pooling_steps": 4, "deep_supervision": True, "batch_size": 2, "epochs": 10,
+            "steps_per_epoch": 20, "optimizer": "adamw", "learning_rate": 1e-2,
             "loader_workers": 0, "sliding_window_overlap": 0.25,
             # the synthesize stage's cases (RUN/synthetic/): diffusion sampling inside the loader
             # would cost more than the whole training budget on a 2-core CPU

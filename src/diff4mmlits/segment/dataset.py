@@ -4,8 +4,8 @@ Each training sample is drawn afresh: with probability ``synthetic_ratio`` a syn
 from ``RUN/synthetic/`` offline, or painted on the fly into a random normal CT by the synthesize
 stage's :class:`TumorPainter`), otherwise a real registered case. Then MONAI transforms: pad to
 the patch, a random crop centred on background / liver / tumor in the config's ratios (biased toward
-tumors), flips along every axis, an in-plane rotation, intensity scale/shift ("colour jitter")
-and noise.
+tumors), and nnU-Net v2's default augmentation (rotation, scaling, noise, blur, brightness,
+contrast, simulated low resolution, gamma, mirroring; :func:`build_augmentation`).
 
 Randomness: sample ``i`` of epoch ``e`` on rank ``r`` draws everything from
 ``np.random.default_rng([seed, r, e, i])``, so a run is reproducible whatever the number of
@@ -72,15 +72,20 @@ def prepare_resampled(case: Case, plan: SegmenterPlan, phases: Sequence[str]) ->
 
 
 def build_augmentation(plan: SegmenterPlan, config: SegmentConfig) -> Any:
-    """MONAI dict transforms: pad, tumor-biased crop, flips, rotation, intensity jitter, noise."""
+    """MONAI dict transforms in nnU-Net v2's order: pad, tumor-biased crop, rotation and scaling,
+    Gaussian noise, Gaussian blur, brightness, contrast, simulated low resolution, gamma (inverted
+    and plain), mirroring. Each step is off when its probability is 0 (the smoke preset)."""
     from monai.transforms import (
         Compose,
+        RandAdjustContrastd,
+        RandAffined,
         RandCropByLabelClassesd,
         RandFlipd,
         RandGaussianNoised,
-        RandRotated,
+        RandGaussianSmoothd,
         RandScaleIntensityd,
-        RandShiftIntensityd,
+        RandScaleIntensityFixedMeand,
+        RandSimulateLowResolutiond,
         SpatialPadd,
     )
 
@@ -93,19 +98,39 @@ def build_augmentation(plan: SegmenterPlan, config: SegmentConfig) -> Any:
             num_classes=3, num_samples=1, warn=False,
         ),
     ]
+    if config.rotate_prob > 0 or config.scale_prob > 0:
+        # one affine draw: rotation about z (in-plane) with rotate_prob, zoom with scale_prob, as
+        # nnU-Net; MONAI's rotate_range[0] is the angle about the first spatial axis (z)
+        angle = math.radians(config.rotate_range_deg)
+        low, high = config.scale_range
+        if config.rotate_prob > 0:
+            transforms.append(RandAffined(keys=keys, prob=config.rotate_prob, rotate_range=(angle, 0.0, 0.0),
+                                          mode=("bilinear", "nearest"), padding_mode="border"))
+        if config.scale_prob > 0:
+            # MONAI scales the sampling grid by (1 + s): a zoom of z shows 1/z of the patch
+            transforms.append(RandAffined(keys=keys, prob=config.scale_prob, scale_range=(1 / high - 1, 1 / low - 1),
+                                          mode=("bilinear", "nearest"), padding_mode="border"))
+    if config.noise_prob > 0:
+        transforms.append(RandGaussianNoised(keys="image", prob=config.noise_prob, std=config.noise_std))
+    if config.blur_prob > 0:
+        sigma = config.blur_sigma_vox
+        transforms.append(RandGaussianSmoothd(keys="image", prob=config.blur_prob, sigma_x=sigma, sigma_y=sigma, sigma_z=sigma))
+    if config.brightness_prob > 0:
+        transforms.append(RandScaleIntensityd(keys="image", factors=config.brightness_factor, prob=config.brightness_prob))
+    if config.contrast_prob > 0:
+        transforms.append(RandScaleIntensityFixedMeand(keys="image", factors=config.contrast_factor, preserve_range=True,
+                                                       prob=config.contrast_prob))
+    if config.low_resolution_prob > 0:
+        transforms.append(RandSimulateLowResolutiond(keys="image", prob=config.low_resolution_prob,
+                                                     zoom_range=config.low_resolution_zoom))
+    if config.gamma_inverted_prob > 0:
+        transforms.append(RandAdjustContrastd(keys="image", prob=config.gamma_inverted_prob, gamma=config.gamma_range,
+                                              invert_image=True, retain_stats=True))
+    if config.gamma_prob > 0:
+        transforms.append(RandAdjustContrastd(keys="image", prob=config.gamma_prob, gamma=config.gamma_range,
+                                              retain_stats=True))
     if config.flip_prob > 0:
         transforms += [RandFlipd(keys=keys, prob=config.flip_prob, spatial_axis=axis) for axis in range(3)]
-    if config.rotate_prob > 0:
-        angle = math.radians(config.rotate_range_deg)
-        # MONAI's range_x rotates about the first spatial axis (z): an in-plane (axial) rotation
-        transforms.append(RandRotated(keys=keys, range_x=angle, prob=config.rotate_prob, mode=("bilinear", "nearest"), padding_mode="border"))
-    if config.intensity_prob > 0:
-        transforms += [
-            RandScaleIntensityd(keys="image", factors=config.intensity_scale, prob=config.intensity_prob),
-            RandShiftIntensityd(keys="image", offsets=config.intensity_scale, prob=config.intensity_prob),
-        ]
-    if config.noise_prob > 0:
-        transforms.append(RandGaussianNoised(keys="image", prob=config.noise_prob, std=0.1))
     return Compose(transforms)
 
 
