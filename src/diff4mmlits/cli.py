@@ -334,6 +334,7 @@ def train(
     synthetic: Annotated[str | None, typer.Option("--synthetic", help="none (real cases only), offline (RUN/synthetic/) or on-the-fly (painted into the normal CT while training).")] = None,
     synthetic_ratio: Annotated[float | None, typer.Option("--synthetic-ratio", min=0.0, max=1.0, help="Share of training samples that are synthetic, 0 to 1.")] = None,
     phases: Annotated[str | None, typer.Option("--phases", help="Phases the model sees, e.g. NC,AP,PVP,DP or PVP (the unimodal baseline); the others are filled by duplication.")] = None,
+    cascade: Annotated[str | None, typer.Option("--cascade", help="on: the liver-region cascade (stage one finds the liver coarsely, stage two segments liver and tumor in its box at a fine spacing; the default); off: one model on the whole volume.")] = None,
     device: DeviceOption = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted training from its last checkpoint.")] = False,
     overrides: SetOption = None,
@@ -341,12 +342,17 @@ def train(
     """Train the 4-phase tumor segmenter on the run's registered cases plus synthetic ones.
 
     Writes RUN/models/segmenter/: the plan (plan.json, also printed), weights (best and last),
-    the training log (log.csv) and its curves (curves.png). Several GPUs:
+    the training log (log.csv) and its curves (curves.png); with the cascade (default) stage one's
+    liver model in RUN/models/segmenter/liver/, the same files. Several GPUs:
     torchrun --nproc_per_node N -m diff4mmlits.cli -- train --run RUN --device cuda
     """
     _choices("--backbone", backbone, "segment.backbone")
+    if cascade is not None and cascade not in ("on", "off"):
+        raise InputError(f"--cascade {cascade!r}: choose on or off")
     _choices("--synthetic", synthetic, "segment.synthetic")
     extra = list(overrides or [])
+    if cascade is not None:
+        extra.append(f"segment.cascade={cascade == 'on'}")
     for key, value in (("backbone", backbone), ("synthetic", synthetic), ("synthetic_ratio", synthetic_ratio), ("phases", phases)):
         if value is not None:
             extra.append(f"segment.{key}={value}")

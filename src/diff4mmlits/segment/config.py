@@ -44,6 +44,19 @@ class SegmentConfig(Section):
     max_filters: int = 320
     max_pooling_steps: int = 5
     deep_supervision: bool = True
+    cascade: bool = True
+    """The liver-region cascade (segment/cascade.py): stage one finds the liver on a coarse grid, stage
+    two segments liver and tumor in the liver's bounding box at a fine spacing; false: one model on
+    the whole volume at the median spacing."""
+    cascade_margin_mm: float = 15.0
+    """Margin around the liver's bounding box that stage two sees, mm."""
+    cascade_liver_max_vox: int = 128
+    """Stage one's grid: the median image's longest side spans at most this many voxels."""
+    cascade_min_tumor_vox: float = 4.0
+    """Stage two's in-plane spacing makes the training set's small tumors (10th percentile of their
+    equivalent diameters) span at least this many voxels."""
+    cascade_liver_epochs: int | None = None
+    """Stage one's epochs (None: ``epochs``); finding the liver needs less training than the tumors."""
     batch_size: int = 2
     epochs: int = 1000
     steps_per_epoch: int = 250
@@ -106,7 +119,7 @@ class SegmentConfig(Section):
             "patch_size_vox": None, "memory_budget_mb": 80.0, "base_filters": 8, "max_filters": 64,
             "max_pooling_steps": 4, "deep_supervision": True, "batch_size": 2, "epochs": 10,
             "steps_per_epoch": 20, "optimizer": "adamw", "learning_rate": 1e-2,
-            "loader_workers": 0, "sliding_window_overlap": 0.25,
+            "loader_workers": 0, "sliding_window_overlap": 0.25, "cascade_liver_epochs": 5,
             # the synthesize stage's cases (RUN/synthetic/): diffusion sampling inside the loader
             # would cost more than the whole training budget on a 2-core CPU
             "synthetic": "offline",

@@ -183,7 +183,9 @@ class HybridDataset(Dataset):
             if self.normal:
                 normal = self.normal[int(rng.integers(len(self.normal)))]
                 painted = self.painter.paint(normal, rng)  # type: ignore[union-attr]
-                return prepare_resampled(painted, self.plan, self.phases), True
+                if np.allclose(painted.annotated.spacing_mm, self.plan.target_spacing_mm):
+                    return prepare_resampled(painted, self.plan, self.phases), True
+                return prepare_case(painted, self.plan, self.phases), True
             return self.synthetic[int(rng.integers(len(self.synthetic)))], True
         return self.real[int(rng.integers(len(self.real)))], False
 

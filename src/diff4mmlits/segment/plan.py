@@ -239,9 +239,12 @@ def _fit_patch(patch: np.ndarray, spacing: Sequence[float], config: SegmentConfi
     return patch.astype(int), kernels, strides
 
 
-def plan_segmenter(fp: Fingerprint, config: SegmentConfig) -> SegmenterPlan:
-    """Derive target spacing, patch size and network topology from a fingerprint (pure)."""
-    spacing = target_spacing(fp.spacings_mm, fp.shapes)
+def plan_segmenter(fp: Fingerprint, config: SegmentConfig, spacing_mm: Sequence[float] | None = None) -> SegmenterPlan:
+    """Derive target spacing, patch size and network topology from a fingerprint (pure).
+
+    ``spacing_mm`` overrides the target spacing (the cascade's coarse and fine stages choose theirs).
+    """
+    spacing = target_spacing(fp.spacings_mm, fp.shapes) if spacing_mm is None else tuple(float(v) for v in spacing_mm)
     extents_mm = np.asarray(fp.shapes, dtype=np.float64) * np.asarray(fp.spacings_mm, dtype=np.float64)
     median_shape = np.maximum(1, np.round(np.median(extents_mm, axis=0) / np.asarray(spacing))).astype(int)
 

@@ -8,6 +8,10 @@ One registered case in, one label out on the annotated phase's *original* grid:
    overlap; optionally test-time flips along every axis (8 predictions, probabilities averaged);
 3. class probabilities resampled back onto the annotated phase's grid, then the argmax;
 4. the largest liver component is kept and only the tumors inside it (:mod:`segment.postprocess`).
+
+A cascade model (:mod:`segment.cascade`) runs this twice: stage one on the whole case finds the
+liver, stage two on the case cropped to the liver's box plus the margin; its labels are pasted back
+onto the annotated phase's grid (nothing outside the box).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from diff4mmlits.data.case import Case
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.distributed import resolve_device
 from diff4mmlits.errors import InputError
+from diff4mmlits.segment.cascade import crop_case, largest_component, liver_box, paste_label
 from diff4mmlits.segment.config import SegmentConfig
 from diff4mmlits.segment.dataset import prepare_case
 from diff4mmlits.segment.networks import build_network, main_output
@@ -46,6 +51,10 @@ class Segmenter:
     config: SegmentConfig
     device: torch.device
     model_config: dict[str, Any]
+    liver: Segmenter | None = None
+    """Stage one of a cascade (finds the liver); ``None`` for a single-stage model."""
+    margin_mm: float = 0.0
+    """A cascade's margin around stage one's liver box, mm."""
 
     @property
     def phases(self) -> tuple[str, ...]:
@@ -65,6 +74,10 @@ def load_segmenter(model_dir: str | Path, device: str = "auto", weights: str = "
     path = model_dir / (BEST_NAME if weights == "best" and (model_dir / BEST_NAME).is_file() else WEIGHTS_NAME)
     load_weights(network, path)
     network.to(resolved).eval()
+    cascade = model_config.get("cascade")
+    if cascade:
+        liver = load_segmenter(model_dir / cascade["liver_model"], device=device, weights=weights)
+        return Segmenter(network, plan, config, resolved, model_config, liver, float(cascade["margin_mm"]))
     return Segmenter(network, plan, config, resolved, model_config)
 
 
@@ -92,8 +105,24 @@ def predict_probabilities(segmenter: Segmenter, image: np.ndarray, tta: bool = F
 
 
 def segment_case(case: Case, segmenter: Segmenter, tta: bool | None = None) -> Volume:
-    """Label ``(z, y, x)`` uint8 of a registered case on its annotated phase's grid (post-processed)."""
+    """Label ``(z, y, x)`` uint8 of a registered case on its annotated phase's grid (post-processed).
+
+    A cascade finds the liver with stage one, then segments the liver's box with stage two.
+    """
     case.require_registered()
+    if segmenter.liver is None:
+        return _segment_whole(case, segmenter, tta)
+    coarse = _segment_whole(case, segmenter.liver, False)
+    liver = largest_component(coarse.array > 0)
+    if not liver.any():
+        log.warning("%s: stage one found no liver; the whole volume goes to stage two", case.case_id)
+    box = liver_box(liver, case.annotated.spacing_mm, segmenter.margin_mm)
+    fine = _segment_whole(crop_case(case, box), segmenter, tta)
+    return paste_label(fine, case.annotated, box)
+
+
+def _segment_whole(case: Case, segmenter: Segmenter, tta: bool | None) -> Volume:
+    """One model on the whole of a registered case: the label on its annotated phase's grid."""
     unlabelled = Case(case.case_id, case.phases, None, case.annotated_phase)
     prepared = prepare_case(unlabelled, segmenter.plan, segmenter.phases)
     probs = predict_probabilities(segmenter, prepared.image, segmenter.config.tta if tta is None else tta)
