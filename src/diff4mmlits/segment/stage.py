@@ -10,12 +10,9 @@ annotated-phase grid.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from diff4mmlits.config import Config
 from diff4mmlits.data.case import Case
@@ -26,19 +23,10 @@ from diff4mmlits.errors import InputError
 from diff4mmlits.progress import progress
 from diff4mmlits.register import register_case
 from diff4mmlits.runfolder import RunFolder
-from diff4mmlits.segment.cascade import (
-    LIVER_MODEL,
-    crop_to_liver,
-    liver_spacing,
-    small_tumor_diameter_mm,
-    tumor_spacing,
-)
-from diff4mmlits.segment.config import SegmentConfig
-from diff4mmlits.segment.dataset import TumorPainter, prepare_case, resample_case
-from diff4mmlits.segment.plan import SegmenterPlan, fingerprint, plan_segmenter
+from diff4mmlits.segment.dataset import TumorPainter
 from diff4mmlits.segment.predict import Segmenter, load_segmenter, segment_case
 from diff4mmlits.segment.report import section_segmenter
-from diff4mmlits.segment.train import TrainResult, train_segmenter
+from diff4mmlits.segment.train import TrainResult, train_model
 from diff4mmlits.stage import Stage
 from diff4mmlits.synthesize.painters import load_painter
 
@@ -53,44 +41,10 @@ def load_painter_for(run: RunFolder, config: Config, device: str) -> TumorPainte
 
 def train_run(run: RunFolder, config: Config, resume: bool = False, context: DistributedContext | None = None,
               painter: TumorPainter | None = None, echo: Callable[[str], None] = print) -> TrainResult:
-    """Train ``RUN/models/segmenter/`` from the run's registered (and synthetic) cases.
-
-    With ``segment.cascade`` (default) two models, one folder for the user: stage one finds the
-    liver on a coarse grid (``models/segmenter/liver/``), stage two segments liver and tumor in the
-    liver's bounding box at a fine spacing (``models/segmenter/``); see :mod:`segment.cascade`.
-    Returns stage two's (or the single model's) result.
-    """
+    """Train ``RUN/models/segmenter/`` from the run's registered (and synthetic) cases
+    (:func:`~diff4mmlits.segment.train.train_model`: the cascade's two stages, or one model)."""
     own_context = context is None
     context = context or init_distributed(config.device)
-
-    def fit(what: str, seg: SegmentConfig, plan: SegmenterPlan, fp: Any, out_dir: Path, train: list[Case],
-            validation: list[Case], synthetic: list[Case], normal: list[Case], extra: dict[str, Any],
-            paint_at_plan_spacing: bool = True) -> TrainResult:
-        if context.is_main:
-            echo(f"{what}: " + plan.describe())
-        prepared_train = [prepare_case(c, plan, seg.phases) for c in progress(train, desc="prepare", unit="case")]
-        prepared_val = [prepare_case(c, plan, seg.phases) for c in validation]
-        prepared_synthetic = [prepare_case(c, plan, seg.phases) for c in synthetic]
-        # the painter works on crops of a fixed number of voxels: on a cascade's fine, anisotropic grid
-        # it paints at the case's own spacing and the painted case is resampled (as offline cases are)
-        resampled_normal = [resample_case(c, plan.target_spacing_mm) for c in normal] if paint_at_plan_spacing else normal
-        if context.is_main:
-            echo(f"training data: {len(prepared_train)} real, {len(prepared_synthetic)} offline synthetic, "
-                 f"{len(resampled_normal)} normal CT for on-the-fly synthesis (ratio "
-                 f"{seg.synthetic_ratio if prepared_synthetic or resampled_normal else 0:g}), "
-                 f"{len(prepared_val)} validation; phases {','.join(seg.phases)}")
-        start = time.time()
-        result = train_segmenter(
-            prepared_train, prepared_val, plan, seg, out_dir, seed=config.seed, context=context,
-            synthetic=prepared_synthetic, normal=resampled_normal, painter=painter if resampled_normal else None,
-            fingerprint=fp, resume=resume, extra_config=extra,
-        )
-        if context.is_main:
-            echo(f"trained {result.epochs_done} epoch(s) in {time.time() - start:.0f} s; best validation Dice "
-                 f"{'–' if result.best_val_dice is None else f'{result.best_val_dice:.3f}'}; "
-                 f"{result.steps_per_second:.2f} steps/s, {100 * result.loader_wait_fraction:.0f}% of the loop waiting for data")
-        return result
-
     try:
         seg = config.segment
         if not run.split("train"):
@@ -106,26 +60,9 @@ def train_run(run: RunFolder, config: Config, resume: bool = False, context: Dis
             if painter is None:
                 # paint in the loader workers on the CPU, or in this process on its device
                 painter = load_painter_for(run, config, "cpu" if seg.loader_workers > 0 else str(context.device))
-        extra: dict[str, Any] = {"run_config": config.model_dump(mode="json")}
-        if not seg.cascade:
-            fp = fingerprint(train_cases, seg.window_hu)
-            return fit("segmenter", seg, plan_segmenter(fp, seg), fp, run.segmenter_dir, train_cases, val_cases,
-                       synthetic, normal, extra)
-        whole = fingerprint(train_cases, seg.window_hu)
-        liver_plan = plan_segmenter(whole, seg, liver_spacing(whole.spacings_mm, whole.shapes, seg.cascade_liver_max_vox))
-        liver_config = seg.model_copy(update={"cascade": False, "synthetic": "none", "synthetic_ratio": 0.0,
-                                              "epochs": seg.cascade_liver_epochs or seg.epochs})
-        fit("stage 1 of 2, the liver on a coarse grid", liver_config, liver_plan, whole, run.segmenter_dir / LIVER_MODEL,
-            train_cases, val_cases, [], [], extra)
-        margin = seg.cascade_margin_mm
-        train_cases, val_cases, synthetic, normal = ([crop_to_liver(c, margin) for c in cases]
-                                                     for cases in (train_cases, val_cases, synthetic, normal))
-        fp = fingerprint(train_cases, seg.window_hu)
-        spacing = tumor_spacing(np.median(np.asarray(fp.spacings_mm), axis=0), small_tumor_diameter_mm(train_cases),
-                                seg.cascade_min_tumor_vox)
-        extra["cascade"] = {"liver_model": LIVER_MODEL, "margin_mm": margin}
-        return fit("stage 2 of 2, liver and tumor in the liver's box", seg, plan_segmenter(fp, seg, spacing), fp,
-                   run.segmenter_dir, train_cases, val_cases, synthetic, normal, extra, paint_at_plan_spacing=False)
+        return train_model(train_cases, val_cases, seg, run.segmenter_dir, seed=config.seed, context=context,
+                           synthetic=synthetic, normal=normal, painter=painter, resume=resume, echo=echo,
+                           extra_config={"run_config": config.model_dump(mode="json")})
     finally:
         if own_context:
             cleanup_distributed()

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,15 +42,31 @@ from diff4mmlits.checkpoint import (
     load_weights,
     read_model_config,
 )
+from diff4mmlits.data.case import Case
 from diff4mmlits.data.measures import dice
 from diff4mmlits.distributed import DistributedContext, barrier, shard, unwrap, wrap_ddp
 from diff4mmlits.errors import InputError
 from diff4mmlits.files import write_json_atomic
 from diff4mmlits.progress import progress
+from diff4mmlits.segment.cascade import (
+    LIVER_MODEL,
+    crop_to_liver,
+    liver_spacing,
+    small_tumor_diameter_mm,
+    tumor_spacing,
+)
 from diff4mmlits.segment.config import SegmentConfig
-from diff4mmlits.segment.dataset import HybridDataset, PreparedCase, TumorPainter
+from diff4mmlits.segment.dataset import HybridDataset, PreparedCase, TumorPainter, prepare_case, resample_case
 from diff4mmlits.segment.networks import build_network, main_output
-from diff4mmlits.segment.plan import PLAN_FILE, Fingerprint, SegmenterPlan, read_plan, write_plan
+from diff4mmlits.segment.plan import (
+    PLAN_FILE,
+    Fingerprint,
+    SegmenterPlan,
+    plan_segmenter,
+    read_plan,
+    write_plan,
+)
+from diff4mmlits.segment.plan import fingerprint as fingerprint_of_cases
 from diff4mmlits.training import (
     LOG_STATE_KEY,
     CurveGroup,
@@ -322,3 +338,74 @@ def train_segmenter(
         barrier(context)
     rows = training_log.rows
     return TrainResult(out_dir, len(rows) and int(rows[-1]["epoch"]), best, rows, unwrap(model))
+
+
+def train_model(
+    train: Sequence[Case],
+    validation: Sequence[Case],
+    config: SegmentConfig,
+    out_dir: str | Path,
+    *,
+    seed: int,
+    context: DistributedContext | None = None,
+    synthetic: Sequence[Case] = (),
+    normal: Sequence[Case] = (),
+    painter: TumorPainter | None = None,
+    resume: bool = False,
+    echo: Callable[[str], None] = print,
+    extra_config: dict[str, Any] | None = None,
+) -> TrainResult:
+    """The segmenter from registered, labelled cases in memory: plan, prepare, train, write ``out_dir``.
+
+    With ``config.cascade`` two models in one folder (:mod:`segment.cascade`): stage one finds the
+    liver on a coarse grid (``out_dir/liver/``), stage two segments liver and tumor in the liver's
+    box at a fine spacing (``out_dir``); its result is returned. ``synthetic``: offline synthetic
+    cases; ``normal`` + ``painter``: on-the-fly synthesis.
+    """
+    context = context or DistributedContext()
+    out_dir = Path(out_dir)
+    extra = dict(extra_config or {})
+
+    def fit(what: str, seg: SegmentConfig, plan: SegmenterPlan, fp: Fingerprint, folder: Path, cases: Sequence[Case],
+            val: Sequence[Case], painted: Sequence[Case], normals: Sequence[Case], paint_at_plan_spacing: bool) -> TrainResult:
+        if context.is_main:
+            echo(f"{what}: " + plan.describe())
+        prepared_train = [prepare_case(c, plan, seg.phases) for c in progress(cases, desc="prepare", unit="case")]
+        prepared_val = [prepare_case(c, plan, seg.phases) for c in val]
+        prepared_synthetic = [prepare_case(c, plan, seg.phases) for c in painted]
+        # the painter works on crops of a fixed number of voxels: on a cascade's fine, anisotropic grid
+        # it paints at the case's own spacing and the painted case is resampled (as offline cases are)
+        ready_normal = [resample_case(c, plan.target_spacing_mm) for c in normals] if paint_at_plan_spacing else list(normals)
+        if context.is_main:
+            echo(f"training data: {len(prepared_train)} real, {len(prepared_synthetic)} offline synthetic, "
+                 f"{len(ready_normal)} normal CT for on-the-fly synthesis (ratio "
+                 f"{seg.synthetic_ratio if prepared_synthetic or ready_normal else 0:g}), "
+                 f"{len(prepared_val)} validation; phases {','.join(seg.phases)}")
+        start = time.time()
+        result = train_segmenter(prepared_train, prepared_val, plan, seg, folder, seed=seed, context=context,
+                                 synthetic=prepared_synthetic, normal=ready_normal, painter=painter if ready_normal else None,
+                                 fingerprint=fp, resume=resume, extra_config=extra)
+        if context.is_main:
+            echo(f"trained {result.epochs_done} epoch(s) in {time.time() - start:.0f} s; best validation Dice "
+                 f"{'–' if result.best_val_dice is None else f'{result.best_val_dice:.3f}'}; "
+                 f"{result.steps_per_second:.2f} steps/s, {100 * result.loader_wait_fraction:.0f}% of the loop waiting for data")
+        return result
+
+    if not config.cascade:
+        fp = fingerprint_of_cases(train, config.window_hu)
+        return fit("segmenter", config, plan_segmenter(fp, config), fp, out_dir, train, validation, synthetic, normal, True)
+    whole = fingerprint_of_cases(train, config.window_hu)
+    liver_plan = plan_segmenter(whole, config, liver_spacing(whole.spacings_mm, whole.shapes, config.cascade_liver_max_vox))
+    liver_config = config.model_copy(update={"cascade": False, "synthetic": "none", "synthetic_ratio": 0.0,
+                                             "epochs": config.cascade_liver_epochs or config.epochs})
+    fit("stage 1 of 2, the liver on a coarse grid", liver_config, liver_plan, whole, out_dir / LIVER_MODEL,
+        train, validation, [], [], True)
+    margin = config.cascade_margin_mm
+    train, validation, synthetic, normal = ([crop_to_liver(c, margin) for c in cases]
+                                            for cases in (train, validation, synthetic, normal))
+    fp = fingerprint_of_cases(train, config.window_hu)
+    spacing = tumor_spacing(np.median(np.asarray(fp.spacings_mm), axis=0), small_tumor_diameter_mm(train),
+                            config.cascade_min_tumor_vox)
+    extra["cascade"] = {"liver_model": LIVER_MODEL, "margin_mm": margin}
+    return fit("stage 2 of 2, liver and tumor in the liver's box", config, plan_segmenter(fp, config, spacing), fp,
+               out_dir, train, validation, synthetic, normal, False)
