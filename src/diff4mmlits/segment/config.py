@@ -119,7 +119,7 @@ class SegmentConfig(Section):
             "patch_size_vox": None, "memory_budget_mb": 80.0, "base_filters": 8, "max_filters": 64,
             "max_pooling_steps": 4, "deep_supervision": True, "batch_size": 2, "epochs": 10,
             "steps_per_epoch": 20, "optimizer": "adamw", "learning_rate": 1e-2,
-            "loader_workers": 0, "sliding_window_overlap": 0.25, "cascade_liver_epochs": 5,
+            "loader_workers": 0, "sliding_window_overlap": 0.25, "cascade_liver_epochs": 3,
             # the synthesize stage's cases (RUN/synthetic/): diffusion sampling inside the loader
             # would cost more than the whole training budget on a 2-core CPU
             "synthetic": "offline",
