@@ -9,6 +9,7 @@ from segment_cases import make_case
 
 from diff4mmlits.config import resolve_config
 from diff4mmlits.data.volume import Volume
+from diff4mmlits.runfolder import RunFolder
 from diff4mmlits.segment.cascade import (
     LIVER_MODEL,
     crop_case,
@@ -21,6 +22,7 @@ from diff4mmlits.segment.cascade import (
 )
 from diff4mmlits.segment.predict import load_segmenter, segment_case
 from diff4mmlits.segment.stage import train_run
+from finished_stages import mark_finished, put_case, write_manifest
 
 
 def test_the_box_is_the_liver_plus_the_margin_in_mm_clipped_to_the_grid() -> None:
@@ -70,10 +72,6 @@ def test_crop_volume_of_the_whole_box_is_the_volume() -> None:
 
 
 def test_both_stages_train_resume_and_predict_through_one_model_folder(tiny_case, tmp_path) -> None:
-    from finished_stages import mark_finished, put_case, write_manifest
-
-    from diff4mmlits.runfolder import RunFolder
-
     cases = [tiny_case(f"case_{i}", seed=i) for i in range(4)]
     run = RunFolder(tmp_path / "run")
     config = resolve_config("smoke", overrides=["segment.synthetic=none", "segment.epochs=3"])
