@@ -241,15 +241,15 @@ def quality(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             seconds = time.time() - start
             per_seed.append({"seed": seed, "train_s": seconds, "test": scores(model_dir, test), "second": scores(model_dir, second)})
             s = per_seed[-1]
-            print(f"{name} seed {seed}: trained {seconds:.0f} s; test DSC {s['test']['tumor_dsc']:.3f}, "
-                  f"second-site DSC {s['second']['tumor_dsc']:.3f}", flush=True)
+            print(f"{name} seed {seed}: trained {seconds:.0f} s; test DSC {s['test']['tumor_dice_per_case']:.3f}, "
+                  f"second-site DSC {s['second']['tumor_dice_per_case']:.3f}", flush=True)
         results[name] = per_seed
     print_quality_table(results)
     return results
 
 
 def print_quality_table(results: dict[str, Any]) -> None:
-    names = {"tumor_dsc": "DSC/case", "tumor_jaccard": "JAC", "tumor_sensitivity": "SE", "tumor_precision": "PRE",
+    names = {"tumor_dice_per_case": "DSC/case", "tumor_jaccard": "JAC", "tumor_sensitivity": "SE", "tumor_precision": "PRE",
              "tumor_dice_global": "DSC global", "tumor_dice_per_lesion": "DSC/lesion", "liver_dsc": "liver DSC"}
     for split in ("test", "second"):
         print(f"\ntumor metrics (%), {'held-out test' if split == 'test' else 'second site'}: mean ± sd over seeds")

@@ -60,13 +60,13 @@ def test_evaluation_writes_tables_figures_and_a_report_linking_existing_files(tm
     evaluation = evaluate_predictions(preds, read_truth(gt), tmp_path / "out", EvaluateConfig())
     rows = read_rows_csv(tmp_path / "out" / "metrics.csv")
     assert [r["case"] for r in rows] == ["case_0", "case_1", "case_2", "case_3"]
-    assert rows[0]["tumor_dsc"] == 0.0 and rows[1]["tumor_dsc"] == 1.0
+    assert rows[0]["tumor_dice_per_case"] == 0.0 and rows[1]["tumor_dice_per_case"] == 1.0
     assert rows[3]["lesions_false_positive"] == 1
     page = tmp_path / "out" / "index.html"
     linked = _linked_files(page)
     assert any(p.name == "boxplots.png" for p in linked) and sum("overlay_" in p.name for p in linked) == 3
     assert all(p.is_file() for p in linked), [p for p in linked if not p.is_file()]
-    assert "DSC (%)" in page.read_text() and evaluation.summary
+    assert "DSC per case (%)" in page.read_text() and evaluation.summary
 
 
 def test_predictions_must_lie_on_the_truth_grid(tmp_path) -> None:
@@ -80,10 +80,22 @@ def test_evaluate_command(tmp_path, capsys) -> None:
     _, labels, preds = _write_pair(tmp_path, n=2)
     assert main(["evaluate", str(preds), str(labels), "--out", str(tmp_path / "rep")]) == 0
     out = capsys.readouterr().out
-    assert "tumor_dsc" in out and (tmp_path / "rep" / "index.html").is_file()
-    assert "tumor Dice, three ways" in out
-    summary_rows = (tmp_path / "rep" / "summary.csv").read_text()
-    assert all(name in summary_rows for name in ("tumor_dice_global", "tumor_dice_per_lesion", "lesion_recall_iou50"))
-    assert "Tumor Dice, three ways" in (tmp_path / "rep" / "index.html").read_text()
+    assert (tmp_path / "rep" / "index.html").is_file()
+    for legend in ("tumor_dice_per_case: tumor Dice per case", "tumor_dice_global: tumor Dice global",
+                   "tumor_dice_per_lesion: tumor Dice per lesion", "lesion_*_iou<t>: lesion detection"):
+        assert legend in out and legend in (tmp_path / "rep" / "summary.txt").read_text()
+    # lesions of 2·4·4 = 32 voxels; case_0 misses its one (Dice 0), case_1 finds it exactly (Dice 1):
+    # per case (0 + 1) / 2, global 2·32 / ((0 + 32) + (32 + 32)), per lesion (0 + 1) / 2
+    summary = {r["case"]: r for r in read_rows_csv(tmp_path / "rep" / "summary.csv")}
+    three = ("tumor_dice_per_case", "tumor_dice_global", "tumor_dice_per_lesion")
+    assert [summary[name]["mean"] for name in three] == pytest.approx([0.5, 2 * 32 / 96, 0.5])
+    assert [summary[f"lesion_recall_iou{t}"]["mean"] for t in (0, 10, 50)] == pytest.approx([0.5, 0.5, 0.5])
+    assert [summary[f"lesion_precision_iou{t}"]["mean"] for t in (0, 10, 50)] == pytest.approx([1.0, 1.0, 1.0])
+    columns = (tmp_path / "rep" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"tumor_dice_per_case", "tumor_tp_voxels", "lesion_dice_sum", "lesions_detected_iou50"} <= set(columns)
+    assert "tumor_dsc" not in columns
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert "Tumor Dice, three ways" in page and all(name in page for name in three)
+    assert "Lesion detection at IoU thresholds" in page
     assert main(["evaluate", str(tmp_path / "none"), str(labels), "--out", str(tmp_path / "x")]) == 2
     assert "prediction folder not found" in capsys.readouterr().err

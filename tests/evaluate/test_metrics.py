@@ -93,7 +93,7 @@ def test_case_metrics_uses_tumor_and_liver_labels() -> None:
     pred = truth.copy()
     pred[pred == 2] = 1  # the tumor predicted as liver
     row = case_metrics(pred, truth, (1.0, 1.0, 1.0))
-    assert row["liver_dsc"] == 1.0 and row["tumor_dsc"] == 0.0 and row["tumor_sensitivity"] == 0.0
+    assert row["liver_dsc"] == 1.0 and row["tumor_dice_per_case"] == 0.0 and row["tumor_sensitivity"] == 0.0
     assert row["tumor_precision"] == 1.0 and math.isnan(row["tumor_hd95_mm"])
     assert row["lesions_true"] == 1 and row["lesions_missed"] == 1 and row["lesion_f1"] == 0.0
     assert row["tumor_volume_true_ml"] == pytest.approx(8 / 1000)
@@ -124,15 +124,15 @@ def test_three_tumor_dice_variants_and_detection_thresholds_by_hand() -> None:
             for name, (pred, truth) in THREE_WAYS.items()]
     first = rows[0]
     # L1 = [0,4) meets C1 = [2,6): Dice 2·2/(4+4) = 0.5, IoU 2/6; L2 = [10,12) missed: 0; C2 = [16,18) false positive
-    assert first["tumor_dsc"] == pytest.approx(2 * 2 / (6 + 6))
+    assert first["tumor_dice_per_case"] == pytest.approx(2 * 2 / (6 + 6))
     assert first["lesion_dice_sum"] == pytest.approx(0.5) and first["lesion_dice_mean"] == pytest.approx(0.25)
     assert (first["lesions_detected_iou0"], first["lesions_detected_iou50"]) == (1, 0)
     assert (first["lesions_tp_pred_iou0"], first["lesions_tp_pred_iou50"]) == (1, 0)
     assert (first["tumor_tp_voxels"], first["tumor_pred_voxels"], first["tumor_true_voxels"]) == (2, 6, 6)
-    assert np.isnan(rows[1]["lesion_dice_mean"]) and rows[1]["tumor_dsc"] == 1.0
-    assert rows[2]["lesions_detected_iou50"] == 1 and rows[3]["tumor_dsc"] == 0.0
+    assert np.isnan(rows[1]["lesion_dice_mean"]) and rows[1]["tumor_dice_per_case"] == 1.0
+    assert rows[2]["lesions_detected_iou50"] == 1 and rows[3]["tumor_dice_per_case"] == 0.0
     summary = {r["metric"]: r for r in summarize(rows)}
-    assert summary["tumor_dsc"]["mean"] == pytest.approx((1 / 3 + 1 + 1 + 0) / 4)  # per case
+    assert summary["tumor_dice_per_case"]["mean"] == pytest.approx((1 / 3 + 1 + 1 + 0) / 4)  # per case
     assert summary["tumor_dice_global"]["mean"] == pytest.approx(2 * 4 / (11 + 8))  # ΣTP 4, Σ|P| 11, Σ|T| 8
     assert summary["tumor_dice_per_lesion"]["mean"] == pytest.approx((0.5 + 0.0 + 1.0) / 3)
     assert summary["tumor_dice_per_lesion"]["n"] == 3
@@ -147,6 +147,80 @@ def test_summary_text_says_which_tumor_dice_is_which() -> None:
     from diff4mmlits.evaluate.tables import summarize, summary_text
 
     rows = [{"case": name, **case_metrics(pred, truth, (1.0, 1.0, 1.0))} for name, (pred, truth) in THREE_WAYS.items()]
-    text = summary_text(summarize(rows))
-    assert text.splitlines()[0].startswith("tumor Dice, three ways: tumor_dsc = per case")
-    assert "tumor_dice_global" in text and "tumor_dice_per_lesion" in text and "lesion_recall_iou10" in text
+    lines = summary_text(summarize(rows)).splitlines()
+    assert lines[0].startswith("tumor_dice_per_case: tumor Dice per case (each case's Dice, mean over cases")
+    assert lines[1].startswith("tumor_dice_global: tumor Dice global (all cases' voxels pooled")
+    assert lines[2].startswith("tumor_dice_per_lesion: tumor Dice per lesion (each true lesion")
+    values = {line.split()[0]: line.split()[1] for line in lines[5:] if line.strip()}
+    assert values["tumor_dice_per_case"] == "58.33"  # (1/3 + 1 + 1 + 0) / 4, ± sd follows
+    assert values["tumor_dice_global"] == "42.11" and values["tumor_dice_per_lesion"] == "50.00"
+    assert values["lesion_recall_iou10"] == "66.67"  # [0,4) vs [2,6): IoU 1/3 > 0.1; [0,2) exact; [10,12) missed
+    names = [line.split()[0] for line in lines[5:] if line.strip()]
+    assert names[:3] == ["tumor_dice_per_case", "tumor_dice_global", "tumor_dice_per_lesion"]  # side by side
+
+
+# Lesions of different sizes on one line of 30 voxels (26-connectivity on a line = contiguous runs).
+#   truth: A [0,8) 8 vox, B [10,13) 3 vox, C [20,21) 1 vox, D [24,26) 2 vox, E [27,29) 2 vox
+#   pred:  C1 [0,6) 6 vox, C2 [12,16) 4 vox, C3 [25,28) 3 vox (touches D and E)
+SIZES_CASE = (_line(30, (0, 6), (12, 16), (25, 28)), _line(30, (0, 8), (10, 13), (20, 21), (24, 26), (27, 29)))
+SET = {  # case: (prediction, truth)
+    "sizes": SIZES_CASE,
+    "missed": (_line(30), _line(30, (3, 7))),
+    "empty": (_line(30), _line(30)),
+    "false_positive_only": (_line(30, (5, 8)), _line(30)),
+}
+
+
+def test_three_dice_variants_over_lesions_of_different_sizes_by_hand() -> None:
+    from diff4mmlits.data.measures import dice
+    from diff4mmlits.evaluate.metrics import lesion_overlap
+    from diff4mmlits.evaluate.tables import summarize
+
+    pred, truth = (x == 2 for x in SIZES_CASE)
+    overlaps = lesion_overlap(pred, truth, (0.0, 0.1, 0.5))
+    # A: |A∩C1| 6 → 2·6/(8+6); B: |B∩C2| 1 → 2/(3+4); C missed → 0; D, E: each vs all of C3 → 2·1/(2+3)
+    assert overlaps.lesion_dice == pytest.approx((12 / 14, 2 / 7, 0.0, 0.4, 0.4))
+    c3, d_only = _line(30, (25, 28)) == 2, _line(30, (24, 26)) == 2
+    assert overlaps.lesion_dice[3] == pytest.approx(dice(c3, d_only))  # the one Dice rule, on masks
+    # IoU of the lesions: A 6/8, B 1/6, C 0, D 1/4, E 1/4; of the components: C1 6/8, C2 1/6, C3 2/5 (vs D ∪ E)
+    assert overlaps.detected == {0.0: 4, 0.1: 4, 0.5: 1}
+    assert overlaps.true_positive_predictions == {0.0: 3, 0.1: 3, 0.5: 1}
+
+    rows = [{"case": name, **case_metrics(p, t, (1.0, 1.0, 1.0), iou_thresholds=(0.0, 0.1, 0.5))}
+            for name, (p, t) in SET.items()]
+    by_case = {r["case"]: r for r in rows}
+    sizes = by_case["sizes"]
+    assert sizes["tumor_dice_per_case"] == pytest.approx(2 * 9 / (13 + 16))  # TP 6+1+1+1, |P| 13, |T| 16
+    assert (sizes["lesions_true"], sizes["lesions_pred"], sizes["lesions_detected"], sizes["lesions_false_positive"]) == (5, 3, 4, 0)
+    assert sizes["lesion_dice_sum"] == pytest.approx(12 / 14 + 2 / 7 + 0.8)
+    assert [sizes[f"lesions_detected_iou{t}"] for t in (0, 10, 50)] == [4, 4, 1]
+    assert by_case["missed"]["tumor_dice_per_case"] == 0.0 and by_case["missed"]["lesion_dice_sum"] == 0.0
+    assert by_case["missed"]["lesions_detected_iou0"] == 0 and by_case["missed"]["lesions_missed"] == 1
+    assert by_case["empty"]["tumor_dice_per_case"] == 1.0 and by_case["empty"]["lesions_true"] == 0
+    assert math.isnan(by_case["empty"]["lesion_dice_mean"])
+    fp = by_case["false_positive_only"]
+    assert fp["tumor_dice_per_case"] == 0.0 and fp["lesions_pred"] == 1 and fp["lesions_tp_pred_iou0"] == 0
+
+    summary = {r["metric"]: r for r in summarize(rows)}
+    assert summary["tumor_dice_per_case"]["mean"] == pytest.approx((18 / 29 + 0 + 1 + 0) / 4)
+    assert summary["tumor_dice_global"]["mean"] == pytest.approx(2 * 9 / ((13 + 3) + (16 + 4)))  # = 0.5
+    assert summary["tumor_dice_per_lesion"]["mean"] == pytest.approx((12 / 14 + 2 / 7 + 0.8 + 0) / 6)
+    assert summary["tumor_dice_per_lesion"]["n"] == 6
+    recall = {0: 4 / 6, 10: 4 / 6, 50: 1 / 6}
+    precision = {0: 3 / 4, 10: 3 / 4, 50: 1 / 4}  # 4 predicted components (3 + the false positive)
+    for t in (0, 10, 50):
+        assert summary[f"lesion_recall_iou{t}"]["mean"] == pytest.approx(recall[t])
+        assert summary[f"lesion_precision_iou{t}"]["mean"] == pytest.approx(precision[t])
+        f1 = 2 * recall[t] * precision[t] / (recall[t] + precision[t])
+        assert summary[f"lesion_f1_iou{t}"]["mean"] == pytest.approx(f1)
+    assert summary["lesion_f1_iou0"]["mean"] == pytest.approx(12 / 17)
+
+
+def test_detection_thresholds_follow_the_config() -> None:
+    from diff4mmlits.evaluate.config import EvaluateConfig
+
+    assert EvaluateConfig().lesion_iou_thresholds == (0.0, 0.1, 0.5)
+    row = case_metrics(*SIZES_CASE, (1.0, 1.0, 1.0), iou_thresholds=(0.2, 0.75))
+    # lesion IoUs 0.75, 1/6, 0, 0.25, 0.25: above 0.2 three, above 0.75 none (strictly above)
+    assert (row["lesions_detected_iou20"], row["lesions_detected_iou75"]) == (3, 0)
+    assert "lesions_detected_iou50" not in row

@@ -6,8 +6,11 @@ overlays) or a plain folder of ``<case>.nii.gz`` label files. Cases are matched 
 prediction must lie on its truth's grid exactly (no silent resampling).
 
 Outputs in DIR: ``metrics.csv`` (one row per case), ``summary.csv`` and ``summary.txt`` (mean ± sd
-per metric), ``figures/boxplots.png``, ``figures/overlay_<rank>_<case>.png`` for the best, median
-and worst cases by tumor DSC, and ``index.html`` with all of it.
+per metric, and the numbers of the whole set), ``figures/boxplots.png``,
+``figures/overlay_<rank>_<case>.png`` for the best, median and worst cases by per-case tumor Dice,
+and ``index.html`` with all of it. The tumor Dice is reported three ways, each under its own name
+(``tumor_dice_per_case``, ``tumor_dice_global``, ``tumor_dice_per_lesion``; see
+:mod:`diff4mmlits.evaluate.metrics`), with lesion detection at IoU thresholds.
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ def evaluate_predictions(
     """Score every prediction that has a truth; write tables, figures and (optionally) ``index.html``."""
     from diff4mmlits.evaluate.metric_figures import plot_metric_boxplots, plot_overlay
     from diff4mmlits.evaluate.metrics import case_metrics
-    from diff4mmlits.evaluate.tables import summarize, summary_text, write_rows_csv
+    from diff4mmlits.evaluate.tables import TUMOR_DICE_PER_CASE, summarize, summary_text, write_rows_csv
 
     pred_dir, out_dir = Path(pred_dir), Path(out_dir)
     if not pred_dir.is_dir():
@@ -127,10 +130,10 @@ def evaluate_predictions(
     for rank, case_id in pick_best_median_worst(rows, config.overlay_cases):
         truth_array, pred_array = labels[case_id]
         image = by_id[case_id].image
-        dsc = next(r["tumor_dsc"] for r in rows if r["case"] == case_id)
+        dsc = next(r[TUMOR_DICE_PER_CASE] for r in rows if r["case"] == case_id)
         figures[f"{rank}: {case_id}"] = plot_overlay(
             image.array if image is not None else None, truth_array, pred_array,
-            figures_dir / f"overlay_{rank}_{case_id}.png", f"{rank} — {case_id}, tumor DSC {dsc:.3f}", config.window_hu,
+            figures_dir / f"overlay_{rank}_{case_id}.png", f"{rank} — {case_id}, tumor Dice {dsc:.3f}", config.window_hu,
         )
     evaluation = Evaluation(rows, summary, out_dir, figures, missing)
     if write_html:
@@ -157,10 +160,12 @@ def load_evaluation(out_dir: str | Path) -> Evaluation | None:
 
 
 def pick_best_median_worst(rows: list[dict[str, Any]], count: int) -> list[tuple[str, str]]:
-    """``(rank, case)`` for the best, median and worst case by tumor DSC (up to ``count``, no repeats)."""
+    """``(rank, case)`` for the best, median and worst case by tumor Dice (up to ``count``, no repeats)."""
+    from diff4mmlits.evaluate.tables import TUMOR_DICE_PER_CASE, current_names
+
     if count <= 0 or not rows:
         return []
-    ordered = sorted(rows, key=lambda r: (-float(r["tumor_dsc"]), r["case"]))
+    ordered = sorted(rows, key=lambda r: (-float(current_names(r)[TUMOR_DICE_PER_CASE]), r["case"]))
     picks = [("best", ordered[0]["case"]), ("median", ordered[len(ordered) // 2]["case"]), ("worst", ordered[-1]["case"])]
     chosen, seen = [], set()
     for rank, case_id in picks:
@@ -173,30 +178,49 @@ def pick_best_median_worst(rows: list[dict[str, Any]], count: int) -> list[tuple
 # --- HTML --------------------------------------------------------------------------------------
 def metrics_html(evaluation: Evaluation, report_dir: Path) -> str:
     """Tables and figures of an evaluation as an HTML fragment (links only to files that exist)."""
-    from diff4mmlits.evaluate.tables import PAPER_METRICS, TUMOR_DICE_LEGEND, mean_sd_text
+    from diff4mmlits.evaluate.tables import (
+        PAPER_METRICS,
+        TUMOR_DICE_GLOBAL,
+        TUMOR_DICE_LEGEND,
+        TUMOR_DICE_PER_CASE,
+        TUMOR_DICE_PER_LESION,
+        mean_sd_text,
+    )
     from diff4mmlits.htmlpage import figure_html, html_table, relative_link
 
     by_metric = {r["metric"]: r for r in evaluation.summary}
     paper = html_table(
-        ["cases", "DSC (%)", "JAC (%)", "SE (%)", "PRE (%)"],
+        ["cases", "DSC per case (%)", "JAC (%)", "SE (%)", "PRE (%)"],
         [[str(len(evaluation.rows))] + [mean_sd_text(by_metric[m], percent=True) for m in PAPER_METRICS]],
     )
-    three = [("per case (mean of each case's Dice)", "tumor_dsc"), ("global (all voxels pooled)", "tumor_dice_global"),
-             ("per lesion (mean over true lesions)", "tumor_dice_per_lesion")]
-    dice_table = html_table(["tumor Dice", "%", "over"],
-                            [[label, mean_sd_text(by_metric[key], percent=True), f"{by_metric[key]['n']} "
-                              + ("lesions" if key == "tumor_dice_per_lesion" else "cases")]
+    three = [("per case (mean of each case's Dice)", TUMOR_DICE_PER_CASE),
+             ("global (all voxels pooled)", TUMOR_DICE_GLOBAL),
+             ("per lesion (mean over true lesions)", TUMOR_DICE_PER_LESION)]
+    dice_table = html_table(["tumor Dice", "column", "%", "over"],
+                            [[label, key, mean_sd_text(by_metric[key], percent=True), f"{by_metric[key]['n']} "
+                              + ("lesions" if key == TUMOR_DICE_PER_LESION else "cases")]
                              for label, key in three if key in by_metric])
+    suffixes = [r["metric"].removeprefix("lesion_recall_") for r in evaluation.summary
+                if r["metric"].startswith("lesion_recall_iou")]
+    detection_table = html_table(
+        ["IoU above", "recall (%)", "precision (%)", "F1 (%)"],
+        [[f"{int(s.removeprefix('iou')) / 100:g}"] + [mean_sd_text(by_metric[f"lesion_{k}_{s}"], percent=True)
+                                                       for k in ("recall", "precision", "f1")] for s in suffixes],
+    )
     full = html_table(
         ["metric", "mean ± sd", "median", "min", "max", "n", "undefined"],
         [[r["metric"], mean_sd_text(r), _num(r["median"]), _num(r["min"]), _num(r["max"]), r["n"], r["n_undefined"]]
          for r in evaluation.summary],
     )
-    per_case_keys = ["tumor_dsc", "tumor_jaccard", "tumor_sensitivity", "tumor_precision", "tumor_hd95_mm",
+    per_case_keys = [TUMOR_DICE_PER_CASE, "tumor_jaccard", "tumor_sensitivity", "tumor_precision", "tumor_hd95_mm",
                      "liver_dsc", "liver_hd95_mm", "lesions_true", "lesions_detected", "lesions_false_positive", "lesion_f1"]
-    per_case = html_table(["case"] + per_case_keys, [[r["case"]] + [_num(r[k]) for k in per_case_keys] for r in evaluation.rows])
+    per_case = html_table(["case"] + per_case_keys, [[r["case"]] + [_num(r.get(k, float("nan"))) for k in per_case_keys]
+                                                     for r in evaluation.rows])
+    legend = "<br>".join(html.escape(line) for line in TUMOR_DICE_LEGEND)
     parts = ["<h3>The paper's metrics (tumor, per case: mean ± sd over cases)</h3>", paper,
-             f"<h3>Tumor Dice, three ways</h3><p class='muted'>{html.escape(TUMOR_DICE_LEGEND)}</p>", dice_table]
+             f"<h3>Tumor Dice, three ways</h3><p class='muted'>{legend}</p>", dice_table]
+    if suffixes:
+        parts += ["<h3>Lesion detection at IoU thresholds (all lesions of the set pooled)</h3>", detection_table]
     links = [f'<a href="{relative_link(evaluation.out_dir / name, report_dir)}">{name}</a>'
              for name in (METRICS_FILE, SUMMARY_FILE) if (evaluation.out_dir / name).is_file()]
     if links:

@@ -15,7 +15,7 @@ from diff4mmlits.figures import draw_label_contours, save_figure
 
 def plot_metric_boxplots(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """Box plots (with the cases as dots) of the paper's tumor metrics, liver DSC and both HD95s."""
-    ratio_metrics = [("tumor_dsc", "tumor DSC"), ("tumor_jaccard", "tumor JAC"), ("tumor_sensitivity", "tumor SE"),
+    ratio_metrics = [("tumor_dice_per_case", "tumor DSC"), ("tumor_jaccard", "tumor JAC"), ("tumor_sensitivity", "tumor SE"),
                      ("tumor_precision", "tumor PRE"), ("liver_dsc", "liver DSC"), ("lesion_f1", "lesion F1")]
     mm_metrics = [("tumor_hd95_mm", "tumor HD95"), ("liver_hd95_mm", "liver HD95")]
     fig, (ax_ratio, ax_mm) = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [3, 1]})

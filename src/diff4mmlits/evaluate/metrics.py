@@ -25,24 +25,32 @@ components, recall = detected / true lesions, F1 their harmonic mean (no lesions
 all three are 1). Size classes use the equivalent-sphere diameter d = (6V/π)^(1/3) in mm.
 
 **Three tumor Dice numbers.** The literature calls three different numbers "tumor DSC" (the same
-LiTS model scores 0.80, 0.76 and 0.67 on them); every table here names which one it shows:
+LiTS model scores 0.80, 0.76 and 0.67 on them); every table here names which one it shows. All three
+use :func:`diff4mmlits.data.measures.dice` (or its count form ``dice_from_counts``) and its empty rule:
 
-- *per case* (``tumor_dsc`` in ``metrics.csv``; ``tumor_dice_per_case`` in the summary): the Dice of
-  each case, averaged over cases (the paper's tables); a case without tumor in truth and
-  prediction scores 1, with tumor in only one of them 0;
+- *per case* (``tumor_dice_per_case``, called ``tumor_dsc`` before; read under either name): the
+  Dice of each case, averaged over cases (the paper's tables, like its per-case Jaccard, sensitivity
+  and precision); a case without tumor in truth and prediction scores 1, with tumor in only one of them 0;
 - *global* (``tumor_dice_global``): every case's voxels pooled, 2·ΣTP / (Σ|P| + Σ|T|), one number
-  for the whole set (LiTS's "Dice global"); ``metrics.csv`` keeps each case's ``tumor_tp_voxels``,
-  ``tumor_pred_voxels`` and ``tumor_true_voxels`` so that it can be recomputed;
-- *per lesion* (``tumor_dice_per_lesion``): for every true lesion L, the Dice of L against the
-  union P_L of the predicted components that overlap it (0 when it is missed), averaged over all
-  true lesions of all cases; ``metrics.csv`` keeps each case's sum and count (``lesion_dice_sum``,
-  ``lesions_true``) and its mean (``lesion_dice_mean``, undefined without lesions).
+  for the whole set (LiTS's "Dice global"; 1 when no case has tumor anywhere); ``metrics.csv``
+  keeps each case's ``tumor_tp_voxels``, ``tumor_pred_voxels`` and ``tumor_true_voxels`` so that it
+  can be recomputed;
+- *per lesion* (``tumor_dice_per_lesion``): the rule of LiTS's per-lesion score. For every true lesion
+  L (a 26-connected component of the true tumor), P_L is the union of the predicted tumor components
+  that overlap L by at least one voxel; the lesion's Dice is 2|L∩P_L| / (|L| + |P_L|), 0 when no
+  predicted component touches L (missed). The score is the mean over all true lesions of all cases
+  (undefined without true lesions); a predicted component that touches two lesions counts whole in
+  both. ``metrics.csv`` keeps each case's sum and count (``lesion_dice_sum``, ``lesions_true``) and
+  its mean (``lesion_dice_mean``, undefined without lesions).
 
-**Detection at overlap thresholds** (``EvaluateConfig.lesion_iou_thresholds``): a true lesion L is
-detected at threshold t when IoU(L, P_L) > t (t = 0: any overlap); a predicted component C is a
-true positive when IoU(C, T_C) > t, T_C the union of the true lesions it overlaps. Columns
-``lesions_detected_iou<t·100>`` and ``lesions_tp_pred_iou<t·100>`` per case; pooled recall,
-precision and F1 per threshold in the summary (``lesion_recall_iou<t·100>``…).
+**Detection at overlap thresholds** (``EvaluateConfig.lesion_iou_thresholds``, default 0, 0.1,
+0.5): a true lesion L is detected at threshold t when IoU(L, P_L) = |L∩P_L| / |L∪P_L| > t (t = 0:
+any overlap, the rule above); a predicted component C is a true positive when IoU(C, T_C) > t, T_C
+the union of the true lesions it overlaps. Columns ``lesions_detected_iou<t·100>`` and
+``lesions_tp_pred_iou<t·100>`` per case; recall = Σ detected / Σ true lesions, precision = Σ true
+positive components / Σ predicted components, F1 their harmonic mean, pooled over the set, per
+threshold in the summary (``lesion_recall_iou50``, ``lesion_precision_iou50``, ``lesion_f1_iou50``…;
+no lesions on a side: that ratio is 1).
 """
 
 from __future__ import annotations
@@ -54,7 +62,7 @@ import numpy as np
 from scipy import ndimage
 
 from diff4mmlits import LABEL_TUMOR
-from diff4mmlits.data.measures import dice, equivalent_radius_mm
+from diff4mmlits.data.measures import dice, dice_from_counts, equivalent_radius_mm
 
 FULL_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
 SIZE_CLASSES = ("small", "medium", "large")
@@ -190,6 +198,7 @@ class LesionOverlap:
     """
 
     lesion_dice: tuple[float, ...]
+    """Dice of each true lesion against P_L (0 when missed), in label order."""
     predicted_components: int
     detected: dict[float, int]
     true_positive_predictions: dict[float, int]
@@ -213,7 +222,7 @@ def lesion_overlap(pred: np.ndarray, truth: np.ndarray, thresholds: tuple[float,
     for i in range(n_truth):
         shared = int(overlap[i].sum())  # L ∩ P_L: P_L's components meet L only where they overlap it
         joined = int(pred_sizes[touching[i]].sum())
-        dices.append(2.0 * shared / (int(truth_sizes[i]) + joined))
+        dices.append(dice_from_counts(shared, int(truth_sizes[i]), joined))
         truth_iou.append(shared / (int(truth_sizes[i]) + joined - shared))
     pred_iou = []
     for j in range(n_pred):
@@ -232,7 +241,10 @@ def case_metrics(
     min_overlap_voxels: int = 1, size_limits_mm: tuple[float, float] = (10.0, 20.0), hd_percentile: float = 95.0,
     iou_thresholds: tuple[float, ...] = (0.0, 0.1, 0.5),
 ) -> dict[str, float | int]:
-    """Every metric of one case as a flat row (``tumor_dsc``, ``liver_hd95_mm``, ``lesion_f1``…)."""
+    """Every metric of one case as a flat row (``tumor_dice_per_case``, ``liver_hd95_mm``, ``lesion_f1``…).
+
+    ``spacing_mm``: voxel size, mm; volumes in mL, distances in mm, overlaps as ratios in [0, 1].
+    """
     if pred_label.shape != truth_label.shape:
         raise ValueError(f"prediction {pred_label.shape} and truth {truth_label.shape} differ in shape")
     row: dict[str, float | int] = {}
@@ -241,7 +253,7 @@ def case_metrics(
         ("liver", pred_label > 0, truth_label > 0),
     ):
         scores = overlap_scores(pred, truth)
-        row[f"{name}_dsc"] = scores.dsc
+        row["tumor_dice_per_case" if name == "tumor" else f"{name}_dsc"] = scores.dsc
         row[f"{name}_jaccard"] = scores.jaccard
         row[f"{name}_sensitivity"] = scores.sensitivity
         row[f"{name}_precision"] = scores.precision

@@ -15,10 +15,17 @@ from typing import Any
 
 import numpy as np
 
+from diff4mmlits.data.measures import dice_from_counts
 from diff4mmlits.files import write_text_atomic
 
-PAPER_METRICS = ("tumor_dsc", "tumor_jaccard", "tumor_sensitivity", "tumor_precision")
-"""The paper's table columns (DSC, JAC, SE, PRE of the tumor)."""
+TUMOR_DICE_PER_CASE = "tumor_dice_per_case"
+TUMOR_DICE_GLOBAL = "tumor_dice_global"
+TUMOR_DICE_PER_LESION = "tumor_dice_per_lesion"
+LEGACY_NAMES = {"tumor_dsc": TUMOR_DICE_PER_CASE}
+"""Old column names still read (``metrics.csv`` written before the per-case Dice was named so)."""
+
+PAPER_METRICS = (TUMOR_DICE_PER_CASE, "tumor_jaccard", "tumor_sensitivity", "tumor_precision")
+"""The paper's table columns (DSC, JAC, SE, PRE of the tumor, each a mean over cases)."""
 
 SUMMARY_METRICS = PAPER_METRICS + (
     "tumor_hd95_mm", "liver_dsc", "liver_jaccard", "liver_sensitivity", "liver_precision", "liver_hd95_mm",
@@ -27,11 +34,14 @@ SUMMARY_METRICS = PAPER_METRICS + (
 COUNT_METRICS = ("lesions_true", "lesions_detected", "lesions_missed", "lesions_false_positive")
 
 TUMOR_DICE_LEGEND = (
-    "tumor Dice, three ways: tumor_dsc = per case (each case's Dice, mean over cases: the paper's tables); "
-    "tumor_dice_global = all cases' voxels pooled (2·ΣTP / (Σ|P|+Σ|T|)); "
-    "tumor_dice_per_lesion = each true lesion against the predicted components touching it (0 if missed), mean over lesions"
+    f"{TUMOR_DICE_PER_CASE}: tumor Dice per case (each case's Dice, mean over cases: the paper's tables)",
+    f"{TUMOR_DICE_GLOBAL}: tumor Dice global (all cases' voxels pooled: 2·ΣTP / (Σ|P|+Σ|T|))",
+    f"{TUMOR_DICE_PER_LESION}: tumor Dice per lesion (each true lesion vs the predicted components "
+    "touching it, 0 if missed; mean over true lesions)",
+    "lesion_*_iou<t>: lesion detection pooled over cases, a lesion found when its IoU with the predicted "
+    "components touching it exceeds t/100 (iou0: any overlap)",
 )
-"""One line that says which tumor Dice is which (summary.txt, the evaluate command, the report)."""
+"""One line per tumor Dice variant and one for detection (summary.txt, the evaluate command, the report)."""
 
 
 def _is_number(value: Any) -> bool:
@@ -60,7 +70,8 @@ def write_rows_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
 
 
 def read_rows_csv(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a metrics CSV with numbers parsed (empty cells → NaN)."""
+    """Rows of a metrics CSV with numbers parsed (empty cells → NaN) and old column names
+    (:data:`LEGACY_NAMES`) read as today's."""
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     parsed = []
@@ -74,12 +85,20 @@ def read_rows_csv(path: str | Path) -> list[dict[str, Any]]:
                 out[key] = float(value) if value != "" else float("nan")
             except ValueError:
                 out[key] = value
-        parsed.append(out)
+        parsed.append(current_names(out))
     return parsed
 
 
+def current_names(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with old column names (:data:`LEGACY_NAMES`) renamed, unless the new one is there too."""
+    return {(LEGACY_NAMES[k] if k in LEGACY_NAMES and LEGACY_NAMES[k] not in row else k): v for k, v in row.items()}
+
+
 def summarize(rows: Sequence[dict[str, Any]], metrics: Sequence[str] = SUMMARY_METRICS) -> list[dict[str, Any]]:
-    """One row per metric: mean, sd (sample, ddof=1), median, min, max, n defined, n undefined."""
+    """One row per metric: mean, sd (sample, ddof=1), median, min, max, n defined, n undefined; then
+    the numbers of the whole set (:func:`pooled_metrics`) and the lesion totals."""
+    rows = [current_names(r) for r in rows]
+    metrics = [LEGACY_NAMES.get(m, m) for m in metrics]
     summary = []
     for metric in metrics:
         values = np.array([float(r[metric]) for r in rows if metric in r and _is_number(r[metric])], dtype=np.float64)
@@ -94,7 +113,11 @@ def summarize(rows: Sequence[dict[str, Any]], metrics: Sequence[str] = SUMMARY_M
             "n": int(defined.size),
             "n_undefined": int(values.size - defined.size),
         })
-    summary += pooled_metrics(rows)
+    pooled = pooled_metrics(rows)
+    dice_rows = [r for r in pooled if r["metric"] in (TUMOR_DICE_GLOBAL, TUMOR_DICE_PER_LESION)]
+    at = next((i + 1 for i, r in enumerate(summary) if r["metric"] == TUMOR_DICE_PER_CASE), len(summary))
+    summary[at:at] = dice_rows  # the three tumor Dice numbers side by side
+    summary += [r for r in pooled if r not in dice_rows]
     for metric in COUNT_METRICS:
         values = [float(r[metric]) for r in rows if metric in r and _is_number(r[metric])]
         summary.append({"metric": f"{metric} (total)", "mean": float(np.sum(values)) if values else float("nan"),
@@ -121,10 +144,10 @@ def pooled_metrics(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     tp, pred, true = (_total(rows, f"tumor_{k}_voxels") for k in ("tp", "pred", "true"))
     if tp is not None and pred is not None and true is not None:
-        out.append(_set_row("tumor_dice_global", 1.0 if pred + true == 0 else 2.0 * tp / (pred + true), len(rows)))
+        out.append(_set_row(TUMOR_DICE_GLOBAL, dice_from_counts(tp, pred, true), len(rows)))
     dice_sum, lesions = _total(rows, "lesion_dice_sum"), _total(rows, "lesions_true")
     if dice_sum is not None and lesions:
-        out.append(_set_row("tumor_dice_per_lesion", dice_sum / lesions, int(lesions)))
+        out.append(_set_row(TUMOR_DICE_PER_LESION, dice_sum / lesions, int(lesions)))
     predicted = _total(rows, "lesions_pred")
     suffixes = sorted({k.removeprefix("lesions_detected_") for r in rows for k in r if k.startswith("lesions_detected_iou")},
                       key=lambda name: int(name.removeprefix("iou")))
@@ -151,9 +174,9 @@ def mean_sd_text(summary_row: dict[str, Any], percent: bool = False) -> str:
 
 
 def summary_text(summary: Sequence[dict[str, Any]]) -> str:
-    """A plain-text summary (one metric a line) for the terminal, after the line that says which
-    tumor Dice is which."""
-    lines = [TUMOR_DICE_LEGEND] if any(r["metric"] == "tumor_dice_global" for r in summary) else []
+    """A plain-text summary (one metric a line) for the terminal, after the lines that say which
+    tumor Dice is which (when the set's numbers are there)."""
+    lines = list(TUMOR_DICE_LEGEND) + [""] if any(r["metric"] == TUMOR_DICE_GLOBAL for r in summary) else []
     for row in summary:
         name = row["metric"]
         if name.endswith("(total)"):
