@@ -230,16 +230,17 @@ class RunFolder:
         return sorted(p.name for p in root.iterdir()
                       if p.is_dir() and is_case_folder_name(p.name) and self.is_complete_case(area, p.name))
 
-    def read_case(self, area: str, case_id: str, require_label: bool = True) -> Case:
-        """One case folder of an area; a missing or incomplete one is an :class:`InputError` with the fix."""
+    def read_case(self, area: str, case_id: str, require_label: bool = True, annotated_phase: str | None = None) -> Case:
+        """One case folder of an area; a missing or incomplete one is an :class:`InputError` with the fix.
+        ``annotated_phase`` defaults to the ingested one (given by :meth:`read_cases`, which reads it once)."""
         spec = _area(area)
         folder = self.area_dir(area) / case_id
         if not self.is_complete_case(area, case_id):
             state = "incomplete (its writer was interrupted)" if folder.is_dir() else "missing"
             raise InputError(f"{spec.folder}/{case_id} is {state}; run 'diff4mmlits {spec.writer} --run {self.root}' "
                              "(or 'diff4mmlits run') first", folder)
-        return read_case_folder(folder, annotated_phase=self.annotated_phase(), require_label=require_label,
-                                extra_names=spec.extras)
+        return read_case_folder(folder, annotated_phase=annotated_phase or self.annotated_phase(),
+                                require_label=require_label, extra_names=spec.extras)
 
     def area_case_ids(self, area: str, split: str | Iterable[str] | None = None) -> list[str]:
         """The case ids an area must hold (for ``split``): the dataset's, or for synthetic cases the
@@ -260,7 +261,8 @@ class RunFolder:
 
     def read_cases(self, area: str, split: str | Iterable[str] | None = None, require_label: bool = True) -> list[Case]:
         """Every case of an area (or of a split): complete folders only, read with the run's annotated phase."""
-        return [self.read_case(area, case_id, require_label) for case_id in self.area_case_ids(area, split)]
+        phase = self.annotated_phase()
+        return [self.read_case(area, case_id, require_label, phase) for case_id in self.area_case_ids(area, split)]
 
     def write_case(self, area: str, case: Case, case_id: str | None = None, json_files: Mapping[str, Any] | None = None,
                    writers: Iterable[Callable[[Path], Any]] = ()) -> Path:
