@@ -49,6 +49,7 @@ os.environ.setdefault("DIFF4MMLITS_NO_PROGRESS", "1")
 from diff4mmlits.config import resolve_config  # noqa: E402
 from diff4mmlits.data.case import Case  # noqa: E402
 from diff4mmlits.data.io import from_sitk, to_sitk  # noqa: E402
+from diff4mmlits.data.volume import Volume  # noqa: E402
 from diff4mmlits.evaluate.metrics import case_metrics  # noqa: E402
 from diff4mmlits.evaluate.tables import PAPER_METRICS, pooled_metrics  # noqa: E402
 from diff4mmlits.segment.dataset import prepare_case, resample_case  # noqa: E402
@@ -176,6 +177,17 @@ def paint_pool(painter: Any, normals: list[Case], count: int, plan: Any, phases:
     return [prepare_resampled(c, plan, phases) for c in pool], seconds
 
 
+def segment_config(args: argparse.Namespace, update: dict[str, Any]) -> Any:
+    """The preset's segment section; ``--epochs``/``--steps``/``--patch`` replace the preset's where given."""
+    config = resolve_config(args.preset).segment
+    given = {"epochs": args.epochs, "steps_per_epoch": args.steps,
+             "patch_size_vox": tuple(args.patch) if args.patch else None}
+    changes = {k: v for k, v in given.items() if v is not None}
+    if args.epochs is not None and config.cascade_liver_epochs is not None:
+        changes["cascade_liver_epochs"] = max(1, round(config.cascade_liver_epochs * args.epochs / config.epochs))
+    return config.model_copy(update={**changes, "loader_workers": 0, **update})
+
+
 # --- quality -------------------------------------------------------------------------------------
 def scores(model_dir: Path, cases: list[Case]) -> dict[str, float]:
     """Per-case means of the paper's metrics and liver Dice; global and per-lesion tumor Dice of the set."""
@@ -210,11 +222,7 @@ def quality(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             continue
         per_seed = []
         for seed in args.seeds:
-            config = resolve_config("demo").segment.model_copy(update={
-                **VARIANTS[variant], "epochs": args.epochs, "steps_per_epoch": args.steps, "loader_workers": 0,
-                "patch_size_vox": tuple(args.patch), "synthetic_ratio": args.ratio,
-                "cascade_liver_epochs": max(1, args.epochs // 2),
-            })
+            config = segment_config(args, {**VARIANTS[variant], "synthetic_ratio": args.ratio})
             fp = fingerprint(train, config.window_hu)
             plan = plan_segmenter(fp, config)
             prepared = [prepare_case(c, plan, config.phases) for c in train]
@@ -270,17 +278,15 @@ def training_speed(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     settings = [("real only", 0.0, 0)] + ([("on-the-fly synthesis", args.ratio, 0), ("on-the-fly, 1 loader worker", args.ratio, 1)]
                                            if painter is not None else [])
     for name, ratio, workers in settings:
-        config = resolve_config("demo").segment.model_copy(update={
-            "epochs": 1, "steps_per_epoch": args.speed_steps, "loader_workers": workers, "synthetic_ratio": ratio,
-            "patch_size_vox": tuple(args.patch),
-        })
+        config = segment_config(args, {"epochs": 1, "steps_per_epoch": args.speed_steps, "loader_workers": workers,
+                                       "synthetic_ratio": ratio})
         plan = plan_segmenter(fingerprint(train), config)
         prepared = [prepare_case(c, plan, config.phases) for c in train]
         normals = [resample_case(c, plan.target_spacing_mm) for c in normal] if ratio > 0 else []
         run = train_segmenter(prepared, [], plan, config, out / "speed", seed=0, normal=normals, painter=painter if ratio > 0 else None)
         result[name] = {"steps_per_s": run.steps_per_second, "loader_wait_fraction": run.loader_wait_fraction}
     base = result["real only"]["steps_per_s"]
-    print("\ntraining speed (demo network, patch " + "×".join(map(str, args.patch)) + f", {args.speed_steps} steps)")
+    print(f"\ntraining speed ({args.preset} network, patch " + "×".join(map(str, plan.patch_size_vox)) + f", {args.speed_steps} steps)")
     for name, r in result.items():
         print(f"  {name:<30} {r['steps_per_s']:.2f} steps/s (×{r['steps_per_s'] / base:.2f} of real only), "
               f"{100 * r['loader_wait_fraction']:.0f}% of the loop waiting for data")
@@ -289,47 +295,96 @@ def training_speed(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     return result
 
 
-def prediction_speed(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+CLINICAL_SHAPE = (96, 512, 512)
+"""The clinical-size prediction case (z, y, x): the phantom at size 128 up-sampled in-plane to 512²."""
+
+
+def clinical_case(data_seed: int) -> Case:
+    """A four-phase case of 512 × 512 × 96 voxels (0.47 × 0.47 × 1.9 mm), phases on one grid."""
+    from diff4mmlits.data.phantom import make_phantom_case
+
+    case = make_phantom_case(2, seed=data_seed, site="default", size=128).case
+    pvp = case.annotated
+    zoom = np.array(CLINICAL_SHAPE) / np.array(pvp.shape)
+    reference = Volume(np.zeros(CLINICAL_SHAPE, np.float32), tuple(np.array(pvp.spacing_mm) / zoom), pvp.origin_mm, pvp.direction)
+    phases = {k: resample_onto(v, reference) for k, v in case.phases.items()}
+    phases = {k: v.with_array(v.array.astype(np.float32)) for k, v in phases.items()}
+    return Case("clinical", phases, resample_onto(case.label, reference))
+
+
+def _predict_in_fresh_process(model_dir: str, case_file: str, repeats: int, threads: int) -> dict[str, float]:
+    """Run in a spawned process, so peak memory is this prediction's alone: seconds per
+    ``segment_case`` (median), plain ``sliding_window_inference`` seconds on the same network and
+    prepared image, peak resident memory and the memory held before predicting (the case, the model)."""
+    import resource
+
     from monai.inferers import sliding_window_inference
-    from scipy import ndimage
 
     from diff4mmlits.segment.networks import main_output
 
-    cases, _, _ = make_cases(range(3), args.data_seed, "default", args.size, with_normal=False)
-    config = resolve_config("demo").segment.model_copy(update={"epochs": 1, "steps_per_epoch": 2, "loader_workers": 0,
-                                                               "patch_size_vox": tuple(args.patch)})
-    fp = fingerprint(cases[:2])
-    plan = plan_segmenter(fp, config)
-    train_segmenter([prepare_case(c, plan, config.phases) for c in cases[:2]], [], plan, config, out / "pred_model", seed=0, fingerprint=fp)
-    segmenter = load_segmenter(out / "pred_model", device="cpu")
-    demo_case = cases[2]
-    # a 100×256×256 case at the plan's spacing (the demo case zoomed up), so the network runs at 256×256×100
-    zoom = np.array([100, 256, 256]) / np.array(demo_case.annotated.shape)
-    big_phases = {k: v.with_array(v.array) for k, v in demo_case.phases.items()}
-    big_phases = {k: type(v)(ndimage.zoom(v.array, zoom, order=1).astype(np.float32), plan.target_spacing_mm) for k, v in big_phases.items()}
-    big_label = type(demo_case.label)(ndimage.zoom(demo_case.label.array, zoom, order=0), plan.target_spacing_mm, kind="label")
-    big = Case("big", big_phases, big_label)
-    result = {}
-    for name, case in (("demo " + "×".join(map(str, demo_case.annotated.shape)), demo_case), ("100×256×256", big)):
-        ours = []
-        for _ in range(args.repeats):
+    torch.set_num_threads(threads)
+    with np.load(case_file) as data:
+        spacing = tuple(float(v) for v in data["spacing"])
+        phases = {k: Volume(data[k], spacing) for k in ("NC", "AP", "PVP", "DP")}
+    case = Case("clinical", phases, None)
+    segmenter = load_segmenter(model_dir, device="cpu")
+    held_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ours = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        segment_case(case, segmenter)
+        ours.append(time.perf_counter() - start)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    stage = segmenter.liver or segmenter  # the single-stage model, or the cascade's whole-volume stage
+    image = torch.from_numpy(prepare_case(case, stage.plan, stage.phases).image)[None]
+    plain = []
+    with torch.no_grad():
+        for _ in range(repeats):
             start = time.perf_counter()
-            segment_case(case, segmenter)
-            ours.append(time.perf_counter() - start)
-        image = torch.from_numpy(prepare_case(case, plan, config.phases).image)[None]
-        plain = []
-        with torch.no_grad():
-            for _ in range(args.repeats):
-                start = time.perf_counter()
-                sliding_window_inference(image, list(plan.patch_size_vox), config.sliding_window_batch,
-                                         lambda x: main_output(segmenter.network(x)), overlap=config.sliding_window_overlap, mode="gaussian")
-                plain.append(time.perf_counter() - start)
-        result[name] = {"ours_s": float(np.median(ours)), "plain_swi_s": float(np.median(plain))}
-    print("\nprediction seconds per case (median of", args.repeats, "runs; ours = the whole segment_case)")
+            sliding_window_inference(image, list(stage.plan.patch_size_vox), stage.config.sliding_window_batch,
+                                     lambda x: main_output(stage.network(x)), overlap=stage.config.sliding_window_overlap,
+                                     mode="gaussian")
+            plain.append(time.perf_counter() - start)
+    return {"ours_s": float(np.median(ours)), "plain_swi_s": float(np.median(plain)), "peak_mb": peak_mb, "held_mb": held_mb}
+
+
+def prediction_speed(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """Seconds and peak memory of ``segment_case`` on a 512 × 512 × 96 four-phase case, single stage
+    and cascade (each in a fresh process), against MONAI's plain ``sliding_window_inference`` of
+    the single-stage model's network on its prepared image, timed in the same process."""
+    import multiprocessing
+
+    t0 = time.time()
+    train = [Case(c.case_id, {k: resample_onto(v, c.annotated) for k, v in c.phases.items()}, c.label)
+             for c in (make_phantom(index, args.data_seed, 128) for index in range(2))]
+    case = clinical_case(args.data_seed)
+    case_file = out / "clinical_case.npz"
+    np.savez(case_file, spacing=np.array(case.annotated.spacing_mm), **{k: v.array for k, v in case.phases.items()})
+    print(f"\nprediction on a {'×'.join(map(str, CLINICAL_SHAPE[::-1]))} case "
+          f"({' × '.join(f'{s:.2f}' for s in case.annotated.spacing_mm[::-1])} mm), models of 2 training steps "
+          f"on phantom cases of size 128 (set up in {time.time() - t0:.0f} s)", flush=True)
+    result: dict[str, Any] = {}
+    context = multiprocessing.get_context("spawn")
+    for name, cascade in (("single stage", False), ("cascade", True)):
+        config = resolve_config(args.preset).segment.model_copy(update={
+            "epochs": 1, "steps_per_epoch": 2, "cascade_liver_epochs": 1, "loader_workers": 0, "cascade": cascade})
+        model_dir = out / f"clinical_{'cascade' if cascade else 'single'}"
+        train_model(train, [], config, model_dir, seed=0, echo=lambda _: None)
+        with context.Pool(1) as pool:
+            result[name] = pool.apply(_predict_in_fresh_process, (str(model_dir), str(case_file), args.repeats, args.threads))
+    base = result["single stage"]["plain_swi_s"]
+    print(f"  {'':<14}{'seconds':>10}{'× plain SWI':>14}{'peak MB':>10}{'above case+model MB':>22}")
     for name, r in result.items():
-        print(f"  {name:<22} ours {r['ours_s']:.2f} s, plain sliding_window_inference {r['plain_swi_s']:.2f} s, "
-              f"ratio ×{r['ours_s'] / r['plain_swi_s']:.2f}")
+        print(f"  {name:<14}{r['ours_s']:>10.1f}{r['ours_s'] / base:>14.2f}{r['peak_mb']:>10.0f}{r['peak_mb'] - r['held_mb']:>22.0f}")
+    print(f"  plain sliding_window_inference of the single-stage network on its prepared image: {base:.1f} s "
+          f"(median of {args.repeats}; threads {args.threads})")
     return result
+
+
+def make_phantom(index: int, seed: int, size: int) -> Case:
+    from diff4mmlits.data.phantom import make_phantom_case
+
+    return make_phantom_case(index, seed=seed, site="default", size=size).case
 
 
 def main() -> int:
@@ -341,9 +396,10 @@ def main() -> int:
     parser.add_argument("--second", type=int, default=4)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--data-seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--patch", type=int, nargs=3, default=[32, 32, 32])
+    parser.add_argument("--preset", default="bench", help="the segment settings' preset (bench: ~15 min per model)")
+    parser.add_argument("--epochs", type=int, default=None, help="instead of the preset's (stage one scaled alike)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per epoch, instead of the preset's")
+    parser.add_argument("--patch", type=int, nargs=3, default=None, help="patch (z y x voxels), instead of the plan's")
     parser.add_argument("--ratio", type=float, default=0.5, help="synthetic share of training samples")
     parser.add_argument("--painter", nargs="+", default=["handcrafted"], choices=["handcrafted", "ldm", "cut"],
                         help="how synthetic tumors are painted on the fly; several: multi-syn once per painter (Table V)")

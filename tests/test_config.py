@@ -44,8 +44,15 @@ def test_presets_differ_where_they_should() -> None:
     assert smoke.phantom.size < paper.phantom.size and smoke.phantom.cases < paper.phantom.cases
 
 
+def test_bench_is_the_demo_with_longer_segmenter_training() -> None:
+    demo, bench = resolve_config("demo"), resolve_config("bench")
+    assert bench.phantom == demo.phantom and bench.register == demo.register and bench.device == demo.device
+    assert bench.segment.base_filters == demo.segment.base_filters and bench.segment.synthetic == demo.segment.synthetic
+    assert bench.segment.epochs * bench.segment.steps_per_epoch > 5 * demo.segment.epochs * demo.segment.steps_per_epoch
+
+
 def test_unknown_preset() -> None:
-    with pytest.raises(InputError, match="unknown preset 'fast'; choose one of smoke, demo, paper"):
+    with pytest.raises(InputError, match="unknown preset 'fast'; choose one of smoke, demo, bench, paper"):
         resolve_config("fast")
 
 

@@ -73,8 +73,11 @@ def _rename_old_settings(values: dict[str, Any], source: str) -> dict[str, Any]:
                 log.info("%s: setting %s is now called %s", source, old, new)
     return values
 
-PRESET_NAMES: tuple[str, ...] = ("smoke", "demo", "paper")
-Preset = Literal["smoke", "demo", "paper"]
+PRESET_NAMES: tuple[str, ...] = ("smoke", "demo", "bench", "paper")
+Preset = Literal["smoke", "demo", "bench", "paper"]
+PRESET_BASES: dict[str, str] = {"bench": "demo"}
+"""A preset built on another: ``bench`` is the demo with training long enough for benchmarks
+(seeds do not swamp the effects); only what differs is written under ``bench``."""
 
 
 # --- the whole configuration ---------------------------------------------------------------
@@ -123,6 +126,13 @@ def _preset_overrides(model: type[BaseModel], preset: str) -> dict[str, Any]:
             if nested:
                 overrides[name] = _deep_merge(nested, overrides.get(name, {}))
     return overrides
+
+
+def _preset_values(preset: str) -> dict[str, Any]:
+    """Every section's overrides of ``preset``, on top of those of the preset it is built on."""
+    values = _preset_overrides(Config, preset)
+    base = PRESET_BASES.get(preset)
+    return _deep_merge(_preset_values(base), values) if base is not None else values
 
 
 def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -190,7 +200,7 @@ def resolve_config(
             raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESET_NAMES)}", config_file)
     if preset not in PRESET_NAMES:
         raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESET_NAMES)}")
-    values = _preset_overrides(Config, preset)
+    values = _preset_values(preset)
     values["preset"] = preset
     if base:
         values = _deep_merge(values, base)

@@ -83,6 +83,25 @@ def test_nnunet_augmentation_is_seeded_and_keeps_labels_whole(setup) -> None:
     assert not torch.equal(first["image"], plain["image"])
 
 
+def test_brightness_and_contrast_are_drawn_for_each_phase(setup) -> None:
+    """nnU-Net's unsynchronised channels: one phase's scale is not another's (with
+    ``intensity_per_channel``); the same scale for all phases without it."""
+    cases, config, plan = setup
+    prepared = [prepare_case(c, plan, config.phases) for c in cases]
+    only_brightness = {**NEVER, "brightness_prob": 1.0, "brightness_factor": 0.5, "crop_class_ratios": (1.0, 0.0, 0.0)}
+
+    def scales(per_channel: bool) -> np.ndarray:
+        plain = HybridDataset(prepared, plan, config.model_copy(update=NEVER | {"crop_class_ratios": (1.0, 0.0, 0.0)}), 4, seed=5)[1]
+        bright = HybridDataset(prepared, plan, config.model_copy(update=only_brightness | {"intensity_per_channel": per_channel}), 4, seed=5)[1]
+        assert torch.equal(plain["label"], bright["label"])  # the same crop: only intensities differ
+        x, y = plain["image"].flatten(1).double(), bright["image"].flatten(1).double()
+        return ((x * y).sum(1) / (x * x).sum(1)).numpy()  # least-squares scale per channel
+
+    shared, separate = scales(False), scales(True)
+    assert np.ptp(shared) < 1e-4 and abs(shared[0] - 1) > 1e-3
+    assert np.ptp(separate) > 0.01
+
+
 def test_the_paper_preset_augments_at_nnunet_strength() -> None:
     from diff4mmlits.segment.dataset import build_augmentation
 

@@ -90,6 +90,9 @@ class SegmentConfig(Section):
     contrast_prob: float = 0.15
     contrast_factor: float = 0.25
     """Contrast: spread around the mean × (1 ± factor), range preserved."""
+    intensity_per_channel: bool = True
+    """Brightness and contrast drawn for each phase on its own (nnU-Net's unsynchronised channels):
+    a phase imaged earlier or later than in training brightens or darkens alone."""
     low_resolution_prob: float = 0.25
     low_resolution_zoom: tuple[float, float] = (0.5, 1.0)
     """Simulated low resolution: down-sampled by this zoom, then back up."""
@@ -123,6 +126,11 @@ class SegmentConfig(Section):
             # the synthesize stage's cases (RUN/synthetic/): diffusion sampling inside the loader
             # would cost more than the whole training budget on a 2-core CPU
             "synthetic": "offline",
+        },
+        "bench": {
+            # benchmarks/bench_segment.py: long enough that seeds do not swamp the effects
+            # (12–16 minutes per model on one core at phantom size 48)
+            "epochs": 30, "steps_per_epoch": 50, "cascade_liver_epochs": 10,
         },
         "paper": {},
     }

@@ -116,10 +116,11 @@ def build_augmentation(plan: SegmenterPlan, config: SegmentConfig) -> Any:
         sigma = config.blur_sigma_vox
         transforms.append(RandGaussianSmoothd(keys="image", prob=config.blur_prob, sigma_x=sigma, sigma_y=sigma, sigma_z=sigma))
     if config.brightness_prob > 0:
-        transforms.append(RandScaleIntensityd(keys="image", factors=config.brightness_factor, prob=config.brightness_prob))
+        transforms.append(RandScaleIntensityd(keys="image", factors=config.brightness_factor, prob=config.brightness_prob,
+                                              channel_wise=config.intensity_per_channel))
     if config.contrast_prob > 0:
         transforms.append(RandScaleIntensityFixedMeand(keys="image", factors=config.contrast_factor, preserve_range=True,
-                                                       prob=config.contrast_prob))
+                                                       prob=config.contrast_prob, channel_wise=config.intensity_per_channel))
     if config.low_resolution_prob > 0:
         transforms.append(RandSimulateLowResolutiond(keys="image", prob=config.low_resolution_prob,
                                                      zoom_range=config.low_resolution_zoom))
