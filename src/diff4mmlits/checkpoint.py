@@ -10,25 +10,135 @@ Layout of one model folder (e.g. ``runs/demo/models/inpainter/``)::
     weights.safetensors     the network's state dict (the "last" weights)
     best.safetensors        optional: the best weights by validation metric
     training_state.pt       optimiser, scheduler, step and epoch, log rows, for --resume
+    checksums.json          SHA-256 of every weights and state file, checked when they are loaded
     log.csv, curves.png     the training log and its plot (:class:`diff4mmlits.training.TrainingLog`)
+
+A checkpoint's files (config, weights, training state) are one unit, written with a small journal:
+each file goes to ``.pending.<name>`` first; when all are complete and flushed, the list of them
+with their checksums goes to ``.group-commit.json`` (the commit point); then each is renamed into
+place and ``checksums.json`` updated. A kill before the commit point leaves the previous checkpoint
+whole (the pending files are discarded the next time the folder is opened); a kill after it is
+finished the next time. Weights that do not match their checksum, or hold NaN or Inf, are refused
+with one line naming the file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from diff4mmlits.errors import InputError
-from diff4mmlits.files import atomic_path, write_json_atomic
+from diff4mmlits.errors import InputError, StorageError
+from diff4mmlits.files import free_space_mb, fsync_file, read_json_or_none, write_json_atomic
+
+log = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "weights.safetensors"
 STATE_NAME = "training_state.pt"
+CHECKSUMS_NAME = "checksums.json"
+COMMIT_NAME = ".group-commit.json"
+PENDING_PREFIX = ".pending."
+
+
+# --- files written as one unit -------------------------------------------------------------------
+def write_file_group(folder: str | Path, writers: Mapping[str, Callable[[Path], None]]) -> Path:
+    """Write ``name → writer(path)`` into ``folder`` as one unit (see the module doc); returns ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    recover_file_group(folder)
+    digests: dict[str, str] = {}
+    try:
+        for name, write in writers.items():
+            pending = folder / f"{PENDING_PREFIX}{name}"
+            try:
+                write(pending)
+            except (RuntimeError, ValueError) as err:  # torch and safetensors report a failed write so
+                free = free_space_mb(folder)
+                note = f" ({free:.0f} MB free on its disk)" if free is not None else ""
+                line = str(err).splitlines()[0] if str(err) else type(err).__name__
+                raise StorageError(f"could not be written ({line}){note}; free some space and rerun",
+                                   folder / name) from None
+            fsync_file(pending)
+            digests[name] = file_sha256(pending, length=64)
+    except BaseException:
+        for name in writers:
+            (folder / f"{PENDING_PREFIX}{name}").unlink(missing_ok=True)
+        raise
+    write_json_atomic(folder / COMMIT_NAME, digests)  # the commit point
+    recover_file_group(folder)
+    return folder
+
+
+def recover_file_group(folder: str | Path) -> None:
+    """Finish a committed group write, or discard an uncommitted one (nothing to do: nothing written)."""
+    folder = Path(folder)
+    commit = folder / COMMIT_NAME
+    pending = sorted(folder.glob(f"{PENDING_PREFIX}*")) if folder.is_dir() else []
+    if not commit.exists() and not pending:
+        return
+    digests = read_json_or_none(commit)
+    if isinstance(digests, dict):
+        for name in digests:
+            source = folder / f"{PENDING_PREFIX}{name}"
+            if source.exists():
+                os.replace(source, folder / name)
+        checksums = read_json_or_none(folder / CHECKSUMS_NAME) or {}
+        checksums.update({name: digest for name, digest in digests.items() if name != CONFIG_NAME})
+        write_json_atomic(folder / CHECKSUMS_NAME, checksums)
+        log.debug("%s: finished an interrupted checkpoint write", folder)
+    for leftover in folder.glob(f"{PENDING_PREFIX}*"):
+        leftover.unlink(missing_ok=True)
+        log.info("%s: discarded %s, left by an interrupted checkpoint write (the previous checkpoint is whole)",
+                 folder, leftover.name)
+    commit.unlink(missing_ok=True)
+
+
+def verify_checksum(path: str | Path) -> None:
+    """Refuse a weights or state file whose SHA-256 differs from the one its folder's ``checksums.json``
+    recorded at training (a folder without ``checksums.json``, from an older version, is read as is)."""
+    path = Path(path)
+    checksums = read_json_or_none(path.parent / CHECKSUMS_NAME)
+    if checksums is None:
+        log.debug("%s: no %s (written by an older version), not verified", path.parent, CHECKSUMS_NAME)
+        return
+    expected = checksums.get(path.name)
+    if expected is None:
+        raise InputError(f"is not listed in {CHECKSUMS_NAME}: it was not written by this model's training; "
+                         "remove it or re-train", path)
+    if file_sha256(path, length=len(expected)) != expected:
+        raise InputError(f"does not match its checksum in {CHECKSUMS_NAME}: the file changed after training "
+                         "(damaged or replaced); restore it or re-train", path)
+
+
+def _weights_writer(module: torch.nn.Module) -> Callable[[Path], None]:
+    unique, _ = _unique_state(module)
+    state = {k: v.detach().contiguous().cpu() for k, v in unique.items()}
+    return lambda path: save_file(state, str(path))
+
+
+def _json_writer(obj: Any) -> Callable[[Path], None]:
+    text = json.dumps(obj, indent=2, default=_plain) + "\n"
+    return lambda path: path.write_text(text, encoding="utf-8")
+
+
+def _plain(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (Path, set, frozenset)):
+        return str(obj) if isinstance(obj, Path) else sorted(obj)
+    raise TypeError(f"cannot write {type(obj).__name__} as JSON")
 
 
 def _unique_state(module: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -52,23 +162,27 @@ def _unique_state(module: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dic
 
 
 def save_weights(module: torch.nn.Module, path: str | Path) -> Path:
-    """Save a module's state dict as safetensors, atomically (shared tensors stored once)."""
-    unique, _ = _unique_state(module)
-    state = {k: v.detach().contiguous().cpu() for k, v in unique.items()}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp))
-    return Path(path)
+    """Save a module's state dict as safetensors (shared tensors stored once), with its checksum."""
+    path = Path(path)
+    write_file_group(path.parent, {path.name: _weights_writer(module)})
+    return path
 
 
 def load_weights(module: torch.nn.Module, path: str | Path, strict: bool = True) -> torch.nn.Module:
     """Load safetensors weights into ``module`` (on the module's device)."""
     path = Path(path)
+    recover_file_group(path.parent)
     if not path.is_file():
         raise InputError("weights file not found; train the model first or check --model", path)
+    verify_checksum(path)
     try:
         state = load_file(str(path))
     except Exception as err:  # safetensors raises its own error types
         raise InputError(f"not a readable safetensors file ({type(err).__name__}); is it truncated?", path) from None
+    broken = [name for name, tensor in state.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if broken:
+        raise InputError(f"{len(broken)} weight tensor(s) hold NaN or Inf (first: {broken[0]}); the training "
+                         "diverged or the file is damaged: re-train", path)
     _, aliases = _unique_state(module)
     for alias, kept in aliases.items():
         if alias not in state and kept in state:
@@ -82,12 +196,18 @@ def load_weights(module: torch.nn.Module, path: str | Path, strict: bool = True)
 
 
 def save_model_folder(folder: str | Path, module: torch.nn.Module, config: dict[str, Any], weights_name: str = WEIGHTS_NAME) -> Path:
-    """Write ``config.json`` and the weights of a model folder."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(folder / CONFIG_NAME, config)
-    save_weights(module, folder / weights_name)
-    return folder
+    """Write ``config.json`` and the weights of a model folder, as one unit."""
+    return write_file_group(folder, {CONFIG_NAME: _json_writer(config), weights_name: _weights_writer(module)})
+
+
+def save_checkpoint_files(folder: str | Path, module: torch.nn.Module, config: dict[str, Any], state: dict[str, Any],
+                          others: Mapping[str, torch.nn.Module] | None = None) -> Path:
+    """One checkpoint as one unit: ``config.json``, the weights, the weights of ``others`` (file name →
+    network) and ``training_state.pt`` (``state``, tensors and plain types)."""
+    writers: dict[str, Callable[[Path], None]] = {CONFIG_NAME: _json_writer(config), WEIGHTS_NAME: _weights_writer(module)}
+    writers.update({name: _weights_writer(network) for name, network in (others or {}).items()})
+    writers[STATE_NAME] = lambda path: torch.save(state, path)
+    return write_file_group(folder, writers)
 
 
 def read_model_config(folder: str | Path, kind: str | None = None) -> dict[str, Any]:
@@ -95,6 +215,7 @@ def read_model_config(folder: str | Path, kind: str | None = None) -> dict[str, 
 
     The kind is the ``kind`` entry (older inpainter folders call it ``model``; both are read).
     """
+    recover_file_group(folder)
     path = Path(folder) / CONFIG_NAME
     if not path.is_file():
         raise InputError(f"no {CONFIG_NAME} here: not a model folder (train it first)", Path(folder))
@@ -115,17 +236,17 @@ def model_kind(config: dict[str, Any]) -> str | None:
 
 def save_training_state(folder: str | Path, state: dict[str, Any]) -> Path:
     """Save optimiser/scheduler state dicts and counters for resume (tensors and plain types only)."""
-    path = Path(folder) / STATE_NAME
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-    return path
+    write_file_group(folder, {STATE_NAME: lambda path: torch.save(state, path)})
+    return Path(folder) / STATE_NAME
 
 
 def load_training_state(folder: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
     """The saved training state, or ``None`` when there is none. Loaded with ``weights_only=True``."""
+    recover_file_group(folder)
     path = Path(folder) / STATE_NAME
     if not path.is_file():
         return None
+    verify_checksum(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # unpickling refuses anything that is not plain data

@@ -2,12 +2,15 @@
 
 A thin typer layer over the Python API: arguments are checked, the API is called with keyword
 arguments, and the location of the outputs is printed at the end. Bad input (an
-:class:`~diff4mmlits.errors.InputError`) is one line on stderr and exit status 2; any other error
+:class:`~diff4mmlits.errors.InputError`) is one line on stderr and exit status 2; an environment
+error (a full disk, a read-only or forbidden folder) one line and exit status 3; another command
+writing the same run folder one line and exit status 2; Ctrl-C one line and 130; any other error
 is a bug, shown as one line naming the log file that holds its traceback (exit status 1).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -21,7 +24,9 @@ from typing import Annotated, Any
 import typer
 
 from diff4mmlits.distributed import is_main_process
-from diff4mmlits.errors import InputError
+from diff4mmlits.errors import InputError, StorageError
+from diff4mmlits.files import STORAGE_ERRNOS, describe_os_error
+from diff4mmlits.runlock import run_folder_lock
 
 app = typer.Typer(
     name="diff4mmlits",
@@ -80,8 +85,11 @@ def _run_stage_command(name: str, run_dir: Path, device: str | None = None, over
     from diff4mmlits.ingest import open_run
     from diff4mmlits.pipeline import get_stage, run_stage
 
-    folder, config = open_run(run_dir, overrides=list(overrides or []), device=device)
-    outcome = run_stage(folder, get_stage(name), config, force=True, **options)
+    if not Path(run_dir).is_dir():  # open_run says what is missing; taking the lock would create the folder
+        open_run(run_dir, overrides=list(overrides or []), device=device)
+    with run_folder_lock(run_dir):
+        folder, config = open_run(run_dir, overrides=list(overrides or []), device=device)
+        outcome = run_stage(folder, get_stage(name), config, force=True, **options)
     return folder, config, outcome.result
 
 
@@ -223,10 +231,14 @@ def register(
     _choices("--method", method, "register.method")
     shard_index, shard_count = parse_shard(shard)
     extra = list(overrides or []) + ([f"register.method={method}"] if method else [])
-    folder, config = open_run(run_dir, dataset=dataset, preset=preset, config_file=config_file, overrides=extra, save=True)
-    start = time.time()
-    summaries = run_stage(folder, get_stage("register"), config, force=True, shard=(shard_index, shard_count),
-                          workers=workers, force_cases=force).result
+    # shards of one run folder run at once on several machines, each on its own cases: no lock
+    lock = run_folder_lock(run_dir) if shard_count == 1 else contextlib.nullcontext()
+    with lock:
+        folder, config = open_run(run_dir, dataset=dataset, preset=preset, config_file=config_file, overrides=extra,
+                                  save=True)
+        start = time.time()
+        summaries = run_stage(folder, get_stage("register"), config, force=True, lock=shard_count == 1,
+                              shard=(shard_index, shard_count), workers=workers, force_cases=force).result
     done = [s for s in summaries if not s.get("skipped")]
     skipped = len(summaries) - len(done)
     note = f", {skipped} up to date" if skipped else ""
@@ -512,19 +524,36 @@ def _run(args: list[str]) -> int:
         app(args=args, prog_name="diff4mmlits")  # usage errors: typer prints them and exits 2
     except SystemExit as err:
         return err.code if isinstance(err.code, int) else (0 if err.code is None else 1)
+    except StorageError as err:
+        typer.echo(f"error: {err}", err=True)
+        return 3
     except InputError as err:
         typer.echo(f"error: {err}", err=True)
         return 2
+    except OSError as err:
+        if err.errno not in STORAGE_ERRNOS:
+            return _internal_error(args, err)
+        typer.echo(f"error: {describe_os_error(err)}", err=True)
+        return 3
     except KeyboardInterrupt:
         typer.echo("interrupted; outputs written so far are complete, re-run to resume", err=True)
         return 130
     except Exception as err:  # a bug: keep the traceback in a file, show one line
+        return _internal_error(args, err)
+    return 0
+
+
+def _internal_error(args: list[str], err: Exception) -> int:
+    """A bug: the traceback goes to a log file, the user reads one line naming it (exit status 1)."""
+    summary = str(err).splitlines()[0] if str(err) else ""
+    try:
         path = _log_file_for_crash()
         path.write_text(f"diff4mmlits {' '.join(args)}\n\n{traceback.format_exc()}", encoding="utf-8")
-        summary = str(err).splitlines()[0] if str(err) else ""
-        typer.echo(f"internal error ({type(err).__name__}: {summary}); traceback in {path}", err=True)
+    except OSError:  # even the log cannot be written (full or read-only temp folder): the line alone
+        typer.echo(f"internal error ({type(err).__name__}: {summary}); the traceback could not be saved", err=True)
         return 1
-    return 0
+    typer.echo(f"internal error ({type(err).__name__}: {summary}); traceback in {path}", err=True)
+    return 1
 
 
 if __name__ == "__main__":

@@ -1,13 +1,18 @@
 """Atomic writes: write to a temporary name in the same folder, then ``os.replace``.
 
-A reader never sees a half-written file, and an interrupted write leaves the old file intact.
+A reader never sees a half-written file, and an interrupted write leaves the old file intact. The
+temporary file is flushed to disk (``fsync``) before the rename, so a full disk shows up as an
+error there and not as a truncated file later; :func:`describe_os_error` turns such an error into
+the one line the user reads.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,10 +35,52 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, _default_file_mode())  # mkstemp makes 0600; outputs follow the umask like any file
+        fsync_file(tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def fsync_file(path: str | Path) -> None:
+    """Flush a written file to the disk (errors of delayed allocation, e.g. ENOSPC, surface here)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO})
+"""OS errors that come from the environment (the disk, the file system, permissions), not from a bug."""
+
+
+def free_space_mb(path: str | Path) -> float | None:
+    """Free space (MB) of the file system holding ``path`` (or its nearest existing parent)."""
+    path = Path(path).absolute()
+    for folder in (path, *path.parents):
+        if folder.exists():
+            try:
+                return shutil.disk_usage(folder).free / 2**20
+            except OSError:
+                return None
+    return None
+
+
+def describe_os_error(err: OSError) -> str:
+    """One line for an environment error: which file, what is wrong, what to do."""
+    where = err.filename or "a file"
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        free = free_space_mb(err.filename) if err.filename else None
+        left = f" ({free:.0f} MB free)" if free is not None else ""
+        what = "the disk is full" if err.errno == errno.ENOSPC else "the disk quota is used up"
+        return (f"cannot write {where}: {what}{left}; free some space and rerun (files written so far are "
+                "complete, unfinished ones were not kept)")
+    if err.errno == errno.EROFS:
+        return f"cannot write {where}: the file system is read-only; choose a writable folder (--run, --out)"
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return f"cannot access {where}: permission denied; choose a folder you may write to, or fix its permissions"
+    return f"cannot access {where}: {err.strerror or err}; check the disk and rerun"
 
 
 def _default_file_mode() -> int:

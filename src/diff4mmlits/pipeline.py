@@ -21,6 +21,7 @@ from diff4mmlits.inpaint import stage as inpaint_stage
 from diff4mmlits.register import stage as register_stage
 from diff4mmlits.report import write_report
 from diff4mmlits.runfolder import RunFolder
+from diff4mmlits.runlock import run_folder_lock
 from diff4mmlits.segment import stage as segment_stage
 from diff4mmlits.stage import Stage, StageOutcome, find_stage, run_stage
 from diff4mmlits.synthesize import stage as synthesize_stage
@@ -69,7 +70,12 @@ def run_pipeline(
     force: bool = False,
 ) -> RunFolder:
     """Ingest ``dataset`` into ``run`` and run every stage (or ``only`` those), skipping up-to-date ones."""
-    run.root.mkdir(parents=True, exist_ok=True)
+    with run_folder_lock(run.root):
+        return _run_pipeline_locked(dataset, run, config, only, force)
+
+
+def _run_pipeline_locked(dataset: str | Path, run: RunFolder, config: Config, only: Iterable[str] | None,
+                         force: bool) -> RunFolder:
     if run.exists():
         previous = run.load_config()
         if previous.model_dump() != config.model_dump():

@@ -13,6 +13,7 @@ stage package.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +25,7 @@ from diff4mmlits.config import Config
 from diff4mmlits.distributed import barrier_if_distributed, is_main_process
 from diff4mmlits.errors import InputError
 from diff4mmlits.runfolder import RunFolder, fingerprint_of
+from diff4mmlits.runlock import run_folder_lock
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +104,22 @@ def check_upstream(run: RunFolder, stage: Stage, config: Config) -> None:
                              f"'diff4mmlits run DATASET --run {run.root}' first", run.root)
 
 
-def run_stage(run: RunFolder, stage: Stage, config: Config, force: bool = False, **options: Any) -> StageOutcome:
+def run_stage(run: RunFolder, stage: Stage, config: Config, force: bool = False, *, lock: bool = True,
+              **options: Any) -> StageOutcome:
     """Run one stage unless it is up to date (``force`` runs it anyway).
 
     The stamp is cleared before the stage writes anything and written only when its work returned,
     so an interrupted stage (an error, Ctrl-C, ``kill -9``) is never taken for a finished one; a
     stage with ``is_complete`` is stamped only when that holds (one shard of several is not).
-    Under ``torchrun`` every process does the work; only rank 0 clears and writes the stamp.
+    Under ``torchrun`` every process does the work; only rank 0 clears and writes the stamp. The run
+    folder's lock (:mod:`diff4mmlits.runlock`) is held throughout (``lock=False``: shards of a stage
+    that run at once on several machines, each writing only its own cases).
     """
+    with run_folder_lock(run.root) if lock else contextlib.nullcontext():
+        return _run_stage_locked(run, stage, config, force, **options)
+
+
+def _run_stage_locked(run: RunFolder, stage: Stage, config: Config, force: bool, **options: Any) -> StageOutcome:
     if not force and not stage.always_runs and is_up_to_date(run, stage, config):
         log.info("%s: up to date, skipped", stage.name)
         return StageOutcome(ran=False)

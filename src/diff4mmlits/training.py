@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from diff4mmlits.checkpoint import save_model_folder, save_training_state, save_weights
+from diff4mmlits.checkpoint import save_checkpoint_files
 from diff4mmlits.files import write_text_atomic
 
 LOG_NAME = "log.csv"
@@ -239,11 +239,9 @@ def save_checkpoint(folder: str | Path, model: torch.nn.Module, model_config: di
                     final: bool = False) -> Path:
     """One checkpoint of a training, the same for every trainer: the model folder (``config.json`` and
     the weights that inference loads), the weight files of the other networks (``others``: file name →
-    network, e.g. the discriminator), ``training_state.pt`` (``state`` plus the log rows, so a resume
-    restores them), then ``log.csv`` (and ``curves.png`` when ``final`` or when due)."""
-    folder = save_model_folder(folder, model, model_config)
-    for name, network in (others or {}).items():
-        save_weights(network, folder / name)
-    save_training_state(folder, {**state, LOG_STATE_KEY: training_log.rows})
+    network, e.g. the discriminator) and ``training_state.pt`` (``state`` plus the log rows, so a resume
+    restores them), written as one unit (:func:`~diff4mmlits.checkpoint.write_file_group`), then
+    ``log.csv`` (and ``curves.png`` when ``final`` or when due)."""
+    folder = save_checkpoint_files(folder, model, model_config, {**state, LOG_STATE_KEY: training_log.rows}, others)
     training_log.write(final=final)
     return folder

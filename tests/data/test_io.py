@@ -15,7 +15,7 @@ from conftest import REAL_DATA
 from diff4mmlits.data import io
 from diff4mmlits.data.io import from_sitk, read_volume, to_sitk, write_volume
 from diff4mmlits.data.volume import Volume
-from diff4mmlits.errors import InputError
+from diff4mmlits.errors import InputError, StorageError
 
 OBLIQUE_FLIPPED = Rotation.from_euler("zyx", [20.0, -35.0, 50.0], degrees=True).as_matrix() @ np.diag([1.0, -1.0, 1.0])
 """An oblique direction with one axis flipped (a left-handed frame, as many scanners write)."""
@@ -95,7 +95,7 @@ def test_interrupted_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytes
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(io.sitk, "WriteImage", write_then_fail)
-    with pytest.raises(RuntimeError, match="disk full"):
+    with pytest.raises(StorageError, match="could not be written .ITK: disk full"):
         write_volume(old.with_array(old.array + 1), path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["PVP.nii.gz"]

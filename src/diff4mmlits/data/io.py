@@ -20,8 +20,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from diff4mmlits.data.volume import MAX_SPACING_MM, Volume
-from diff4mmlits.errors import InputError
-from diff4mmlits.files import atomic_path
+from diff4mmlits.errors import InputError, StorageError
+from diff4mmlits.files import atomic_path, free_space_mb, fsync_file
 
 log = logging.getLogger(__name__)
 
@@ -333,8 +333,48 @@ def write_volume(volume: Volume, path: str | Path) -> Path:
         array = array.astype(np.int16)
     image = to_sitk(volume.with_array(array))
     with atomic_path(path) as tmp:
-        sitk.WriteImage(image, str(tmp), useCompression=True)
+        write_image_checked(image, tmp, path)
     return path
+
+
+def write_image_checked(image: sitk.Image, tmp: Path, path: Path) -> None:
+    """``sitk.WriteImage`` into ``tmp`` (the temporary name of ``path``), then read back what is on
+    disk: SimpleITK does not raise when the disk fills up, it leaves a short file. A short or
+    unreadable file is a :class:`StorageError` naming ``path`` (which is left as it was)."""
+    try:
+        sitk.WriteImage(image, str(tmp), useCompression=True)
+    except RuntimeError as err:
+        raise StorageError(f"could not be written (ITK: {first_itk_line(err)}){_free_note(path)}; check that the "
+                           "folder is writable and has space, then rerun", path) from None
+    fsync_file(tmp)
+    if tmp.name.lower().endswith((".nii", ".nii.gz")):
+        try:
+            header = _raw_nifti_header(tmp)
+        except InputError:
+            raise StorageError(f"was not written: no readable header on disk{_free_note(path)}; free some space "
+                               "and rerun", path) from None
+        ndim = int(header["dim"][0])
+        shape = [int(v) for v in header["dim"][1 : ndim + 1]]
+        expected = int(header["vox_offset"]) + int(np.prod(shape)) * int(header["bitpix"]) // 8
+        written = _nifti_data_bytes(tmp, expected)
+        if written < expected or int(np.prod(shape)) != image.GetNumberOfPixels() * image.GetNumberOfComponentsPerPixel():
+            raise StorageError(f"was not written completely ({written} of {expected} bytes){_free_note(path)}; free "
+                               "some space and rerun", path)
+        return
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(tmp))
+    try:
+        with _quiet_itk():
+            reader.ReadImageInformation()
+    except RuntimeError:
+        raise StorageError(f"was not written: unreadable on disk{_free_note(path)}; free some space and rerun", path) from None
+    if tuple(reader.GetSize()) != tuple(image.GetSize()) or tmp.stat().st_size == 0:
+        raise StorageError(f"was not written completely{_free_note(path)}; free some space and rerun", path)
+
+
+def _free_note(path: Path) -> str:
+    free = free_space_mb(path)
+    return f", {free:.0f} MB free on its disk" if free is not None else ""
 
 
 # --- displacement fields -------------------------------------------------------------------
@@ -382,7 +422,7 @@ def write_displacement_field(displacement_mm: np.ndarray, grid: Volume, path: st
     path = Path(path)
     image = displacement_to_sitk(displacement_mm, grid)
     with atomic_path(path) as tmp:
-        sitk.WriteImage(image, str(tmp), useCompression=True)
+        write_image_checked(image, tmp, path)
     return path
 
 

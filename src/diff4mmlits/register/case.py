@@ -18,6 +18,7 @@ import SimpleITK as sitk
 from diff4mmlits import PHASES
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.io import to_sitk
+from diff4mmlits.data.orientation import check_phase_orientation
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.errors import InputError
 from diff4mmlits.register.config import RegisterConfig
@@ -66,7 +67,8 @@ def register_case(case: Case, config: RegisterConfig, truth_labels: Mapping[str,
         The registered case, a transform per registered phase and the QC numbers.
 
     Raises:
-        InputError: a phase does not overlap the region (a label off the annotated grid cannot
+        InputError: a phase's anatomy is mirrored relative to the annotated phase (a wrong header,
+            :func:`~diff4mmlits.data.orientation.check_phase_orientation`); a phase does not overlap the region (a label off the annotated grid cannot
             reach here: :class:`Case` refuses it).
     """
     start = time.perf_counter()
@@ -74,6 +76,7 @@ def register_case(case: Case, config: RegisterConfig, truth_labels: Mapping[str,
     roi = liver_roi(case, config.margin_mm)
     for name, volume in case.phases.items():
         if name != case.annotated_phase:
+            check_phase_orientation(case.case_id, name, volume, annotated, case.annotated_phase)
             _require_overlap(case.case_id, name, volume, roi, case.annotated_phase)
 
     fixed, roi_image = to_sitk(annotated), to_sitk(roi.mask)

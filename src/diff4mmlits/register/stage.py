@@ -35,8 +35,8 @@ from diff4mmlits.data.dataset import list_case_files
 from diff4mmlits.data.native import read_case_folder
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.distributed import shard as take_shard
-from diff4mmlits.errors import InputError
-from diff4mmlits.files import atomic_path
+from diff4mmlits.errors import InputError, StorageError
+from diff4mmlits.files import atomic_path, free_space_mb
 from diff4mmlits.progress import progress
 from diff4mmlits.register.case import RegisteredCase, register_case
 from diff4mmlits.register.config import RegisterConfig
@@ -56,7 +56,13 @@ ROUND_TRIP_TOLERANCE_MM = 1e-6
 def write_transform(transform: sitk.Transform, path: str | Path) -> Path:
     """Write an ITK transform file atomically (``.tfm`` text, or ``.h5`` by extension)."""
     with atomic_path(path) as tmp:
-        sitk.WriteTransform(transform, str(tmp))
+        try:
+            sitk.WriteTransform(transform, str(tmp))
+            sitk.ReadTransform(str(tmp))  # what is on disk reads back (ITK writers do not report a full disk)
+        except RuntimeError:
+            free = free_space_mb(path)
+            note = f" ({free:.0f} MB free on its disk)" if free is not None else ""
+            raise StorageError(f"the transform could not be written whole{note}; free some space and rerun", path) from None
     return Path(path)
 
 

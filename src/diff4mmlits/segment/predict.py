@@ -27,6 +27,7 @@ import torch
 
 from diff4mmlits.checkpoint import WEIGHTS_NAME, load_weights, read_model_config
 from diff4mmlits.data.case import Case
+from diff4mmlits.data.orientation import orientation_code, reorient
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.distributed import resolve_device
 from diff4mmlits.errors import InputError
@@ -98,6 +99,9 @@ def predict_probabilities(segmenter: Segmenter, image: np.ndarray, tta: bool = F
                 predictor=lambda patch: main_output(segmenter.network(patch)),
                 overlap=config.sliding_window_overlap, mode="gaussian",
             )
+        if not torch.isfinite(logits).all():
+            raise InputError("the segmenter's output holds NaN or Inf for this case: the input or the model is "
+                             "damaged (check the input's intensities; re-train a model whose weights are intact)")
         probs = torch.softmax(logits.float(), dim=1)
         probs = torch.flip(probs, axes) if axes else probs
         total = probs if total is None else total + probs
@@ -107,9 +111,20 @@ def predict_probabilities(segmenter: Segmenter, image: np.ndarray, tta: bool = F
 def segment_case(case: Case, segmenter: Segmenter, tta: bool | None = None) -> Volume:
     """Label ``(z, y, x)`` uint8 of a registered case on its annotated phase's grid (post-processed).
 
-    A cascade finds the liver with stage one, then segments the liver's box with stage two.
+    A cascade finds the liver with stage one, then segments the liver's box with stage two. A case
+    stored in another orientation than the training cases (``config.json``'s ``orientation``, e.g.
+    RAS against LPS) is reoriented for the network (no resampling) and its label turned back.
     """
     case.require_registered()
+    trained_in = segmenter.model_config.get("orientation")
+    stored_in = orientation_code(case.annotated)
+    if trained_in and stored_in != trained_in:  # the network saw one orientation: turn the case into it and back
+        log.info("%s: stored as %s, the model was trained on %s: predicted in %s, the label turned back to %s",
+                 case.case_id, stored_in, trained_in, trained_in, stored_in)
+        turned = Case(case.case_id, {name: reorient(v, trained_in) for name, v in case.phases.items()}, None,
+                      case.annotated_phase)
+        label = reorient(segment_case(turned, segmenter, tta), stored_in)
+        return case.annotated.with_array(label.array, kind="label")
     if segmenter.liver is None:
         return _segment_whole(case, segmenter, tta)
     coarse = _segment_whole(case, segmenter.liver, False)

@@ -44,6 +44,7 @@ from diff4mmlits.checkpoint import (
 )
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.measures import dice
+from diff4mmlits.data.orientation import orientation_code
 from diff4mmlits.distributed import DistributedContext, barrier, shard, unwrap, wrap_ddp
 from diff4mmlits.errors import InputError
 from diff4mmlits.files import write_json_atomic
@@ -360,11 +361,15 @@ def train_model(
     With ``config.cascade`` two models in one folder (:mod:`segment.cascade`): stage one finds the
     liver on a coarse grid (``out_dir/liver/``), stage two segments liver and tumor in the liver's
     box at a fine spacing (``out_dir``); its result is returned. ``synthetic``: offline synthetic
-    cases; ``normal`` + ``painter``: on-the-fly synthesis.
+    cases; ``normal`` + ``painter``: on-the-fly synthesis. The training cases' orientation code (the
+    most common) is kept in ``config.json`` as ``orientation``.
     """
     context = context or DistributedContext()
     out_dir = Path(out_dir)
     extra = dict(extra_config or {})
+    # the orientation the network learned; predict turns other cases into it and back
+    codes = [orientation_code(c.annotated) for c in train]
+    extra["orientation"] = max(set(codes), key=codes.count)
 
     def fit(what: str, seg: SegmentConfig, plan: SegmenterPlan, fp: Fingerprint, folder: Path, cases: Sequence[Case],
             val: Sequence[Case], painted: Sequence[Case], normals: Sequence[Case], paint_at_plan_spacing: bool) -> TrainResult:
