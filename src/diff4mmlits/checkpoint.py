@@ -24,15 +24,17 @@ with one line naming the file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from safetensors.torch import load_file, save_file
 
 from diff4mmlits.errors import InputError, StorageError
@@ -227,6 +229,26 @@ def read_model_config(folder: str | Path, kind: str | None = None) -> dict[str, 
         raise InputError(f"not a {kind} model folder (its config.json says kind {model_kind(config)!r}); "
                          "give the folder that its training command wrote", Path(folder))
     return config
+
+
+@contextlib.contextmanager
+def model_config_errors(folder: str | Path) -> Iterator[None]:
+    """Turn a missing or ill-typed entry met while building a model from its ``config.json`` into one
+    line naming the file and the entry (a damaged folder, or one of another tool or version)."""
+    path = Path(folder) / CONFIG_NAME
+    try:
+        yield
+    except KeyError as err:
+        raise InputError(f"has no {err.args[0]!r} entry: the model folder is damaged or was written by another "
+                         "tool; re-train it", path) from None
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise InputError(f"entry {where}: {first['msg']}; fix it or re-train", path) from None
+    except (TypeError, ValueError, AttributeError) as err:
+        line = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(f"an entry has the wrong type or value ({line}); the model folder is damaged: re-train it",
+                         path) from None
 
 
 def model_kind(config: dict[str, Any]) -> str | None:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -513,10 +515,25 @@ def demo(
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: one line for bad input (exit 2), one line + log file for a bug (exit 1)."""
     restore_logging = _setup_logging(verbose=bool(os.environ.get("DIFF4MMLITS_VERBOSE")))
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _raise_interrupted) if in_main_thread else None
     try:
         return _run(sys.argv[1:] if argv is None else argv)
     finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
         restore_logging()
+
+
+INTERRUPTED = "interrupted; outputs written so far are complete; rerun to continue"
+
+
+class Interrupted(BaseException):
+    """Ctrl-C (SIGINT). Not a ``KeyboardInterrupt``: click would catch that, print "Aborted!" and exit 1."""
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted()
 
 
 def _run(args: list[str]) -> int:
@@ -535,8 +552,8 @@ def _run(args: list[str]) -> int:
             return _internal_error(args, err)
         typer.echo(f"error: {describe_os_error(err)}", err=True)
         return 3
-    except KeyboardInterrupt:
-        typer.echo("interrupted; outputs written so far are complete, re-run to resume", err=True)
+    except (KeyboardInterrupt, Interrupted):
+        typer.echo(INTERRUPTED, err=True)
         return 130
     except Exception as err:  # a bug: keep the traceback in a file, show one line
         return _internal_error(args, err)

@@ -361,14 +361,12 @@ def write_image_checked(image: sitk.Image, tmp: Path, path: Path) -> None:
             raise StorageError(f"was not written completely ({written} of {expected} bytes){_free_note(path)}; free "
                                "some space and rerun", path)
         return
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(tmp))
-    try:
+    try:  # other formats (MetaImage, NRRD…): read the whole file back, they are rare and small
         with _quiet_itk():
-            reader.ReadImageInformation()
+            back = sitk.ReadImage(str(tmp))
     except RuntimeError:
         raise StorageError(f"was not written: unreadable on disk{_free_note(path)}; free some space and rerun", path) from None
-    if tuple(reader.GetSize()) != tuple(image.GetSize()) or tmp.stat().st_size == 0:
+    if tuple(back.GetSize()) != tuple(image.GetSize()):
         raise StorageError(f"was not written completely{_free_note(path)}; free some space and rerun", path)
 
 

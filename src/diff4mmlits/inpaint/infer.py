@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diff4mmlits.checkpoint import WEIGHTS_NAME, load_weights, read_model_config
+from diff4mmlits.checkpoint import WEIGHTS_NAME, load_weights, model_config_errors, read_model_config
 from diff4mmlits.data.intensity import window_map
 from diff4mmlits.distributed import resolve_device
 from diff4mmlits.errors import InputError
@@ -34,10 +34,12 @@ class Inpainter:
         """Load ``config.json`` + ``weights.safetensors`` of a model folder (``RUN/models/inpainter``)."""
         folder = Path(folder)
         saved = read_model_config(folder, kind="ffc-inpainter")
-        network = FFCInpainter(InpainterArchitecture.from_dict(saved["architecture"]))
+        with model_config_errors(folder):
+            network = FFCInpainter(InpainterArchitecture.from_dict(saved["architecture"]))
+            window_hu = tuple(float(v) for v in saved["window_hu"])
         load_weights(network, folder / WEIGHTS_NAME)
         resolved = resolve_device(device)
-        return cls(network.to(resolved).eval(), tuple(saved["window_hu"]), resolved, batch_size)
+        return cls(network.to(resolved).eval(), window_hu, resolved, batch_size)  # type: ignore[arg-type]
 
     @property
     def phases(self) -> tuple[str, ...]:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from diff4mmlits.checkpoint import WEIGHTS_NAME, load_weights, read_model_config
+from diff4mmlits.checkpoint import WEIGHTS_NAME, load_weights, model_config_errors, read_model_config
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.orientation import orientation_code, reorient
 from diff4mmlits.data.volume import Volume
@@ -68,17 +68,19 @@ def load_segmenter(model_dir: str | Path, device: str = "auto", weights: str = "
     if not model_dir.is_dir():
         raise InputError("model folder not found; train one with 'diff4mmlits train --run RUN'", model_dir)
     model_config = read_model_config(model_dir, kind="segmenter")
-    config = SegmentConfig.model_validate(model_config["segment"])
     plan = read_plan(model_dir / PLAN_FILE)
     resolved = resolve_device(device)
-    network = build_network(plan, config)
+    with model_config_errors(model_dir):
+        config = SegmentConfig.model_validate(model_config["segment"])
+        network = build_network(plan, config)
+        cascade = model_config.get("cascade")
+        liver_model, margin_mm = (cascade["liver_model"], float(cascade["margin_mm"])) if cascade else (None, 0.0)
     path = model_dir / (BEST_NAME if weights == "best" and (model_dir / BEST_NAME).is_file() else WEIGHTS_NAME)
     load_weights(network, path)
     network.to(resolved).eval()
-    cascade = model_config.get("cascade")
-    if cascade:
-        liver = load_segmenter(model_dir / cascade["liver_model"], device=device, weights=weights)
-        return Segmenter(network, plan, config, resolved, model_config, liver, float(cascade["margin_mm"]))
+    if liver_model is not None:
+        liver = load_segmenter(model_dir / liver_model, device=device, weights=weights)
+        return Segmenter(network, plan, config, resolved, model_config, liver, margin_mm)
     return Segmenter(network, plan, config, resolved, model_config)
 
 

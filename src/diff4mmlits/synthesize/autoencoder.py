@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from monai.networks.nets import VQVAE
 
-from diff4mmlits.checkpoint import WEIGHTS_NAME, load_weights, read_model_config
+from diff4mmlits.checkpoint import WEIGHTS_NAME, load_weights, model_config_errors, read_model_config
 from diff4mmlits.data.intensity import window_map
 from diff4mmlits.errors import InputError
 from diff4mmlits.synthesize.config import AutoencoderConfig
@@ -106,12 +106,11 @@ def load_autoencoder(folder: str | Path, device: str | torch.device = "cpu") -> 
     config = read_model_config(folder, kind=MODEL_KIND)
     if "latent_scale" not in config:
         raise InputError("config.json has no latent_scale: training did not finish; run train-autoencoder again", folder)
-    network = build_autoencoder(config["arguments"])
+    with model_config_errors(folder):
+        network = build_autoencoder(config["arguments"])
+        window_hu = tuple(float(v) for v in config["window_hu"])
+        latent_scale = float(config["latent_scale"])
+        factor = downsample_factor(config["arguments"])
     load_weights(network, folder / WEIGHTS_NAME)
     network.to(device).eval()
-    return LatentCodec(
-        network=network,
-        window_hu=tuple(config["window_hu"]),  # type: ignore[arg-type]
-        latent_scale=float(config["latent_scale"]),
-        factor=downsample_factor(config["arguments"]),
-    )
+    return LatentCodec(network=network, window_hu=window_hu, latent_scale=latent_scale, factor=factor)  # type: ignore[arg-type]

@@ -27,7 +27,7 @@ from monai.networks.nets import DiffusionModelUNet
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 
 from diff4mmlits import PHASES
-from diff4mmlits.checkpoint import WEIGHTS_NAME, file_sha256, load_weights, read_model_config
+from diff4mmlits.checkpoint import WEIGHTS_NAME, file_sha256, load_weights, model_config_errors, read_model_config
 from diff4mmlits.errors import InputError
 from diff4mmlits.synthesize.config import DiffusionConfig
 
@@ -144,13 +144,12 @@ def load_diffusion(folder: str | Path, device: str | torch.device = "cpu") -> La
     """Load ``models/diffusion[-joint]/`` (config.json + weights.safetensors)."""
     folder = Path(folder)
     config = read_model_config(folder, kind=MODEL_KIND)
-    network = build_denoiser(config["arguments"])
+    with model_config_errors(folder):
+        network = build_denoiser(config["arguments"])
+        settings = {"mode": config["mode"], "latent_channels": int(config["latent_channels"]),
+                    "crop_vox": int(config["crop_vox"]), "schedule": dict(config["schedule"]),
+                    "largest_real_radius_mm": (config.get("real_tumor_radius_mm") or {}).get("max"),
+                    "latent_clip": config.get("latent_clip")}
     load_weights(network, folder / WEIGHTS_NAME)
     network.to(device).eval()
-    return LatentDiffusion(
-        network=network, mode=config["mode"], latent_channels=int(config["latent_channels"]),
-        crop_vox=int(config["crop_vox"]), schedule=dict(config["schedule"]),
-        checksum=file_sha256(folder / WEIGHTS_NAME),
-        largest_real_radius_mm=(config.get("real_tumor_radius_mm") or {}).get("max"),
-        latent_clip=config.get("latent_clip"),
-    )
+    return LatentDiffusion(network=network, checksum=file_sha256(folder / WEIGHTS_NAME), **settings)

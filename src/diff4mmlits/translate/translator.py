@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from diff4mmlits.checkpoint import WEIGHTS_NAME, load_weights, read_model_config
+from diff4mmlits.checkpoint import WEIGHTS_NAME, load_weights, model_config_errors, read_model_config
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.intensity import IntensityMap
 from diff4mmlits.data.volume import Volume, require_same_grid
@@ -69,21 +69,25 @@ def load_translator(folder: str | Path, device: str = "cpu") -> Translator:
     config = read_model_config(folder)
     if config.get("kind") != "translator":
         raise InputError(f"not a translator model folder (kind {config.get('kind')!r}); give the folder train-translator wrote", folder)
-    generator = ResnetGenerator(**config["generator"])
+    with model_config_errors(folder):
+        generator = ResnetGenerator(**config["generator"])
+        settings = config.get("settings", {})
+        fields = {
+            "source_map": IntensityMap.from_dict(config["source_intensity"]),
+            "target_map": IntensityMap.from_dict(config["target_intensity"]),
+            "source_phase": config["source_phase"],
+            "target_phase": config["target_phase"],
+            "spatial_dims": int(config["generator"]["spatial_dims"]),
+            "crop_vox": int(settings.get("crop_vox", 64)),
+            "batch_slices": int(settings.get("translate_batch_slices", 16)),
+            "condition_channels": int(config.get("condition_channels", 0)),
+        }
     load_weights(generator, folder / WEIGHTS_NAME)
     resolved = resolve_device(device)
     generator.to(resolved).eval()
-    settings = config.get("settings", {})
     return Translator(
         generator=generator,
-        source_map=IntensityMap.from_dict(config["source_intensity"]),
-        target_map=IntensityMap.from_dict(config["target_intensity"]),
-        source_phase=config["source_phase"],
-        target_phase=config["target_phase"],
-        spatial_dims=int(config["generator"]["spatial_dims"]),
-        crop_vox=int(settings.get("crop_vox", 64)),
-        batch_slices=int(settings.get("translate_batch_slices", 16)),
-        condition_channels=int(config.get("condition_channels", 0)),
+        **fields,
         device=resolved,
         config=config,
     )

@@ -1,0 +1,87 @@
+"""A full disk, a read-only or forbidden folder: one line naming the file, exit status 3, nothing
+half-written in place, no stage stamped. SimpleITK does not raise when the disk fills up (it leaves
+a short file), so its writer is replaced here by one that does just that."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from diff4mmlits.cli import main
+from diff4mmlits.config import resolve_config
+from diff4mmlits.data import io
+from diff4mmlits.data.io import write_volume
+from diff4mmlits.data.volume import Volume
+from diff4mmlits.errors import StorageError
+from diff4mmlits.runfolder import RunFolder
+from diff4mmlits.stage import Stage, run_stage
+
+REAL_WRITE_IMAGE = sitk.WriteImage
+
+
+def write_short_file(image, name, useCompression=True):  # noqa: N803 (SimpleITK's name)
+    """What SimpleITK does on a full disk: no exception, the file cut short."""
+    REAL_WRITE_IMAGE(image, name, useCompression)
+    data = Path(name).read_bytes()
+    Path(name).write_bytes(data[: len(data) // 2])
+
+
+def volume() -> Volume:
+    return Volume(np.random.default_rng(0).normal(size=(6, 7, 8)).astype(np.float32), (2.0, 1.0, 1.0))
+
+
+@pytest.mark.parametrize("name", ["PVP.nii.gz", "PVP.nii", "field.mha"])
+def test_a_short_write_is_an_error_and_leaves_the_old_file(name: str, tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / name
+    write_volume(volume(), path)
+    before = path.read_bytes()
+    monkeypatch.setattr(io.sitk, "WriteImage", write_short_file)
+    with pytest.raises(StorageError, match="was not written"):
+        write_volume(volume().with_array(volume().array + 1), path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left
+
+
+def test_predict_into_a_full_disk_exits_3_with_one_line_and_no_label(trained_model: Path, new_case_folder: Path,
+                                                                      tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(io.sitk, "WriteImage", write_short_file)
+    out = tmp_path / "labels"
+    code = main(["predict", str(new_case_folder), str(out), "--model", str(trained_model), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3
+    assert len(err) == 1 and "case_new.nii.gz" in err[0] and "free some space" in err[0]
+    assert not out.exists() or not list(out.glob("*.nii*"))
+
+
+def test_a_stage_whose_write_fails_is_not_stamped(tmp_path: Path, monkeypatch) -> None:
+    run = RunFolder(tmp_path / "run")
+    config = resolve_config("smoke")
+    run.save_config(config)
+    stage = Stage("write-one", "writes one volume", lambda r, c: write_volume(volume(), r.root / "out.nii.gz"))
+    monkeypatch.setattr(io.sitk, "WriteImage", write_short_file)
+    with pytest.raises(StorageError):
+        run_stage(run, stage, config)
+    assert run.read_stamp("write-one") is None and not (run.root / "out.nii.gz").exists()
+    monkeypatch.setattr(io.sitk, "WriteImage", REAL_WRITE_IMAGE)  # space freed: the rerun works and stamps
+    assert run_stage(run, stage, config).ran and run.read_stamp("write-one") is not None
+
+
+@pytest.mark.parametrize(("code", "words"), [(errno.ENOSPC, "the disk is full"), (errno.EROFS, "read-only"),
+                                             (errno.EACCES, "permission denied")])
+def test_environment_errors_are_one_line_with_exit_status_3(code: int, words: str, tmp_path: Path, monkeypatch,
+                                                            capsys) -> None:
+    out = tmp_path / "phantom"
+
+    def refuse(fd: int) -> None:
+        raise OSError(code, os.strerror(code), str(out / "case_000" / "PVP.nii.gz"))
+
+    monkeypatch.setattr("diff4mmlits.files.os.fsync", refuse)
+    assert main(["phantom", str(out), "--cases", "1", "--size", "16"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0] and "PVP.nii.gz" in err[0] and "Traceback" not in err[0]
+    assert not list(out.rglob("*.nii.gz"))

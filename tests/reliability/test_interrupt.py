@@ -1,0 +1,25 @@
+"""Ctrl-C: one line saying what is kept, exit status 130, no traceback (click would print "Aborted!")."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def test_ctrl_c_says_what_is_kept(tmp_path: Path) -> None:
+    out = tmp_path / "phantom"
+    env = {**os.environ, "DIFF4MMLITS_NO_PROGRESS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "diff4mmlits.cli", "phantom", str(out), "--cases", "200", "--size", "48"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "case_000").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)  # the command is running (its first case is written)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "interrupted; outputs written so far are complete; rerun to continue"
+    assert "Traceback" not in stderr and "Aborted" not in stderr
