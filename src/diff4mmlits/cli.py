@@ -40,6 +40,7 @@ app = typer.Typer(
         "'diff4mmlits run DATASET --run runs/NAME' on your own data."
     ),
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -102,6 +103,25 @@ def _choices(option: str, value: str | None, setting: str) -> None:
     allowed = setting_choices(setting)
     if value is not None and value not in allowed:
         raise InputError(f"{option} {value!r}: choose one of {', '.join(allowed)}")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from diff4mmlits import __version__
+
+        typer.echo(f"diff4mmlits {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors: no progress, no log lines (also DIFF4MMLITS_NO_PROGRESS=1 for progress alone).")] = False,
+) -> None:
+    """Options for every command, written before it: diff4mmlits --quiet run …"""
+    if quiet:
+        logging.getLogger("diff4mmlits").setLevel(logging.WARNING)
+        os.environ["DIFF4MMLITS_NO_PROGRESS"] = "1"
 
 
 # --- data ------------------------------------------------------------------------------------

@@ -42,6 +42,22 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+def remove_interrupted_writes(root: str | Path) -> int:
+    """Delete the temporary files :func:`atomic_path` left under ``root`` when a process was killed
+    mid-write (``.<name>.<random>.tmp<suffix>``), and half-written case folders (``.<case>.tmp/``);
+    only call it while no other process writes there.
+    Returns how many were removed."""
+    removed = 0
+    for path in sorted(Path(root).rglob(".*.tmp*"), key=lambda p: len(p.parts)):
+        if path.is_dir() and path.name.endswith(".tmp"):  # a case folder being written (RunFolder.write_case)
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+        elif path.is_file() and ".tmp" in path.name.split(".", 2)[-1]:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def fsync_file(path: str | Path) -> None:
     """Flush a written file to the disk (errors of delayed allocation, e.g. ENOSPC, surface here)."""
     fd = os.open(path, os.O_RDONLY)

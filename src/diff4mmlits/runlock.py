@@ -7,7 +7,7 @@ power cut) is taken over, with a log line saying so; a lock held from another ho
 over (its PID cannot be checked from here): the message says which file to delete once that host's
 process is known to be gone. Within one process the lock is re-entrant (``run`` holds it while each
 stage takes it again), and under ``torchrun`` only rank 0 takes it (the other ranks are the same
-command).
+command). Whoever takes the lock removes the temporary files a killed writer left behind.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 
 from diff4mmlits.distributed import is_main_process
 from diff4mmlits.errors import InputError
+from diff4mmlits.files import remove_interrupted_writes
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,9 @@ def run_folder_lock(root: str | Path, command: str | None = None) -> Iterator[No
         return
     path = acquire(root, command or " ".join(["diff4mmlits", *sys.argv[1:]]))
     _HELD[key] = 1
+    removed = remove_interrupted_writes(root)  # ours alone now: a temporary file is a killed write's
+    if removed:
+        log.info("%s: removed %d temporary file(s) left by an interrupted write", root, removed)
     try:
         yield
     finally:

@@ -101,3 +101,16 @@ def test_two_real_processes_cannot_both_hold_the_lock(tmp_path: Path) -> None:
         process.communicate(timeout=60)
     assert outcomes == ["busy", "held"]
     assert not (run_dir / LOCK_FILE).exists()
+
+
+def test_taking_the_lock_removes_what_a_killed_writer_left(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    (run_dir / "previews").mkdir(parents=True)
+    (run_dir / "previews" / ".case_000.png.d_7vtpkm.tmp.png").write_bytes(b"half")  # atomic_path's temporary name
+    (run_dir / "registered" / ".case_001.tmp").mkdir(parents=True)  # a case folder being written
+    (run_dir / "registered" / ".case_001.tmp" / "PVP.nii.gz").write_bytes(b"half")
+    (run_dir / "previews" / "case_000.png").write_bytes(b"kept")
+    with run_folder_lock(run_dir):
+        pass
+    assert sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*")) == [
+        "previews", "previews/case_000.png", "registered"]
