@@ -397,11 +397,12 @@ def train(
 
 @app.command()
 def predict(
-    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="One case folder (PVP.nii.gz, AP.nii.gz…) or a dataset of any layout; registered here if needed.")],
-    output: Annotated[Path, typer.Argument(metavar="OUTPUT", help="Folder for the labels, one <case>.nii.gz per case.")],
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="An image file (read as the annotated phase), a DICOM series folder, a case folder (PVP.nii.gz, AP.nii.gz…; any subset of phases) or a dataset of any layout; registered here if needed.")],
+    output: Annotated[Path, typer.Argument(metavar="OUTPUT", help="Folder for the labels, one <case>.nii.gz per case; or one file name ending in .nii.gz / .nii for a single case.")],
     model: Annotated[Path, typer.Option("--model", help="Trained segmenter folder, e.g. runs/NAME/models/segmenter.")],
     device: DeviceOption = None,
     tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="Test-time flips along every axis (8× slower, a little more accurate). Default: the model's setting.")] = None,
+    statistics: Annotated[bool, typer.Option("--statistics", help="Also write liver and tumor volumes (mL), the lesion count and each lesion's volume and mean HU per phase: <case>.statistics.json and statistics.csv beside the labels.")] = False,
 ) -> None:
     """Segment liver and tumors in new CT: one label file per case on its annotated phase's grid.
 
@@ -410,8 +411,10 @@ def predict(
     from diff4mmlits.segment.stage import predict_path
 
     start = time.time()
-    written = predict_path(model, input_path, output, device=device or "auto", tta=tta)
-    typer.echo(f"predict: {len(written)} case(s) in {time.time() - start:.1f} s; labels in {output}")
+    written = predict_path(model, input_path, output, device=device or "auto", tta=tta, statistics=statistics)
+    where = written[0] if len(written) == 1 and str(output).lower().endswith((".nii.gz", ".nii")) else output
+    extra = f"; statistics in {Path(where).parent if where != output else output}" if statistics else ""
+    typer.echo(f"predict: {len(written)} case(s) in {time.time() - start:.1f} s; labels in {where}{extra}")
 
 
 @app.command()

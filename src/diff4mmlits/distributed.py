@@ -35,8 +35,19 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
             raise InputError(f"--device {name}: no CUDA GPU is visible on this machine; use --device cpu")
         if name == "cuda":
             return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise InputError(f"--device {name!r}: not a device name; use cuda or cuda:N") from None
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InputError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+        return device
+    if name == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise InputError("--device mps: Apple's Metal GPU is not available here; use --device cpu")
         return torch.device(name)
-    if name in ("cpu", "mps"):
+    if name == "cpu":
         return torch.device(name)
     raise InputError(f"--device {name!r}: unknown device; use auto, cpu, cuda or cuda:N")
 

@@ -16,7 +16,6 @@ from typing import Any
 
 from diff4mmlits.config import Config
 from diff4mmlits.data.case import Case
-from diff4mmlits.data.dataset import read_case_or_dataset
 from diff4mmlits.data.io import write_volume
 from diff4mmlits.distributed import DistributedContext, cleanup_distributed, init_distributed
 from diff4mmlits.errors import InputError
@@ -25,6 +24,7 @@ from diff4mmlits.register import register_case
 from diff4mmlits.runfolder import RunFolder
 from diff4mmlits.segment.dataset import TumorPainter
 from diff4mmlits.segment.predict import Segmenter, load_segmenter, segment_case
+from diff4mmlits.segment.predict_io import label_paths, label_statistics, read_prediction_inputs, write_statistics
 from diff4mmlits.segment.report import section_segmenter
 from diff4mmlits.segment.train import TrainResult, train_model
 from diff4mmlits.stage import Stage
@@ -83,11 +83,6 @@ def read_offline_synthetic(run: RunFolder) -> list[Case]:
 
 
 # --- prediction --------------------------------------------------------------------------------
-def read_prediction_inputs(path: str | Path, annotated_phase: str = "PVP") -> list[Case]:
-    """One case folder, or every case of a dataset of any layout (labels not needed)."""
-    return read_case_or_dataset(path, annotated_phase)
-
-
 def ensure_registered(case: Case, run_config: dict[str, Any] | None) -> Case:
     """``case`` itself when every phase is on the annotated grid, else registered by the register stage."""
     if case.is_registered():
@@ -97,27 +92,34 @@ def ensure_registered(case: Case, run_config: dict[str, Any] | None) -> Case:
 
 
 def predict_cases(cases: Sequence[Case], segmenter: Segmenter, output: str | Path, tta: bool | None = None,
-                  registered: dict[str, Case] | None = None) -> list[Path]:
-    """Segment each case and write ``OUTPUT/<case>.nii.gz`` on its annotated phase's grid."""
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    written = []
+                  registered: dict[str, Case] | None = None, statistics: bool = False) -> list[Path]:
+    """Segment each case and write its label on its annotated phase's grid: ``OUTPUT/<case>.nii.gz``,
+    or ``OUTPUT`` itself when it ends in ``.nii.gz``/``.nii`` (one case); with ``statistics``,
+    volumes and per-lesion HU beside them (:mod:`diff4mmlits.segment.predict_io`)."""
+    paths = label_paths([c.case_id for c in cases], output)
+    written, stats = [], {}
     bar = progress(cases, desc="predict", unit="case")
     for case in bar:
         bar.set_postfix(case=case.case_id)
         ready = (registered or {}).get(case.case_id) or ensure_registered(case, segmenter.model_config.get("run_config"))
         label = segment_case(ready, segmenter, tta=tta)
-        written.append(write_volume(label, output / f"{case.case_id}.nii.gz"))
+        written.append(write_volume(label, paths[case.case_id]))
+        if statistics:
+            stats[case.case_id] = label_statistics(label, ready.phases)
+    if statistics and stats:
+        write_statistics(stats, paths)
     return written
 
 
 def predict_path(model_dir: str | Path, input_path: str | Path, output: str | Path, device: str = "auto",
-                 tta: bool | None = None) -> list[Path]:
-    """``diff4mmlits predict``: every case under ``input_path`` → ``output/<case>.nii.gz``."""
+                 tta: bool | None = None, statistics: bool = False) -> list[Path]:
+    """``diff4mmlits predict``: every case under ``input_path`` (an image file, a DICOM series, a case
+    folder or a dataset) → ``output/<case>.nii.gz`` (or the one file ``output``)."""
     segmenter = load_segmenter(model_dir, device=device)
     annotated_phase = (segmenter.model_config.get("run_config") or {}).get("data", {}).get("annotated_phase", "PVP")
     cases = read_prediction_inputs(input_path, annotated_phase)
-    return predict_cases(cases, segmenter, output, tta=tta)
+    label_paths([c.case_id for c in cases], output)  # a bad output path stops before any work
+    return predict_cases(cases, segmenter, output, tta=tta, statistics=statistics)
 
 
 def stage_predict(run: RunFolder, config: Config) -> None:

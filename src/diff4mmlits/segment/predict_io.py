@@ -1,0 +1,163 @@
+"""What ``diff4mmlits predict`` reads and writes, as a TotalSegmentator user expects.
+
+Input: a case folder (``PVP.nii.gz``, ``AP.nii.gz``…), a dataset of any layout, a single image file
+(read as the annotated phase) or a DICOM series folder (likewise). Any subset of the phases is
+accepted: the reference grid is the annotated phase when present, else the present phase nearest
+to it in contrast timing, and the output says which. Label files beside the images are not read
+(predict needs none, and a label with other values must not stop it).
+
+Output: a folder of ``<case>.nii.gz``, or a single file when the output path ends in ``.nii.gz``
+or ``.nii`` (one case only); with statistics, ``<case>.statistics.json`` beside each label and one
+``statistics.csv`` (a row per lesion).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from diff4mmlits import PHASES
+from diff4mmlits.data.case import Case
+from diff4mmlits.data.casefiles import CaseFiles, read_case_files
+from diff4mmlits.data.dataset import list_case_files
+from diff4mmlits.data.io import read_dicom_series, read_volume, strip_extension, volume_extension
+from diff4mmlits.data.native import scan_case_folder
+from diff4mmlits.data.volume import Volume
+from diff4mmlits.errors import InputError
+from diff4mmlits.files import write_bytes_atomic, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+TYPICAL_DELAY_S = {"NC": 0.0, "AP": 35.0, "PVP": 70.0, "DP": 180.0}
+"""Typical acquisition time after contrast injection (s): which present phase is nearest the missing one."""
+LABEL_SUFFIXES = (".nii.gz", ".nii")
+
+
+def reference_phase(present: Sequence[str], annotated_phase: str) -> str:
+    """The annotated phase when present, else the present phase nearest to it in contrast timing."""
+    if annotated_phase in present:
+        return annotated_phase
+    if not present:
+        raise InputError("no phase image found")
+    target = TYPICAL_DELAY_S.get(annotated_phase, 70.0)
+    return min(present, key=lambda name: (abs(TYPICAL_DELAY_S.get(name, 1e9) - target), PHASES.index(name) if name in PHASES else 9))
+
+
+def is_dicom_series_folder(path: Path) -> bool:
+    """A folder whose files hold a DICOM series (and no phase files of a case folder)."""
+    if not path.is_dir() or any(volume_extension(p) for p in path.iterdir() if p.is_file()):
+        return False
+    return bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path)))
+
+
+def read_prediction_inputs(path: str | Path, annotated_phase: str = "PVP") -> list[Case]:
+    """The cases under ``path`` (see the module doc), unregistered, without labels."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("input not found; give an image file, a DICOM series folder, a case folder or a dataset", path)
+    if path.is_file():
+        if volume_extension(path) is None:
+            raise InputError("not an image file diff4mmlits reads (.nii.gz, .nii, .nrrd, .mha, .mhd); give an image, "
+                             "a DICOM series folder, a case folder or a dataset", path)
+        log.info("%s: one image, read as phase %s", path.name, annotated_phase)
+        return [Case(strip_extension(path.name), {annotated_phase: read_volume(path)}, None, annotated_phase)]
+    if is_dicom_series_folder(path):
+        log.info("%s: a DICOM series, read as phase %s", path.name, annotated_phase)
+        return [Case(path.name, {annotated_phase: read_dicom_series(path)}, None, annotated_phase)]
+    listing = scan_case_folder(path)
+    files = [listing] if listing.phases else list_case_files(path, require_label=False, annotated_phase=annotated_phase)
+    return [_read_images(f, annotated_phase) for f in files]
+
+
+def _read_images(files: CaseFiles, annotated_phase: str) -> Case:
+    reference = reference_phase(sorted(files.phases), annotated_phase) if files.phases else annotated_phase
+    if reference != annotated_phase:
+        log.warning("%s: no %s image; the labels go on the %s grid (the nearest phase in contrast timing)",
+                    files.case_id, annotated_phase, reference)
+    images_only = dataclasses.replace(files, label=None, label_ids=None, extras={},
+                                      issues=tuple(i for i in files.issues if "label" not in i[1]))
+    return read_case_files(images_only, annotated_phase=reference, require_label=False)
+
+
+# --- output ---------------------------------------------------------------------------------------
+def single_file_output(output: str | Path) -> bool:
+    """Whether ``output`` names one label file (``.nii.gz``/``.nii``) rather than a folder."""
+    return str(output).lower().endswith(LABEL_SUFFIXES)
+
+
+def label_paths(case_ids: Sequence[str], output: str | Path) -> dict[str, Path]:
+    """Where each case's label goes: ``output`` itself for one case and a file name, else ``output/<case>.nii.gz``."""
+    output = Path(output)
+    if single_file_output(output):
+        if len(case_ids) != 1:
+            raise InputError(f"the output is one file but the input holds {len(case_ids)} cases; give an output folder",
+                             output)
+        return {case_ids[0]: output}
+    if output.is_file():
+        raise InputError("is a file; give a folder for the labels (or a .nii.gz file name for one case)", output)
+    return {case_id: output / f"{case_id}.nii.gz" for case_id in case_ids}
+
+
+# --- statistics -----------------------------------------------------------------------------------
+def label_statistics(label: Volume, phases: Mapping[str, Volume]) -> dict[str, Any]:
+    """Liver and tumor volumes (mL), lesion count, and per lesion its volume (mL), centre (world mm,
+    x y z) and mean HU in each phase. ``phases`` on the label's grid (registered)."""
+    voxel_ml = float(np.prod(label.spacing_mm)) / 1000.0
+    array = label.array
+    lesions, count = ndimage.label(array == 2, structure=np.ones((3, 3, 3)))
+    rows = []
+    for index in range(1, count + 1):
+        mask = lesions == index
+        centre = np.argwhere(mask).mean(0)
+        world = np.asarray(label.origin_mm) + np.asarray(label.direction) @ (centre * np.asarray(label.spacing_mm))
+        rows.append({
+            "lesion": index,
+            "volume_ml": round(float(mask.sum()) * voxel_ml, 3),
+            "centre_mm_xyz": [round(float(v), 1) for v in world[::-1]],
+            "mean_hu": {name: round(float(v.array[mask].mean()), 1) for name, v in sorted(phases.items(), key=_phase_order)
+                        if v.shape == label.shape},
+        })
+    rows.sort(key=lambda r: -r["volume_ml"])
+    liver = array >= 1
+    return {
+        "liver_volume_ml": round(float(liver.sum()) * voxel_ml, 3),
+        "tumor_volume_ml": round(float((array == 2).sum()) * voxel_ml, 3),
+        "tumor_burden_percent": round(100.0 * float((array == 2).sum()) / max(int(liver.sum()), 1), 2),
+        "lesions": len(rows),
+        "liver_mean_hu": {name: round(float(v.array[array == 1].mean()), 1) for name, v in sorted(phases.items(), key=_phase_order)
+                          if v.shape == label.shape and (array == 1).any()},
+        "lesion_list": rows,
+    }
+
+
+def _phase_order(item: tuple[str, Any]) -> int:
+    return PHASES.index(item[0]) if item[0] in PHASES else len(PHASES)
+
+
+def write_statistics(statistics: Mapping[str, Mapping[str, Any]], label_files: Mapping[str, Path]) -> Path:
+    """``<label>.statistics.json`` per case and ``statistics.csv`` (a row per lesion; a case without
+    lesions gets one row with lesion 0) beside the labels; returns the CSV's path."""
+    for case_id, stats in statistics.items():
+        label_file = label_files[case_id]
+        write_json_atomic(label_file.parent / f"{strip_extension(label_file.name)}.statistics.json",
+                          {"case": case_id, **stats})
+    folder = next(iter(label_files.values())).parent
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["case", "liver_volume_ml", "tumor_volume_ml", "lesion", "lesion_volume_ml", "x_mm", "y_mm", "z_mm",
+                     *[f"mean_hu_{p}" for p in PHASES]])
+    for case_id, stats in statistics.items():
+        lesions = stats["lesion_list"] or [{"lesion": 0, "volume_ml": 0.0, "centre_mm_xyz": ["", "", ""], "mean_hu": {}}]
+        for lesion in lesions:
+            writer.writerow([case_id, stats["liver_volume_ml"], stats["tumor_volume_ml"], lesion["lesion"],
+                             lesion["volume_ml"], *lesion["centre_mm_xyz"], *[lesion["mean_hu"].get(p, "") for p in PHASES]])
+    return write_bytes_atomic(folder / "statistics.csv", buffer.getvalue().encode())

@@ -1,0 +1,111 @@
+"""predict as a TotalSegmentator user expects: an image file, a DICOM series, any subset of phases;
+a single output file; statistics that match hand-computed volumes; device names checked."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from data_builders import Build
+
+from diff4mmlits.cli import main
+from diff4mmlits.config import resolve_config
+from diff4mmlits.data.io import read_volume, write_volume
+from diff4mmlits.data.native import write_case_folder
+from diff4mmlits.data.volume import Volume
+from diff4mmlits.distributed import resolve_device
+from diff4mmlits.errors import InputError
+from diff4mmlits.segment.predict_io import label_paths, label_statistics, read_prediction_inputs, reference_phase
+from diff4mmlits.segment.train import train_model
+
+
+@pytest.fixture
+def model(tiny_case, tmp_path):
+    config = resolve_config("smoke")
+    segment = config.segment.model_copy(update={"epochs": 1, "steps_per_epoch": 2})
+    train_model([tiny_case(f"c{i}", seed=i) for i in range(2)], [], segment, tmp_path / "model", seed=0,
+                echo=lambda _: None, extra_config={"run_config": config.model_dump(mode="json")})
+    return tmp_path / "model"
+
+
+def test_a_single_image_file_gives_a_single_label_file(model, tiny_case, tmp_path, capsys) -> None:
+    case = tiny_case("scan", seed=4)
+    write_volume(case.phases["PVP"], tmp_path / "scan.nii.gz")
+    out = tmp_path / "labels" / "scan_label.nii.gz"
+    assert main(["predict", str(tmp_path / "scan.nii.gz"), str(out), "--model", str(model), "--device", "cpu"]) == 0
+    assert out.is_file() and read_volume(out, kind="label").same_grid(case.phases["PVP"])
+    assert f"labels in {out}" in capsys.readouterr().out
+
+
+def test_a_dicom_series_folder_is_one_case_on_its_own_grid(model, tmp_path) -> None:
+    array = np.full((6, 16, 16), -50, np.int16)
+    array[2:4, 4:12, 4:12] = 60
+    Build.dicom_series(tmp_path / "series", array, spacing=(2.5, 1.5, 1.5), origin=(-30.0, 10.0, -5.0))
+    cases = read_prediction_inputs(tmp_path / "series", "PVP")
+    assert [c.case_id for c in cases] == ["series"] and list(cases[0].phases) == ["PVP"]
+    assert main(["predict", str(tmp_path / "series"), str(tmp_path / "out.nii.gz"), "--model", str(model)]) == 0
+    label = read_volume(tmp_path / "out.nii.gz", kind="label")
+    assert label.shape == (6, 16, 16) and np.allclose(label.spacing_mm, (2.5, 1.5, 1.5))
+
+
+def test_a_case_without_the_annotated_phase_uses_the_nearest_phase(model, tiny_case, tmp_path, caplog) -> None:
+    case = tiny_case("ap_dp", seed=2)
+    folder = tmp_path / "ap_dp"
+    write_case_folder(case, folder)
+    for name in ("PVP", "NC"):
+        (folder / f"{name}.nii.gz").unlink()
+    label = case.label.with_array(np.where(case.label.array > 0, 7, 0).astype(np.uint8))  # a value predict never uses
+    write_volume(label, folder / "label.nii.gz")
+    [read] = read_prediction_inputs(folder, "PVP")
+    assert read.annotated_phase == "AP" and read.label is None
+    assert "no PVP image; the labels go on the AP grid" in caplog.text
+    assert main(["predict", str(folder), str(tmp_path / "out"), "--model", str(model)]) == 0
+    assert read_volume(tmp_path / "out" / "ap_dp.nii.gz", kind="label").same_grid(case.phases["AP"])
+
+
+def test_reference_phase_is_nearest_in_contrast_timing() -> None:
+    assert reference_phase(["AP", "DP"], "PVP") == "AP"
+    assert reference_phase(["NC", "DP"], "PVP") == "NC"
+    assert reference_phase(["DP"], "PVP") == "DP" and reference_phase(["PVP", "AP"], "PVP") == "PVP"
+
+
+def test_one_output_file_for_several_cases_is_refused(tmp_path) -> None:
+    with pytest.raises(InputError, match="the output is one file but the input holds 2 cases"):
+        label_paths(["a", "b"], tmp_path / "x.nii.gz")
+    assert label_paths(["a", "b"], tmp_path / "out") == {"a": tmp_path / "out" / "a.nii.gz", "b": tmp_path / "out" / "b.nii.gz"}
+
+
+def test_statistics_match_hand_computed_volumes() -> None:
+    spacing = (2.0, 1.0, 0.5)  # one voxel = 1 mm³
+    array = np.zeros((10, 20, 20), np.uint8)
+    array[1:9, 2:18, 2:18] = 1  # liver with tumors: 8·16·16 = 2048 voxels
+    array[2:4, 3:6, 3:6] = 2  # lesion of 18 voxels
+    array[5:8, 10:14, 10:14] = 2  # lesion of 48 voxels
+    label = Volume(array, spacing, origin_mm=(100.0, 0.0, 0.0), kind="label")
+    pvp = Volume(np.where(array == 2, 40.0, 100.0).astype(np.float32), spacing, origin_mm=(100.0, 0.0, 0.0))
+    stats = label_statistics(label, {"PVP": pvp})
+    assert stats["liver_volume_ml"] == pytest.approx(2.048) and stats["tumor_volume_ml"] == pytest.approx(0.066)
+    assert stats["lesions"] == 2 and [r["volume_ml"] for r in stats["lesion_list"]] == [0.048, 0.018]
+    assert stats["lesion_list"][0]["mean_hu"] == {"PVP": 40.0} and stats["liver_mean_hu"] == {"PVP": 100.0}
+    assert stats["lesion_list"][0]["centre_mm_xyz"] == [5.75, 11.5, 112.0]  # x, y, z of the voxel centroid
+    assert stats["tumor_burden_percent"] == pytest.approx(100 * 66 / 2048, abs=0.01)
+
+
+def test_predict_writes_statistics_beside_the_labels(model, tiny_case, tmp_path) -> None:
+    folder = tmp_path / "data" / "one"
+    write_case_folder(tiny_case("one", seed=3), folder)
+    assert main(["predict", str(folder), str(tmp_path / "out"), "--model", str(model), "--statistics"]) == 0
+    stats = json.loads((tmp_path / "out" / "one.statistics.json").read_text())
+    label = read_volume(tmp_path / "out" / "one.nii.gz", kind="label")
+    assert stats["case"] == "one" and stats["lesions"] == len(stats["lesion_list"])
+    assert stats["liver_volume_ml"] == pytest.approx((label.array >= 1).sum() * np.prod(label.spacing_mm) / 1000, abs=0.01)
+    rows = (tmp_path / "out" / "statistics.csv").read_text().splitlines()
+    assert rows[0].startswith("case,liver_volume_ml,tumor_volume_ml,lesion") and len(rows) == 1 + max(1, stats["lesions"])
+
+
+@pytest.mark.parametrize(("name", "words"), [("mps", "Metal GPU is not available"), ("tpu", "unknown device"),
+                                             ("cuda:7", "CUDA")])
+def test_device_names_are_checked_with_one_line(name: str, words: str) -> None:
+    with pytest.raises(InputError, match=words):
+        resolve_device(name)
