@@ -122,7 +122,7 @@ def label_statistics(label: Volume, phases: Mapping[str, Volume]) -> dict[str, A
         rows.append({
             "lesion": index,
             "volume_ml": round(float(mask.sum()) * voxel_ml, 3),
-            "centre_mm_xyz": [round(float(v), 1) for v in world[::-1]],
+            "centre_mm_xyz": [round(float(v), 2) for v in world[::-1]],
             "mean_hu": {name: round(float(v.array[mask].mean()), 1) for name, v in sorted(phases.items(), key=_phase_order)
                         if v.shape == label.shape},
         })
