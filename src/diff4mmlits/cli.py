@@ -187,9 +187,10 @@ def validate(
 
 @app.command("export-nnunet")
 def export_nnunet(
-    sources: Annotated[list[Path], typer.Argument(metavar="SOURCE...", help="Dataset folder(s) in any layout, e.g. RUN/registered and RUN/synthetic; their cases are exported together.", show_default=False)],
-    out: Annotated[Path, typer.Argument(metavar="OUT", help="The nnU-Net raw folder (nnUNet_raw); the dataset goes into OUT/DatasetNNN_NAME.")],
+    paths: Annotated[list[Path], typer.Argument(metavar="[SOURCE...] OUT", help="Dataset folder(s) in any layout whose cases are exported together, then the nnU-Net raw folder (nnUNet_raw; the dataset goes into OUT/DatasetNNN_NAME). With --run, only OUT.", show_default=False)],
     dataset_id: Annotated[int, typer.Option("--dataset-id", help="nnU-Net dataset id, 1-999 (custom datasets usually ≥ 500).")],
+    run_dir: Annotated[Path | None, typer.Option("--run", help="Export a run folder: its registered cases (the test split to imagesTs) and synthetic cases, with splits_final.json keeping each patient's synthetic copies out of that patient's validation fold.")] = None,
+    folds: Annotated[int, typer.Option("--folds", min=2, help="Folds of splits_final.json (nnU-Net's default is 5).")] = 5,
     name: Annotated[str, typer.Option("--name", help="Dataset name (letters, digits, '-', '_').")] = "Diff4MMLiTS",
     channel_names: Annotated[str, typer.Option("--channel-names", help="ct: every channel named CT, so nnU-Net uses its CT normalisation (phases kept in channel_phases); phases: channels named NC, AP, PVP, DP (nnU-Net then z-scores them).")] = "ct",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset of the same id and name.")] = False,
@@ -199,22 +200,44 @@ def export_nnunet(
     first; every case must have its phases on one grid (export RUN/registered, not raw scans).
     Cases without a label go to imagesTs."""
     from diff4mmlits.data.dataset import load_dataset
-    from diff4mmlits.data.nnunet import export_nnunet_dataset
+    from diff4mmlits.data.nnunet import SPLITS_FILE, export_nnunet_dataset
     from diff4mmlits.data.validate import validate_dataset
 
     if channel_names not in ("ct", "phases"):
         raise InputError(f"--channel-names {channel_names!r}: choose ct or phases")
+    *sources, out = paths
     if out in sources:
         raise InputError("OUT is also a source; give the nnU-Net raw folder as the last argument", out)
-    cases = []
+    if run_dir is None and not sources:
+        raise InputError("give the dataset folder(s) to export and then OUT, or --run RUN and OUT")
+    cases, options = [], {}
     for source in sources:
         validate_dataset(source, require_label=False).raise_for_errors()
         cases += load_dataset(source, require_label=False)
+    if run_dir is not None:
+        cases, options = _run_export_cases(run_dir, cases)
     target = export_nnunet_dataset(cases, out, dataset_id=dataset_id, name=name, channel_names=channel_names,  # type: ignore[arg-type]
-                                   overwrite=overwrite)
-    labelled = sum(case.label is not None for case in cases)
-    typer.echo(f"export-nnunet: {labelled} training and {len(cases) - labelled} test case(s) written to {target}")
+                                   overwrite=overwrite, folds=folds, **options)
+    test = set(options.get("test", ())) | {c.case_id for c in cases if c.label is None}
+    typer.echo(f"export-nnunet: {len(cases) - len(test)} training and {len(test)} test case(s) written to {target}")
+    if (target / SPLITS_FILE).is_file():
+        typer.echo(f"  {SPLITS_FILE}: patient-grouped folds; after nnUNetv2_plan_and_preprocess copy it to "
+                   f"$nnUNet_preprocessed/{target.name}/ so that nnU-Net uses it")
     typer.echo(f"  train it with: nnUNetv2_plan_and_preprocess -d {dataset_id} && nnUNetv2_train {dataset_id} 3d_fullres 0")
+
+
+def _run_export_cases(run_dir: Path, extra: list[Any]) -> tuple[list[Any], dict[str, Any]]:
+    """A run folder's registered cases (all splits) and synthetic cases, with patients and the test split."""
+    from diff4mmlits.runfolder import RunFolder
+
+    run = RunFolder(run_dir)
+    if not run.exists():
+        raise InputError("not a run folder (no config.yaml); give the folder 'diff4mmlits run' wrote", run_dir)
+    registered = run.read_cases("registered", require_label=False)
+    synthetic_ids = run.complete_case_ids("synthetic") if run.area_dir("synthetic").is_dir() else []
+    synthetic = [run.read_case("synthetic", case_id) for case_id in synthetic_ids]
+    patients = {case_id: run.case_source("synthetic", case_id) or case_id for case_id in synthetic_ids}
+    return extra + registered + synthetic, {"patients": patients, "synthetic": synthetic_ids, "test": run.split("test")}
 
 
 @app.command("config")

@@ -220,3 +220,46 @@ def test_cli_export_refuses_a_bad_source_with_one_line(tmp_path: Path, capsys: p
     assert err == [line for line in err if line.startswith("error: ")] and len(err) == 1
     assert str(source / "case_000" / "PVP.nii.gz") in err[0]
     assert not (tmp_path / "raw").exists()
+
+
+def test_patient_splits_keep_each_patients_synthetic_copies_out_of_its_validation_fold() -> None:
+    from diff4mmlits.data.nnunet import make_patient_splits
+
+    real = [f"p{i}" for i in range(7)]
+    synthetic = {f"p{i}_s{k}": f"p{i}" for i in range(7) for k in range(2)}
+    patient_of = {**{c: c for c in real}, **synthetic}
+    splits = make_patient_splits(real + list(synthetic), patient_of, set(synthetic), folds=5, seed=0)
+    assert len(splits) == 5
+    assert sorted(c for fold in splits for c in fold["val"]) == real  # every real case validated exactly once
+    for fold in splits:
+        held_out = {patient_of[c] for c in fold["val"]}
+        assert not set(fold["val"]) & set(synthetic)  # synthetic cases are never validated
+        assert not {patient_of[c] for c in fold["train"]} & held_out  # nor trained on beside their patient's validation
+        assert set(fold["train"]) | set(fold["val"]) >= set(real)
+        assert {c for c in synthetic if patient_of[c] not in held_out} <= set(fold["train"])
+
+
+def test_export_puts_the_test_split_in_imagesTs_and_writes_the_splits(tmp_path: Path) -> None:
+    build = Build()
+    cases = [build.case(f"case_{i}", phases=("AP", "PVP")) for i in range(4)]
+    painted = Case("case_0_s000", cases[0].phases, cases[0].label)
+    target = export_nnunet_dataset(cases + [painted], tmp_path / "raw", dataset_id=9, name="Runs",
+                                   patients={"case_0_s000": "case_0"}, synthetic=["case_0_s000"], test=["case_3"], folds=3)
+    meta = json.loads((target / "dataset.json").read_text())
+    assert meta["numTraining"] == 4 == len(list((target / "labelsTr").iterdir()))
+    assert meta["synthetic_cases"] == ["case_0_s000"]
+    assert sorted(p.name for p in (target / "labelsTs").iterdir()) == ["case_3.nii.gz"]
+    assert {p.name.rsplit("_", 1)[0] for p in (target / "imagesTs").iterdir()} == {"case_3"}
+    splits = json.loads((target / "splits_final.json").read_text())
+    assert sorted(c for fold in splits for c in fold["val"]) == ["case_0", "case_1", "case_2"]
+    fold_of_case_0 = next(fold for fold in splits if "case_0" in fold["val"])
+    assert "case_0_s000" not in fold_of_case_0["train"]
+
+
+def test_export_refuses_synthetic_cases_painted_into_test_cases(tmp_path: Path) -> None:
+    build = Build()
+    cases = [build.case(f"case_{i}", phases=("PVP",)) for i in range(3)]
+    painted = Case("case_2_s000", cases[2].phases, cases[2].label)
+    with pytest.raises(InputError, match="painted into test cases"):
+        export_nnunet_dataset(cases + [painted], tmp_path / "raw", dataset_id=9, name="Leak",
+                              patients={"case_2_s000": "case_2"}, synthetic=["case_2_s000"], test=["case_2"])

@@ -13,9 +13,11 @@ import logging
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
+
+import numpy as np
 
 from diff4mmlits import LABEL_BACKGROUND, LABEL_LIVER, LABEL_TUMOR, PHASES
 from diff4mmlits.data.case import ANNOTATED_PHASE, Case
@@ -29,6 +31,8 @@ from diff4mmlits.files import write_json_atomic
 log = logging.getLogger(__name__)
 
 DATASET_JSON = "dataset.json"
+SPLITS_FILE = "splits_final.json"
+"""nnU-Net reads it from ``nnUNet_preprocessed/DatasetNNN_NAME/``; the export writes it beside ``dataset.json``."""
 NNUNET_LABELS: dict[str, int] = {"background": LABEL_BACKGROUND, "liver": LABEL_LIVER, "tumor": LABEL_TUMOR}
 """The ``labels`` entry of an exported ``dataset.json`` (nnU-Net v2: name → id)."""
 
@@ -200,8 +204,21 @@ def export_nnunet_dataset(
     name: str,
     channel_names: ChannelNames = "ct",
     overwrite: bool = False,
+    patients: Mapping[str, str] | None = None,
+    synthetic: Iterable[str] = (),
+    test: Iterable[str] = (),
+    folds: int = 5,
+    seed: int = 0,
 ) -> Path:
     """Write ``cases`` as the nnU-Net v2 raw dataset ``out/DatasetNNN_NAME/``; return its folder.
+
+    ``test`` cases go to ``imagesTs`` (their labels, if any, to ``labelsTs``, which nnU-Net does not
+    read). With ``patients`` (case → patient, e.g. a synthetic case → the real case it was painted
+    into) or ``synthetic`` cases, ``splits_final.json`` is written too: ``folds`` folds over the
+    patients of the real training cases, each validating on real cases of its patients only and
+    training on every other case except those patients' synthetic copies (nnU-Net's default split
+    would validate patients whose own synthetic copies it trains on). ``dataset.json`` lists the
+    synthetic cases under ``synthetic_cases``.
 
     Channels are the phases present in any case, in the order NC, AP, PVP, DP; a case that lacks
     one gets a copy of its annotated phase there (the paper fills missing phases by duplication),
@@ -241,11 +258,20 @@ def export_nnunet_dataset(
         raise InputError(f"dataset id {dataset_id} is already used by {others[0]}; nnU-Net needs unique ids, choose another --dataset-id", out)
 
     phases = [phase for phase in PHASES if any(phase in case.phases for case in cases)]
+    test_ids, synthetic_ids = set(test), set(synthetic)
+    patient_of = {case.case_id: (patients or {}).get(case.case_id, case.case_id) for case in cases}
+    leaking = sorted(c for c in synthetic_ids if patient_of.get(c) in test_ids)
+    if leaking:
+        raise InputError(f"synthetic case(s) {leaking[:3]} were painted into test cases; they cannot be exported "
+                         "without leaking the test set", out)
+    training = [c.case_id for c in cases if c.label is not None and c.case_id not in test_ids]
+    splits = (make_patient_splits(training, patient_of, synthetic_ids, folds, seed)
+              if patients is not None or synthetic_ids else None)
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=out))
     try:
-        filled = _write_cases(cases, staging, phases)
-        labelled = sum(case.label is not None for case in cases)
+        filled = _write_cases(cases, staging, phases, test_ids)
+        labelled = len(training)
         meta: dict[str, Any] = {
             "channel_names": {str(i): ("CT" if channel_names == "ct" else phase) for i, phase in enumerate(phases)},
             "labels": dict(NNUNET_LABELS),
@@ -257,7 +283,11 @@ def export_nnunet_dataset(
         }
         if filled:
             meta["filled_phases"] = filled
+        if synthetic_ids:
+            meta["synthetic_cases"] = sorted(synthetic_ids)
         write_json_atomic(staging / DATASET_JSON, meta)
+        if splits is not None:
+            write_json_atomic(staging / SPLITS_FILE, splits)
         _replace_folder(staging, target)
     finally:
         if staging.exists():
@@ -267,12 +297,27 @@ def export_nnunet_dataset(
     return target
 
 
-def _write_cases(cases: Sequence[Case], folder: Path, phases: list[str]) -> dict[str, dict[str, str]]:
+def make_patient_splits(training: Sequence[str], patient_of: Mapping[str, str], synthetic: set[str], folds: int,
+                        seed: int) -> list[dict[str, list[str]]]:
+    """nnU-Net's ``splits_final.json`` grouped by patient: each fold validates on the real cases of
+    its patients and trains on every other training case except those patients' synthetic copies."""
+    real_patients = sorted({patient_of[c] for c in training if c not in synthetic})
+    if len(real_patients) < 2:
+        raise InputError(f"{len(real_patients)} real training patient(s): cross-validation needs at least 2")
+    order = [real_patients[i] for i in np.random.default_rng(seed).permutation(len(real_patients))]
+    count = min(folds, len(order))
+    groups = [set(order[k::count]) for k in range(count)]
+    return [{"train": sorted(c for c in training if patient_of[c] not in group),
+             "val": sorted(c for c in training if patient_of[c] in group and c not in synthetic)} for group in groups]
+
+
+def _write_cases(cases: Sequence[Case], folder: Path, phases: list[str], test: set[str]) -> dict[str, dict[str, str]]:
     from diff4mmlits.progress import progress
 
     filled: dict[str, dict[str, str]] = {}
     for case in progress(cases, desc="nnU-Net export", unit="case"):
-        images = folder / ("imagesTr" if case.label is not None else "imagesTs")
+        in_test = case.label is None or case.case_id in test
+        images = folder / ("imagesTs" if in_test else "imagesTr")
         for channel, phase in enumerate(phases):
             volume = case.phases.get(phase)
             if volume is None:
@@ -280,7 +325,7 @@ def _write_cases(cases: Sequence[Case], folder: Path, phases: list[str]) -> dict
                 filled.setdefault(case.case_id, {})[phase] = case.annotated_phase
             write_volume(volume, images / f"{case.case_id}_{channel:04d}.nii.gz")
         if case.label is not None:
-            write_volume(case.label, folder / "labelsTr" / f"{case.case_id}.nii.gz")
+            write_volume(case.label, folder / ("labelsTs" if in_test else "labelsTr") / f"{case.case_id}.nii.gz")
     for case_id, fills in filled.items():
         log.info("%s: phase(s) %s missing, filled with a copy of the annotated phase", case_id, ", ".join(fills))
     return filled
