@@ -15,10 +15,37 @@ import numpy as np  # noqa: E402
 
 from diff4mmlits import LABEL_TUMOR  # noqa: E402
 from diff4mmlits.data.case import Case  # noqa: E402
+from diff4mmlits.data.volume import Volume  # noqa: E402
 from diff4mmlits.files import atomic_path  # noqa: E402
 
 LIVER_COLOUR = "#2ca02c"
 TUMOR_COLOUR = "#d62728"
+
+
+DISPLAY_ORIENTATION = "LPS"
+"""Figures slice volumes stored in this orientation: an axial slice then shows the patient's right
+on the left and anterior at the top (the radiological convention), whatever the file's storage."""
+
+
+def display_volume(volume: Volume) -> Volume:
+    """``volume`` reoriented for display (:data:`DISPLAY_ORIENTATION`; no resampling)."""
+    from diff4mmlits.data.orientation import reorient
+
+    return reorient(volume, DISPLAY_ORIENTATION)
+
+
+def display_case(case: Case) -> Case:
+    """Every volume of ``case`` reoriented for display (see :data:`DISPLAY_ORIENTATION`)."""
+    label = display_volume(case.label) if case.label is not None else None
+    return Case(case_id=case.case_id, phases={k: display_volume(v) for k, v in case.phases.items()}, label=label,
+                annotated_phase=case.annotated_phase, extras={k: display_volume(v) for k, v in case.extras.items()})
+
+
+def mark_sides(ax: plt.Axes) -> None:
+    """'R' and 'L' at the left and right edges of an axial panel (radiological convention)."""
+    for x, text, align in ((0.02, "R", "left"), (0.98, "L", "right")):
+        ax.text(x, 0.5, text, transform=ax.transAxes, color="#ffd700", fontsize=7, ha=align, va="center",
+                fontweight="bold")
 
 
 def representative_slice(case: Case) -> int:
@@ -55,6 +82,7 @@ def plot_case_preview(case: Case, path: str | Path, window_hu: tuple[float, floa
     The contour is the annotated phase's label drawn on every phase: where a phase is not
     registered, the mismatch is visible (that is the point of the register stage).
     """
+    case = display_case(case)
     index = representative_slice(case)
     names = case.phase_names
     fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names), 2.9), squeeze=False)
@@ -67,5 +95,6 @@ def plot_case_preview(case: Case, path: str | Path, window_hu: tuple[float, floa
             draw_label_contours(ax, label_slice)
         ax.set_title(name, fontsize=10)
         ax.axis("off")
+        mark_sides(ax)
     fig.suptitle(f"{case.case_id} — slice {index} (label drawn on {case.annotated_phase})", fontsize=10)
     return save_figure(fig, path)

@@ -85,6 +85,7 @@ def evaluate_predictions(
     from diff4mmlits.evaluate.metric_figures import plot_metric_boxplots, plot_overlay
     from diff4mmlits.evaluate.metrics import case_metrics
     from diff4mmlits.evaluate.tables import TUMOR_DICE_PER_CASE, summarize, summary_text, write_rows_csv
+    from diff4mmlits.figures import display_volume
 
     pred_dir, out_dir = Path(pred_dir), Path(out_dir)
     if not pred_dir.is_dir():
@@ -130,6 +131,9 @@ def evaluate_predictions(
     for rank, case_id in pick_best_median_worst(rows, config.overlay_cases):
         truth_array, pred_array = labels[case_id]
         image = by_id[case_id].image
+        grid = by_id[case_id].label  # the radiological axial view, whatever the storage orientation
+        truth_array, pred_array = (display_volume(grid.with_array(a, kind="label")).array for a in (truth_array, pred_array))
+        image = display_volume(image) if image is not None and image.same_grid(grid) else None
         dsc = next(r[TUMOR_DICE_PER_CASE] for r in rows if r["case"] == case_id)
         figures[f"{rank}: {case_id}"] = plot_overlay(
             image.array if image is not None else None, truth_array, pred_array,

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from diff4mmlits import LABEL_TUMOR
-from diff4mmlits.figures import draw_label_contours, save_figure
+from diff4mmlits.figures import draw_label_contours, mark_sides, save_figure
 
 
 def plot_metric_boxplots(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
@@ -62,6 +62,7 @@ def plot_overlay(
         draw_label_contours(ax, label[z])
         ax.set_title(name, fontsize=9)
         ax.axis("off")
+        mark_sides(ax)
     fig.suptitle(f"{title} — slice {z}", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, path)

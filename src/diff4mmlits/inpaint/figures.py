@@ -8,7 +8,7 @@ import numpy as np
 
 from diff4mmlits.config import Config
 from diff4mmlits.data.case import Case
-from diff4mmlits.figures import LIVER_COLOUR, TUMOR_COLOUR, plt, save_figure
+from diff4mmlits.figures import LIVER_COLOUR, TUMOR_COLOUR, display_case, mark_sides, plt, save_figure
 from diff4mmlits.inpaint.case import case_rng, fill_volume, inpaint_mask_of
 from diff4mmlits.inpaint.infer import Inpainter
 
@@ -22,6 +22,7 @@ def mask_slice_index(hole: np.ndarray) -> int:
 def save_inpaint_figure(case: Case, path: str | Path, config: Config, model: Inpainter | None) -> Path:
     """``inpaint_<case>.png``: rows are phases; columns the original, the mask, then ffc (when a model
     is given), median and mean-fill, all at the slice with most mask, in the preview window."""
+    case = display_case(case)
     hole = inpaint_mask_of(case, config.inpaint)
     z = mask_slice_index(hole)
     methods = (["ffc"] if model is not None else []) + ["median", "mean-fill"]
@@ -45,6 +46,7 @@ def save_inpaint_figure(case: Case, path: str | Path, config: Config, model: Inp
                 ax.contour(liver_z[0], levels=[0.5], colors=LIVER_COLOUR, linewidths=0.6)
             ax.set_xticks([])
             ax.set_yticks([])
+            mark_sides(ax)
             if row == 0:
                 ax.set_title(title, fontsize=10)
             if col == 0:

@@ -101,8 +101,18 @@ def plot_registration_qc(original: Case, registered: Case, path: str | Path, roi
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from diff4mmlits.figures import LIVER_COLOUR, draw_label_contours, save_figure
+    from diff4mmlits.figures import (
+        LIVER_COLOUR,
+        display_case,
+        display_volume,
+        draw_label_contours,
+        mark_sides,
+        save_figure,
+    )
 
+    if roi is not None:  # everything in the display orientation (radiological axial view)
+        roi = display_volume(original.annotated.with_array(roi.astype(np.uint8), kind="label")).array > 0
+    original, registered = display_case(original), display_case(registered)
     annotated = original.annotated
     label = original.label.array if original.label is not None and (original.label.array > 0).any() else None
     region = roi if roi is not None and roi.any() else np.ones(annotated.shape, bool)
@@ -133,6 +143,7 @@ def plot_registration_qc(original: Case, registered: Case, path: str | Path, roi
                     draw_label_contours(ax, contour)
                 ax.set_title(f"{name} {title} ({'axial' if view == 0 else 'coronal'})", fontsize=9)
                 ax.axis("off")
+                mark_sides(ax)
     for ax in axes.ravel()[4 * len(names):]:
         ax.axis("off")
     what = (f"{original.annotated_phase} liver (green) and tumor (red) contours" if label is not None

@@ -51,11 +51,12 @@ def plot_synthesis_examples(synthetic: list[Case], real: list[Case], out_dir: st
     """One figure per synthetic case; returns the paths written (none when nothing has a tumor)."""
     import matplotlib.pyplot as plt
 
-    from diff4mmlits.figures import save_figure
+    from diff4mmlits.figures import display_case, save_figure
 
+    real = [display_case(case) for case in real]
     real_tumors = [(case, tumor) for case in real for tumor in measure_tumor_contrasts(case)]
     paths = []
-    for case in synthetic:
+    for case in (display_case(c) for c in synthetic):
         tumors = measure_tumor_contrasts(case)
         if not tumors:
             continue
