@@ -240,6 +240,31 @@ def _run_export_cases(run_dir: Path, extra: list[Any]) -> tuple[list[Any], dict[
     return extra + registered + synthetic, {"patients": patients, "synthetic": synthetic_ids, "test": run.split("test")}
 
 
+@app.command("export-model")
+def export_model_command(
+    model: Annotated[Path, typer.Argument(metavar="MODEL", help="A model folder, e.g. runs/NAME/models/segmenter.")],
+    out: Annotated[Path, typer.Argument(metavar="OUT.zip", help="The zip to write.")],
+) -> None:
+    """Pack a model folder into one zip (version, config, plan, weights and a checksum of every file) to share it."""
+    from diff4mmlits.modelzip import export_model
+
+    path = export_model(model, out)
+    typer.echo(f"export-model: {model} written to {path} ({path.stat().st_size / 2**20:.1f} MB); "
+               f"unpack it with: diff4mmlits import-model {path} DIR")
+
+
+@app.command("import-model")
+def import_model_command(
+    zip_path: Annotated[Path, typer.Argument(metavar="MODEL.zip", help="A zip written by export-model.")],
+    out: Annotated[Path, typer.Argument(metavar="DIR", help="The new model folder (must not exist, or be empty).")],
+) -> None:
+    """Unpack a model zip after checking every file's checksum; a changed or damaged zip is refused."""
+    from diff4mmlits.modelzip import import_model
+
+    folder = import_model(zip_path, out)
+    typer.echo(f"import-model: {zip_path} checked and unpacked into {folder}; use it with --model {folder}")
+
+
 @app.command("config")
 def show_config(
     preset: PresetOption = "demo",

@@ -1,0 +1,54 @@
+"""Models that travel: export-model / import-model round trip, and refusal of a changed zip."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pytest
+import torch
+
+from diff4mmlits.checkpoint import STATE_NAME, WEIGHTS_NAME, save_checkpoint_files
+from diff4mmlits.cli import main
+from diff4mmlits.errors import InputError
+from diff4mmlits.modelzip import MANIFEST_NAME, export_model, import_model
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    folder = tmp_path / "model"
+    save_checkpoint_files(folder, torch.nn.Linear(3, 2), {"kind": "segmenter", "step": 1}, {"step": 1})
+    save_checkpoint_files(folder / "liver", torch.nn.Linear(2, 2), {"kind": "segmenter"}, {"step": 1})
+    (folder / "plan.json").write_text('{"plan": 1}')
+    return folder
+
+
+def test_export_and_import_give_the_same_files(model_dir, tmp_path, capsys) -> None:
+    assert main(["export-model", str(model_dir), str(tmp_path / "m.zip")]) == 0
+    with zipfile.ZipFile(tmp_path / "m.zip") as archive:
+        manifest = json.loads(archive.read(MANIFEST_NAME))
+    assert manifest["kind"] == "segmenter" and "diff4mmlits_version" in manifest
+    assert STATE_NAME not in manifest["files"] and f"liver/{WEIGHTS_NAME}" in manifest["files"]
+    assert main(["import-model", str(tmp_path / "m.zip"), str(tmp_path / "copy")]) == 0
+    for name in manifest["files"]:
+        assert (tmp_path / "copy" / name).read_bytes() == (model_dir / name).read_bytes()
+
+
+def test_a_changed_zip_is_refused_and_nothing_lands(model_dir, tmp_path) -> None:
+    export_model(model_dir, tmp_path / "m.zip")
+    with zipfile.ZipFile(tmp_path / "m.zip") as archive, zipfile.ZipFile(tmp_path / "bad.zip", "w") as bad:
+        for item in archive.infolist():
+            data = archive.read(item)
+            bad.writestr(item, data[:-1] + bytes([data[-1] ^ 1]) if item.filename == WEIGHTS_NAME else data)
+    with pytest.raises(InputError, match=f"{WEIGHTS_NAME} does not match its checksum"):
+        import_model(tmp_path / "bad.zip", tmp_path / "copy")
+    assert not (tmp_path / "copy").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_zip_that_writes_outside_the_folder_is_refused(tmp_path) -> None:
+    with zipfile.ZipFile(tmp_path / "evil.zip", "w") as archive:
+        archive.writestr("../outside.txt", "x")
+        archive.writestr(MANIFEST_NAME, json.dumps({"files": {"../outside.txt": "0"}}))
+    with pytest.raises(InputError, match="outside the model folder"):
+        import_model(tmp_path / "evil.zip", tmp_path / "copy")
+    assert not (tmp_path / "outside.txt").exists()
