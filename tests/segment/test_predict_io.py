@@ -109,3 +109,27 @@ def test_predict_writes_statistics_beside_the_labels(model, tiny_case, tmp_path)
 def test_device_names_are_checked_with_one_line(name: str, words: str) -> None:
     with pytest.raises(InputError, match=words):
         resolve_device(name)
+
+
+def test_a_case_unlike_the_training_data_is_named_with_the_reason() -> None:
+    from diff4mmlits.segment.predict_io import out_of_domain
+
+    array = np.zeros((10, 20, 20), np.uint8)
+    array[1:9, 2:18, 2:18] = 1
+    label = Volume(array, (10.0, 10.0, 10.0), kind="label")  # 2048 mL
+    pvp = Volume(np.full(array.shape, 100.0, np.float32), (10.0, 10.0, 10.0))
+    training = {"volume_ml": [800.0, 1900.0], "median_hu": {"PVP": [90.0, 130.0]}}
+    assert out_of_domain(label, {"PVP": pvp}, training) == []
+    small = Volume(array, (5.0, 5.0, 5.0), kind="label")  # 256 mL
+    dark = Volume(np.full(array.shape, -20.0, np.float32), (5.0, 5.0, 5.0))
+    reasons = out_of_domain(small, {"PVP": dark}, training)
+    assert reasons == ["liver 256 mL where the training livers were 800–1900 mL",
+                       "PVP liver median -20 HU where training had 90–130 HU"]
+    assert out_of_domain(label.with_array(np.zeros_like(array)), {}, training) == ["no liver found"]
+    assert out_of_domain(label, {}, {}) == []
+
+
+def test_the_model_records_its_training_livers(model) -> None:
+    config = json.loads((model / "config.json").read_text())
+    low, high = config["training_livers"]["volume_ml"]
+    assert 0 < low <= high and set(config["training_livers"]["median_hu"]) == {"NC", "AP", "PVP", "DP"}

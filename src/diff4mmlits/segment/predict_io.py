@@ -107,6 +107,36 @@ def label_paths(case_ids: Sequence[str], output: str | Path) -> dict[str, Path]:
     return {case_id: output / f"{case_id}.nii.gz" for case_id in case_ids}
 
 
+# --- out of domain -------------------------------------------------------------------------------
+VOLUME_FACTOR = 2.0
+"""A predicted liver this many times larger or smaller than any training liver is out of domain."""
+HU_MARGIN = 40.0
+"""A phase's median liver HU this far (HU) outside the training cases' range is out of domain."""
+
+
+def out_of_domain(label: Volume, phases: Mapping[str, Volume], training: Mapping[str, Any]) -> list[str]:
+    """Why a prediction looks unlike the training data (``config.json``'s ``training_livers``):
+    the predicted liver's volume or a phase's median liver HU far outside the training cases'."""
+    reasons: list[str] = []
+    liver = label.array >= 1
+    if not training:
+        return []  # a model trained before the ranges were recorded
+    if not liver.any():
+        return ["no liver found"]
+    low, high = training.get("volume_ml", [0.0, float("inf")])
+    volume = float(liver.sum()) * float(np.prod(label.spacing_mm)) / 1000.0
+    if volume > VOLUME_FACTOR * high or volume < low / VOLUME_FACTOR:
+        reasons.append(f"liver {volume:.0f} mL where the training livers were {low:.0f}–{high:.0f} mL")
+    for name, (lo, hi) in training.get("median_hu", {}).items():
+        volume_hu = phases.get(name)
+        if volume_hu is None or volume_hu.shape != label.shape or not (label.array == 1).any():
+            continue
+        median = float(np.median(volume_hu.array[label.array == 1]))
+        if median < lo - HU_MARGIN or median > hi + HU_MARGIN:
+            reasons.append(f"{name} liver median {median:.0f} HU where training had {lo:.0f}–{hi:.0f} HU")
+    return reasons
+
+
 # --- statistics -----------------------------------------------------------------------------------
 def label_statistics(label: Volume, phases: Mapping[str, Volume]) -> dict[str, Any]:
     """Liver and tumor volumes (mL), lesion count, and per lesion its volume (mL), centre (world mm,

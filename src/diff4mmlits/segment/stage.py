@@ -24,7 +24,13 @@ from diff4mmlits.register import register_case
 from diff4mmlits.runfolder import RunFolder
 from diff4mmlits.segment.dataset import TumorPainter
 from diff4mmlits.segment.predict import Segmenter, load_segmenter, segment_case
-from diff4mmlits.segment.predict_io import label_paths, label_statistics, read_prediction_inputs, write_statistics
+from diff4mmlits.segment.predict_io import (
+    label_paths,
+    label_statistics,
+    out_of_domain,
+    read_prediction_inputs,
+    write_statistics,
+)
 from diff4mmlits.segment.report import section_segmenter
 from diff4mmlits.segment.train import TrainResult, train_model
 from diff4mmlits.stage import Stage
@@ -103,6 +109,10 @@ def predict_cases(cases: Sequence[Case], segmenter: Segmenter, output: str | Pat
         bar.set_postfix(case=case.case_id)
         ready = (registered or {}).get(case.case_id) or ensure_registered(case, segmenter.model_config.get("run_config"))
         label = segment_case(ready, segmenter, tta=tta)
+        reasons = out_of_domain(label, ready.phases, segmenter.model_config.get("training_livers") or {})
+        if reasons:
+            log.warning("%s: unlike the training data (%s): another scanner, body region or contrast timing? "
+                        "check the label before using it", case.case_id, "; ".join(reasons))
         written.append(write_volume(label, paths[case.case_id]))
         if statistics:
             stats[case.case_id] = label_statistics(label, ready.phases)

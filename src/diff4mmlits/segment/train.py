@@ -341,6 +341,23 @@ def train_segmenter(
     return TrainResult(out_dir, len(rows) and int(rows[-1]["epoch"]), best, rows, unwrap(model))
 
 
+def training_liver_ranges(cases: Sequence[Case]) -> dict[str, Any]:
+    """The training cases' liver volumes (mL) and per-phase median liver HU: min and max over cases."""
+    volumes, medians = [], {}
+    for case in cases:
+        if case.label is None or not (case.label.array >= 1).any():
+            continue
+        liver = case.label.array >= 1
+        volumes.append(float(liver.sum()) * float(np.prod(case.label.spacing_mm)) / 1000.0)
+        for name, volume in case.phases.items():
+            if volume.shape == liver.shape:
+                medians.setdefault(name, []).append(float(np.median(volume.array[case.label.array == 1])))
+    if not volumes:
+        return {}
+    return {"volume_ml": [round(min(volumes), 1), round(max(volumes), 1)],
+            "median_hu": {name: [round(min(v), 1), round(max(v), 1)] for name, v in medians.items()}}
+
+
 def train_model(
     train: Sequence[Case],
     validation: Sequence[Case],
@@ -370,6 +387,7 @@ def train_model(
     # the orientation the network learned; predict turns other cases into it and back
     codes = [orientation_code(c.annotated) for c in train]
     extra["orientation"] = max(set(codes), key=codes.count)
+    extra["training_livers"] = training_liver_ranges(train)  # predict warns about cases far outside
 
     def fit(what: str, seg: SegmentConfig, plan: SegmenterPlan, fp: Fingerprint, folder: Path, cases: Sequence[Case],
             val: Sequence[Case], painted: Sequence[Case], normals: Sequence[Case], paint_at_plan_spacing: bool) -> TrainResult:
