@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "report": 6,
     "pipeline": 7,
     "cli": 8,
+    "api": 8,  # the Python API: a façade over the stages, as the command line is
 }
 """Layer of each top-level module or stage package; everything else is the shared kit (layer 0)."""
 

@@ -82,7 +82,7 @@ def test_run_pipeline_writes_config_previews_report_and_skips_when_up_to_date(ti
     assert run.config_path.is_file() and run.load_config() == config
     assert len(list(run.previews_dir.glob("*.png"))) == 5
     page = (run.report_dir / "index.html").read_text()
-    assert "case_004" in page and "previews/case_000.png" in page
+    assert "case_004" in page and "figures/previews_case_000.png" in page
     assert calls == ["probe"]
     run_pipeline(tiny_dataset, run, config)
     assert calls == ["probe"], "an up-to-date stage must be skipped"

@@ -1,13 +1,15 @@
 """Small HTML helpers shared by every stage's report section and the evaluation page.
 
-A section is an HTML fragment; links are relative to the report folder so that the folder can be
-copied or zipped as a whole.
+A section is an HTML fragment. Every image a page shows lies inside its folder (one outside, e.g.
+``RUN/registered/<case>/qc.png``, is copied into ``figures/``) and is linked relatively, so the
+folder can be moved, copied or zipped as a whole.
 """
 
 from __future__ import annotations
 
 import html
 import os
+import shutil
 from pathlib import Path
 
 STYLE = """
@@ -33,5 +35,20 @@ def html_table(header: list[str], rows: list[list[object]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def inside(path: Path, report_dir: Path) -> Path:
+    """``path`` itself when it lies inside ``report_dir``, else its copy in ``report_dir/figures/``
+    (named after its path from the report's parent folder, e.g. ``registered_case_000_qc.png``)."""
+    path, report_dir = Path(path), Path(report_dir)
+    if report_dir.resolve() in path.resolve().parents:
+        return path
+    name = Path(os.path.relpath(path, report_dir.parent)).as_posix().replace("../", "").replace("/", "_")
+    copy = report_dir / "figures" / name
+    if not copy.is_file() or copy.stat().st_mtime < path.stat().st_mtime or copy.stat().st_size != path.stat().st_size:
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, copy)
+    return copy
+
+
 def figure_html(path: Path, report_dir: Path, caption: str) -> str:
-    return f'<figure><img src="{relative_link(path, report_dir)}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+    link = relative_link(inside(path, report_dir), report_dir)
+    return f'<figure><img src="{link}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>'

@@ -167,7 +167,8 @@ def section_dataset(run: RunFolder, report_dir: Path) -> str:
             split_of.get(case["id"], "–"),
         ])
     table = html_table(["case", "phases", "shape (z×y×x)", "spacing (mm)", "liver (mL)", "tumor (mL)", "split"], rows)
-    page = f"<h2>Dataset</h2><p class='muted'>{html.escape(manifest['dataset'])} ({manifest['layout']} layout)</p>{table}"
+    name = Path(manifest["dataset"]).name  # not the absolute path: the report travels
+    page = f"<h2>Dataset</h2><p class='muted'>{html.escape(name)} ({manifest['layout']} layout)</p>{table}"
     figures = sorted(run.previews_dir.glob("*.png"))
     if figures:
         body = "".join(figure_html(path, report_dir, path.stem) for path in figures)

@@ -123,7 +123,8 @@ def test_the_report_shows_the_registration(tmp_path: Path) -> None:
     run = tmp_path / "run"
     assert main(["register", str(dataset), "--run", str(run), "--preset", "smoke", "--method", "rigid"]) == 0
     page = write_run_report(RunFolder(run), resolve_config("smoke")).read_text()
-    assert "<h2>Registration</h2>" in page and "../registered/case_0/qc.png" in page and "→" in page
+    assert "Registration</h2>" in page and "figures/registered_case_0_qc.png" in page and "→" in page
+    assert (run / "report" / "figures" / "registered_case_0_qc.png").is_file()  # inside report/: it travels
 
 
 def test_workers_zero_means_one_per_usable_core_at_most_four(monkeypatch) -> None:

@@ -190,7 +190,7 @@ def metrics_html(evaluation: Evaluation, report_dir: Path) -> str:
         TUMOR_DICE_PER_LESION,
         mean_sd_text,
     )
-    from diff4mmlits.htmlpage import figure_html, html_table, relative_link
+    from diff4mmlits.htmlpage import figure_html, html_table, inside, relative_link
 
     by_metric = {r["metric"]: r for r in evaluation.summary}
     paper = html_table(
@@ -225,7 +225,7 @@ def metrics_html(evaluation: Evaluation, report_dir: Path) -> str:
              f"<h3>Tumor Dice, three ways</h3><p class='muted'>{legend}</p>", dice_table]
     if suffixes:
         parts += ["<h3>Lesion detection at IoU thresholds (all lesions of the set pooled)</h3>", detection_table]
-    links = [f'<a href="{relative_link(evaluation.out_dir / name, report_dir)}">{name}</a>'
+    links = [f'<a href="{relative_link(inside(evaluation.out_dir / name, report_dir), report_dir)}">{name}</a>'
              for name in (METRICS_FILE, SUMMARY_FILE) if (evaluation.out_dir / name).is_file()]
     if links:
         parts.append(f"<p class='muted'>tables: {', '.join(links)}</p>")
