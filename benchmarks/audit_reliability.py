@@ -125,6 +125,14 @@ MODEL_COMMANDS = {
     "models/segmenter": "predict", "models/segmenter/liver": "predict", "models/inpainter": "inpaint",
     "models/autoencoder": "synthesize", "models/diffusion": "synthesize",
 }
+"""Model folder → the command that loads it for inference."""
+
+
+def inference_weights(folder: Path) -> Path:
+    """The weights inference loads: ``best.safetensors`` where there is one, else ``weights.safetensors``
+    (the discriminators and other training-only files are read, and verified, only when resuming)."""
+    best = folder / "best.safetensors"
+    return best if best.is_file() else folder / "weights.safetensors"
 
 
 def damaged_models(data: Path, work: Path, clean_run: Path) -> list[dict[str, Any]]:
@@ -135,7 +143,7 @@ def damaged_models(data: Path, work: Path, clean_run: Path) -> list[dict[str, An
 
     rows = []
     for folder, command in MODEL_COMMANDS.items():
-        for weights in sorted((clean_run / folder).glob("*.safetensors")):
+        for weights in [inference_weights(clean_run / folder)]:
             for damage in ("flipped bytes", "NaN, valid checksum"):
                 run = work / "damaged"
                 shutil.rmtree(run, ignore_errors=True)
