@@ -263,3 +263,17 @@ def test_export_refuses_synthetic_cases_painted_into_test_cases(tmp_path: Path) 
     with pytest.raises(InputError, match="painted into test cases"):
         export_nnunet_dataset(cases + [painted], tmp_path / "raw", dataset_id=9, name="Leak",
                               patients={"case_2_s000": "case_2"}, synthetic=["case_2_s000"], test=["case_2"])
+
+
+def test_nnunet_itself_accepts_a_run_export_with_test_split_and_splits(tmp_path: Path) -> None:
+    """nnU-Net v2's own integrity check (optional: skipped where nnunetv2 is not installed; install it
+    with ``pip install nnunetv2 -c <(echo torch==2.13.0)``)."""
+    pytest.importorskip("nnunetv2")
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+
+    build = Build()
+    cases = [build.case(f"case_{i}", phases=("NC", "AP", "PVP", "DP")) for i in range(4)]
+    painted = Case("case_0_s000", cases[0].phases, cases[0].label)
+    target = export_nnunet_dataset(cases + [painted], tmp_path / "raw", dataset_id=502, name="Check",
+                                   patients={"case_0_s000": "case_0"}, synthetic=["case_0_s000"], test=["case_3"], folds=3)
+    verify_dataset_integrity(str(target), num_processes=1)  # raises on any problem
