@@ -74,15 +74,18 @@ def describe_case(case: Case) -> dict[str, Any]:
     return entry
 
 
-def ingest_dataset(dataset: str | Path, run: RunFolder, config: Config) -> dict[str, Any]:
-    """Validate the dataset and write ``manifest.json`` (cases, geometry, checksums, split)."""
+def ingest_dataset(dataset: str | Path, run: RunFolder, config: Config, require_label: bool = True) -> dict[str, Any]:
+    """Validate the dataset and write ``manifest.json`` (cases, geometry, checksums, split).
+
+    ``require_label=False`` (``register`` alone) accepts cases without a label: they are registered
+    on the body mask; training stages then say which label is missing."""
     dataset = Path(dataset).resolve()
-    report = validate_dataset(dataset, annotated_phase=config.data.annotated_phase)
+    report = validate_dataset(dataset, require_label=require_label, annotated_phase=config.data.annotated_phase)
     report.raise_for_errors()
     for warning in report.warnings:
         log.warning("%s", warning)
     log.info("validate: %d case(s) in %s, no errors, %d warning(s)", len(report.rows), dataset, len(report.warnings))
-    cases = load_dataset(dataset, annotated_phase=config.data.annotated_phase)
+    cases = load_dataset(dataset, require_label=require_label, annotated_phase=config.data.annotated_phase)
     manifest = {
         "dataset": str(dataset),
         "layout": detect_layout(dataset),
@@ -133,7 +136,7 @@ def open_run(run_dir: str | Path, dataset: str | Path | None = None, preset: str
                 raise InputError(f"this run folder was made from {recorded}, not {dataset}; use another --run folder",
                                  run.root)
         config = resolve_config(previous.preset, config_file, extra, base=previous.model_dump(mode="json"))
-    ingest_dataset(dataset, run, config)
+    ingest_dataset(dataset, run, config, require_label=False)  # register works without labels (body mask)
     run.save_config(config)
     return run, config
 

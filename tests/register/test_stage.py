@@ -156,3 +156,15 @@ def test_an_nnunet_dataset_is_registered_onto_the_configured_annotated_phase(tmp
         folder = run / "registered" / case_id
         assert (folder / "qc.json").is_file()
         assert (folder / "PVP.tfm").is_file() and not (folder / "AP.tfm").exists()
+
+
+def test_register_accepts_a_dataset_without_labels_and_uses_the_body(tmp_path: Path) -> None:
+    import json
+
+    dataset = write_dataset(tmp_path / "data", 1, phases=("AP", "PVP"))
+    (dataset / "case_0" / "label.nii.gz").unlink()
+    run = tmp_path / "run"
+    assert main(["register", str(dataset), "--run", str(run), "--preset", "smoke", "--method", "rigid"]) == 0
+    qc = json.loads((run / "registered" / "case_0" / "qc.json").read_text())
+    assert qc["region"]["source"] == "body" and qc["phases"]["AP"]["status"] == "registered"
+    assert not (run / "registered" / "case_0" / "label.nii.gz").exists()
