@@ -450,6 +450,7 @@ def predict(
     model: Annotated[Path, typer.Option("--model", help="Trained segmenter folder, e.g. runs/NAME/models/segmenter.")],
     device: DeviceOption = None,
     tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="Test-time flips along every axis (8× slower, a little more accurate). Default: the model's setting.")] = None,
+    save_registered: Annotated[bool, typer.Option("--save-registered", help="Keep what registration made of each case: <case>_registered/ beside the labels, with the registered phases, ITK transforms (3D Slicer opens them), qc.json and qc.png.")] = False,
     statistics: Annotated[bool, typer.Option("--statistics", help="Also write liver and tumor volumes (mL), the lesion count and each lesion's volume and mean HU per phase: <case>.statistics.json and statistics.csv beside the labels.")] = False,
 ) -> None:
     """Segment liver and tumors in new CT: one label file per case on its annotated phase's grid.
@@ -459,7 +460,8 @@ def predict(
     from diff4mmlits.segment.stage import predict_path
 
     start = time.time()
-    written = predict_path(model, input_path, output, device=device or "auto", tta=tta, statistics=statistics)
+    written = predict_path(model, input_path, output, device=device or "auto", tta=tta, statistics=statistics,
+                           save_registered=save_registered)
     where = written[0] if len(written) == 1 and str(output).lower().endswith((".nii.gz", ".nii")) else output
     extra = f"; statistics in {Path(where).parent if where != output else output}" if statistics else ""
     typer.echo(f"predict: {len(written)} case(s) in {time.time() - start:.1f} s; labels in {where}{extra}")

@@ -133,3 +133,18 @@ def test_the_model_records_its_training_livers(model) -> None:
     config = json.loads((model / "config.json").read_text())
     low, high = config["training_livers"]["volume_ml"]
     assert 0 < low <= high and set(config["training_livers"]["median_hu"]) == {"NC", "AP", "PVP", "DP"}
+
+
+def test_save_registered_keeps_phases_transforms_and_qc(model, tmp_path) -> None:
+    from builders import Anatomy, liver_case
+
+    case = liver_case("moved", 4, shape=(16, 24, 24), spacing=(2.0, 1.5, 1.5), phases=("AP", "PVP"),
+                      anatomy=Anatomy(liver_centre=(0.5, 0.5, 0.5), liver_radii=(0.3, 0.3, 0.3), tumor_radius_vox=(2.0, 3.0)))
+    shifted = case.phases["AP"]
+    moved = Volume(shifted.array, shifted.spacing_mm, tuple(o + d for o, d in zip(shifted.origin_mm, (2.0, 3.0, -1.5))))
+    folder = tmp_path / "in" / "moved"
+    write_case_folder(type(case)("moved", {"AP": moved, "PVP": case.phases["PVP"]}, case.label), folder)
+    assert main(["predict", str(folder), str(tmp_path / "out"), "--model", str(model), "--save-registered"]) == 0
+    kept = tmp_path / "out" / "moved_registered"
+    assert {"AP.nii.gz", "PVP.nii.gz", "AP.tfm", "qc.json", "qc.png"} <= {p.name for p in kept.iterdir()}
+    assert read_volume(kept / "AP.nii.gz").same_grid(case.phases["PVP"])

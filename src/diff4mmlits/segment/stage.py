@@ -89,25 +89,34 @@ def read_offline_synthetic(run: RunFolder) -> list[Case]:
 
 
 # --- prediction --------------------------------------------------------------------------------
-def ensure_registered(case: Case, run_config: dict[str, Any] | None) -> Case:
-    """``case`` itself when every phase is on the annotated grid, else registered by the register stage."""
+def ensure_registered(case: Case, run_config: dict[str, Any] | None, keep_in: Path | None = None) -> Case:
+    """``case`` itself when every phase is on the annotated grid, else registered by the register stage
+    (with ``keep_in``: the registered phases, transforms, ``qc.json`` and ``qc.png`` written there)."""
     if case.is_registered():
         return case
     config = Config.model_validate(run_config or {})
-    return register_case(case, config.register).case
+    result = register_case(case, config.register)
+    if keep_in is not None:
+        from diff4mmlits.register.stage import write_registered_case
+
+        write_registered_case(result, case, keep_in)
+    return result.case
 
 
 def predict_cases(cases: Sequence[Case], segmenter: Segmenter, output: str | Path, tta: bool | None = None,
-                  registered: dict[str, Case] | None = None, statistics: bool = False) -> list[Path]:
+                  registered: dict[str, Case] | None = None, statistics: bool = False,
+                  save_registered: bool = False) -> list[Path]:
     """Segment each case and write its label on its annotated phase's grid: ``OUTPUT/<case>.nii.gz``,
     or ``OUTPUT`` itself when it ends in ``.nii.gz``/``.nii`` (one case); with ``statistics``,
-    volumes and per-lesion HU beside them (:mod:`diff4mmlits.segment.predict_io`)."""
+    volumes and per-lesion HU beside them (:mod:`diff4mmlits.segment.predict_io`); with
+    ``save_registered``, what registration made of each case in ``<case>_registered/`` beside them."""
     paths = label_paths([c.case_id for c in cases], output)
     written, stats = [], {}
     bar = progress(cases, desc="predict", unit="case")
     for case in bar:
         bar.set_postfix(case=case.case_id)
-        ready = (registered or {}).get(case.case_id) or ensure_registered(case, segmenter.model_config.get("run_config"))
+        keep = paths[case.case_id].parent / f"{case.case_id}_registered" if save_registered else None
+        ready = (registered or {}).get(case.case_id) or ensure_registered(case, segmenter.model_config.get("run_config"), keep)
         label = segment_case(ready, segmenter, tta=tta)
         reasons = out_of_domain(label, ready.phases, segmenter.model_config.get("training_livers") or {})
         if reasons:
@@ -122,14 +131,14 @@ def predict_cases(cases: Sequence[Case], segmenter: Segmenter, output: str | Pat
 
 
 def predict_path(model_dir: str | Path, input_path: str | Path, output: str | Path, device: str = "auto",
-                 tta: bool | None = None, statistics: bool = False) -> list[Path]:
+                 tta: bool | None = None, statistics: bool = False, save_registered: bool = False) -> list[Path]:
     """``diff4mmlits predict``: every case under ``input_path`` (an image file, a DICOM series, a case
     folder or a dataset) → ``output/<case>.nii.gz`` (or the one file ``output``)."""
     segmenter = load_segmenter(model_dir, device=device)
     annotated_phase = (segmenter.model_config.get("run_config") or {}).get("data", {}).get("annotated_phase", "PVP")
     cases = read_prediction_inputs(input_path, annotated_phase)
     label_paths([c.case_id for c in cases], output)  # a bad output path stops before any work
-    return predict_cases(cases, segmenter, output, tta=tta, statistics=statistics)
+    return predict_cases(cases, segmenter, output, tta=tta, statistics=statistics, save_registered=save_registered)
 
 
 def stage_predict(run: RunFolder, config: Config) -> None:
