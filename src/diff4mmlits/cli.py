@@ -450,6 +450,7 @@ def predict(
     model: Annotated[Path, typer.Option("--model", help="Trained segmenter folder, e.g. runs/NAME/models/segmenter.")],
     device: DeviceOption = None,
     tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="Test-time flips along every axis (8× slower, a little more accurate). Default: the model's setting.")] = None,
+    output_type: Annotated[str, typer.Option("--output-type", help="nifti (default), or dicom-seg: a DICOM segmentation object referencing the input DICOM series (3D Slicer, OHIF, PACS; needs highdicom), written to OUTPUT/<case>.dcm or OUTPUT.dcm.")] = "nifti",
     save_registered: Annotated[bool, typer.Option("--save-registered", help="Keep what registration made of each case: <case>_registered/ beside the labels, with the registered phases, ITK transforms (3D Slicer opens them), qc.json and qc.png.")] = False,
     statistics: Annotated[bool, typer.Option("--statistics", help="Also write liver and tumor volumes (mL), the lesion count and each lesion's volume and mean HU per phase: <case>.statistics.json and statistics.csv beside the labels.")] = False,
 ) -> None:
@@ -461,8 +462,8 @@ def predict(
 
     start = time.time()
     written = predict_path(model, input_path, output, device=device or "auto", tta=tta, statistics=statistics,
-                           save_registered=save_registered)
-    where = written[0] if len(written) == 1 and str(output).lower().endswith((".nii.gz", ".nii")) else output
+                           save_registered=save_registered, output_type=output_type)
+    where = written[0] if len(written) == 1 and str(output).lower().endswith((".nii.gz", ".nii", ".dcm")) else output
     extra = f"; statistics in {Path(where).parent if where != output else output}" if statistics else ""
     typer.echo(f"predict: {len(written)} case(s) in {time.time() - start:.1f} s; labels in {where}{extra}")
 

@@ -148,3 +148,41 @@ def test_save_registered_keeps_phases_transforms_and_qc(model, tmp_path) -> None
     kept = tmp_path / "out" / "moved_registered"
     assert {"AP.nii.gz", "PVP.nii.gz", "AP.tfm", "qc.json", "qc.png"} <= {p.name for p in kept.iterdir()}
     assert read_volume(kept / "AP.nii.gz").same_grid(case.phases["PVP"])
+
+
+def test_dicom_seg_output_references_the_input_series(model, tmp_path) -> None:
+    """Read back with highdicom: two segments, every frame on a source slice, the label's voxels.
+    (Optional: skipped where highdicom is not installed.)"""
+    highdicom = pytest.importorskip("highdicom")
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    array = np.full((6, 16, 16), -50, np.int16)
+    array[1:5, 3:13, 3:13] = 60
+    files = Build.dicom_series(tmp_path / "series", array, spacing=(2.5, 1.5, 1.5), origin=(-30.0, 10.0, -5.0))
+    frame_of_reference = generate_uid()
+    for path in files:  # what every scanner writes and the builder leaves out
+        ds = pydicom.dcmread(path)
+        ds.FrameOfReferenceUID, ds.SliceThickness = frame_of_reference, "2.5"
+        ds.save_as(path)
+    assert main(["predict", str(tmp_path / "series"), str(tmp_path / "seg.dcm"), "--model", str(model),
+                 "--output-type", "dicom-seg"]) == 0
+    seg = highdicom.seg.segread(tmp_path / "seg.dcm")
+    assert seg.number_of_segments == 2 and seg.FrameOfReferenceUID == frame_of_reference
+    from diff4mmlits.segment.dicom_seg import series_files
+
+    order = [pydicom.dcmread(f).SOPInstanceUID for f in series_files(tmp_path / "series")]
+    frames = seg.get_pixels_by_source_instance(source_sop_instance_uids=order, segment_numbers=[1, 2])
+    assert main(["predict", str(tmp_path / "series"), str(tmp_path / "label.nii.gz"), "--model", str(model)]) == 0
+    label = read_volume(tmp_path / "label.nii.gz", kind="label").array  # the same prediction as NIfTI
+    assert frames.shape == (6, 16, 16, 2)
+    np.testing.assert_array_equal(frames[..., 0], label == 1)
+    np.testing.assert_array_equal(frames[..., 1], label == 2)
+
+
+def test_dicom_seg_needs_a_dicom_series(model, tiny_case, tmp_path) -> None:
+    write_volume(tiny_case("x", seed=1).phases["PVP"], tmp_path / "x.nii.gz")
+    with pytest.raises(InputError, match="dicom-seg: the input must be a DICOM series folder"):
+        from diff4mmlits.segment.stage import predict_path
+
+        predict_path(model, tmp_path / "x.nii.gz", tmp_path / "out", output_type="dicom-seg")

@@ -25,6 +25,7 @@ from diff4mmlits.runfolder import RunFolder
 from diff4mmlits.segment.dataset import TumorPainter
 from diff4mmlits.segment.predict import Segmenter, load_segmenter, segment_case
 from diff4mmlits.segment.predict_io import (
+    is_dicom_series_folder,
     label_paths,
     label_statistics,
     out_of_domain,
@@ -131,12 +132,25 @@ def predict_cases(cases: Sequence[Case], segmenter: Segmenter, output: str | Pat
 
 
 def predict_path(model_dir: str | Path, input_path: str | Path, output: str | Path, device: str = "auto",
-                 tta: bool | None = None, statistics: bool = False, save_registered: bool = False) -> list[Path]:
+                 tta: bool | None = None, statistics: bool = False, save_registered: bool = False,
+                 output_type: str = "nifti") -> list[Path]:
     """``diff4mmlits predict``: every case under ``input_path`` (an image file, a DICOM series, a case
     folder or a dataset) → ``output/<case>.nii.gz`` (or the one file ``output``)."""
+    if output_type not in ("nifti", "dicom-seg"):
+        raise InputError(f"--output-type {output_type!r}: choose nifti or dicom-seg")
+    if output_type == "dicom-seg" and not is_dicom_series_folder(Path(input_path)):
+        raise InputError("--output-type dicom-seg: the input must be a DICOM series folder (the segmentation "
+                         "references its slices); use nifti for other inputs", input_path)
     segmenter = load_segmenter(model_dir, device=device)
     annotated_phase = (segmenter.model_config.get("run_config") or {}).get("data", {}).get("annotated_phase", "PVP")
     cases = read_prediction_inputs(input_path, annotated_phase)
+    if output_type == "dicom-seg":
+        from diff4mmlits.segment.dicom_seg import write_dicom_seg
+
+        [case] = cases
+        label = segment_case(case, segmenter, tta=tta)  # one series: already on its own grid
+        target = Path(output) if str(output).lower().endswith(".dcm") else Path(output) / f"{case.case_id}.dcm"
+        return [write_dicom_seg(label, input_path, target)]
     label_paths([c.case_id for c in cases], output)  # a bad output path stops before any work
     return predict_cases(cases, segmenter, output, tta=tta, statistics=statistics, save_registered=save_registered)
 
