@@ -93,3 +93,12 @@ def test_commands_refuse_bad_input_in_one_line(small_cases: list[Case], tmp_path
     assert main(["train-inpainter", "--run", str(tmp_path / "nowhere")]) == 2
     assert main(["inpaint", "--run", str(run_dir), "--method", "median"]) == 0
     assert not (run_dir / "models" / "inpainter" / "weights.safetensors").exists()
+
+
+def test_the_figure_shows_a_case_with_a_tumor(small_cases: list[Case], tmp_path: Path) -> None:
+    last = small_cases[-1]  # the test case the figure used to take, whatever it held
+    clean = Case(last.case_id, dict(last.phases), last.label.with_array(np.minimum(last.label.array, 1)))
+    run_dir = make_run(tmp_path, small_cases[:-1] + [clean])
+    assert main(["inpaint", "--run", str(run_dir), "--method", "median"]) == 0
+    figures = [p.name for p in (run_dir / "report" / "figures").glob("inpaint_*.png")]
+    assert figures == [f"inpaint_{small_cases[0].case_id}.png"]

@@ -19,8 +19,10 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from diff4mmlits import LABEL_TUMOR
 from diff4mmlits.checkpoint import WEIGHTS_NAME, read_model_config
 from diff4mmlits.config import Config
+from diff4mmlits.data.case import Case
 from diff4mmlits.errors import InputError
 from diff4mmlits.inpaint.case import METHODS, inpaint_case
 from diff4mmlits.inpaint.figures import save_inpaint_figure
@@ -78,6 +80,16 @@ def stage_train_inpainter(run: RunFolder, config: Config, device: str | None = N
     return folder
 
 
+def _case_with_tumor(run: RunFolder, case_ids: list[str]) -> Case:
+    """The first registered case (test cases first) with a tumor to inpaint, else the first case:
+    the figure shows something."""
+    for case_id in case_ids:
+        case = run.read_case("registered", case_id)
+        if case.label is not None and (case.label.array == LABEL_TUMOR).any():
+            return case
+    return run.read_case("registered", case_ids[0])
+
+
 def stage_inpaint(run: RunFolder, config: Config, device: str | None = None) -> list[Path]:
     """``inpaint``: write ``RUN/normal/<case>/`` for every registered case (method ``inpaint.method``),
     and the report figure."""
@@ -90,8 +102,8 @@ def stage_inpaint(run: RunFolder, config: Config, device: str | None = None) -> 
     for case_id in progress(case_ids, desc=f"inpaint ({method})", unit="case"):
         case = run.read_case("registered", case_id)
         written.append(run.write_case("normal", inpaint_case(case, method, model, config)))
-    figure_id = (run.case_ids("test") or case_ids)[0]
-    save_inpaint_figure(run.read_case("registered", figure_id), run.figures_dir / f"inpaint_{figure_id}.png", config,
+    shown = _case_with_tumor(run, run.case_ids("test") + [c for c in case_ids if c not in run.case_ids("test")])
+    save_inpaint_figure(shown, run.figures_dir / f"inpaint_{shown.case_id}.png", config,
                         model if model is not None else _optional_inpainter(run, config, device))
     return written
 
