@@ -168,3 +168,21 @@ def test_register_accepts_a_dataset_without_labels_and_uses_the_body(tmp_path: P
     qc = json.loads((run / "registered" / "case_0" / "qc.json").read_text())
     assert qc["region"]["source"] == "body" and qc["phases"]["AP"]["status"] == "registered"
     assert not (run / "registered" / "case_0" / "label.nii.gz").exists()
+
+
+def test_qc_png_resolution_follows_the_case_so_real_ct_stays_readable(tmp_path: Path) -> None:
+    import matplotlib.image as mpimg
+
+    from diff4mmlits.data.volume import Volume
+    from diff4mmlits.register.qc import plot_registration_qc
+
+    def upsampled(volume: Volume) -> Volume:  # the same anatomy on a 16× finer in-plane grid
+        array = np.repeat(np.repeat(volume.array, 16, axis=1), 16, axis=2)
+        return Volume(array, (volume.spacing_mm[0], volume.spacing_mm[1] / 16, volume.spacing_mm[2] / 16),
+                      volume.origin_mm, volume.direction, kind=volume.kind)
+
+    small, _, _ = make_shifted_case(shift_mm=(4.0, 1.0, 0.0), phases=("AP", "PVP"), seed=1)
+    large = replace(small, phases={k: upsampled(v) for k, v in small.phases.items()}, label=upsampled(small.label))
+    first = mpimg.imread(plot_registration_qc(small, small, tmp_path / "small.png"))
+    second = mpimg.imread(plot_registration_qc(large, large, tmp_path / "large.png"))
+    assert second.shape[1] > 1.5 * first.shape[1]

@@ -149,7 +149,10 @@ def plot_registration_qc(original: Case, registered: Case, path: str | Path, roi
     what = (f"{original.annotated_phase} liver (green) and tumor (red) contours" if label is not None
             else f"checkerboard with {original.annotated_phase}, body contour")
     fig.suptitle(f"{original.case_id}: each phase on the {original.annotated_phase} grid; {what}", fontsize=10)
-    return save_figure(fig, path, dpi=85)
+    # about one figure pixel per voxel of the crop, so real CT (a 512² slice) stays readable; 85 dpi at least
+    panel_inches = 2.5  # the width an image takes in its panel
+    dpi = int(np.clip(max(crop.shape[1:]) / panel_inches, 85, 200))
+    return save_figure(fig, path, dpi=dpi)
 
 
 def _bounding_box(mask: np.ndarray, pad: float = 0.05) -> tuple[slice, slice, slice]:
