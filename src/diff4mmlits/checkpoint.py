@@ -38,7 +38,7 @@ from pydantic import ValidationError
 from safetensors.torch import load_file, save_file
 
 from diff4mmlits.errors import InputError, StorageError
-from diff4mmlits.files import free_space_mb, fsync_file, read_json_or_none, write_json_atomic
+from diff4mmlits.files import free_space_note, fsync_file, json_text, read_json_or_none, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +63,9 @@ def write_file_group(folder: str | Path, writers: Mapping[str, Callable[[Path], 
             try:
                 write(pending)
             except (RuntimeError, ValueError) as err:  # torch and safetensors report a failed write so
-                free = free_space_mb(folder)
-                note = f" ({free:.0f} MB free on its disk)" if free is not None else ""
                 line = str(err).splitlines()[0] if str(err) else type(err).__name__
-                raise StorageError(f"could not be written ({line}){note}; free some space and rerun",
-                                   folder / name) from None
+                raise StorageError(f"could not be written ({line}){free_space_note(folder)}; free some space and "
+                                   "rerun", folder / name) from None
             fsync_file(pending)
             digests[name] = file_sha256(pending, length=64)
     except BaseException:
@@ -127,20 +125,8 @@ def _weights_writer(module: torch.nn.Module) -> Callable[[Path], None]:
 
 
 def _json_writer(obj: Any) -> Callable[[Path], None]:
-    text = json.dumps(obj, indent=2, default=_plain) + "\n"
+    text = json_text(obj)
     return lambda path: path.write_text(text, encoding="utf-8")
-
-
-def _plain(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (Path, set, frozenset)):
-        return str(obj) if isinstance(obj, Path) else sorted(obj)
-    raise TypeError(f"cannot write {type(obj).__name__} as JSON")
 
 
 def _unique_state(module: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -83,6 +83,12 @@ def free_space_mb(path: str | Path) -> float | None:
     return None
 
 
+def free_space_note(path: str | Path) -> str:
+    """``", N MB free on its disk"`` for messages about a write that failed (empty when unknown)."""
+    free = free_space_mb(path)
+    return f", {free:.0f} MB free on its disk" if free is not None else ""
+
+
 def describe_os_error(err: OSError) -> str:
     """One line for an environment error: which file, what is wrong, what to do."""
     where = err.filename or "a file"
@@ -115,9 +121,14 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def json_text(obj: Any) -> str:
+    """``obj`` as indented JSON text (numpy scalars and arrays, paths, sets and tuples allowed)."""
+    return json.dumps(obj, indent=2, default=_json_default) + "\n"
+
+
 def write_json_atomic(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON (numpy scalars and arrays, paths and tuples allowed)."""
-    return write_text_atomic(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+    """Write ``obj`` as indented JSON (see :func:`json_text`), atomically."""
+    return write_text_atomic(path, json_text(obj))
 
 
 def read_json_or_none(path: str | Path) -> Any | None:

@@ -38,11 +38,6 @@ def progress_mode() -> str:
     return "bar" if sys.stderr.isatty() else "lines"
 
 
-def progress_enabled() -> bool:
-    """Whether progress is shown at all (a bar or lines)."""
-    return progress_mode() != "off"
-
-
 class LineProgress:
     """The part of tqdm's interface the code uses, written as a few log lines (see the module doc)."""
 

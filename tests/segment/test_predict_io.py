@@ -166,7 +166,8 @@ def test_dicom_seg_output_references_the_input_series(model, tmp_path) -> None:
         ds.FrameOfReferenceUID, ds.SliceThickness = frame_of_reference, "2.5"
         ds.save_as(path)
     assert main(["predict", str(tmp_path / "series"), str(tmp_path / "seg.dcm"), "--model", str(model),
-                 "--output-type", "dicom-seg"]) == 0
+                 "--output-type", "dicom-seg", "--statistics"]) == 0
+    assert (tmp_path / "seg.statistics.json").is_file()  # the same extras as a NIfTI output
     seg = highdicom.seg.segread(tmp_path / "seg.dcm")
     assert seg.number_of_segments == 2 and seg.FrameOfReferenceUID == frame_of_reference
     from diff4mmlits.segment.dicom_seg import series_files

@@ -21,7 +21,7 @@ import SimpleITK as sitk
 
 from diff4mmlits.data.volume import MAX_SPACING_MM, Volume
 from diff4mmlits.errors import InputError, StorageError
-from diff4mmlits.files import atomic_path, free_space_mb, fsync_file
+from diff4mmlits.files import atomic_path, free_space_note, fsync_file
 
 log = logging.getLogger(__name__)
 
@@ -344,35 +344,30 @@ def write_image_checked(image: sitk.Image, tmp: Path, path: Path) -> None:
     try:
         sitk.WriteImage(image, str(tmp), useCompression=True)
     except RuntimeError as err:
-        raise StorageError(f"could not be written (ITK: {first_itk_line(err)}){_free_note(path)}; check that the "
+        raise StorageError(f"could not be written (ITK: {first_itk_line(err)}){free_space_note(path)}; check that the "
                            "folder is writable and has space, then rerun", path) from None
     fsync_file(tmp)
     if tmp.name.lower().endswith((".nii", ".nii.gz")):
         try:
             header = _raw_nifti_header(tmp)
         except InputError:
-            raise StorageError(f"was not written: no readable header on disk{_free_note(path)}; free some space "
+            raise StorageError(f"was not written: no readable header on disk{free_space_note(path)}; free some space "
                                "and rerun", path) from None
         ndim = int(header["dim"][0])
         shape = [int(v) for v in header["dim"][1 : ndim + 1]]
         expected = int(header["vox_offset"]) + int(np.prod(shape)) * int(header["bitpix"]) // 8
         written = _nifti_data_bytes(tmp, expected)
         if written < expected or int(np.prod(shape)) != image.GetNumberOfPixels() * image.GetNumberOfComponentsPerPixel():
-            raise StorageError(f"was not written completely ({written} of {expected} bytes){_free_note(path)}; free "
+            raise StorageError(f"was not written completely ({written} of {expected} bytes){free_space_note(path)}; free "
                                "some space and rerun", path)
         return
     try:  # other formats (MetaImage, NRRD…): read the whole file back, they are rare and small
         with _quiet_itk():
             back = sitk.ReadImage(str(tmp))
     except RuntimeError:
-        raise StorageError(f"was not written: unreadable on disk{_free_note(path)}; free some space and rerun", path) from None
+        raise StorageError(f"was not written: unreadable on disk{free_space_note(path)}; free some space and rerun", path) from None
     if tuple(back.GetSize()) != tuple(image.GetSize()):
-        raise StorageError(f"was not written completely{_free_note(path)}; free some space and rerun", path)
-
-
-def _free_note(path: Path) -> str:
-    free = free_space_mb(path)
-    return f", {free:.0f} MB free on its disk" if free is not None else ""
+        raise StorageError(f"was not written completely{free_space_note(path)}; free some space and rerun", path)
 
 
 # --- displacement fields -------------------------------------------------------------------

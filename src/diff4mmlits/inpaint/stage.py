@@ -102,7 +102,8 @@ def stage_inpaint(run: RunFolder, config: Config, device: str | None = None) -> 
     for case_id in progress(case_ids, desc=f"inpaint ({method})", unit="case"):
         case = run.read_case("registered", case_id)
         written.append(run.write_case("normal", inpaint_case(case, method, model, config)))
-    shown = _case_with_tumor(run, run.case_ids("test") + [c for c in case_ids if c not in run.case_ids("test")])
+    test_ids = run.case_ids("test")
+    shown = _case_with_tumor(run, test_ids + [c for c in case_ids if c not in test_ids])
     save_inpaint_figure(shown, run.figures_dir / f"inpaint_{shown.case_id}.png", config,
                         model if model is not None else _optional_inpainter(run, config, device))
     return written

@@ -36,7 +36,7 @@ from diff4mmlits.data.native import read_case_folder
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.distributed import shard as take_shard
 from diff4mmlits.errors import InputError, StorageError
-from diff4mmlits.files import atomic_path, free_space_mb
+from diff4mmlits.files import atomic_path, free_space_note
 from diff4mmlits.progress import progress
 from diff4mmlits.register.case import RegisteredCase, register_case
 from diff4mmlits.register.config import RegisterConfig
@@ -60,9 +60,8 @@ def write_transform(transform: sitk.Transform, path: str | Path) -> Path:
             sitk.WriteTransform(transform, str(tmp))
             sitk.ReadTransform(str(tmp))  # what is on disk reads back (ITK writers do not report a full disk)
         except RuntimeError:
-            free = free_space_mb(path)
-            note = f" ({free:.0f} MB free on its disk)" if free is not None else ""
-            raise StorageError(f"the transform could not be written whole{note}; free some space and rerun", path) from None
+            raise StorageError(f"the transform could not be written whole{free_space_note(path)}; free some space "
+                               "and rerun", path) from None
     return Path(path)
 
 

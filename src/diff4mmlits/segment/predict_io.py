@@ -30,7 +30,7 @@ from diff4mmlits.data.case import Case
 from diff4mmlits.data.casefiles import CaseFiles, read_case_files
 from diff4mmlits.data.dataset import list_case_files
 from diff4mmlits.data.io import read_dicom_series, read_volume, strip_extension, volume_extension
-from diff4mmlits.data.native import scan_case_folder
+from diff4mmlits.data.native import LABEL_ALIASES, scan_case_folder
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.errors import InputError
 from diff4mmlits.files import write_bytes_atomic, write_json_atomic
@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 TYPICAL_DELAY_S = {"NC": 0.0, "AP": 35.0, "PVP": 70.0, "DP": 180.0}
 """Typical acquisition time after contrast injection (s): which present phase is nearest the missing one."""
-LABEL_SUFFIXES = (".nii.gz", ".nii")
+OUTPUT_SUFFIXES = {"nifti": (".nii.gz", ".nii"), "dicom-seg": (".dcm",)}
+"""Per ``--output-type``: the file endings that make OUTPUT one file (the first names each case's file)."""
 
 
 def reference_phase(present: Sequence[str], annotated_phase: str) -> str:
@@ -84,27 +85,34 @@ def _read_images(files: CaseFiles, annotated_phase: str) -> Case:
         log.warning("%s: no %s image; the labels go on the %s grid (the nearest phase in contrast timing)",
                     files.case_id, annotated_phase, reference)
     images_only = dataclasses.replace(files, label=None, label_ids=None, extras={},
-                                      issues=tuple(i for i in files.issues if "label" not in i[1]))
+                                      issues=tuple(i for i in files.issues if not _is_label_file(i[0])))
     return read_case_files(images_only, annotated_phase=reference, require_label=False)
 
 
+def _is_label_file(path: Path) -> bool:
+    """A label file (``label.nii.gz``, ``seg.nrrd``…): predict reads none, so its problems do not stop it."""
+    return strip_extension(path.name).lower() in LABEL_ALIASES
+
+
 # --- output ---------------------------------------------------------------------------------------
-def single_file_output(output: str | Path) -> bool:
-    """Whether ``output`` names one label file (``.nii.gz``/``.nii``) rather than a folder."""
-    return str(output).lower().endswith(LABEL_SUFFIXES)
+def single_file_output(output: str | Path, output_type: str = "nifti") -> bool:
+    """Whether ``output`` names one label file (``.nii.gz``/``.nii``, or ``.dcm``) rather than a folder."""
+    return str(output).lower().endswith(OUTPUT_SUFFIXES[output_type])
 
 
-def label_paths(case_ids: Sequence[str], output: str | Path) -> dict[str, Path]:
-    """Where each case's label goes: ``output`` itself for one case and a file name, else ``output/<case>.nii.gz``."""
+def label_paths(case_ids: Sequence[str], output: str | Path, output_type: str = "nifti") -> dict[str, Path]:
+    """Where each case's label goes: ``output`` itself for one case and a file name, else
+    ``output/<case>.nii.gz`` (``.dcm`` for DICOM-SEG)."""
     output = Path(output)
-    if single_file_output(output):
+    if single_file_output(output, output_type):
         if len(case_ids) != 1:
             raise InputError(f"the output is one file but the input holds {len(case_ids)} cases; give an output folder",
                              output)
         return {case_ids[0]: output}
     if output.is_file():
         raise InputError("is a file; give a folder for the labels (or a .nii.gz file name for one case)", output)
-    return {case_id: output / f"{case_id}.nii.gz" for case_id in case_ids}
+    suffix = OUTPUT_SUFFIXES[output_type][0]
+    return {case_id: output / f"{case_id}{suffix}" for case_id in case_ids}
 
 
 # --- out of domain -------------------------------------------------------------------------------
@@ -178,7 +186,7 @@ def write_statistics(statistics: Mapping[str, Mapping[str, Any]], label_files: M
     lesions gets one row with lesion 0) beside the labels; returns the CSV's path."""
     for case_id, stats in statistics.items():
         label_file = label_files[case_id]
-        write_json_atomic(label_file.parent / f"{strip_extension(label_file.name)}.statistics.json",
+        write_json_atomic(label_file.parent / f"{strip_extension(label_file.name).removesuffix('.dcm')}.statistics.json",
                           {"case": case_id, **stats})
     folder = next(iter(label_files.values())).parent
     buffer = io.StringIO()

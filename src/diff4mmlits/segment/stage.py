@@ -25,6 +25,7 @@ from diff4mmlits.runfolder import RunFolder
 from diff4mmlits.segment.dataset import TumorPainter
 from diff4mmlits.segment.predict import Segmenter, load_segmenter, segment_case
 from diff4mmlits.segment.predict_io import (
+    OUTPUT_SUFFIXES,
     is_dicom_series_folder,
     label_paths,
     label_statistics,
@@ -106,12 +107,13 @@ def ensure_registered(case: Case, run_config: dict[str, Any] | None, keep_in: Pa
 
 def predict_cases(cases: Sequence[Case], segmenter: Segmenter, output: str | Path, tta: bool | None = None,
                   registered: dict[str, Case] | None = None, statistics: bool = False,
-                  save_registered: bool = False) -> list[Path]:
+                  save_registered: bool = False, dicom_series: Path | None = None) -> list[Path]:
     """Segment each case and write its label on its annotated phase's grid: ``OUTPUT/<case>.nii.gz``,
     or ``OUTPUT`` itself when it ends in ``.nii.gz``/``.nii`` (one case); with ``statistics``,
     volumes and per-lesion HU beside them (:mod:`diff4mmlits.segment.predict_io`); with
-    ``save_registered``, what registration made of each case in ``<case>_registered/`` beside them."""
-    paths = label_paths([c.case_id for c in cases], output)
+    ``save_registered``, what registration made of each case in ``<case>_registered/`` beside them;
+    with ``dicom_series`` (one case read from that series), a DICOM-SEG referencing it instead of NIfTI."""
+    paths = label_paths([c.case_id for c in cases], output, "nifti" if dicom_series is None else "dicom-seg")
     written, stats = [], {}
     bar = progress(cases, desc="predict", unit="case")
     for case in bar:
@@ -123,7 +125,12 @@ def predict_cases(cases: Sequence[Case], segmenter: Segmenter, output: str | Pat
         if reasons:
             log.warning("%s: unlike the training data (%s): another scanner, body region or contrast timing? "
                         "check the label before using it", case.case_id, "; ".join(reasons))
-        written.append(write_volume(label, paths[case.case_id]))
+        if dicom_series is None:
+            written.append(write_volume(label, paths[case.case_id]))
+        else:
+            from diff4mmlits.segment.dicom_seg import write_dicom_seg
+
+            written.append(write_dicom_seg(label, dicom_series, paths[case.case_id]))
         if statistics:
             stats[case.case_id] = label_statistics(label, ready.phases)
     if statistics and stats:
@@ -136,23 +143,17 @@ def predict_path(model_dir: str | Path, input_path: str | Path, output: str | Pa
                  output_type: str = "nifti") -> list[Path]:
     """``diff4mmlits predict``: every case under ``input_path`` (an image file, a DICOM series, a case
     folder or a dataset) → ``output/<case>.nii.gz`` (or the one file ``output``)."""
-    if output_type not in ("nifti", "dicom-seg"):
-        raise InputError(f"--output-type {output_type!r}: choose nifti or dicom-seg")
+    if output_type not in OUTPUT_SUFFIXES:
+        raise InputError(f"--output-type {output_type!r}: choose {' or '.join(OUTPUT_SUFFIXES)}")
     if output_type == "dicom-seg" and not is_dicom_series_folder(Path(input_path)):
         raise InputError("--output-type dicom-seg: the input must be a DICOM series folder (the segmentation "
                          "references its slices); use nifti for other inputs", input_path)
     segmenter = load_segmenter(model_dir, device=device)
     annotated_phase = (segmenter.model_config.get("run_config") or {}).get("data", {}).get("annotated_phase", "PVP")
     cases = read_prediction_inputs(input_path, annotated_phase)
-    if output_type == "dicom-seg":
-        from diff4mmlits.segment.dicom_seg import write_dicom_seg
-
-        [case] = cases
-        label = segment_case(case, segmenter, tta=tta)  # one series: already on its own grid
-        target = Path(output) if str(output).lower().endswith(".dcm") else Path(output) / f"{case.case_id}.dcm"
-        return [write_dicom_seg(label, input_path, target)]
-    label_paths([c.case_id for c in cases], output)  # a bad output path stops before any work
-    return predict_cases(cases, segmenter, output, tta=tta, statistics=statistics, save_registered=save_registered)
+    label_paths([c.case_id for c in cases], output, output_type)  # a bad output path stops before any work
+    return predict_cases(cases, segmenter, output, tta=tta, statistics=statistics, save_registered=save_registered,
+                         dicom_series=Path(input_path) if output_type == "dicom-seg" else None)
 
 
 def stage_predict(run: RunFolder, config: Config) -> None:
