@@ -7,8 +7,12 @@ synthetic tumors; held-out cases measure the autoencoder.
 
 Measured, each in this one process:
 * per phase, the tumor-to-liver contrast (HU) of the synthetic tumors (mean ± spread over
-  tumors) against the real phantom tumors', for ldm (paper mode), ldm (joint mode) and the
-  handcrafted baseline;
+  tumors) against the real phantom tumors', the largest |mean difference| and the spread ratio,
+  for: ``ldm-paper`` (the paper's scheme: per-phase, no profile, size-class masks, no quality
+  control), ``ldm-profile`` (the profile condition alone: no calibration), ``ldm-profile+cal``
+  (the default: profile condition, contrast calibration, dataset masks, quality control),
+  ``ldm-joint`` (joint denoising with the profile, no calibration) and the handcrafted baseline;
+  and the share of paintings quality control rejected;
 * a real-versus-synthetic classifier (small 3D CNN on 4-phase tumor patches, held-out AUC; lower
   is better, 0.5 = indistinguishable);
 * cross-phase coherence (``synthesize/realism.py``): the share of synthetic tumors whose 4-phase
@@ -78,14 +82,27 @@ def truth_registered(phantom: PhantomCase) -> tuple[Case, Case, list[str]]:
     return real_case, normal_case, kinds
 
 
-def paint_all(painter, normals: list[Case], per_case: int, seed: int) -> tuple[list[Case], float, float]:
-    """Synthetic cases from every normal case, the wall seconds and the CPU seconds per synthetic case."""
+def paint_all(painter, normals: list[Case], per_case: int, seed: int) -> tuple[list[Case], float, float, float]:
+    """Synthetic cases from every normal case, the wall and CPU seconds per synthetic case, and the
+    share of paintings quality control rejected."""
     cases, start, cpu = [], time.perf_counter(), time.process_time()
+    rejected = paintings = 0
     for index, normal in enumerate(normals):
         for k in range(per_case):
-            cases.append(painter.paint(normal, np.random.default_rng([seed, index, k])))
+            case, provenance = painter.paint_with_provenance(normal, np.random.default_rng([seed, index, k]))
+            cases.append(case)
+            rejected += provenance.get("quality_rejected", 0)
+            paintings += sum(len(t.get("quality", [None])) for t in provenance["tumors"])
     count = max(len(cases), 1)
-    return cases, (time.perf_counter() - start) / count, (time.process_time() - cpu) / count
+    return cases, (time.perf_counter() - start) / count, (time.process_time() - cpu) / count, rejected / max(paintings, 1)
+
+
+def realism_gaps(summary: dict, real_summary: dict) -> tuple[float, float]:
+    """The largest |synthetic − real| mean contrast over phases (HU) and the spread ratio farthest from 1."""
+    gaps = [abs(summary[p]["mean"] - real_summary[p]["mean"]) for p in PHASES if p in summary and p in real_summary]
+    ratios = [summary[p]["std"] / real_summary[p]["std"] for p in PHASES if p in summary and p in real_summary and real_summary[p]["std"] > 0]
+    worst_ratio = max(ratios, key=lambda r: abs(r - 1.0)) if ratios else float("nan")
+    return (max(gaps) if gaps else float("nan")), worst_ratio
 
 
 def contrast_error(tumors: list[TumorContrast], real_summary: dict) -> float:
@@ -148,13 +165,19 @@ def main() -> None:
         # --- diffusion, both modes ------------------------------------------------------------
         crops = build_tumor_crops([r for r, _, _ in train], codec, config.diffusion, np.random.default_rng([args.seed, 31]))
         painters = {}
-        for mode in ("paper", "joint"):
+        for mode in ("paper", "profile", "joint"):
             start, cpu = time.perf_counter(), time.process_time()
             metrics = train_diffusion(crops, config.diffusion.model_copy(update={"mode": mode}), folder / mode,
                                       seed=args.seed, context=context)
             results[f"diffusion_{mode}"] = {**metrics, "train_s": time.perf_counter() - start, "train_cpu_s": time.process_time() - cpu}
-            painters[f"ldm-{mode}"] = LatentDiffusionPainter(codec=codec, diffusion=load_diffusion(folder / mode, device),
-                                                             config=config.synthesize)
+            diffusion = load_diffusion(folder / mode, device)
+            plain = config.synthesize.model_copy(update={"calibrate_contrast": False})
+            if mode == "paper":  # the paper's scheme: no profile, size classes, no quality control
+                plain = plain.model_copy(update={"quality_control": False,
+                                                 "tumor": plain.tumor.model_copy(update={"source": "classes"})})
+            painters[f"ldm-{mode}"] = LatentDiffusionPainter(codec=codec, diffusion=diffusion, config=plain)
+            if mode == "profile":
+                painters["ldm-profile+cal"] = LatentDiffusionPainter(codec=codec, diffusion=diffusion, config=config.synthesize)
             print(f"diffusion ({mode}): {results[f'diffusion_{mode}']['train_s']:.0f} s ({results[f'diffusion_{mode}']['train_cpu_s']:.0f} s CPU), loss "
                   f"{metrics['evaluation_loss_initial']:.3f} → {metrics['evaluation_loss_final']:.3f} on {len(crops)} crops")
         train_tumors = [t for real, _, _ in train for t in measure_tumor_contrasts(real)]
@@ -165,22 +188,25 @@ def main() -> None:
         normals = [n for _, n, _ in train]
         real_patches = np.concatenate([tumor_patches(real, measure_tumor_contrasts(real)) for real, _, _ in triples])
         real_matrix = contrast_matrix(real_tumors)
-        print(f"\n{'method':<12} {'s/case':>7} {'tumors':>6}  " + "  ".join(f"{p:>15}" for p in PHASES)
-              + f"  {'AUC':>11}  {'coherent':>8}")
-        print(f"{'real':<12} {'':>7} {len(real_tumors):>6}  "
+        print(f"\n{'method':<16} {'s/case':>7} {'tumors':>6}  " + "  ".join(f"{p:>15}" for p in PHASES)
+              + f"  {'AUC':>11}  {'coherent':>8}  {'max|Δmean|':>10}  {'sd ratio':>8}  {'QC rejected':>11}")
+        print(f"{'real':<16} {'':>7} {len(real_tumors):>6}  "
               + "  ".join(f"{real_summary[p]['mean']:+7.1f} ± {real_summary[p]['std']:5.1f}" for p in PHASES))
         for name, painter in painters.items():
-            synthetic, seconds, cpu_seconds = paint_all(painter, normals, args.per_case, args.seed)
+            synthetic, seconds, cpu_seconds, rejected = paint_all(painter, normals, args.per_case, args.seed)
             tumors = [t for case in synthetic for t in measure_tumor_contrasts(case)]
             summary = summarize_contrasts(tumors)
+            gap, ratio = realism_gaps(summary, real_summary)
             patches = np.concatenate([tumor_patches(case, measure_tumor_contrasts(case)) for case in synthetic])
             auc = classifier_auc(real_patches, patches, seed=args.seed)
             coherence = cross_phase_coherence(real_matrix, real_kinds, contrast_matrix(tumors))
             results[name] = {"seconds_per_case": seconds, "cpu_seconds_per_case": cpu_seconds, "contrast_hu": summary, "classifier": auc, "coherence": coherence,
-                             "contrast_error_hu": contrast_error(tumors, real_summary)}
-            print(f"{name:<12} {seconds:>7.2f} {len(tumors):>6}  "
+                             "contrast_error_hu": contrast_error(tumors, real_summary), "largest_mean_gap_hu": gap,
+                             "spread_ratio": ratio, "quality_rejected_share": rejected}
+            print(f"{name:<16} {seconds:>7.2f} {len(tumors):>6}  "
                   + "  ".join(f"{summary[p]['mean']:+7.1f} ± {summary[p]['std']:5.1f}" if p in summary else f"{'–':>15}" for p in PHASES)
-                  + f"  {auc['auc']:.2f} ± {auc['auc_std']:.2f}  {coherence['coherent_share']:>8.2f}")
+                  + f"  {auc['auc']:.2f} ± {auc['auc_std']:.2f}  {coherence['coherent_share']:>8.2f}  {gap:>10.1f}  {ratio:>8.2f}"
+                  f"  {100 * rejected:>10.0f}%", flush=True)
         print(f"(contrast = tumor − liver ring, HU; AUC of a real-vs-synthetic CNN, lower is better; coherent = share of "
               f"synthetic tumors within τ = {results['ldm-paper']['coherence']['tau']:.2f} real spreads of a real tumor's 4-phase pattern)")
 
@@ -191,7 +217,7 @@ def main() -> None:
         for sampler, steps in [("ddpm", None)] + [("ddim", int(k)) for k in args.ddim_steps.split(",")]:
             update = {"sampler": sampler} | ({"ddim_steps": steps} if steps else {})
             painter = LatentDiffusionPainter(codec=codec, diffusion=base.diffusion, config=config.synthesize.model_copy(update=update))
-            synthetic, seconds, _ = paint_all(painter, subset, 1, args.seed + 1)
+            synthetic, seconds, _, _ = paint_all(painter, subset, 1, args.seed + 1)
             tumors = [t for case in synthetic for t in measure_tumor_contrasts(case)]
             coherence = cross_phase_coherence(real_matrix, real_kinds, contrast_matrix(tumors))
             rows.append({"sampler": sampler, "steps": steps or config.diffusion.num_train_timesteps, "seconds_per_case": seconds,

@@ -61,8 +61,8 @@ def test_the_three_stages_write_models_synthetic_cases_and_provenance(run_folder
     assert case.phase_names == ["AP", "PVP"]  # the phases the normal case has
     assert (case.label.array == LABEL_TUMOR).any()
     provenance = json.loads((run_folder.synthetic_dir / "toy0_s001" / "provenance.json").read_text())
-    assert provenance["seed"] == [config.seed, 0, 1] and provenance["mode"] == "paper"
-    assert provenance["models"]["diffusion"] == file_sha256(run_folder.model_dir("diffusion") / "weights.safetensors")
+    assert provenance["seed"] == [config.seed, 0, 1] and provenance["mode"] == "profile"
+    assert provenance["models"]["diffusion-profile"] == file_sha256(run_folder.model_dir("diffusion-profile") / "weights.safetensors")
     assert {"size_class", "semi_axes_mm", "centre_vox", "elastic_seed", "noise_seed"} <= set(provenance["tumors"][0])
     assert list(run_folder.figures_dir.glob("synthesis_*.png"))
     write_run_report(run_folder, config)

@@ -7,8 +7,10 @@ from typing import Any, ClassVar, Literal
 
 from diff4mmlits.settings import Section
 
-DiffusionMode = Literal["paper", "joint"]
-"""paper: the phases denoised one by one from one mask and noise (the paper); joint: all phases at once."""
+DiffusionMode = Literal["paper", "profile", "joint"]
+"""paper: the phases denoised one by one from one mask and noise (the paper); profile: the same, each
+phase also conditioned on the tumor's enhancement in that phase (issue 14); joint: all phases at once,
+conditioned on the whole enhancement profile."""
 PainterMethod = Literal["ldm", "handcrafted", "cut"]
 """Who paints the tumors: latent diffusion (the paper), the rule-based baseline, or CUT (Table V)."""
 
@@ -74,10 +76,13 @@ class DiffusionConfig(Section):
     and the latent of the masked CT.
     """
 
-    mode: DiffusionMode = "paper"
+    mode: DiffusionMode = "profile"
     """paper: one network, the phase as a class embedding; phases are synthesized one by one from
-    the same mask and the same initial noise. joint: the latents of all phases are denoised together
-    as one multi-channel latent (the paper's "all-in-one" future direction)."""
+    the same mask and the same initial noise (the paper; kept for the ablation). profile: as paper,
+    plus a condition channel with the tumor-to-liver contrast of that phase inside the mask, so one
+    mask gets one coherent kind over all phases. joint: the latents of all phases are denoised
+    together as one multi-channel latent (the paper's "all-in-one" future direction), conditioned on
+    the whole profile."""
     crop_vox: int = 96
     """Cubic crop edge around a tumor, voxels (the autoencoder maps it to crop/4 latent voxels)."""
     channels: tuple[int, ...] = (128, 256, 256)
@@ -113,14 +118,29 @@ class DiffusionConfig(Section):
 
 
 class TumorMaskConfig(Section):
-    """Random tumor masks (paper §III-B): ellipsoid, elastic deformation, inside the liver."""
+    """Random tumor masks (paper §III-B): ellipsoid, elastic deformation, inside the liver.
+
+    ``source = "dataset"`` draws count, size and elongation from the real tumors of the training
+    split (measured, with a jitter); ``classes`` uses the fixed size classes below.
+    """
+
+    source: Literal["dataset", "classes"] = "dataset"
+    """Where tumor counts and shapes come from: the training split's real tumors, or the size classes."""
+    size_jitter: float = 0.15
+    """dataset: log-normal jitter of each drawn semi-axis (standard deviation of its log)."""
+    max_tumors_per_case: int = 6
+    """dataset: at most this many tumors in one synthetic case."""
+    profile_jitter: float = 0.15
+    """Jitter of a drawn enhancement profile, as a share of each phase's spread over the real tumors."""
+    vessel_margin_mm: float = 3.0
+    """Tumor centres stay this far from the liver's large vessels (0 = anywhere in the liver)."""
 
     size_classes_mm: dict[str, tuple[float, float]] = {
         "tiny": (2.0, 5.0), "small": (5.0, 10.0), "medium": (10.0, 20.0), "large": (20.0, 30.0)}
     """Range of each semi-axis per size class, mm."""
     size_class_weights: dict[str, float] = {"tiny": 0.25, "small": 0.35, "medium": 0.3, "large": 0.1}
     tumors_per_case: tuple[int, int] = (1, 3)
-    """Smallest and largest number of tumors painted into one case."""
+    """classes: smallest and largest number of tumors painted into one case."""
     elastic_amplitude: float = 0.2
     """Elastic displacement, standard deviation as a share of the tumor's mean semi-axis."""
     elastic_smoothness: float = 0.5
@@ -152,6 +172,22 @@ class SynthesizeConfig(Section):
     match_noise: bool = True
     """ldm: add back, inside the blended region, the normal CT's noise level (measured in the
     crop's liver), which the autoencoder smooths away."""
+    calibrate_contrast: bool = True
+    """ldm: after decoding, shift each phase inside the tumor so that its contrast to the liver ring
+    equals the drawn enhancement profile (the network paints texture, edge and shape; the profile
+    fixes the mean). Off for the paper-mode ablation."""
+    profile_hu: dict[str, float] | None = None
+    """One enhancement profile (phase → tumor − liver, HU) for every tumor instead of drawing real
+    tumors' profiles, e.g. {"NC": -10, "AP": 40, "PVP": -5, "DP": -20} for a hyper-enhancing lesion."""
+    quality_control: bool = True
+    """Check every painted tumor (contrast within the real range, no seam) and paint it again when it fails."""
+    quality_contrast_margin: float = 0.5
+    """The allowed contrast range: the real tumors' [min, max] per phase widened by this share of their
+    spread (at least 10 HU)."""
+    quality_seam_hu: float = 10.0
+    """The largest mean offset (HU) the painting may leave in the liver of the feathered band."""
+    quality_retries: int = 2
+    """A rejected tumor is painted again this many times, then left out."""
     figures: int = 3
     """Synthetic cases shown in report/figures/synthesis_*.png."""
     tumor: TumorMaskConfig = TumorMaskConfig()

@@ -2,8 +2,11 @@
 
 For each connected tumor of a case's label (26-connectivity) and each phase: the mean HU of the
 tumor's core (the component eroded by one voxel when that leaves enough voxels) minus the mean HU
-of the liver in a ring 1–3 voxels around the tumor. Used by the handcrafted baseline (its
-contrasts are drawn from these) and by the benchmark (real against synthetic tumors).
+of the liver in a ring 1–3 voxels around the tumor. With it, each tumor's shape: the semi-axes of
+the ellipsoid with the same second moments (mm). These measurements are the dataset's own
+description of its tumors: the painters draw a real tumor's shape and enhancement profile from
+them (issue 14), quality control checks a painted tumor against their range, and the benchmark
+compares real and synthetic tumors.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ class TumorContrast:
         centre_vox: centroid ``(z, y, x)``, voxel indices.
         contrast_hu: phase → mean(tumor core) − mean(liver ring), HU.
         std_hu: phase → standard deviation of the tumor core, HU (its texture and noise).
+        semi_axes_mm: semi-axes of the ellipsoid with the tumor's second moments, largest first, mm
+            (``None`` in records written before it was measured).
     """
 
     case_id: str
@@ -41,6 +46,7 @@ class TumorContrast:
     centre_vox: tuple[float, float, float]
     contrast_hu: dict[str, float]
     std_hu: dict[str, float]
+    semi_axes_mm: tuple[float, float, float] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -52,6 +58,7 @@ class TumorContrast:
             centre_vox=tuple(data["centre_vox"]),  # type: ignore[arg-type]
             contrast_hu={k: float(v) for k, v in data["contrast_hu"].items()},
             std_hu={k: float(v) for k, v in data["std_hu"].items()},
+            semi_axes_mm=tuple(float(a) for a in data["semi_axes_mm"]) if data.get("semi_axes_mm") else None,  # type: ignore[arg-type]
         )
 
     def vector(self, phases: tuple[str, ...] = PHASES) -> np.ndarray:
@@ -79,24 +86,61 @@ def measure_tumor_contrasts(case: Case, tumor: np.ndarray | None = None) -> list
         component = components[grown] == index
         if component.sum() < MIN_VOXELS:
             continue
-        core = ndimage.binary_erosion(component, structure)
-        core = core if core.sum() >= MIN_VOXELS else component
-        inner = ndimage.binary_dilation(component, structure, iterations=RING_VOX[0])
-        outer = ndimage.binary_dilation(component, structure, iterations=RING_VOX[1])
-        ring = outer & ~inner & liver_only[grown]
-        if ring.sum() < MIN_VOXELS:
+        measured = ring_contrast({name: volume.array[grown] for name, volume in case.phases.items()},
+                                 component, liver_only[grown])
+        if measured is None:
             continue
-        contrast, std = {}, {}
-        for name, volume in case.phases.items():
-            values = volume.array[grown].astype(np.float64)
-            contrast[name] = float(values[core].mean() - values[ring].mean())
-            std[name] = float(values[core].std())
+        contrast, std = measured
         centre = np.argwhere(component).mean(axis=0) + [s.start for s in grown]
         results.append(TumorContrast(
             case_id=case.case_id, voxels=int(component.sum()), volume_ml=float(component.sum() * voxel_ml),
             centre_vox=tuple(float(c) for c in centre), contrast_hu=contrast, std_hu=std,  # type: ignore[arg-type]
+            semi_axes_mm=ellipsoid_semi_axes_mm(component, case.annotated.spacing_mm),
         ))
     return results
+
+
+def ring_contrast(phases: dict[str, np.ndarray], tumor: np.ndarray, liver: np.ndarray
+                  ) -> tuple[dict[str, float], dict[str, float]] | None:
+    """One tumor's contrast and texture per phase, on arrays that hold it (a crop or a whole case).
+
+    Args:
+        phases: phase → HU array, all of one shape.
+        tumor: boolean mask of the one tumor.
+        liver: boolean mask of tumor-free liver (the ring is taken inside it).
+
+    Returns ``(contrast_hu, std_hu)`` (phase → HU), or ``None`` when the tumor or its liver ring has
+    fewer than :data:`MIN_VOXELS` voxels.
+    """
+    structure = np.ones((3, 3, 3), bool)
+    if tumor.sum() < MIN_VOXELS:
+        return None
+    core = ndimage.binary_erosion(tumor, structure)
+    core = core if core.sum() >= MIN_VOXELS else tumor
+    inner = ndimage.binary_dilation(tumor, structure, iterations=RING_VOX[0])
+    outer = ndimage.binary_dilation(tumor, structure, iterations=RING_VOX[1])
+    ring = outer & ~inner & liver
+    if ring.sum() < MIN_VOXELS:
+        return None
+    contrast, std = {}, {}
+    for name, array in phases.items():
+        values = array.astype(np.float64)
+        contrast[name] = float(values[core].mean() - values[ring].mean())
+        std[name] = float(values[core].std())
+    return contrast, std
+
+
+def ellipsoid_semi_axes_mm(mask: np.ndarray, spacing_mm: tuple[float, float, float]) -> tuple[float, float, float]:
+    """Semi-axes (mm, largest first) of the solid ellipsoid with the same second moments as ``mask``.
+
+    A solid ellipsoid's variance along a semi-axis ``a`` is ``a²/5``; one voxel's own extent adds
+    ``s²/12`` per axis, removed here, so a one-voxel tumor gets about half a voxel.
+    """
+    points = np.argwhere(mask) * np.asarray(spacing_mm, dtype=np.float64)
+    covariance = np.cov(points.T) if len(points) > 1 else np.zeros((3, 3))
+    covariance = covariance + np.diag(np.asarray(spacing_mm, dtype=np.float64) ** 2 / 12.0)
+    variances = np.sort(np.clip(np.linalg.eigvalsh(covariance), 0.0, None))[::-1]
+    return tuple(float(np.sqrt(5.0 * v)) for v in variances)  # type: ignore[return-value]
 
 
 def summarize_contrasts(tumors: list[TumorContrast], phases: tuple[str, ...] = PHASES) -> dict[str, dict[str, float]]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +39,10 @@ from diff4mmlits.data.case import Case
 from diff4mmlits.data.intensity import IntensityMap
 from diff4mmlits.errors import InputError
 from diff4mmlits.runfolder import RunFolder
+from diff4mmlits.synthesize.contrast import TumorContrast
 from diff4mmlits.synthesize.crops import crop_box, dilate_tumor_mask, extract_crop
 from diff4mmlits.synthesize.painting import largest_semi_axis_mm, paint_tumors
+from diff4mmlits.synthesize.quality import quality_control
 from diff4mmlits.synthesize.tumor_masks import draw_tumor_mask, sample_tumor_params
 from diff4mmlits.translate.config import TranslateConfig
 from diff4mmlits.translate.sampling import SampleSource
@@ -140,6 +142,7 @@ class CutPainter:
     crop_vox: int
     close_vox: int = 5
     dilate_vox: int = 3
+    real_tumors: list[TumorContrast] = field(default_factory=list)
 
     def paint(self, normal: Case, rng: np.random.Generator) -> Case:
         """The synthetic case: ``normal``'s phases with new tumors and the label 0/1/2 on the same grid."""
@@ -148,11 +151,14 @@ class CutPainter:
     def paint_with_provenance(self, normal: Case, rng: np.random.Generator) -> tuple[Case, dict[str, Any]]:
         """The synthetic case and its provenance (``method``, the tumors drawn)."""
         case, provenance = paint_tumors(normal, rng, self.paint_crop, self.config.tumor, self.crop_vox,
-                                        self.config.feather_mm, self.close_vox, self.dilate_vox)
+                                        self.config.feather_mm, self.close_vox, self.dilate_vox, real_tumors=self.real_tumors,
+                                        quality=quality_control(self.config, self.real_tumors),
+                                        retries=self.config.quality_retries)
         return case, {"method": "cut", **provenance}
 
     def paint_crop(self, crops_hu: dict[str, np.ndarray], condition: np.ndarray, tumor: np.ndarray,
-                   liver: np.ndarray, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+                   liver: np.ndarray, rng: np.random.Generator, profile_hu: dict[str, float] | None = None,
+                   ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Every phase of one ``(c, c, c)`` crop through the generator (HU in, HU out).
 
         A phase the model reads but the case lacks is filled with the annotated phase's crop (the

@@ -7,9 +7,13 @@ tumor mask ``m`` averaged onto the latent grid. Two modes:
 * ``paper`` — the paper's scheme: one network for every phase, the phase as a class embedding;
   input ``[z_t (C), c (C), m (1)]`` → ε ``(C)``. Phases are synthesized separately from the same
   mask and the same initial noise.
+* ``profile`` — the paper's scheme plus the tumor's enhancement in that phase (issue 14): input
+  ``[z_t (C), c (C), m (1), m·k (1)]`` where ``k`` is the tumor-to-liver contrast of the phase
+  (HU / :data:`PROFILE_SCALE_HU`). At synthesis all phases get the contrasts of one drawn profile,
+  so one mask gets one coherent kind (arterial hyper-enhancement with washout, a cyst, …).
 * ``joint`` — the latents of all four phases are denoised together: input ``[z_t (4C), c (4C),
-  m (1), present (4)]`` → ε ``(4C)``; ``present`` marks the phases a case has (missing phases get
-  zero conditions and are left out of the loss and the output).
+  m (1), present (4), m·k (4)]`` → ε ``(4C)``; ``present`` marks the phases a case has (missing
+  phases get zero conditions and are left out of the loss and the output).
 
 The noise schedule (MONAI ``DDPMScheduler`` for training, ``DDIMScheduler`` for sampling) is a
 separate object built from the same stored arguments; the sampling loop is in ``sampling.py``.
@@ -17,7 +21,7 @@ separate object built from the same stored arguments; the sampling loop is in ``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,9 +34,17 @@ from diff4mmlits import PHASES
 from diff4mmlits.checkpoint import WEIGHTS_NAME, file_sha256, load_weights, model_config_errors, read_model_config
 from diff4mmlits.errors import InputError
 from diff4mmlits.synthesize.config import DiffusionConfig
+from diff4mmlits.synthesize.contrast import TumorContrast
 
 MODEL_KIND = "latent-diffusion"
-Mode = Literal["paper", "joint"]
+Mode = Literal["paper", "profile", "joint"]
+PROFILE_SCALE_HU = 100.0
+"""Contrasts enter the network as HU / this (the real range is about ±1)."""
+
+
+def uses_profile(mode: str) -> bool:
+    """Whether a mode's network takes the enhancement profile as a condition."""
+    return mode in ("profile", "joint")
 
 
 def denoiser_arguments(config: DiffusionConfig, latent_channels: int, mode: str) -> dict[str, Any]:
@@ -45,8 +57,10 @@ def denoiser_arguments(config: DiffusionConfig, latent_channels: int, mode: str)
     phases = len(PHASES)
     if mode == "paper":
         in_channels, out_channels, classes = 2 * latent_channels + 1, latent_channels, phases
+    elif mode == "profile":
+        in_channels, out_channels, classes = 2 * latent_channels + 2, latent_channels, phases
     else:
-        in_channels, out_channels, classes = 2 * phases * latent_channels + 1 + phases, phases * latent_channels, None
+        in_channels, out_channels, classes = 2 * phases * latent_channels + 1 + 2 * phases, phases * latent_channels, None
     return {
         "spatial_dims": 3,
         "in_channels": in_channels,
@@ -94,25 +108,38 @@ def mask_to_latent(mask: torch.Tensor, factor: int) -> torch.Tensor:
     return F.avg_pool3d(mask.float(), kernel_size=factor, stride=factor)
 
 
-def joint_condition(masked_latents: torch.Tensor, mask_latent: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-    """Joint-mode condition ``[c (4C), m (1), present (4)]``.
+def profile_map(mask_latent: torch.Tensor, contrast_hu: torch.Tensor) -> torch.Tensor:
+    """``m · k``: the mask share ``(B, 1, z, y, x)`` times each sample's contrasts ``(B, K)`` (HU) → ``(B, K, z, y, x)``."""
+    return mask_latent * (contrast_hu.float() / PROFILE_SCALE_HU).view(*contrast_hu.shape, 1, 1, 1)
+
+
+def joint_condition(masked_latents: torch.Tensor, mask_latent: torch.Tensor, present: torch.Tensor,
+                    profile_hu: torch.Tensor) -> torch.Tensor:
+    """Joint-mode condition ``[c (4C), m (1), present (4), m·k (4)]``.
 
     Args:
         masked_latents: ``(B, 4, C, z, y, x)`` latents of the masked CT per phase slot (zeros for
             missing phases).
         mask_latent: ``(B, 1, z, y, x)``.
         present: ``(B, 4)`` 1 where the case has that phase.
+        profile_hu: ``(B, 4)`` the tumor-to-liver contrast per phase slot, HU (zeroed where absent).
     """
     b, p, c = masked_latents.shape[:3]
     grid = masked_latents.shape[3:]
     presence = present.float().view(b, p, 1, 1, 1).expand(b, p, *grid)
     cond = masked_latents * present.float().view(b, p, 1, 1, 1, 1)
-    return torch.cat([cond.reshape(b, p * c, *grid), mask_latent, presence], dim=1)
+    profile = profile_map(mask_latent, profile_hu * present.float())
+    return torch.cat([cond.reshape(b, p * c, *grid), mask_latent, presence, profile], dim=1)
 
 
-def paper_condition(masked_latent: torch.Tensor, mask_latent: torch.Tensor) -> torch.Tensor:
-    """Paper-mode condition ``[c (C), m (1)]`` for a batch of single phases ``(B, C, z, y, x)``."""
-    return torch.cat([masked_latent, mask_latent], dim=1)
+def paper_condition(masked_latent: torch.Tensor, mask_latent: torch.Tensor,
+                    contrast_hu: torch.Tensor | None = None) -> torch.Tensor:
+    """Paper-mode condition ``[c (C), m (1)]`` for a batch of single phases ``(B, C, z, y, x)``;
+    profile mode adds ``m·k (1)`` from each sample's contrast ``(B,)`` in HU."""
+    parts = [masked_latent, mask_latent]
+    if contrast_hu is not None:
+        parts.append(profile_map(mask_latent, contrast_hu.view(-1, 1)))
+    return torch.cat(parts, dim=1)
 
 
 @dataclass
@@ -128,6 +155,8 @@ class LatentDiffusion:
         checksum: SHA-256 prefix of the weights file (for provenance).
         largest_real_radius_mm: the largest real tumor of its training data (equivalent sphere).
         latent_clip: the largest |value| of its training latents (the sampler's clip range).
+        real_tumors: the measured real tumors it learned from (their shapes and enhancement
+            profiles are what synthesis draws).
     """
 
     network: DiffusionModelUNet
@@ -138,10 +167,11 @@ class LatentDiffusion:
     checksum: str = ""
     largest_real_radius_mm: float | None = None
     latent_clip: float | None = None
+    real_tumors: list[TumorContrast] = field(default_factory=list)
 
 
 def load_diffusion(folder: str | Path, device: str | torch.device = "cpu") -> LatentDiffusion:
-    """Load ``models/diffusion[-joint]/`` (config.json + weights.safetensors)."""
+    """Load ``models/diffusion[-<mode>]/`` (config.json + weights.safetensors)."""
     folder = Path(folder)
     config = read_model_config(folder, kind=MODEL_KIND)
     with model_config_errors(folder):
@@ -149,7 +179,15 @@ def load_diffusion(folder: str | Path, device: str | torch.device = "cpu") -> La
         settings = {"mode": config["mode"], "latent_channels": int(config["latent_channels"]),
                     "crop_vox": int(config["crop_vox"]), "schedule": dict(config["schedule"]),
                     "largest_real_radius_mm": (config.get("real_tumor_radius_mm") or {}).get("max"),
-                    "latent_clip": config.get("latent_clip")}
+                    "latent_clip": config.get("latent_clip"),
+                    "real_tumors": [TumorContrast.from_dict(t) for t in config.get("real_tumors", [])]}
+    expected = denoiser_arguments(DiffusionConfig(channels=tuple(config["arguments"]["channels"]),
+                                                  attention_levels=tuple(config["arguments"]["attention_levels"]),
+                                                  norm_num_groups=int(config["arguments"]["norm_num_groups"])),
+                                  settings["latent_channels"], settings["mode"])["in_channels"]
+    if int(config["arguments"]["in_channels"]) != expected:
+        raise InputError(f"this {settings['mode']}-mode synthesizer was trained by an older version with other "
+                         f"conditions; run 'diff4mmlits train-synthesizer' again", folder)
     load_weights(network, folder / WEIGHTS_NAME)
     network.to(device).eval()
     return LatentDiffusion(network=network, checksum=file_sha256(folder / WEIGHTS_NAME), **settings)

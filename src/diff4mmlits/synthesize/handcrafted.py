@@ -3,9 +3,9 @@
 The same random masks as the diffusion painter; inside a tumor each phase gets the surrounding
 liver's median HU plus a tumor-to-liver contrast plus a smooth noise texture, with softened edges.
 Nothing is hard-coded about how tumors look: the contrast vector (all phases at once, so one
-tumor's phases stay coherent) is that of a real tumor of the dataset, drawn at random from those
-measured in the registered training cases, with a small jitter; the texture's standard deviation
-is that real tumor's internal standard deviation in each phase.
+tumor's phases stay coherent) is the profile drawn with the tumor's shape from a real tumor of the
+dataset (:func:`~diff4mmlits.synthesize.tumor_masks.sample_tumor_params`, with its jitter); the
+texture's standard deviation is, per phase, that of the real tumor nearest to that profile.
 """
 
 from __future__ import annotations
@@ -23,12 +23,11 @@ from diff4mmlits.data.measures import sphere_radius_mm
 from diff4mmlits.errors import InputError
 from diff4mmlits.synthesize.config import SynthesizeConfig
 from diff4mmlits.synthesize.contrast import TumorContrast, summarize_contrasts
-from diff4mmlits.synthesize.painting import paint_tumors
+from diff4mmlits.synthesize.painting import calibrate_contrast, paint_tumors
+from diff4mmlits.synthesize.quality import quality_control
 
 log = logging.getLogger(__name__)
 
-CONTRAST_JITTER = 0.15
-"""Jitter of a drawn contrast, as a share of that phase's spread (std) over the real tumors."""
 EDGE_SIGMA_VOX = 0.7
 """Softening of the tumor's edge (Gaussian σ of the mask, voxels)."""
 
@@ -63,15 +62,22 @@ class HandcraftedPainter:
         largest = max(sphere_radius_mm(t.volume_ml) for t in self.real_tumors)
         case, provenance = paint_tumors(
             normal, rng, self.paint_crop, self.config.tumor, self.crop_vox, self.config.feather_mm,
-            self.close_vox, self.dilate_vox, largest,
+            self.close_vox, self.dilate_vox, largest, real_tumors=self.real_tumors,
+            quality=quality_control(self.config, self.real_tumors), retries=self.config.quality_retries,
+            profile_hu=self.config.profile_hu,
         )
         return case, {"method": "handcrafted", **provenance, "real_tumors": len(self.real_tumors)}
 
     def paint_crop(self, crops_hu: dict[str, np.ndarray], condition: np.ndarray, tumor: np.ndarray,
-                   liver: np.ndarray, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Liver reference + a real tumor's contrast + texture, inside the softened tumor mask (HU crops)."""
-        reference = int(rng.integers(len(self.real_tumors)))
-        source = self.real_tumors[reference]
+                   liver: np.ndarray, rng: np.random.Generator, profile_hu: dict[str, float] | None = None,
+                   ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Liver reference + the drawn contrast + texture, inside the softened tumor mask (HU crops).
+
+        Without a drawn profile (``profile_hu`` None) a random real tumor's is taken.
+        """
+        if profile_hu is None:
+            profile_hu = self.real_tumors[int(rng.integers(len(self.real_tumors)))].contrast_hu
+        texture_source = self._nearest(profile_hu)
         soft = ndimage.gaussian_filter(tumor.astype(np.float32), EDGE_SIGMA_VOX)
         structure = np.ones((3, 3, 3), bool)
         ring = ndimage.binary_dilation(condition, structure, iterations=2) & ~condition & liver
@@ -82,11 +88,18 @@ class HandcraftedPainter:
             crop = crops_hu[name]
             around = crop[ring] if ring.sum() >= 4 else crop[liver & ~condition]
             liver_hu = float(np.median(around)) if around.size else float(np.median(crop[tumor]))
-            spread = self._summary.get(name, {}).get("std", 0.0)
-            mean = self._summary.get(name, {}).get("mean", 0.0)
-            contrast = source.contrast_hu.get(name, mean) + CONTRAST_JITTER * spread * float(rng.standard_normal())
+            contrast = float(profile_hu.get(name, self._summary.get(name, {}).get("mean", 0.0)))
             texture = ndimage.gaussian_filter(rng.standard_normal(crop.shape).astype(np.float32), self.config.texture_sigma_vox)
-            texture *= source.std_hu.get(name, 0.0) / max(float(texture.std()), 1e-6)
+            texture *= texture_source.std_hu.get(name, 0.0) / max(float(texture.std()), 1e-6)
             painted[name] = ((1.0 - soft) * crop + soft * (liver_hu + contrast + texture)).astype(np.float32)
             contrasts[name] = round(contrast, 2)
-        return painted, {"contrast_hu": contrasts, "reference_tumor": f"{source.case_id}#{reference}"}
+        # the softened edge pulls a small tumor's mean toward the liver: shift it to the asked contrast
+        painted, _ = calibrate_contrast(painted, crops_hu, tumor, liver, contrasts)
+        return painted, {"contrast_hu": contrasts, "texture_tumor": f"{texture_source.case_id}@{texture_source.centre_vox}"}
+
+    def _nearest(self, profile_hu: dict[str, float]) -> TumorContrast:
+        """The real tumor whose contrast vector is nearest to ``profile_hu`` (phases both have)."""
+        def distance(tumor: TumorContrast) -> float:
+            shared = [p for p in profile_hu if p in tumor.contrast_hu]
+            return float(sum((profile_hu[p] - tumor.contrast_hu[p]) ** 2 for p in shared)) if shared else float("inf")
+        return min(self.real_tumors, key=distance)

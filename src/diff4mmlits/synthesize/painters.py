@@ -1,6 +1,6 @@
 """The tumor painters and their loaders: paint new tumors into a normal case (the segmenter calls it on the fly).
 
-    painter = load_painter(RunFolder("runs/demo"), method="ldm", mode="paper", device="cpu")
+    painter = load_painter(RunFolder("runs/demo"), method="ldm", mode="profile", device="cpu")
     synthetic = painter.paint(normal_case, np.random.default_rng(seed))   # a Case, label 0/1/2
 
 A painter takes a tumor-free, registered :class:`Case` (phases on the label's grid, label > 0 =
@@ -45,7 +45,8 @@ from diff4mmlits.synthesize.diffusion import (
 )
 from diff4mmlits.synthesize.handcrafted import HandcraftedPainter
 from diff4mmlits.synthesize.painter import TumorPainter
-from diff4mmlits.synthesize.painting import paint_tumors
+from diff4mmlits.synthesize.painting import calibrate_contrast, paint_tumors
+from diff4mmlits.synthesize.quality import quality_control
 from diff4mmlits.synthesize.sampling import denoise, reverse_timesteps, start_latent
 
 log = logging.getLogger(__name__)
@@ -56,9 +57,11 @@ class LatentDiffusionPainter:
     """The paper's Multimodal CT Synthesizer: latent diffusion conditioned on the tumor mask.
 
     Per tumor: the crop's phases are windowed, masked with the dilated tumor mask and encoded; the
-    denoiser runs DDIM from Gaussian noise with ``[c, m]`` as condition; the latents are decoded
-    and blended back. Paper mode: the phases form one batch with their phase as class label and
-    the *same* initial noise. Joint mode: one multi-channel latent for the four phase slots.
+    denoiser runs DDIM from Gaussian noise with ``[c, m]`` as condition (and, in profile and joint
+    mode, the drawn enhancement profile); the latents are decoded and blended back. Paper and
+    profile mode: the phases form one batch with their phase as class label and the *same* initial
+    noise. Joint mode: one multi-channel latent for the four phase slots. With
+    ``calibrate_contrast`` each phase is then shifted inside the tumor to the drawn profile.
 
     Attributes:
         codec: the trained autoencoder.
@@ -83,18 +86,23 @@ class LatentDiffusionPainter:
 
     def paint_with_provenance(self, normal: Case, rng: np.random.Generator) -> tuple[Case, dict[str, Any]]:
         """:meth:`paint`, plus what made the case (tumor parameters, noise seeds, steps)."""
+        real = self.diffusion.real_tumors
         case, provenance = paint_tumors(
             normal, rng, self.paint_crop, self.config.tumor, self.diffusion.crop_vox, self.config.feather_mm,
-            self.close_vox, self.dilate_vox, self.diffusion.largest_real_radius_mm,
+            self.close_vox, self.dilate_vox, self.diffusion.largest_real_radius_mm, real_tumors=real,
+            quality=quality_control(self.config, real), retries=self.config.quality_retries,
+            profile_hu=self.config.profile_hu,
         )
         sampling = ({"sampler": "ddim", "ddim_steps": self.config.ddim_steps, "ddim_eta": self.config.ddim_eta,
                      "strength": self.config.strength}
                     if self.config.sampler == "ddim" else {"sampler": "ddpm", "steps": self.diffusion.schedule["num_train_timesteps"]})
-        return case, {"method": "ldm", "mode": self.diffusion.mode, **sampling, **provenance}
+        return case, {"method": "ldm", "mode": self.diffusion.mode, "calibrate_contrast": self.config.calibrate_contrast,
+                      **sampling, **provenance}
 
     def paint_crop(self, crops_hu: dict[str, np.ndarray], condition: np.ndarray, tumor: np.ndarray,
-                   liver: np.ndarray, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Synthesize every phase of one ``(c, c, c)`` crop (HU in, HU out)."""
+                   liver: np.ndarray, rng: np.random.Generator, profile_hu: dict[str, float] | None = None,
+                   ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Synthesize every phase of one ``(c, c, c)`` crop (HU in, HU out) with the enhancement ``profile_hu``."""
         seed = int(rng.integers(2**63 - 1))
         generator = torch.Generator(device=self.device).manual_seed(seed)
         names = list(crops_hu)
@@ -103,14 +111,20 @@ class LatentDiffusionPainter:
         masked = torch.from_numpy(masked_unit(unit, condition[None, None])).to(self.device)
         condition_latent = self.codec.encode(masked)
         mask_latent = mask_to_latent(torch.from_numpy(condition[None, None]).to(self.device), self.codec.factor)
-        latents = self.sample_latents(names, condition_latent, mask_latent, generator)
+        profile = profile_hu or {}
+        contrast = torch.tensor([profile.get(name, 0.0) for name in names], dtype=torch.float32, device=self.device)
+        latents = self.sample_latents(names, condition_latent, mask_latent, generator, contrast)
         decoded = self.codec.to_hu(self.codec.decode(latents))
-        painted, added = {}, {}
+        painted, added, shifts = {}, {}, {}
         for i, name in enumerate(names):
             painted[name] = decoded[i, 0]
             if self.config.match_noise:
                 painted[name], added[name] = self.match_noise(decoded[i, 0], crops_hu[name], liver & ~condition, rng)
-        return painted, {"noise_seed": seed, **({"added_noise_hu": added} if added else {})}
+        if self.config.calibrate_contrast and profile:
+            painted, shifts = calibrate_contrast(painted, crops_hu, tumor, liver, profile)
+        record = {"noise_seed": seed, **({"added_noise_hu": added} if added else {}),
+                  **({"calibration_shift_hu": shifts} if shifts else {})}
+        return painted, record
 
     @staticmethod
     def match_noise(decoded: np.ndarray, normal: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
@@ -122,7 +136,7 @@ class LatentDiffusionPainter:
 
     @torch.no_grad()
     def sample_latents(self, names: list[str], condition_latent: torch.Tensor, mask_latent: torch.Tensor,
-                       generator: torch.Generator) -> torch.Tensor:
+                       generator: torch.Generator, contrast_hu: torch.Tensor | None = None) -> torch.Tensor:
         """DDIM-sample the clean latents ``(P, C, l, l, l)`` of the phases ``names`` (in that order).
 
         Args:
@@ -130,34 +144,42 @@ class LatentDiffusionPainter:
             condition_latent: ``(P, C, l, l, l)`` latents of the masked crops, same order.
             mask_latent: ``(1, 1, l, l, l)``.
             generator: the only source of noise.
+            contrast_hu: ``(P,)`` the tumor-to-liver contrast to paint per phase, HU (profile and
+                joint mode; zeros when ``None``).
         """
+        if contrast_hu is None:
+            contrast_hu = torch.zeros(len(names), device=self.device)
         channels, grid = self.codec.latent_channels, tuple(condition_latent.shape[2:])
         clip = self.diffusion.latent_clip if self.config.clip_latent else None
         scheduler = build_scheduler(self.diffusion.schedule, self.config.sampler, clip)
         steps = self.config.ddim_steps if self.config.sampler == "ddim" else int(self.diffusion.schedule["num_train_timesteps"])
         timesteps = reverse_timesteps(scheduler, steps, self.config.strength, self.device)
         network, strength, eta = self.diffusion.network, self.config.strength, self.config.ddim_eta
-        if self.diffusion.mode == "paper":
+        if self.diffusion.mode in ("paper", "profile"):
             count = len(names)
             noise = torch.randn((1, channels, *grid), generator=generator, device=self.device).expand(count, -1, -1, -1, -1)
             start = start_latent(scheduler, noise.contiguous(), condition_latent, timesteps, strength)
             labels = torch.tensor([PHASES.index(name) for name in names], device=self.device)
-            condition = paper_condition(condition_latent, mask_latent.expand(count, -1, -1, -1, -1))
+            condition = paper_condition(condition_latent, mask_latent.expand(count, -1, -1, -1, -1),
+                                        contrast_hu if self.diffusion.mode == "profile" else None)
             return denoise(network, scheduler, start, condition, timesteps, generator, class_labels=labels, eta=eta)
         slots = torch.zeros((1, len(PHASES), channels, *grid), device=self.device)
         present = torch.zeros((1, len(PHASES)), device=self.device)
+        profile = torch.zeros((1, len(PHASES)), device=self.device)
         for i, name in enumerate(names):
             slots[0, PHASES.index(name)] = condition_latent[i]
             present[0, PHASES.index(name)] = 1.0
+            profile[0, PHASES.index(name)] = contrast_hu[i]
         noise = torch.randn((1, len(PHASES) * channels, *grid), generator=generator, device=self.device)
         start = start_latent(scheduler, noise, slots.flatten(1, 2), timesteps, strength)
-        latent = denoise(network, scheduler, start, joint_condition(slots, mask_latent, present), timesteps, generator, eta=eta)
+        condition = joint_condition(slots, mask_latent, present, profile)
+        latent = denoise(network, scheduler, start, condition, timesteps, generator, eta=eta)
         latent = latent.view(1, len(PHASES), channels, *grid)
         return torch.stack([latent[0, PHASES.index(name)] for name in names])
 
 
 # --- loading painters from a run folder ---------------------------------------------------------
-def load_ldm_painter(run: RunFolder, mode: str = "paper", device: str | torch.device = "cpu") -> LatentDiffusionPainter:
+def load_ldm_painter(run: RunFolder, mode: str = "profile", device: str | torch.device = "cpu") -> LatentDiffusionPainter:
     """The diffusion painter from ``models/autoencoder`` and ``models/diffusion[-joint]``."""
     config = run.load_config()
     device = resolve_device(str(device))
@@ -204,7 +226,9 @@ def load_cut_painter(run: RunFolder, mode: str = "paper", device: str | torch.de
     """The CUT painter (the paper's Table V baseline), trained by ``train-translator --painter``."""
     from diff4mmlits.synthesize.cut_painter import load_cut_painter as load
 
-    return load(run, mode, device)
+    painter = load(run, mode, device)
+    painter.real_tumors = real_tumor_contrasts(run)
+    return painter
 
 
 PainterLoader = Callable[[RunFolder, str, "str | torch.device"], TumorPainter]
@@ -216,7 +240,7 @@ PAINTERS: dict[str, PainterLoader] = {
 """Method name → loader ``(run, mode, device) -> TumorPainter``."""
 
 
-def load_painter(run: RunFolder, method: str = "ldm", mode: str = "paper", device: str | torch.device = "cpu") -> TumorPainter:
+def load_painter(run: RunFolder, method: str = "ldm", mode: str = "profile", device: str | torch.device = "cpu") -> TumorPainter:
     """The painter of ``method`` (``ldm``, ``handcrafted``, …) trained or measured in ``run``."""
     if method not in PAINTERS:
         raise InputError(f"--method {method!r}: choose one of {', '.join(PAINTERS)}")

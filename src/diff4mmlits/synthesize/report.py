@@ -26,7 +26,7 @@ def synthesis_section(run: RunFolder, report_dir: Path) -> str:
         where = "held-out" if m.get("held_out") else "training"
         parts.append(f"<p>Autoencoder reconstruction ({where} patches): MAE {m['mae_liver_hu']:.1f} HU in the liver, "
                      f"{m['mae_hu']:.1f} HU overall, PSNR {m['psnr_db']:.1f} dB.</p>")
-    for mode in ("paper", "joint"):
+    for mode in ("paper", "profile", "joint"):
         record = _read_json(run.diffusion_dir(mode) / "config.json")
         if record.get("metrics"):
             m = record["metrics"]
@@ -46,10 +46,15 @@ def synthesis_section(run: RunFolder, report_dir: Path) -> str:
         method = summary["method"] + (f" ({summary['mode']} mode)" if summary.get("mode") else "")
         parts.append(f"<p>{summary['cases']} synthetic case(s) by {html.escape(method)}, {summary['per_case']} per training case, "
                      f"{summary['seconds_per_case']:.2f} s per case.</p>")
+        quality = summary.get("quality")
+        if quality:
+            parts.append(f"<p>Quality control: {quality['rejected']} of {quality['paintings']} painted tumors rejected "
+                         f"({100 * quality['rejected_share']:.0f} %: contrast outside the real range or a seam), "
+                         f"{quality['left_out']} left out after the retries.</p>")
         if rows:
             parts.append("<p class='muted'>Tumor − surrounding liver, mean HU per phase (± spread over tumors).</p>"
                          + html_table(["phase", "real tumors", "synthetic tumors"], rows))
-    curves = [folder / "curves.png" for folder in (run.autoencoder_dir, run.diffusion_dir("paper"), run.diffusion_dir("joint"))]
+    curves = [folder / "curves.png" for folder in (run.autoencoder_dir, *(run.diffusion_dir(m) for m in ("paper", "profile", "joint")))]
     parts.extend(figure_html(path, report_dir, f"training curves: {path.parent.name}") for path in curves if path.is_file())
     figures = sorted(run.figures_dir.glob("synthesis_*.png")) if run.figures_dir.is_dir() else []
     parts.extend(figure_html(path, report_dir, path.stem) for path in figures)

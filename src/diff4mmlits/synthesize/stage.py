@@ -14,6 +14,7 @@ the processes; only rank 0 writes models, summaries and figures.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -144,6 +145,7 @@ def summarize_synthesis(run: RunFolder, config: Config, method: str, mode: str, 
         "method": method, "mode": mode if method == "ldm" else None, "per_case": per_case, "cases": len(synthetic),
         "seconds_per_case": round(seconds_per_case, 3),
         "contrast_hu": {"synthetic": summarize_contrasts(synthetic_tumors), "real": summarize_contrasts(real_tumors)},
+        "quality": quality_summary([c.case_id for c in synthetic], run),
     }
     write_json_atomic(run.synthetic_dir / SUMMARY_FILE, summary)
     for old in run.figures_dir.glob("synthesis_*.png") if run.figures_dir.is_dir() else []:
@@ -151,6 +153,26 @@ def summarize_synthesis(run: RunFolder, config: Config, method: str, mode: str, 
     plot_synthesis_examples(synthetic[: config.synthesize.figures], real, run.figures_dir)
     log.info("synthesize: %d synthetic case(s) in %s (%.1f s per case)", len(synthetic), run.synthetic_dir, seconds_per_case)
     return summary
+
+
+def quality_summary(case_ids: list[str], run: RunFolder) -> dict[str, Any] | None:
+    """How many painted tumors quality control rejected, from the cases' ``provenance.json`` (None when it was off)."""
+    rejected = left_out = paintings = forced = 0
+    checked = False
+    for case_id in case_ids:
+        path = run.synthetic_dir / case_id / PROVENANCE_FILE
+        record = json.loads(path.read_text()) if path.is_file() else {}
+        for tumor in record.get("tumors", []):
+            if "quality" in tumor:
+                checked = True
+                paintings += len(tumor["quality"])
+        rejected += int(record.get("quality_rejected", 0))
+        left_out += int(record.get("quality_left_out", 0))
+        forced += int(record.get("quality_forced", 0))
+    if not checked:
+        return None
+    return {"paintings": paintings, "rejected": rejected, "left_out": left_out, "kept_despite_quality": forced,
+            "rejected_share": round(rejected / max(paintings, 1), 3)}
 
 
 def _painter_needs(config: Config) -> tuple[str, ...]:

@@ -4,7 +4,9 @@ Training data: crops around every real tumor of the registered training cases (j
 flipped ``crops_per_tumor`` times), every phase. For each crop the frozen autoencoder gives the
 latent of the real CT ``z_0`` and the latent of the masked CT ``c = ℰ(x ⊙ (1 − m))``, where ``m``
 is the annotated (PVP) tumor mask closed and dilated as in the paper (the same ``m`` serves every
-phase, as at synthesis time). These latents are computed once; training then draws batches,
+phase, as at synthesis time). Each crop also carries its tumor's enhancement profile (the
+tumor-to-liver contrast per phase, :mod:`~diff4mmlits.synthesize.contrast`), the condition of the
+``profile`` and ``joint`` modes. These latents are computed once; training then draws batches,
 noises ``z_0`` with MONAI's ``DDPMScheduler`` at random timesteps and regresses the noise:
 
     L_LDM = E ‖ε − ε_θ(z_t, [c, m], t)‖²
@@ -36,6 +38,7 @@ from diff4mmlits.errors import InputError
 from diff4mmlits.progress import progress
 from diff4mmlits.synthesize.autoencoder import LatentCodec
 from diff4mmlits.synthesize.config import DiffusionConfig
+from diff4mmlits.synthesize.contrast import TumorContrast, measure_tumor_contrasts
 from diff4mmlits.synthesize.crops import crop_box, dilate_tumor_mask, extract_crop, masked_unit
 from diff4mmlits.synthesize.diffusion import (
     MODEL_KIND,
@@ -46,6 +49,7 @@ from diff4mmlits.synthesize.diffusion import (
     mask_to_latent,
     paper_condition,
     schedule_arguments,
+    uses_profile,
 )
 from diff4mmlits.training import LOG_STATE_KEY, RunningMean, TrainingLog, autocast, save_checkpoint, step_rng
 
@@ -64,6 +68,8 @@ class TumorCrops:
         masked: ``(N, 4, C, l, l, l)`` latents of the masked CT.
         mask: ``(N, 1, l, l, l)`` the dilated tumor mask on the latent grid (share per latent voxel).
         present: ``(N, 4)`` bool, the phases the crop's case has.
+        profiles: ``(N, 4)`` the crop's tumor's contrast per phase slot, HU (0 where missing).
+        tumors: the measured real tumors (one per tumor, not per crop; recorded with the model).
         radii_mm: equivalent-sphere radius of each real tumor (one per tumor, not per crop), mm.
         close_kernel_vox, dilate_kernel_vox: the mask preparation the condition was made with.
     """
@@ -72,6 +78,8 @@ class TumorCrops:
     masked: torch.Tensor
     mask: torch.Tensor
     present: torch.Tensor
+    profiles: torch.Tensor
+    tumors: list[TumorContrast] = field(default_factory=list)
     radii_mm: list[float] = field(default_factory=list)
     close_kernel_vox: int = 5
     dilate_kernel_vox: int = 3
@@ -103,15 +111,22 @@ def build_tumor_crops(
     """Encode ``config.crops_per_tumor`` jittered, flipped crops around each real tumor (see :class:`TumorCrops`).
 
     The condition is the tumor mask prepared as the inpainter's (paper §III-A: ``close_kernel_vox``
-    closing, one ``dilate_kernel_vox`` dilation; ``inpaint.close/dilate_kernel_vox``)."""
+    closing, one ``dilate_kernel_vox`` dilation; ``inpaint.close/dilate_kernel_vox``). In the
+    ``profile`` and ``joint`` modes a tumor too small for its contrast to be measured is left out."""
     if config.crop_vox % codec.factor:
         raise InputError(f"diffusion.crop_vox {config.crop_vox} must be divisible by the autoencoder's factor {codec.factor}")
-    images, masked, masks, present, radii = [], [], [], [], []
+    images, masked, masks, present, radii, profiles, measured_all = [], [], [], [], [], [], []
     for case in cases:
         case.require_registered()
         tumor = case.tumor_mask
         condition = dilate_tumor_mask(tumor, close_kernel_vox, dilate_kernel_vox)
+        measured = measure_tumor_contrasts(case)
+        measured_all += measured
         for centre, voxels in tumor_centres(tumor):
+            match = next((t for t in measured if np.abs(np.asarray(t.centre_vox) - centre).max() < 0.5), None)
+            if match is None and uses_profile(config.mode):
+                continue
+            profile = np.array([match.contrast_hu.get(p, 0.0) if match else 0.0 for p in PHASES], np.float32)
             radii.append(equivalent_radius_mm(voxels, case.annotated.spacing_mm))
             for k in range(config.crops_per_tumor):
                 shift = rng.integers(-config.jitter_vox, config.jitter_vox + 1, size=3) if k else np.zeros(3, int)
@@ -126,17 +141,19 @@ def build_tumor_crops(
                     slots[PHASES.index(name)] = np.flip(crop, flips) if flips else crop
                     has[PHASES.index(name)] = True
                 images.append(slots)
+                profiles.append(profile)
                 masked.append(masked_unit(slots, mask[None]))
                 masks.append(mask)
                 present.append(has)
     if not images:
-        raise InputError("the training cases have no tumor (label 2); the synthesizer learns from real tumors")
+        raise InputError("the training cases have no (measurable) tumor (label 2); the synthesizer learns from real tumors")
     latents = _encode_slots(codec, np.stack(images), np.stack(present))
     masked_latents = _encode_slots(codec, np.stack(masked), np.stack(present))
     mask_tensor = torch.from_numpy(np.stack(masks)[:, None].astype(np.float32))
     return TumorCrops(
         latents=latents, masked=masked_latents, mask=mask_to_latent(mask_tensor, codec.factor),
-        present=torch.from_numpy(np.stack(present)), radii_mm=radii,
+        present=torch.from_numpy(np.stack(present)), profiles=torch.from_numpy(np.stack(profiles)),
+        tumors=measured_all, radii_mm=radii,
         close_kernel_vox=close_kernel_vox, dilate_kernel_vox=dilate_kernel_vox,
     )
 
@@ -154,20 +171,21 @@ def _encode_slots(codec: LatentCodec, slots: np.ndarray, present: np.ndarray, ba
 
 
 def make_batch(crops: TumorCrops, mode: str, rng: np.random.Generator, batch_size: int) -> dict[str, torch.Tensor]:
-    """One training batch: ``z0`` (target latents), ``condition`` and, in paper mode, ``class_labels``.
+    """One training batch: ``z0`` (target latents), ``condition`` and, in paper and profile mode, ``class_labels``.
 
-    Paper mode draws (crop, phase) pairs among the phases present. Joint mode draws crops; each
+    Paper and profile mode draw (crop, phase) pairs among the phases present. Joint mode draws crops; each
     present phase is hidden with probability :data:`JOINT_PHASE_DROPOUT` (one always stays), and
     the latent of a hidden or missing phase is set to zero, so the network learns to leave such
     slots empty.
     """
-    if mode == "paper":
+    if mode in ("paper", "profile"):
         pairs = torch.nonzero(crops.present)
         chosen = pairs[torch.from_numpy(rng.integers(len(pairs), size=batch_size))]
         n, p = chosen[:, 0], chosen[:, 1]
+        contrast = crops.profiles[n, p] if mode == "profile" else None
         return {
             "z0": crops.latents[n, p],
-            "condition": paper_condition(crops.masked[n, p], crops.mask[n]),
+            "condition": paper_condition(crops.masked[n, p], crops.mask[n], contrast),
             "class_labels": p.long(),
             "mask": crops.mask[n],
         }
@@ -178,7 +196,8 @@ def make_batch(crops: TumorCrops, mode: str, rng: np.random.Generator, batch_siz
     drop[torch.arange(len(n)), keep_one] = False
     present &= ~drop
     z0 = crops.latents[n] * present.float().view(len(n), -1, 1, 1, 1, 1)
-    return {"z0": z0.flatten(1, 2), "condition": joint_condition(crops.masked[n], crops.mask[n], present), "mask": crops.mask[n]}
+    return {"z0": z0.flatten(1, 2), "condition": joint_condition(crops.masked[n], crops.mask[n], present, crops.profiles[n]),
+            "mask": crops.mask[n]}
 
 
 def diffusion_loss(network: torch.nn.Module, scheduler: Any, batch: dict[str, torch.Tensor], rng: np.random.Generator,
@@ -237,7 +256,7 @@ def train_diffusion(
     Args:
         crops: latents from :func:`build_tumor_crops`.
         config: the ``diffusion`` section (``mode`` picks paper or joint).
-        folder: ``models/diffusion`` (paper) or ``models/diffusion-joint``.
+        folder: ``models/diffusion`` (paper) or ``models/diffusion-<mode>``.
         seed: seeds the initial weights, batches, noise and timesteps.
         context: the distributed context (one CPU process when ``None``).
         resume: continue from ``training_state.pt`` when there is one.
@@ -275,6 +294,7 @@ def train_diffusion(
         "dilate_kernel_vox": crops.dilate_kernel_vox, "tumor_loss_weight": config.tumor_loss_weight, "seed": seed,
         "real_tumor_radius_mm": _radius_summary(crops.radii_mm),
         "latent_clip": float(crops.latents.abs().max()),
+        "real_tumors": [t.to_dict() for t in crops.tumors],
         **(extra_config or {}),
     }
     bar = progress(range(start, config.steps), desc=f"train-synthesizer ({config.mode})", total=config.steps - start, unit="step")

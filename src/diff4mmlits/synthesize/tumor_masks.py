@@ -10,6 +10,14 @@ the ``np.random.Generator`` it is given and returns plain :class:`TumorParams`;
 from a seed stored in the parameters), so the parameters recorded in ``provenance.json`` redraw
 the same mask.
 
+Where the real tumors of the training split are known (measured by
+:func:`~diff4mmlits.synthesize.contrast.measure_tumor_contrasts`), the draw follows the dataset
+(issue 14, ``tumor.source = "dataset"``): the number of tumors is that of a random real case with
+tumors, each tumor takes the semi-axes (so the size and the elongation) of a random real tumor with
+a log-normal jitter, and the same real tumor gives its per-phase enhancement profile (so one
+synthetic tumor has one coherent kind over all phases). Centres avoid the liver's large vessels.
+``tumor.source = "classes"`` keeps the fixed size classes.
+
 Geometry: centres are voxel indices ``(z, y, x)`` of the case's grid, sizes are mm; the
 ellipsoid is drawn in index space scaled by the voxel spacing.
 """
@@ -24,9 +32,11 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
+from diff4mmlits import PHASES
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.errors import InputError
 from diff4mmlits.synthesize.config import TumorMaskConfig
+from diff4mmlits.synthesize.contrast import TumorContrast, summarize_contrasts
 
 ELASTIC_LATTICE_MAX = 33
 """Largest number of lattice points per axis of the elastic field (keeps big tumors cheap)."""
@@ -45,6 +55,9 @@ class TumorParams:
         elastic_amplitude_mm: standard deviation of the elastic displacement, mm.
         elastic_sigma_mm: Gaussian smoothing of the elastic field, mm.
         elastic_seed: seed of the elastic field's white noise.
+        reference: index of the real tumor whose shape and profile were drawn (-1: none).
+        profile_hu: phase → the tumor-to-liver contrast this tumor is painted with, HU (``None``:
+            the painter decides).
     """
 
     size_class: str
@@ -54,6 +67,8 @@ class TumorParams:
     elastic_amplitude_mm: float
     elastic_sigma_mm: float
     elastic_seed: int
+    reference: int = -1
+    profile_hu: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,6 +83,8 @@ class TumorParams:
             elastic_amplitude_mm=float(data["elastic_amplitude_mm"]),
             elastic_sigma_mm=float(data["elastic_sigma_mm"]),
             elastic_seed=int(data["elastic_seed"]),
+            reference=int(data.get("reference", -1)),
+            profile_hu={k: float(v) for k, v in data["profile_hu"].items()} if data.get("profile_hu") else None,
         )
 
     @property
@@ -76,17 +93,54 @@ class TumorParams:
         return max(self.semi_axes_mm) + 3.0 * self.elastic_amplitude_mm
 
 
-def tumor_centre_candidates(liver_mask: np.ndarray, spacing_mm: tuple[float, float, float], erode_mm: float) -> np.ndarray:
-    """Voxel indices ``(N, 3)`` where a tumor centre may go: the liver eroded by ``erode_mm``.
+def tumor_centre_candidates(liver_mask: np.ndarray, spacing_mm: tuple[float, float, float], erode_mm: float,
+                            vessels: np.ndarray | None = None, vessel_margin_mm: float = 0.0) -> np.ndarray:
+    """Voxel indices ``(N, 3)`` where a tumor centre may go: the liver eroded by ``erode_mm``, farther
+    than ``vessel_margin_mm`` from ``vessels`` (boolean, e.g. :func:`large_vessel_mask`).
 
-    A liver thinner than ``2·erode_mm`` is eroded as far as it allows (its deepest voxels).
+    A liver thinner than ``2·erode_mm`` is eroded as far as it allows (its deepest voxels); when the
+    vessels leave no candidate, they are ignored.
     """
     liver = np.asarray(liver_mask, dtype=bool)
     if not liver.any():
         raise InputError("the liver mask is empty; a tumor needs a liver to go into (check label.nii.gz)")
     depth = ndimage.distance_transform_edt(liver, sampling=spacing_mm)
     threshold = min(float(erode_mm), float(depth.max()))
-    return np.argwhere(depth >= threshold)
+    inside = depth >= threshold
+    if vessels is not None and vessel_margin_mm > 0 and np.any(vessels):
+        away = ndimage.distance_transform_edt(~np.asarray(vessels, bool), sampling=spacing_mm) > vessel_margin_mm
+        if np.any(inside & away):
+            inside &= away
+    return np.argwhere(inside)
+
+
+VESSEL_MIN_ML = 0.05
+"""Bright liver components smaller than this (mL) are noise or small branches, not large vessels."""
+
+
+def large_vessel_mask(phases: dict[str, np.ndarray], liver_mask: np.ndarray, spacing_mm: tuple[float, float, float],
+                      excess_hu: float = 30.0) -> np.ndarray:
+    """The liver's large vessels: contrast-filled lumen brighter than the parenchyma (boolean ``(z, y, x)``).
+
+    In the portal venous phase (else the brightest-vessel phase present) a liver voxel is vessel
+    when it exceeds the liver median by ``excess_hu`` and by three robust standard deviations
+    (1.4826·MAD); an opening removes single noisy voxels and components under
+    :data:`VESSEL_MIN_ML` are dropped. Used to keep synthetic tumor centres off the vessels.
+    """
+    liver = np.asarray(liver_mask, dtype=bool)
+    name = "PVP" if "PVP" in phases else next((p for p in ("DP", "AP", "NC") if p in phases), None)
+    if name is None or liver.sum() < 27:
+        return np.zeros(liver.shape, bool)
+    values = phases[name][liver]
+    median = float(np.median(values))
+    sigma = 1.4826 * float(np.median(np.abs(values - median)))
+    bright = liver & (phases[name] > median + max(excess_hu, 3.0 * sigma))
+    bright = ndimage.binary_opening(bright, np.ones((2, 2, 2), bool))
+    components, count = ndimage.label(bright)
+    if count == 0:
+        return bright
+    sizes = ndimage.sum_labels(bright, components, index=np.arange(1, count + 1)) * float(np.prod(spacing_mm)) / 1000.0
+    return np.isin(components, 1 + np.flatnonzero(sizes >= VESSEL_MIN_ML))
 
 
 def sample_tumor_params(
@@ -95,36 +149,66 @@ def sample_tumor_params(
     spacing_mm: tuple[float, float, float],
     config: TumorMaskConfig,
     max_semi_axis_mm: float | None = None,
+    real_tumors: list[TumorContrast] | None = None,
+    vessels: np.ndarray | None = None,
 ) -> list[TumorParams]:
-    """Draw the tumors of one synthetic case: their number, size classes, shapes and centres.
+    """Draw the tumors of one synthetic case: their number, sizes, shapes, centres and profiles.
 
     Args:
         rng: the only source of randomness.
         liver_mask: boolean ``(z, y, x)`` liver of the case (tumors go inside it).
         spacing_mm: voxel size ``(z, y, x)``, mm.
-        config: size classes (semi-axis ranges, mm), class weights, tumors per case, elastic field.
+        config: the source of sizes (``dataset`` or ``classes``), size classes, tumors per case,
+            jitters, elastic field, placement.
         max_semi_axis_mm: optional cap on every semi-axis (e.g. so that a tumor fits the crop the
-            diffusion model paints); the class stays recorded.
+            diffusion model paints); a dataset shape is scaled down as a whole, keeping its elongation.
+        real_tumors: the measured real tumors of the training split. Each synthetic tumor then takes
+            a random real tumor's enhancement profile (jittered by ``profile_jitter`` of each phase's
+            spread) and, with ``source = "dataset"``, its shape and its case's tumor count.
+        vessels: boolean large-vessel mask; centres stay ``vessel_margin_mm`` away from it.
     """
+    real = [t for t in real_tumors or [] if t.contrast_hu]
+    shaped = [i for i, t in enumerate(real) if t.semi_axes_mm]
+    from_dataset = config.source == "dataset" and bool(shaped)
     names = sorted(config.size_classes_mm)
     unknown = sorted(set(config.size_class_weights) - set(names))
     if unknown:
         raise InputError(f"synthesize.tumor.size_class_weights: {unknown} are not size classes ({', '.join(names)})")
     weights = np.array([max(float(config.size_class_weights.get(name, 0.0)), 0.0) for name in names])
-    if weights.sum() <= 0:
+    if weights.sum() <= 0 and not from_dataset:
         raise InputError("synthesize.tumor.size_class_weights: at least one weight must be positive")
     lo, hi = config.tumors_per_case
     if not 1 <= lo <= hi:
         raise InputError(f"synthesize.tumor.tumors_per_case {config.tumors_per_case}: need 1 ≤ smallest ≤ largest")
-    candidates = tumor_centre_candidates(liver_mask, spacing_mm, config.erode_liver_mm)
-    count = int(rng.integers(lo, hi + 1))
+    candidates = tumor_centre_candidates(liver_mask, spacing_mm, config.erode_liver_mm, vessels, config.vessel_margin_mm)
+    if from_dataset:
+        counts = np.unique([real[i].case_id for i in shaped], return_counts=True)[1]
+        count = int(min(max(int(counts[int(rng.integers(len(counts)))]), 1), config.max_tumors_per_case))
+    else:
+        count = int(rng.integers(lo, hi + 1))
+    spread = summarize_contrasts(real) if real else {}
     tumors = []
     for _ in range(count):
-        size_class = names[int(rng.choice(len(names), p=weights / weights.sum()))]
-        low_mm, high_mm = sorted(config.size_classes_mm[size_class])
-        axes = rng.uniform(low_mm, high_mm, size=3)
-        if max_semi_axis_mm is not None:
-            axes = np.minimum(axes, max_semi_axis_mm)
+        reference, profile = -1, None
+        if from_dataset:
+            reference = shaped[int(rng.integers(len(shaped)))]
+            size_class = "dataset"
+            axes = np.asarray(real[reference].semi_axes_mm) * np.exp(config.size_jitter * rng.standard_normal(3))
+            axes = np.maximum(axes, 0.5 * min(spacing_mm))
+            if max_semi_axis_mm is not None and axes.max() > max_semi_axis_mm:
+                axes = axes * (max_semi_axis_mm / axes.max())
+        else:
+            size_class = names[int(rng.choice(len(names), p=weights / weights.sum()))]
+            low_mm, high_mm = sorted(config.size_classes_mm[size_class])
+            axes = rng.uniform(low_mm, high_mm, size=3)
+            if max_semi_axis_mm is not None:
+                axes = np.minimum(axes, max_semi_axis_mm)
+            if real:
+                reference = int(rng.integers(len(real)))
+        if reference >= 0:
+            source = real[reference].contrast_hu
+            profile = {phase: round(float(source[phase] + config.profile_jitter * spread[phase]["std"] * rng.standard_normal()), 2)
+                       for phase in PHASES if phase in source}
         centre = candidates[int(rng.integers(len(candidates)))]
         quat = rng.normal(size=4)
         quat /= np.linalg.norm(quat) or 1.0
@@ -137,6 +221,8 @@ def sample_tumor_params(
             elastic_amplitude_mm=config.elastic_amplitude * mean_axis,
             elastic_sigma_mm=max(config.elastic_smoothness * mean_axis, 1e-3),
             elastic_seed=int(rng.integers(2**31 - 1)),
+            reference=reference,
+            profile_hu=profile,
         ))
     return tumors
 
