@@ -215,7 +215,7 @@ def steps_per_second(config: Config, cases: list[Case], device: str, steps: int 
     gan = InpaintingGAN(cfg, DistributedContext(device=resolve_device(device)))
     sources = build_sources(cases, PHASES, cfg.window_hu)
     batches = [sample_batch(sources, np.random.default_rng(i), cfg.batch_size, cfg.crop_vox, cfg.liver_slice_fraction,
-                            cfg.blob_mask_fraction, cfg.max_hole_fraction) for i in range(steps + 2)]
+                            cfg.blob_mask_fraction, cfg.max_hole_fraction, cfg.context_slices) for i in range(steps + 2)]
     for batch in batches[:2]:
         gan.train_step(batch)
     if gan.device.type == "cuda":

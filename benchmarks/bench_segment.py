@@ -115,12 +115,38 @@ def make_cases(indices: range, seed: int, site: str, size: int, with_normal: boo
     return cases, normals, how
 
 
-def load_bench_painter(args: argparse.Namespace, train: list[Case], method: str) -> Any:
+def train_bench_painter(train: list[Case], normal: list[Case], out: Path, mode: str) -> Any:
+    """The latent diffusion painter trained here, as the pipeline would, on this benchmark's own training
+    split: the autoencoder on its normal CT (and real tumor patches), the diffusion model (``mode``) on
+    its real tumors, demo-preset settings. The painter draws its tumors' shapes and profiles from them."""
+    from diff4mmlits.distributed import DistributedContext
+    from diff4mmlits.synthesize.autoencoder import load_autoencoder
+    from diff4mmlits.synthesize.diffusion import load_diffusion
+    from diff4mmlits.synthesize.painters import LatentDiffusionPainter
+    from diff4mmlits.synthesize.train_autoencoder import train_autoencoder
+    from diff4mmlits.synthesize.train_diffusion import build_tumor_crops, train_diffusion
+
+    config = resolve_config("demo")
+    diffusion = config.diffusion.model_copy(update={"mode": mode})
+    close, dilate = config.inpaint.close_kernel_vox, config.inpaint.dilate_kernel_vox
+    start = time.time()
+    context = DistributedContext()
+    train_autoencoder(normal, normal[-2:], config.autoencoder, out / "ae", seed=0, context=context, tumor_cases=train)
+    codec = load_autoencoder(out / "ae", "cpu")
+    crops = build_tumor_crops(train, codec, diffusion, np.random.default_rng([0, 31]), close, dilate)
+    train_diffusion(crops, diffusion, out / f"diffusion-{mode}", seed=0, context=context)
+    print(f"painter ldm ({mode}) trained on the {len(train)} training cases in {time.time() - start:.0f} s", flush=True)
+    return LatentDiffusionPainter(codec=codec, diffusion=load_diffusion(out / f"diffusion-{mode}", "cpu"),
+                                  config=config.synthesize, close_vox=close, dilate_vox=dilate)
+
+
+def load_bench_painter(args: argparse.Namespace, train: list[Case], method: str, normal: list[Case] | None = None) -> Any:
     """The synthesize stage's painter ``method``, or None when that stage is not installed.
 
     ``handcrafted`` measures the tumor contrasts of the registered training cases (what the
     synthesize stage does in a run); ``ldm`` and ``cut`` load the trained latent diffusion painter
-    or CUT painter of an existing run folder (``--painter-run``, e.g. after ``diff4mmlits demo``).
+    or CUT painter of an existing run folder (``--painter-run``, e.g. after ``diff4mmlits demo``);
+    without ``--painter-run``, ``ldm`` is trained here on the training split (``--ldm-mode``).
     """
     try:
         from diff4mmlits.synthesize.contrast import measure_tumor_contrasts
@@ -128,12 +154,14 @@ def load_bench_painter(args: argparse.Namespace, train: list[Case], method: str)
         from diff4mmlits.synthesize.painters import load_painter
     except ImportError:
         return None
+    if method == "ldm" and args.painter_run is None and normal:
+        return train_bench_painter(train, normal, args.out / "painter", args.ldm_mode)
     if method in ("ldm", "cut"):
         from diff4mmlits.runfolder import RunFolder
 
         if args.painter_run is None:
             raise SystemExit(f"--painter {method} needs --painter-run RUN (a run folder with a trained {method} painter)")
-        return load_painter(RunFolder(args.painter_run), method, "paper", "cpu")
+        return load_painter(RunFolder(args.painter_run), method, args.ldm_mode, "cpu")
     config = resolve_config("demo")
     tumors = [t for case in train for t in measure_tumor_contrasts(case)]
     return HandcraftedPainter(real_tumors=tumors, config=config.synthesize, crop_vox=config.diffusion.crop_vox,
@@ -206,7 +234,7 @@ def quality(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     second, _, _ = make_cases(range(200, 200 + args.second), args.data_seed, "second", args.size, False)
     print(f"data: {n_train} train, {n_val} val, {args.test} test, {args.second} second-site cases of size {args.size} "
           f"in {time.time() - t0:.0f} s; {how}", flush=True)
-    painters = {method: load_bench_painter(args, train, method) for method in args.painter}
+    painters = {method: load_bench_painter(args, train, method, normal) for method in args.painter}
     normal_sets = {source: normal_cases(args, train, normal, source) for source in args.normal}
     runs = [(variant, None, None) for variant in args.variants if VARIANTS[variant]["synthetic"] == "none"]
     runs += [(variant, source, method) for variant in args.variants if VARIANTS[variant]["synthetic"] != "none"
@@ -403,7 +431,9 @@ def main() -> int:
     parser.add_argument("--ratio", type=float, default=0.5, help="synthetic share of training samples")
     parser.add_argument("--painter", nargs="+", default=["handcrafted"], choices=["handcrafted", "ldm", "cut"],
                         help="how synthetic tumors are painted on the fly; several: multi-syn once per painter (Table V)")
-    parser.add_argument("--painter-run", type=Path, default=None, help="run folder with trained painters (for --painter ldm / cut)")
+    parser.add_argument("--painter-run", type=Path, default=None,
+                        help="run folder with trained painters (for --painter cut; for ldm, else it is trained here)")
+    parser.add_argument("--ldm-mode", default="profile", choices=["paper", "profile", "joint"], help="the diffusion painter's mode")
     parser.add_argument("--normal", nargs="+", default=["truth"], choices=["truth", "ffc", "median"],
                         help="tumor-free CT to paint into: the phantom's truth, or the training cases inpainted by "
                              "the run's FFC inpainter or the median filter (Table V's inpainter rows)")

@@ -126,3 +126,21 @@ def test_composite_keeps_known_pixels_bit_for_bit() -> None:
     out = composite(prediction, image, mask)
     assert torch.equal(out[mask == 0], image[mask == 0])
     assert torch.isnan(out[mask == 1]).all()
+
+
+def test_a_2_5d_inpainter_uses_the_neighbour_slices_but_never_their_holes() -> None:
+    net = FFCInpainter(InpainterArchitecture(base_channels=8, max_channels=32, n_downsampling=2, n_blocks=1,
+                                             context_slices=1)).eval()
+    torch.nn.init.normal_(net.head[1].weight, std=0.05)  # the residual head starts at zero: wake it up
+    image, mask = torch.rand(2, 1, 16, 16), torch.zeros(2, 1, 16, 16)
+    mask[:, :, 4:9, 5:11] = 1
+    context, context_mask = torch.rand(2, 2, 16, 16), mask.repeat(1, 2, 1, 1)
+    phase = torch.tensor([1, 2])
+    out = net(image, mask, phase, context, context_mask)
+    other = context.clone()
+    other[:, :, 12:, 12:] = -1.0  # another neighbourhood outside the holes
+    assert not torch.allclose(net(image, mask, phase, other, context_mask), out)
+    hidden = torch.where(context_mask > 0, torch.full_like(context, 0.9), context)  # only inside the holes
+    assert torch.equal(net(image, mask, phase, hidden, context_mask), out)
+    with pytest.raises(ValueError, match="neighbour slices"):
+        net(image, mask, phase)

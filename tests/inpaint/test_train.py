@@ -36,11 +36,23 @@ def test_batches_hide_tumors_and_never_make_them_targets(small_cases: list[Case]
     assert batch.supervised_hole.sum() > 0
 
 
+def test_2_5d_batches_carry_the_neighbour_slices_with_their_holes(small_cases: list[Case]) -> None:
+    cfg = smoke().inpaint
+    sources = build_sources(small_cases, PHASES, cfg.window_hu)
+    batch = sample_batch(sources, np.random.default_rng(0), 16, 32, 1.0, 0.5, 0.5, context_slices=2)
+    assert batch.context.shape == (16, 4, 32, 32) and batch.context_hole.shape == (16, 4, 32, 32)
+    random_hole = batch.supervised_hole + (batch.hole - (1 - batch.valid)).clamp(min=0)
+    assert torch.all(batch.context_hole >= random_hole.clamp(max=1))  # the same hole: a lesion spans slices
+    assert not torch.equal(batch.context[:, 1], batch.image[:, 0])  # another slice, not a copy
+    assert sample_batch(sources, np.random.default_rng(0), 4, 32, 1.0, 0.5, 0.5).context.shape[1] == 0
+
+
 @pytest.mark.parametrize("residual", [True, False])
 def test_a_few_smoke_steps_lower_the_hole_loss(small_cases: list[Case], residual: bool) -> None:
     cfg = smoke(f"inpaint.coarse_residual={residual}").inpaint
     gan = InpaintingGAN(cfg)
-    batch = sample_batch(build_sources(small_cases, PHASES, cfg.window_hu), np.random.default_rng(0), 8, 32, 1.0, 0.5, 0.5)
+    batch = sample_batch(build_sources(small_cases, PHASES, cfg.window_hu), np.random.default_rng(0), 8, 32, 1.0, 0.5, 0.5,
+                         cfg.context_slices)
     losses = [gan.train_step(batch) for _ in range(12)]
     first, last = losses[0]["l1_hole"], np.mean([step["l1_hole"] for step in losses[-3:]])
     assert last < 0.9 * first

@@ -43,7 +43,7 @@ def test_paper_mode_uses_the_same_initial_noise_and_mask_for_every_phase(smoke_c
     assert not torch.equal(condition[0], condition[1])  # each phase's own CT
 
 
-@pytest.mark.parametrize("mode", ["paper", "joint"])
+@pytest.mark.parametrize("mode", ["paper", "profile", "joint"])
 @pytest.mark.parametrize("phases", [("PVP",), ("AP", "PVP"), ("NC", "AP", "PVP", "DP")])
 def test_sampling_works_with_any_phases_and_leaves_far_voxels_untouched(smoke_config, mode, phases):
     painter = _painter(smoke_config, mode)

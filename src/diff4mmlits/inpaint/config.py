@@ -41,6 +41,9 @@ class InpaintConfig(Section):
     coarse_residual: bool = True
     """Refine a smooth push-pull + harmonic fill of the hole (``False``: LaMa's plain generator output)."""
     coarse_iterations: int = Field(64, ge=0)
+    context_slices: int = Field(1, ge=0, le=4)
+    """2.5D (issue 14): the axial slices on each side of the one being filled are extra inputs, each with
+    its own hole; 0 = the paper's single slice."""
     discriminator_channels: int = 64
     discriminator_layers: int = Field(3, ge=1)
 
@@ -91,5 +94,6 @@ class InpaintConfig(Section):
                  "discriminator_layers": 2, "steps": 400, "batch_size": 8, "r1_every_steps": 4, "ema_decay": 0.98, "crop_vox": 64, "lr_generator": 2e-3,
                  "lr_discriminator": 2e-4, "log_every_steps": 25, "checkpoint_every_steps": 100,
                  "monitor_slices": 16, "inference_batch_size": 32},
+        "bench": {"steps": 1500, "checkpoint_every_steps": 500},
         "paper": {},
     }

@@ -1,4 +1,5 @@
-"""Running a trained FFC inpainter over volumes: slice by slice, batched (paper: "slice-by-slice inpainting").
+"""Running a trained FFC inpainter over volumes: slice by slice, batched (paper: "slice-by-slice inpainting");
+a 2.5D model also sees the neighbour slices of the input, each masked by its own hole.
 
 Only the axial slices that hold part of the mask go through the network; the composite is done in
 HU, so every voxel outside the mask keeps its value bit for bit.
@@ -17,6 +18,7 @@ from diff4mmlits.data.intensity import window_map
 from diff4mmlits.distributed import resolve_device
 from diff4mmlits.errors import InputError
 from diff4mmlits.inpaint.network import FFCInpainter, InpainterArchitecture
+from diff4mmlits.inpaint.slices import neighbour_indices
 from diff4mmlits.training import autocast
 
 
@@ -57,13 +59,20 @@ class Inpainter:
         phase_index = self.phases.index(phase)
         self.network.eval()
         window = window_map(self.window_hu)  # HU ↔ [-1, 1], the result clipped
+        k = self.network.architecture.context_slices
+        source = window.to_unit(np.asarray(image, dtype=np.float32))  # neighbours come from the input, not from filled slices
         with torch.inference_mode(), autocast(self.device, dtype=torch.float16):
             for start in range(0, len(slices), self.batch_size):
                 chosen = slices[start:start + self.batch_size]
-                unit = torch.from_numpy(window.to_unit(out[chosen])[:, None]).to(self.device)
+                unit = torch.from_numpy(source[chosen][:, None]).to(self.device)
                 mask = torch.from_numpy(hole[chosen][:, None].astype(np.float32)).to(self.device)
                 phases = torch.full((len(chosen),), phase_index, dtype=torch.long, device=self.device)
-                prediction = self.network(unit, mask, phases).float().cpu().numpy()[:, 0]
+                context = context_mask = None
+                if k:
+                    near = np.array([neighbour_indices(int(z), len(source), k) for z in chosen])
+                    context = torch.from_numpy(source[near]).to(self.device)
+                    context_mask = torch.from_numpy(hole[near].astype(np.float32)).to(self.device)
+                prediction = self.network(unit, mask, phases, context, context_mask).float().cpu().numpy()[:, 0]
                 predicted_hu = window.from_unit(prediction)
                 block = out[chosen]
                 block[hole[chosen]] = predicted_hu[hole[chosen]]

@@ -220,6 +220,9 @@ class InpainterArchitecture:
     """Refine a coarse fill (extra input channel; output = coarse + correction) instead of LaMa's plain output."""
     coarse_iterations: int = 64
     """Harmonic sweeps of the coarse fill."""
+    context_slices: int = 0
+    """2.5D: the axial slices on each side of the one being filled, given as extra inputs (each masked
+    by its own hole, with that hole); 0 = the paper's single slice."""
 
     def to_dict(self) -> dict:
         return {**asdict(self), "phases": list(self.phases)}
@@ -244,7 +247,10 @@ class FFCInpainter(nn.Module):
 
     ``forward(image, mask, phase_index)``: ``image`` ``(B, 1, Y, X)`` in [-1, 1], ``mask``
     ``(B, 1, Y, X)`` with 1 in the hole, ``phase_index`` ``(B,)`` indices into
-    ``architecture.phases``. It sees ``stack(image·(1−m), m, one_hot(phase))`` (paper: ``x' =
+    ``architecture.phases``; a 2.5D model (``context_slices`` = k > 0, issue 14) also takes
+    ``context`` and ``context_mask`` ``(B, 2k, Y, X)``: the k slices below and above, in order, and
+    their holes (a tumor spans several slices, so the neighbours are masked too; what they show
+    around the hole is what a single slice lacks). It sees ``stack(image·(1−m), m, one_hot(phase))`` (paper: ``x' =
     stack(x ⊙ m, m)``) and returns the raw prediction ``(B, 1, Y, X)``; :func:`composite` keeps the
     known pixels. Any slice size works: inputs are reflect-padded to a multiple of 2^n_downsampling.
 
@@ -262,7 +268,7 @@ class FFCInpainter(nn.Module):
         super().__init__()
         self.architecture = architecture
         arch = architecture
-        in_channels = 2 + len(arch.phases) + int(arch.coarse_residual)
+        in_channels = 2 + len(arch.phases) + int(arch.coarse_residual) + 4 * arch.context_slices
 
         def width(level: int) -> int:
             return min(arch.max_channels, arch.base_channels * 2 ** level)
@@ -296,19 +302,28 @@ class FFCInpainter(nn.Module):
         return 2 ** (self.architecture.n_downsampling + int(self.architecture.enable_lfu))
 
     def network_input(self, image: torch.Tensor, mask: torch.Tensor, phase_index: torch.Tensor,
-                      coarse: torch.Tensor | None = None) -> torch.Tensor:
-        """``(B, C, Y, X)``: masked image, (coarse fill,) mask, phase one-hot planes."""
+                      coarse: torch.Tensor | None = None, context: torch.Tensor | None = None,
+                      context_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, C, Y, X)``: masked image, (coarse fill,) mask, phase one-hot planes, (masked neighbour
+        slices and their masks)."""
         one_hot = F.one_hot(phase_index.long(), len(self.architecture.phases)).to(image.dtype)
         planes = one_hot[:, :, None, None].expand(-1, -1, *image.shape[-2:])
         extra = [coarse] if coarse is not None else []
-        return torch.cat([image * (1 - mask), *extra, mask, planes], dim=1)
+        neighbours = []
+        if self.architecture.context_slices:
+            expected = 2 * self.architecture.context_slices
+            if context is None or context_mask is None or context.shape[1] != expected:
+                raise ValueError(f"this 2.5D inpainter needs {expected} neighbour slices and their masks")
+            neighbours = [context * (1 - context_mask), context_mask]
+        return torch.cat([image * (1 - mask), *extra, mask, planes, *neighbours], dim=1)
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor, phase_index: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, mask: torch.Tensor, phase_index: torch.Tensor,
+                context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None) -> torch.Tensor:
         coarse = None
         if self.architecture.coarse_residual:
             hidden = torch.where(mask > 0.5, torch.zeros_like(image), image)  # the fill never sees the hole
             coarse = coarse_fill(hidden, mask, self.architecture.coarse_iterations)
-        x = self.network_input(image, mask, phase_index, coarse)
+        x = self.network_input(image, mask, phase_index, coarse, context, context_mask)
         height, width = x.shape[-2:]
         pad_y, pad_x = (-height) % self.multiple, (-width) % self.multiple
         if pad_y or pad_x:

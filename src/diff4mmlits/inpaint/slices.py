@@ -67,6 +67,8 @@ class TrainingBatch:
 
     ``hole``: what the network must fill (random hole ∪ excluded tumor); ``supervised_hole``: the
     random hole without the tumor; ``known``: pixels outside any hole; ``valid``: 1 − excluded.
+    ``context``, ``context_hole``: ``(B, 2k, S, S)`` the k neighbour slices on each side and their
+    holes (the same random hole ∪ each neighbour's own excluded tumor); ``(B, 0, S, S)`` for k = 0.
     """
 
     image: torch.Tensor
@@ -75,6 +77,8 @@ class TrainingBatch:
     known: torch.Tensor
     valid: torch.Tensor
     phase_index: torch.Tensor
+    context: torch.Tensor
+    context_hole: torch.Tensor
 
     def to(self, device: torch.device) -> TrainingBatch:
         return TrainingBatch(*(getattr(self, f).to(device, non_blocking=True) for f in self.__dataclass_fields__))
@@ -95,9 +99,16 @@ def _pad_to(array: np.ndarray, size: int, value: float) -> np.ndarray:
     return np.pad(array, ((0, pad_y), (0, pad_x)), constant_values=value)
 
 
-def sample_crop(source: SliceSource, rng: np.random.Generator, crop_vox: int, on_liver: bool
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A random ``(image, liver, exclude)`` crop of ``crop_vox``² from one slice (on the liver when asked and possible)."""
+def neighbour_indices(z: int, depth: int, context_slices: int) -> list[int]:
+    """The ``context_slices`` slice indices below and above ``z`` (in that order), clamped to the volume."""
+    offsets = [*range(-context_slices, 0), *range(1, context_slices + 1)]
+    return [min(max(z + o, 0), depth - 1) for o in offsets]
+
+
+def sample_crop(source: SliceSource, rng: np.random.Generator, crop_vox: int, on_liver: bool, context_slices: int = 0
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A random ``(image, liver, exclude, context, context_exclude)`` crop of ``crop_vox``² from one slice
+    (on the liver when asked and possible); ``context`` ``(2k, S, S)`` are the neighbour slices' crops."""
     depth, height, width = source.image.shape
     liver_slices = source.liver_slices
     if on_liver and len(liver_slices):
@@ -113,44 +124,62 @@ def sample_crop(source: SliceSource, rng: np.random.Generator, crop_vox: int, on
     image = _pad_to(source.image[z][window].astype(np.float32), crop_vox, -1.0)
     liver = _pad_to(source.liver[z][window], crop_vox, False)
     exclude = _pad_to(source.exclude[z][window], crop_vox, False)
-    return image, liver, exclude
+    near = neighbour_indices(z, depth, context_slices)
+    context = np.stack([_pad_to(source.image[n][window].astype(np.float32), crop_vox, -1.0) for n in near]) if near \
+        else np.zeros((0, *image.shape), np.float32)
+    context_exclude = np.stack([_pad_to(source.exclude[n][window], crop_vox, False) for n in near]) if near \
+        else np.zeros((0, *image.shape), bool)
+    return image, liver, exclude, context, context_exclude
 
 
-def make_batch(images: list[np.ndarray], holes: list[np.ndarray], excludes: list[np.ndarray], phases: list[int]) -> TrainingBatch:
-    """Stack crops and their random holes into a :class:`TrainingBatch`."""
+def make_batch(images: list[np.ndarray], holes: list[np.ndarray], excludes: list[np.ndarray], phases: list[int],
+               contexts: list[np.ndarray] | None = None, context_excludes: list[np.ndarray] | None = None) -> TrainingBatch:
+    """Stack crops and their random holes into a :class:`TrainingBatch` (neighbour slices when given)."""
     def stack(arrays: list[np.ndarray]) -> torch.Tensor:
         return torch.from_numpy(np.stack(arrays).astype(np.float32))[:, None]
 
     random_hole, exclude = stack(holes), stack(excludes)
     hole = torch.maximum(random_hole, exclude)
+    if contexts:
+        context = torch.from_numpy(np.stack(contexts).astype(np.float32))
+        context_hole = torch.maximum(torch.from_numpy(np.stack(context_excludes).astype(np.float32)), random_hole)
+    else:
+        context = context_hole = torch.zeros((len(images), 0, *images[0].shape))
     return TrainingBatch(
         image=stack(images), hole=hole, supervised_hole=random_hole * (1 - exclude), known=1 - hole,
-        valid=1 - exclude, phase_index=torch.tensor(phases, dtype=torch.long),
+        valid=1 - exclude, phase_index=torch.tensor(phases, dtype=torch.long), context=context, context_hole=context_hole,
     )
 
 
 def sample_batch(sources: Sequence[SliceSource], rng: np.random.Generator, batch_size: int, crop_vox: int,
-                 liver_slice_fraction: float, blob_fraction: float, max_hole_fraction: float) -> TrainingBatch:
-    """A random batch: a source and a slice per item, a crop, a LaMa-style or tumor-like hole."""
-    images, holes, excludes, phases = [], [], [], []
+                 liver_slice_fraction: float, blob_fraction: float, max_hole_fraction: float,
+                 context_slices: int = 0) -> TrainingBatch:
+    """A random batch: a source and a slice per item, a crop, a LaMa-style or tumor-like hole (the
+    same hole in the neighbour slices: a lesion spans several)."""
+    images, holes, excludes, phases, contexts, context_excludes = [], [], [], [], [], []
     for _ in range(batch_size):
         source = sources[int(rng.integers(len(sources)))]
-        image, liver, exclude = sample_crop(source, rng, crop_vox, on_liver=rng.uniform() < liver_slice_fraction)
+        image, liver, exclude, context, context_exclude = sample_crop(
+            source, rng, crop_vox, on_liver=rng.uniform() < liver_slice_fraction, context_slices=context_slices)
         holes.append(training_mask(rng, image.shape, liver, blob_fraction, max_hole_fraction))
         images.append(image)
         excludes.append(exclude)
         phases.append(source.phase_index)
-    return make_batch(images, holes, excludes, phases)
+        contexts.append(context)
+        context_excludes.append(context_exclude)
+    return make_batch(images, holes, excludes, phases, contexts, context_excludes)
 
 
-def monitor_batch(sources: Sequence[SliceSource], count: int, crop_vox: int, seed: int) -> TrainingBatch | None:
+def monitor_batch(sources: Sequence[SliceSource], count: int, crop_vox: int, seed: int,
+                  context_slices: int = 0) -> TrainingBatch | None:
     """A fixed batch for the training log's monitor: tumor-like holes on liver slices, from a fixed seed."""
     rng = np.random.default_rng(seed)
-    images, holes, excludes, phases = [], [], [], []
+    images, holes, excludes, phases, contexts, context_excludes = [], [], [], [], [], []
     candidates = [s for s in sources if len(s.liver_slices)]
     for index in range(count if candidates else 0):
         source = candidates[index % len(candidates)]
-        image, liver, exclude = sample_crop(source, rng, crop_vox, on_liver=True)
+        image, liver, exclude, context, context_exclude = sample_crop(source, rng, crop_vox, on_liver=True,
+                                                                      context_slices=context_slices)
         hole = blob_mask(rng, image.shape, liver)
         if not (hole & ~exclude).any():
             continue
@@ -158,4 +187,6 @@ def monitor_batch(sources: Sequence[SliceSource], count: int, crop_vox: int, see
         holes.append(hole)
         excludes.append(exclude)
         phases.append(source.phase_index)
-    return make_batch(images, holes, excludes, phases) if images else None
+        contexts.append(context)
+        context_excludes.append(context_exclude)
+    return make_batch(images, holes, excludes, phases, contexts, context_excludes) if images else None

@@ -90,6 +90,7 @@ def architecture_from_config(config: InpaintConfig) -> InpainterArchitecture:
         base_channels=config.base_channels, max_channels=config.max_channels, n_downsampling=config.n_downsampling,
         n_blocks=config.n_blocks, ratio_global=config.ratio_global, enable_lfu=config.enable_lfu, phases=PHASES,
         coarse_residual=config.coarse_residual, coarse_iterations=config.coarse_iterations,
+        context_slices=config.context_slices,
     )
 
 
@@ -190,7 +191,7 @@ class InpaintingGAN:
         # 1. generator (discriminator frozen)
         self.discriminator.requires_grad_(False)
         with self._autocast():
-            prediction = self.generator_ddp(b.image, b.hole, b.phase_index)
+            prediction = self.generator_ddp(b.image, b.hole, b.phase_index, b.context, b.context_hole)
             inpainted = composite(prediction.float(), b.image, b.hole)
             fake_out = self.discriminator(discriminator_input(inpainted, b.phase_index, self.n_phases))
             with torch.no_grad():
@@ -239,7 +240,7 @@ class InpaintingGAN:
         generator = self.inference_generator
         generator.eval()
         with self._autocast():
-            prediction = generator(b.image, b.hole, b.phase_index).float()
+            prediction = generator(b.image, b.hole, b.phase_index, b.context, b.context_hole).float()
         scale = (window_hu[1] - window_hu[0]) / 2.0
         return float(masked_l1(prediction, b.image, b.supervised_hole)) * scale
 
@@ -338,7 +339,8 @@ def train_inpainter(
         others = [case for case in monitor_cases if case.case_id not in built]
         monitor_sources = [s for s in sources if s.case_id in monitor_ids] + (
             build_sources(others, gan.architecture.phases, window, **mask_args) if others else [])
-    monitor = monitor_batch(monitor_sources, cfg.monitor_slices, cfg.crop_vox, seed=config.seed + 1)
+    monitor = monitor_batch(monitor_sources, cfg.monitor_slices, cfg.crop_vox, seed=config.seed + 1,
+                            context_slices=cfg.context_slices)
     case_ids = [case.case_id for case in cases]
 
     start = 0
@@ -372,7 +374,7 @@ def train_inpainter(
     for step in bar:
         rng = step_rng(config.seed, context.rank, step)
         batch = sample_batch(sources, rng, cfg.batch_size, cfg.crop_vox, cfg.liver_slice_fraction,
-                             cfg.blob_mask_fraction, cfg.max_hole_fraction)
+                             cfg.blob_mask_fraction, cfg.max_hole_fraction, cfg.context_slices)
         losses = gan.train_step(batch, apply_r1=step % cfg.r1_every_steps == 0)
         running.add(**{name: value for name, value in losses.items() if name != "r1" or step % cfg.r1_every_steps == 0})
         bar.set_postfix(l1=f"{losses['l1_hole']:.3f}", g=f"{losses['g_total']:.2f}", d=f"{losses['d_total']:.3f}")

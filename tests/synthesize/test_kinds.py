@@ -1,0 +1,188 @@
+"""Issue 14: painting that knows the kind of tumor, masks like the dataset's, quality control."""
+
+import numpy as np
+import pytest
+import torch
+from synth_toys import tiny_codec, tiny_diffusion, toy_pair
+
+from diff4mmlits import LABEL_TUMOR
+from diff4mmlits.data.volume import Volume
+from diff4mmlits.synthesize.config import TumorMaskConfig
+from diff4mmlits.synthesize.contrast import TumorContrast, ellipsoid_semi_axes_mm, measure_tumor_contrasts
+from diff4mmlits.synthesize.diffusion import PROFILE_SCALE_HU
+from diff4mmlits.synthesize.handcrafted import HandcraftedPainter
+from diff4mmlits.synthesize.painters import LatentDiffusionPainter
+from diff4mmlits.synthesize.painting import calibrate_contrast
+from diff4mmlits.synthesize.quality import TumorQualityControl
+from diff4mmlits.synthesize.train_diffusion import build_tumor_crops, make_batch
+from diff4mmlits.synthesize.tumor_masks import (
+    TumorParams,
+    draw_tumor_mask,
+    large_vessel_mask,
+    sample_tumor_params,
+    tumor_centre_candidates,
+)
+
+HYPER_AP = {"NC": -10.0, "AP": 60.0, "PVP": -5.0, "DP": -25.0}
+HYPO_AP = {"NC": -10.0, "AP": -40.0, "PVP": -30.0, "DP": -25.0}
+
+
+def _real_tumors(toy_cases) -> list[TumorContrast]:
+    return [t for real, _ in toy_cases for t in measure_tumor_contrasts(real)]
+
+
+def _ldm_painter(config, mode: str, real, **settings) -> LatentDiffusionPainter:
+    diffusion = tiny_diffusion(config, mode)
+    diffusion.real_tumors = real
+    synthesize = config.synthesize.model_copy(update={"ddim_steps": 3, **settings})
+    return LatentDiffusionPainter(codec=tiny_codec(config), diffusion=diffusion, config=synthesize)
+
+
+def _tumor_minus_liver(case, phase: str) -> float:
+    tumors = measure_tumor_contrasts(case)
+    assert tumors, "no measurable tumor painted"
+    return float(np.mean([t.contrast_hu[phase] for t in tumors]))
+
+
+@pytest.mark.parametrize("profile, sign", [(HYPER_AP, 1.0), (HYPO_AP, -1.0)])
+def test_the_profile_sets_the_painted_contrast_in_the_direction_asked(smoke_config, toy_cases, profile, sign):
+    painter = _ldm_painter(smoke_config, "profile", _real_tumors(toy_cases), profile_hu=profile, quality_control=False)
+    synthetic, provenance = painter.paint_with_provenance(toy_pair(5, size=32)[1], np.random.default_rng(0))
+    assert sign * _tumor_minus_liver(synthetic, "AP") > 20.0
+    assert _tumor_minus_liver(synthetic, "DP") < -10.0  # every phase follows its own entry
+    assert provenance["mode"] == "profile" and provenance["tumors"][0]["calibration_shift_hu"]
+
+
+def test_the_profile_reaches_the_network(smoke_config, toy_cases):
+    """The network sees each phase's entry of the profile as its m·k channel, and its prediction changes with it
+    (the untrained toy codec's vector quantizer may snap the small change away, so this looks at the network)."""
+    real = _real_tumors(toy_cases)
+    normal = toy_pair(5, size=32)[1]
+    inputs, outputs = [], []
+
+    def record(module, args, out) -> None:
+        inputs.append(args[0][:, -1].clone())
+        outputs.append(out.clone())
+
+    for profile in (HYPER_AP, HYPO_AP):
+        painter = _ldm_painter(smoke_config, "profile", real, profile_hu=profile, calibrate_contrast=False, quality_control=False)
+        hook = painter.diffusion.network.register_forward_hook(record)
+        try:
+            painter.paint(normal, np.random.default_rng(3))
+        finally:
+            hook.remove()
+    half = len(inputs) // 2
+    assert not torch.allclose(outputs[0], outputs[half])  # same seed, same mask, another profile
+    # the last channel is m·k: AP (class 1) carries +60/100 in the first run and −40/100 in the second
+    first, second = inputs[0], inputs[half]
+    assert first[1].max() > 0 and second[1].min() < 0
+    assert torch.isclose(first[1].max() / second[1].min(), torch.tensor(HYPER_AP["AP"] / HYPO_AP["AP"]), rtol=1e-3)
+
+
+def test_profile_batches_carry_each_crops_contrast(smoke_config, toy_cases):
+    real_cases = [real for real, _ in toy_cases]
+    crops = build_tumor_crops(real_cases, tiny_codec(smoke_config), smoke_config.diffusion, np.random.default_rng(0))
+    batch = make_batch(crops, "profile", np.random.default_rng(1), 32)
+    mask, profile_channel = batch["condition"][:, -2:-1], batch["condition"][:, -1:]
+    contrast = profile_channel.sum(dim=(1, 2, 3, 4)) / mask.sum(dim=(1, 2, 3, 4)) * PROFILE_SCALE_HU
+    ap = batch["class_labels"] == 1
+    assert ap.any() and (contrast[ap] > 20).all()  # the toy tumors are hyper-enhancing in AP
+    assert (contrast[~ap] < 0).all()
+    assert len(crops.tumors) == 3 and all(t.semi_axes_mm for t in crops.tumors)
+
+
+def test_masks_drawn_from_real_tumors_reproduce_their_sizes_and_counts():
+    liver = np.zeros((48, 64, 64), bool)
+    liver[4:44, 6:58, 6:58] = True
+    spacing = (2.0, 1.5, 1.5)
+    profile = {"NC": -10.0, "AP": 5.0, "PVP": -20.0, "DP": -15.0}
+    real = [TumorContrast("a", 10, 1.0, (0, 0, 0), profile, {}, (4.0, 3.0, 3.0)),
+            TumorContrast("b", 10, 1.0, (0, 0, 0), profile, {}, (12.0, 5.0, 4.0)),
+            TumorContrast("b", 10, 1.0, (0, 0, 0), profile, {}, (12.0, 5.0, 4.0)),
+            TumorContrast("b", 10, 1.0, (0, 0, 0), profile, {}, (12.0, 5.0, 4.0))]
+    config = TumorMaskConfig(size_jitter=0.1)
+    drawn, counts = [], []
+    for seed in range(150):
+        tumors = sample_tumor_params(np.random.default_rng(seed), liver, spacing, config, real_tumors=real)
+        counts.append(len(tumors))
+        drawn += tumors
+    assert set(counts) == {1, 3}  # the counts of the real cases
+    assert 0.3 < np.mean(np.array(counts) == 3) < 0.7
+    largest = np.array([max(t.semi_axes_mm) for t in drawn])
+    elongation = np.array([max(t.semi_axes_mm) / min(t.semi_axes_mm) for t in drawn])
+    from_b = np.array([t.reference > 0 for t in drawn])
+    assert abs(np.median(largest[from_b]) - 12.0) < 1.0 and abs(np.median(largest[~from_b]) - 4.0) < 0.5
+    assert np.median(elongation[from_b]) > 2.2 and np.median(elongation[~from_b]) < 1.6
+    assert all(t.size_class == "dataset" and t.profile_hu and abs(t.profile_hu["PVP"] + 20.0) < 5.0 for t in drawn)
+    # recorded, redrawn: the parameters in provenance.json give the same tumor back
+    assert TumorParams.from_dict(drawn[0].to_dict()) == drawn[0]
+
+
+def test_the_measured_semi_axes_of_a_drawn_ellipsoid_are_its_own():
+    grid = Volume(np.zeros((40, 60, 60), np.float32), spacing_mm=(2.0, 1.0, 1.0))
+    params = TumorParams("dataset", (20.0, 30.0, 30.0), (14.0, 8.0, 5.0), (0.0, 0.0, 0.0, 1.0), 0.0, 1.0, 0)
+    axes = ellipsoid_semi_axes_mm(draw_tumor_mask(params, grid), grid.spacing_mm)
+    assert np.allclose(axes, (14.0, 8.0, 5.0), rtol=0.08)
+
+
+def test_tumor_centres_keep_off_the_large_vessels():
+    liver = np.zeros((32, 40, 40), bool)
+    liver[4:28, 4:36, 4:36] = True
+    rng = np.random.default_rng(0)
+    pvp = np.where(liver, 100.0, -1000.0) + rng.normal(0, 8, liver.shape)
+    pvp[4:28, 18:22, 18:22] += 80.0  # a portal vein through the liver
+    vessels = large_vessel_mask({"PVP": pvp.astype(np.float32)}, liver, (2.0, 2.0, 2.0))
+    assert vessels[10:20, 19, 19].all() and vessels.sum() < 2 * 24 * 16
+    centres = tumor_centre_candidates(liver, (2.0, 2.0, 2.0), 2.0, vessels, vessel_margin_mm=6.0)
+    assert len(centres) and not vessels[tuple(centres.T)].any()
+    distance = np.hypot(centres[:, 1] - 19.5, centres[:, 2] - 19.5) * 2.0
+    assert distance.min() > 6.0
+
+
+def test_calibration_brings_a_painted_tumor_to_the_profile(toy_cases):
+    real, normal = toy_cases[0]
+    tumor = real.tumor_mask
+    liver = real.liver_mask
+    crops = {p: real.phases[p].array.astype(np.float32) for p in real.phase_names}
+    target = {"NC": 15.0, "AP": -30.0, "PVP": 25.0, "DP": 0.0}
+    calibrated, shifts = calibrate_contrast(crops, crops, tumor, liver, target)
+    measured = measure_tumor_contrasts(real.__class__(real.case_id, {p: real.phases[p].with_array(a) for p, a in calibrated.items()},
+                                                      real.label))[0]
+    for phase, value in target.items():
+        assert abs(measured.contrast_hu[phase] - value) < 2.0, (phase, measured.contrast_hu[phase])
+    assert set(shifts) == set(target)
+
+
+def test_quality_control_rejects_a_tumor_painted_out_of_range(toy_cases, smoke_config):
+    real = _real_tumors(toy_cases)
+    painter = HandcraftedPainter(real_tumors=real, crop_vox=24, config=smoke_config.synthesize.model_copy(
+        update={"profile_hu": {"NC": -20.0, "AP": 250.0, "PVP": -25.0, "DP": -25.0}, "quality_retries": 1}))
+    synthetic, provenance = painter.paint_with_provenance(toy_pair(6, size=32)[1], np.random.default_rng(0))
+    verdicts = [v for t in provenance["tumors"] for v in t["quality"]]
+    assert provenance["quality_rejected"] == len(verdicts) >= 2
+    assert all("AP" in v["outside"] and v["outside"] == ["AP"] for v in verdicts)
+    # a case always keeps one tumor; it says that quality control failed it
+    assert provenance["quality_forced"] == 1 and (synthetic.label.array == LABEL_TUMOR).any()
+
+    ok = HandcraftedPainter(real_tumors=real, crop_vox=24, config=smoke_config.synthesize)
+    _, provenance = ok.paint_with_provenance(toy_pair(6, size=32)[1], np.random.default_rng(0))
+    assert provenance["quality_rejected"] == 0 and all(t["quality"][-1]["accepted"] for t in provenance["tumors"])
+
+
+def test_quality_control_sees_a_seam():
+    control = TumorQualityControl(ranges_hu={"PVP": (-50.0, 50.0)}, seam_hu=10.0)
+    shape = (16, 16, 16)
+    liver = np.ones(shape, bool)
+    tumor = np.zeros(shape, bool)
+    tumor[6:10, 6:10, 6:10] = True
+    weight = np.zeros(shape, np.float32)
+    weight[3:13, 3:13, 3:13] = 0.5
+    weight[5:11, 5:11, 5:11] = 1.0
+    normal = {"PVP": np.full(shape, 100.0, np.float32)}
+    painted = normal["PVP"].copy()
+    painted[tumor] -= 20.0
+    clean = control.check({"PVP": weight * painted + (1 - weight) * normal["PVP"]}, normal, tumor, liver, weight)
+    assert clean.accepted and clean.seam_hu < 1.0
+    shifted = painted + 30.0 * (~tumor)  # the painter moved the liver around the tumor
+    seam = control.check({"PVP": weight * shifted + (1 - weight) * normal["PVP"]}, normal, tumor, liver, weight)
+    assert not seam.accepted and seam.seam_hu > 20.0
