@@ -30,7 +30,12 @@ class SegmentConfig(Section):
     """Share of training samples that are synthetic (0 to 1) when synthetic is not 'none'."""
     synthesis_method: PainterMethod = "ldm"
     """Painter used on the fly (diff4mmlits.synthesize.painters.load_painter's method)."""
-    synthesis_mode: DiffusionMode = "paper"
+    synthesis_mode: DiffusionMode = "profile"
+    synthetic_pool: int = 16
+    """On the fly: synthetic cases kept painted in a pool (0 = paint a new case for every synthetic
+    sample, slow); see segment/synthetic_pool.py."""
+    synthetic_pool_refresh: int = 4
+    """On the fly: pool cases replaced per epoch, painted in the background during the epoch before."""
     window_hu: tuple[float, float] = (-21.0, 189.0)
     """Intensity window applied before normalisation, HU (the paper's)."""
     normalization: Literal["dataset", "case", "none"] = "dataset"

@@ -152,8 +152,10 @@ class HybridDataset(Dataset):
         synthetic: Sequence[PreparedCase] = (),
         normal: Sequence[Case] = (),
         painter: TumorPainter | None = None,
+        pooled: bool = False,
     ) -> None:
-        if not real and not synthetic and not normal:
+        """``pooled``: ``synthetic`` is set each epoch from a :class:`~diff4mmlits.segment.synthetic_pool.SyntheticPool`."""
+        if not real and not synthetic and not normal and not pooled:
             raise ValueError("a training set needs at least one real or synthetic case")
         if normal and painter is None:
             raise ValueError("normal cases for on-the-fly synthesis need a painter")
@@ -163,7 +165,7 @@ class HybridDataset(Dataset):
         self.painter = painter
         self.plan = plan
         self.phases = tuple(config.phases)
-        self.ratio = config.synthetic_ratio if (self.synthetic or self.normal) else 0.0
+        self.ratio = config.synthetic_ratio if (self.synthetic or self.normal or pooled) else 0.0
         if not self.real:
             self.ratio = 1.0
         self.samples_per_epoch = samples_per_epoch

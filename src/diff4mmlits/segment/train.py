@@ -68,6 +68,7 @@ from diff4mmlits.segment.plan import (
     write_plan,
 )
 from diff4mmlits.segment.plan import fingerprint as fingerprint_of_cases
+from diff4mmlits.segment.synthetic_pool import SyntheticPool
 from diff4mmlits.training import (
     LOG_STATE_KEY,
     CurveGroup,
@@ -264,79 +265,92 @@ def train_segmenter(
             write_plan(plan, fingerprint, out_dir / PLAN_FILE)
         write_json_atomic(out_dir / CONFIG_NAME, {**model_config, "epochs_done": start_epoch})
 
+    pool = None
+    if normal and painter is not None and config.synthetic_pool > 0:
+        # painting per sample starves the trainer: keep a pool, refreshed in the background
+        pool = SyntheticPool(normal, painter, plan, config.phases, config.synthetic_pool, config.synthetic_pool_refresh,
+                             seed=seed * 1000 + context.rank)
+        normal, painter = (), None
     dataset = HybridDataset(
         train, plan, config, samples_per_epoch=config.steps_per_epoch * config.batch_size, seed=seed,
         rank=context.rank, synthetic=synthetic, normal=normal, painter=painter,
+        pooled=pool is not None,
     )
     workers = config.loader_workers
     last_epoch = min(config.epochs, max_epochs) if max_epochs is not None else config.epochs
-    for epoch in range(start_epoch, last_epoch):
-        dataset.set_epoch(epoch)
-        loader = DataLoader(
-            dataset, batch_size=config.batch_size, num_workers=workers, shuffle=False, drop_last=True,
-            pin_memory=device.type == "cuda", worker_init_fn=_worker_init if workers else None,
-        )
-        model.train()
-        epoch_start = time.perf_counter()
-        wait_s = compute_s = 0.0
-        losses, synthetic_count, steps = [], 0, 0
-        bar = progress(total=config.steps_per_epoch, desc=f"train {epoch + 1}/{config.epochs}", unit="step", leave=False)
-        tick = time.perf_counter()
-        for batch in loader:
-            got = time.perf_counter()
-            wait_s += got - tick
-            image = batch["image"].to(device, non_blocking=True)
-            label = batch["label"].to(device, non_blocking=True)
-            optimizer.zero_grad(set_to_none=True)
-            with _autocast(device, config):
-                output = model(image)
-            loss = supervised_loss(loss_fn, output.float(), label)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP_NORM)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            losses.append(float(loss.item()))  # .item() waits for the device: compute time is honest
-            synthetic_count += int(batch["synthetic"].sum())
-            steps += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-            tick = time.perf_counter()
-            compute_s += tick - got
-        bar.close()
-        from diff4mmlits.distributed import all_reduce_mean
-
-        train_loss = all_reduce_mean(float(np.mean(losses)), context)
-        row: dict[str, Any] = {
-            "epoch": epoch + 1, "train_loss": train_loss, "lr": optimizer.param_groups[0]["lr"],
-            "synthetic_share": synthetic_count / max(steps * config.batch_size, 1), "steps": steps,
-            "loader_wait_s": wait_s, "compute_s": compute_s,
-            "val_dice_liver": float("nan"), "val_dice_tumor": float("nan"), "val_dice_mean": float("nan"),
-        }
-        is_last = epoch + 1 == last_epoch
-        improved = False
-        if validation and ((epoch + 1) % config.validate_every_epochs == 0 or is_last):
-            scores = validate(model, validation, plan, config, context)
-            row.update(val_dice_liver=scores["liver"], val_dice_tumor=scores["tumor"], val_dice_mean=scores["mean"])
-            improved = best is None or scores["mean"] > best
-            best = max(best, scores["mean"]) if best is not None else scores["mean"]
-        row["epoch_s"] = time.perf_counter() - epoch_start
-        training_log.add(row)
-        if context.is_main:
-            net = unwrap(model)
-            state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
-                     "best_val_dice": best, "seed": seed}
-            if use_scaler:
-                state["scaler"] = scaler.state_dict()
-            save_checkpoint(out_dir, net, {**model_config, "epochs_done": epoch + 1, "best_val_dice": best}, state,
-                            training_log, others={BEST_NAME: net} if improved or not validation else None, final=is_last)
-            log.info(
-                "epoch %d/%d: loss %.4f, val Dice liver %.3f tumor %.3f, %.1f s (%.0f%% waiting for data)",
-                epoch + 1, config.epochs, train_loss, row["val_dice_liver"], row["val_dice_tumor"], row["epoch_s"],
-                100 * wait_s / max(wait_s + compute_s, 1e-9),
+    try:
+        for epoch in range(start_epoch, last_epoch):
+            if pool is not None:
+                dataset.synthetic = pool.cases_for_epoch(epoch)
+            dataset.set_epoch(epoch)
+            loader = DataLoader(
+                dataset, batch_size=config.batch_size, num_workers=workers, shuffle=False, drop_last=True,
+                pin_memory=device.type == "cuda", worker_init_fn=_worker_init if workers else None,
             )
-        barrier(context)
+            model.train()
+            epoch_start = time.perf_counter()
+            wait_s = compute_s = 0.0
+            losses, synthetic_count, steps = [], 0, 0
+            bar = progress(total=config.steps_per_epoch, desc=f"train {epoch + 1}/{config.epochs}", unit="step", leave=False)
+            tick = time.perf_counter()
+            for batch in loader:
+                got = time.perf_counter()
+                wait_s += got - tick
+                image = batch["image"].to(device, non_blocking=True)
+                label = batch["label"].to(device, non_blocking=True)
+                optimizer.zero_grad(set_to_none=True)
+                with _autocast(device, config):
+                    output = model(image)
+                loss = supervised_loss(loss_fn, output.float(), label)
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP_NORM)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                losses.append(float(loss.item()))  # .item() waits for the device: compute time is honest
+                synthetic_count += int(batch["synthetic"].sum())
+                steps += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+                tick = time.perf_counter()
+                compute_s += tick - got
+            bar.close()
+            from diff4mmlits.distributed import all_reduce_mean
+
+            train_loss = all_reduce_mean(float(np.mean(losses)), context)
+            row: dict[str, Any] = {
+                "epoch": epoch + 1, "train_loss": train_loss, "lr": optimizer.param_groups[0]["lr"],
+                "synthetic_share": synthetic_count / max(steps * config.batch_size, 1), "steps": steps,
+                "loader_wait_s": wait_s, "compute_s": compute_s,
+                "val_dice_liver": float("nan"), "val_dice_tumor": float("nan"), "val_dice_mean": float("nan"),
+            }
+            is_last = epoch + 1 == last_epoch
+            improved = False
+            if validation and ((epoch + 1) % config.validate_every_epochs == 0 or is_last):
+                scores = validate(model, validation, plan, config, context)
+                row.update(val_dice_liver=scores["liver"], val_dice_tumor=scores["tumor"], val_dice_mean=scores["mean"])
+                improved = best is None or scores["mean"] > best
+                best = max(best, scores["mean"]) if best is not None else scores["mean"]
+            row["epoch_s"] = time.perf_counter() - epoch_start
+            training_log.add(row)
+            if context.is_main:
+                net = unwrap(model)
+                state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
+                         "best_val_dice": best, "seed": seed}
+                if use_scaler:
+                    state["scaler"] = scaler.state_dict()
+                save_checkpoint(out_dir, net, {**model_config, "epochs_done": epoch + 1, "best_val_dice": best}, state,
+                                training_log, others={BEST_NAME: net} if improved or not validation else None, final=is_last)
+                log.info(
+                    "epoch %d/%d: loss %.4f, val Dice liver %.3f tumor %.3f, %.1f s (%.0f%% waiting for data)",
+                    epoch + 1, config.epochs, train_loss, row["val_dice_liver"], row["val_dice_tumor"], row["epoch_s"],
+                    100 * wait_s / max(wait_s + compute_s, 1e-9),
+                )
+            barrier(context)
+    finally:
+        if pool is not None:
+            pool.close()
     rows = training_log.rows
     return TrainResult(out_dir, len(rows) and int(rows[-1]["epoch"]), best, rows, unwrap(model))
 

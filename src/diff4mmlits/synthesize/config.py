@@ -188,6 +188,9 @@ class SynthesizeConfig(Section):
     """The largest mean offset (HU) the painting may leave in the liver of the feathered band."""
     quality_retries: int = 2
     """A rejected tumor is painted again this many times, then left out."""
+    match_background: bool = True
+    """ldm: shift each decoded phase by the median difference to the normal CT in the crop's liver away
+    from the tumor, so the blend leaves no halo (the autoencoder's reconstruction can sit a few HU off)."""
     figures: int = 3
     """Synthetic cases shown in report/figures/synthesis_*.png."""
     tumor: TumorMaskConfig = TumorMaskConfig()

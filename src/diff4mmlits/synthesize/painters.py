@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from diff4mmlits import PHASES
 from diff4mmlits.checkpoint import WEIGHTS_NAME, file_sha256
@@ -115,14 +116,21 @@ class LatentDiffusionPainter:
         contrast = torch.tensor([profile.get(name, 0.0) for name in names], dtype=torch.float32, device=self.device)
         latents = self.sample_latents(names, condition_latent, mask_latent, generator, contrast)
         decoded = self.codec.to_hu(self.codec.decode(latents))
-        painted, added, shifts = {}, {}, {}
+        painted, added, shifts, levels = {}, {}, {}, {}
+        background = liver & ~ndimage.binary_dilation(tumor, np.ones((3, 3, 3), bool), iterations=2)
         for i, name in enumerate(names):
             painted[name] = decoded[i, 0]
+            if self.config.match_background and background.sum() >= 8:
+                # the autoencoder's reconstruction may sit a few HU off the normal CT: level it, or the
+                # blend shows a halo (a seam that quality control rejects)
+                levels[name] = float(np.median(crops_hu[name][background] - painted[name][background]))
+                painted[name] = (painted[name] + levels[name]).astype(np.float32)
             if self.config.match_noise:
-                painted[name], added[name] = self.match_noise(decoded[i, 0], crops_hu[name], liver & ~condition, rng)
+                painted[name], added[name] = self.match_noise(painted[name], crops_hu[name], liver & ~condition, rng)
         if self.config.calibrate_contrast and profile:
             painted, shifts = calibrate_contrast(painted, crops_hu, tumor, liver, profile)
         record = {"noise_seed": seed, **({"added_noise_hu": added} if added else {}),
+                  **({"background_shift_hu": {k: round(v, 2) for k, v in levels.items()}} if levels else {}),
                   **({"calibration_shift_hu": shifts} if shifts else {})}
         return painted, record
 
