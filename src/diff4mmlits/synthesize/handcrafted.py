@@ -23,7 +23,7 @@ from diff4mmlits.data.measures import sphere_radius_mm
 from diff4mmlits.errors import InputError
 from diff4mmlits.synthesize.config import SynthesizeConfig
 from diff4mmlits.synthesize.contrast import TumorContrast, summarize_contrasts
-from diff4mmlits.synthesize.painting import calibrate_contrast, paint_tumors
+from diff4mmlits.synthesize.painting import paint_tumors
 from diff4mmlits.synthesize.quality import quality_control
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class HandcraftedPainter:
             normal, rng, self.paint_crop, self.config.tumor, self.crop_vox, self.config.feather_mm,
             self.close_vox, self.dilate_vox, largest, real_tumors=self.real_tumors,
             quality=quality_control(self.config, self.real_tumors), retries=self.config.quality_retries,
-            profile_hu=self.config.profile_hu,
+            profile_hu=self.config.profile_hu, calibrate=True,
         )
         return case, {"method": "handcrafted", **provenance, "real_tumors": len(self.real_tumors)}
 
@@ -93,8 +93,6 @@ class HandcraftedPainter:
             texture *= texture_source.std_hu.get(name, 0.0) / max(float(texture.std()), 1e-6)
             painted[name] = ((1.0 - soft) * crop + soft * (liver_hu + contrast + texture)).astype(np.float32)
             contrasts[name] = round(contrast, 2)
-        # the softened edge pulls a small tumor's mean toward the liver: shift it to the asked contrast
-        painted, _ = calibrate_contrast(painted, crops_hu, tumor, liver, contrasts)
         return painted, {"contrast_hu": contrasts, "texture_tumor": f"{texture_source.case_id}@{texture_source.centre_vox}"}
 
     def _nearest(self, profile_hu: dict[str, float]) -> TumorContrast:

@@ -46,7 +46,7 @@ from diff4mmlits.synthesize.diffusion import (
 )
 from diff4mmlits.synthesize.handcrafted import HandcraftedPainter
 from diff4mmlits.synthesize.painter import TumorPainter
-from diff4mmlits.synthesize.painting import calibrate_contrast, paint_tumors
+from diff4mmlits.synthesize.painting import paint_tumors
 from diff4mmlits.synthesize.quality import quality_control
 from diff4mmlits.synthesize.sampling import denoise, reverse_timesteps, start_latent
 
@@ -92,7 +92,7 @@ class LatentDiffusionPainter:
             normal, rng, self.paint_crop, self.config.tumor, self.diffusion.crop_vox, self.config.feather_mm,
             self.close_vox, self.dilate_vox, self.diffusion.largest_real_radius_mm, real_tumors=real,
             quality=quality_control(self.config, real), retries=self.config.quality_retries,
-            profile_hu=self.config.profile_hu,
+            profile_hu=self.config.profile_hu, calibrate=self.config.calibrate_contrast,
         )
         sampling = ({"sampler": "ddim", "ddim_steps": self.config.ddim_steps, "ddim_eta": self.config.ddim_eta,
                      "strength": self.config.strength}
@@ -116,7 +116,7 @@ class LatentDiffusionPainter:
         contrast = torch.tensor([profile.get(name, 0.0) for name in names], dtype=torch.float32, device=self.device)
         latents = self.sample_latents(names, condition_latent, mask_latent, generator, contrast)
         decoded = self.codec.to_hu(self.codec.decode(latents))
-        painted, added, shifts, levels = {}, {}, {}, {}
+        painted, added, levels = {}, {}, {}
         background = liver & ~ndimage.binary_dilation(tumor, np.ones((3, 3, 3), bool), iterations=2)
         for i, name in enumerate(names):
             painted[name] = decoded[i, 0]
@@ -127,11 +127,8 @@ class LatentDiffusionPainter:
                 painted[name] = (painted[name] + levels[name]).astype(np.float32)
             if self.config.match_noise:
                 painted[name], added[name] = self.match_noise(painted[name], crops_hu[name], liver & ~condition, rng)
-        if self.config.calibrate_contrast and profile:
-            painted, shifts = calibrate_contrast(painted, crops_hu, tumor, liver, profile)
         record = {"noise_seed": seed, **({"added_noise_hu": added} if added else {}),
-                  **({"background_shift_hu": {k: round(v, 2) for k, v in levels.items()}} if levels else {}),
-                  **({"calibration_shift_hu": shifts} if shifts else {})}
+                  **({"background_shift_hu": {k: round(v, 2) for k, v in levels.items()}} if levels else {})}
         return painted, record
 
     @staticmethod

@@ -77,6 +77,7 @@ def paint_tumors(
     quality: TumorQualityControl | None = None,
     retries: int = 2,
     profile_hu: dict[str, float] | None = None,
+    calibrate: bool = False,
 ) -> tuple[Case, dict[str, Any]]:
     """Paint random tumors into ``normal`` with ``paint_crop``; return the synthetic case and its provenance.
 
@@ -97,6 +98,8 @@ def paint_tumors(
             ``retries`` times, then left out (unless it is the case's only tumor: a synthetic case
             always has one, recorded as ``kept_despite_quality``).
         profile_hu: one enhancement profile for every tumor (phase → HU), instead of drawn ones.
+        calibrate: shift each painted tumor so that the case shows its profile exactly
+            (:func:`calibrate_contrast`, measured after the blend).
 
     Returns the synthetic case (same id, phases and grid as ``normal``; label 0/1/2) and a dict
     with each tumor's parameters, voxel count, quality verdicts and the method's record, and the
@@ -130,6 +133,9 @@ def paint_tumors(
         verdicts = []
         for _attempt in range(1 + (retries if quality is not None else 0)):
             painted, record = paint_crop(crops, condition_crop, tumor_crop, liver_crop, rng, target)
+            if calibrate and target:
+                painted, shifts = calibrate_contrast(painted, crops, tumor_crop, liver_crop, target, weight)
+                record = {**record, "calibration_shift_hu": shifts}
             if quality is None:
                 break
             blended = {name: weight * painted[name] + (1.0 - weight) * crops[name] for name in painted}
@@ -177,20 +183,23 @@ error shrinks geometrically; three rounds leave a few per cent)."""
 
 
 def calibrate_contrast(painted: dict[str, np.ndarray], normal: dict[str, np.ndarray], tumor: np.ndarray,
-                       liver: np.ndarray, profile_hu: dict[str, float]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+                       liver: np.ndarray, profile_hu: dict[str, float], weight: np.ndarray | None = None,
+                       ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Shift each painted phase inside the tumor so that its contrast to the liver ring is ``profile_hu``.
 
-    The contrast is measured as for the real tumors (tumor core − liver ring 1–3 voxels out), on
-    the painted crop; the shift is added under the tumor mask softened at its edge
-    (:data:`CALIBRATION_ROUNDS` times). Phases without a profile entry, or a tumor too small to
-    measure, are left as painted. ``normal`` is unused (kept for a painter-independent signature).
+    The contrast is measured as for the real tumors (tumor core − liver ring 1–3 voxels out) on what
+    the case will show: ``weight·painted + (1 − weight)·normal`` when the blend ``weight`` is given
+    (the ring often lies in the feathered band), else on ``painted``. The shift is added under the
+    tumor mask softened at its edge (:data:`CALIBRATION_ROUNDS` times). Phases without a profile
+    entry, or a tumor too small to measure, are left as painted.
 
     Returns the shifted crops and the total shift per phase (HU).
     """
     soft = ndimage.gaussian_filter(tumor.astype(np.float32), CALIBRATION_EDGE_SIGMA_VOX)
     out, shifts = dict(painted), {}
     for _ in range(CALIBRATION_ROUNDS):
-        measured = ring_contrast(out, tumor, liver & ~tumor)
+        shown = out if weight is None else {n: weight * out[n] + (1.0 - weight) * normal[n] for n in out}
+        measured = ring_contrast(shown, tumor, liver & ~tumor)
         if measured is None:
             return out, shifts
         for name, contrast in measured[0].items():

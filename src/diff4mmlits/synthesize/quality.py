@@ -7,8 +7,9 @@ Each painted tumor is checked in its crop, after the blend, before it joins the 
   of that phase, widened by ``margin`` times the real spread (at least :data:`MIN_SPREAD_HU`). A painter that draws a hyper-dense
   cyst or a tumor the liver swallows is caught here.
 * **seam** — the painted crop must not shift the liver around the tumor: the mean of
-  (painted − normal) over the tumor-free liver of the feathered band, HU, must stay within
-  ``seam_hu``. A background offset there shows as a halo around the tumor.
+  (shown − normal) over the tumor-free liver within one voxel of the edge of the repainted region
+  (where the blend weight reaches 1), HU, must stay within ``seam_hu``. A background offset there
+  shows as a halo around the tumor.
 
 A rejected painting is tried again with fresh noise; the share rejected goes to the provenance
 and to ``synthetic/summary.json``.
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from diff4mmlits.synthesize.config import SynthesizeConfig
 from diff4mmlits.synthesize.contrast import TumorContrast, ring_contrast, summarize_contrasts
@@ -88,12 +90,11 @@ class TumorQualityControl:
         contrast = measured[0] if measured else {}
         outside = tuple(p for p, c in contrast.items() if p in self.ranges_hu
                         and not self.ranges_hu[p][0] <= c <= self.ranges_hu[p][1])
-        band = (weight > 0) & (weight < 1) & liver & ~tumor
-        if band.sum() >= 8:
-            seam = max(abs(float(np.mean(blended[p][band] - normal[p][band]) / max(float(np.mean(weight[band])), 1e-3)))
-                       for p in blended)
-        else:
-            seam = 0.0
+        repainted = weight >= 1.0
+        structure = np.ones((3, 3, 3), bool)
+        edge = ndimage.binary_dilation(repainted, structure) & ~ndimage.binary_erosion(repainted, structure)
+        band = edge & liver & ~ndimage.binary_dilation(tumor, structure)
+        seam = max(abs(float(np.mean(blended[p][band] - normal[p][band]))) for p in blended) if band.sum() >= 8 else 0.0
         return QualityVerdict(accepted=not outside and seam <= self.seam_hu, contrast_hu=contrast, outside=outside,
                               seam_hu=seam)
 
