@@ -11,6 +11,7 @@ is a bug, shown as one line naming the log file that holds its traceback (exit s
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -25,6 +26,7 @@ from typing import Annotated, Any
 
 import typer
 
+from diff4mmlits import PHASES
 from diff4mmlits.distributed import is_main_process
 from diff4mmlits.errors import InputError, StorageError
 from diff4mmlits.files import STORAGE_ERRNOS, describe_os_error
@@ -352,7 +354,25 @@ def inpaint(
 
 
 # --- 3. synthesize (Multimodal CT Synthesizer) ----------------------------------------------------
-ModeOption = Annotated[str | None, typer.Option("--mode", help="paper: phases synthesized one by one from the same mask and noise (the paper); joint: all phases denoised together. Default: the config's diffusion.mode.")]
+ModeOption = Annotated[str | None, typer.Option("--mode", help="profile: phases synthesized one by one from the same mask and noise, each told the tumor's enhancement in that phase (the default); paper: the same without the enhancement (the paper, for the ablation); joint: all phases denoised together. Default: the config's diffusion.mode.")]
+
+
+def parse_profile(text: str) -> dict[str, float]:
+    """``"NC=-10,AP=40,PVP=-5,DP=-20"`` → ``{"NC": -10.0, …}`` (tumor − liver, HU); one clear line when malformed."""
+    profile = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        name = name.strip().upper()
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if name not in PHASES or number is None:
+            raise InputError(f"--profile {text!r}: give PHASE=HU pairs, e.g. NC=-10,AP=40,PVP=-5,DP=-20 (phases {', '.join(PHASES)})")
+        profile[name] = number
+    if not profile:
+        raise InputError("--profile: give at least one PHASE=HU pair, e.g. AP=40")
+    return profile
 
 
 @app.command("train-autoencoder")
@@ -392,6 +412,7 @@ def synthesize(
     per_case: Annotated[int | None, typer.Option("--per-case", min=1, help="Synthetic cases per training case (default: the config's).")] = None,
     method: Annotated[str | None, typer.Option("--method", help="ldm (latent diffusion, the paper), handcrafted (rule-based baseline) or cut (CUT-GAN, the paper's Table V baseline; train it with train-translator --painter). Default: the config's.")] = None,
     mode: ModeOption = None,
+    profile: Annotated[str | None, typer.Option("--profile", help="Paint every tumor with this enhancement (tumor − liver, HU per phase), e.g. NC=-10,AP=40,PVP=-5,DP=-20 for a hyper-enhancing lesion with washout. Default: each tumor takes a real training tumor's profile.")] = None,
     device: DeviceOption = None,
     overrides: SetOption = None,
 ) -> None:
@@ -399,6 +420,8 @@ def synthesize(
     _choices("--method", method, "synthesize.method")
     _choices("--mode", mode, "diffusion.mode")
     extra = list(overrides or [])
+    if profile is not None:
+        extra.append(f"synthesize.profile_hu={json.dumps(parse_profile(profile))}")
     for key, value in (("synthesize.method", method), ("diffusion.mode", mode), ("synthesize.per_case", per_case)):
         if value is not None:
             extra.append(f"{key}={value}")

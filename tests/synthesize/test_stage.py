@@ -85,6 +85,11 @@ def test_cli_commands(tmp_path, capsys):
     assert main(["synthesize", "--run", root, "--mode", "joint"]) == 2
     assert "train-autoencoder" in capsys.readouterr().err  # the diffusion painter needs its models first
     assert main(["synthesize", "--run", root, "--method", "gan"]) == 2
+    assert main(["synthesize", "--run", root, "--method", "handcrafted", "--profile", "AP=forty"]) == 2
+    assert "PHASE=HU" in capsys.readouterr().err
+    assert main(["synthesize", "--run", root, "--method", "handcrafted", "--per-case", "1", "--profile", "nc=-10,AP=60,PVP=-5,DP=-25"]) == 0
+    provenance = json.loads((run.synthetic_dir / "toy2_s000" / "provenance.json").read_text())
+    assert provenance["tumors"][0]["contrast_hu"] == {"NC": -10.0, "AP": 60.0, "PVP": -5.0, "DP": -25.0}
     assert main(["train-autoencoder", "--run", root]) == 0
     assert main(["train-synthesizer", "--run", root, "--mode", "joint", "--set", "diffusion.steps=2"]) == 0
     assert run.read_stamp("train-autoencoder") is not None and run.read_stamp("train-synthesizer") is not None
