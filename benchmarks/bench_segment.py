@@ -115,10 +115,11 @@ def make_cases(indices: range, seed: int, site: str, size: int, with_normal: boo
     return cases, normals, how
 
 
-def train_bench_painter(train: list[Case], normal: list[Case], out: Path, mode: str) -> Any:
+def train_bench_painter(train: list[Case], normal: list[Case], out: Path, mode: str, overrides: list[str] | None = None) -> Any:
     """The latent diffusion painter trained here, as the pipeline would, on this benchmark's own training
     split: the autoencoder on its normal CT (and real tumor patches), the diffusion model (``mode``) on
-    its real tumors, demo-preset settings. The painter draws its tumors' shapes and profiles from them."""
+    its real tumors, demo-preset settings (``overrides``: ``--painter-set``, e.g. the paper's scheme). The
+    painter draws its tumors' shapes and profiles from them."""
     from diff4mmlits.distributed import DistributedContext
     from diff4mmlits.synthesize.autoencoder import load_autoencoder
     from diff4mmlits.synthesize.diffusion import load_diffusion
@@ -126,7 +127,7 @@ def train_bench_painter(train: list[Case], normal: list[Case], out: Path, mode: 
     from diff4mmlits.synthesize.train_autoencoder import train_autoencoder
     from diff4mmlits.synthesize.train_diffusion import build_tumor_crops, train_diffusion
 
-    config = resolve_config("demo")
+    config = resolve_config("demo", None, overrides or [])
     diffusion = config.diffusion.model_copy(update={"mode": mode})
     close, dilate = config.inpaint.close_kernel_vox, config.inpaint.dilate_kernel_vox
     if (out / f"diffusion-{mode}" / "weights.safetensors").is_file() and (out / "ae" / "weights.safetensors").is_file():
@@ -159,7 +160,7 @@ def load_bench_painter(args: argparse.Namespace, train: list[Case], method: str,
     except ImportError:
         return None
     if method == "ldm" and args.painter_run is None and normal:
-        return train_bench_painter(train, normal, args.out / "painter", args.ldm_mode)
+        return train_bench_painter(train, normal, args.out / "painter", args.ldm_mode, args.painter_set)
     if method in ("ldm", "cut"):
         from diff4mmlits.runfolder import RunFolder
 
@@ -445,6 +446,9 @@ def main() -> int:
     parser.add_argument("--painter-run", type=Path, default=None,
                         help="run folder with trained painters (for --painter cut; for ldm, else it is trained here)")
     parser.add_argument("--ldm-mode", default="profile", choices=["paper", "profile", "joint"], help="the diffusion painter's mode")
+    parser.add_argument("--painter-set", action="append", default=[], help="settings of the painter trained here, e.g. "
+                        "synthesize.calibrate_contrast=false synthesize.quality_control=false synthesize.tumor.source=classes "
+                        "(with --ldm-mode paper: the paper's scheme)")
     parser.add_argument("--normal", nargs="+", default=["truth"], choices=["truth", "ffc", "median"],
                         help="tumor-free CT to paint into: the phantom's truth, or the training cases inpainted by "
                              "the run's FFC inpainter or the median filter (Table V's inpainter rows)")
