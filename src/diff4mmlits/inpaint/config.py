@@ -41,9 +41,10 @@ class InpaintConfig(Section):
     coarse_residual: bool = True
     """Refine a smooth push-pull + harmonic fill of the hole (``False``: LaMa's plain generator output)."""
     coarse_iterations: int = Field(64, ge=0)
-    context_slices: int = Field(1, ge=0, le=4)
+    context_slices: int = Field(0, ge=0, le=4)
     """2.5D (issue 14): the axial slices on each side of the one being filled are extra inputs, each with
-    its own hole; 0 = the paper's single slice."""
+    its own hole; 0 = the paper's single slice, the default: at 1500 steps on the phantom one
+    neighbour each side was 0.2–0.6 HU worse per phase (docs/inpaint.md)."""
     discriminator_channels: int = 64
     discriminator_layers: int = Field(3, ge=1)
 
