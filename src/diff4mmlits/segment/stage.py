@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 # --- training ----------------------------------------------------------------------------------
 def load_painter_for(run: RunFolder, config: Config, device: str) -> TumorPainter:
     """The synthesize stage's tumor painter (for on-the-fly synthesis)."""
-    return load_painter(run, config.segment.synthesis_method, config.segment.synthesis_mode, device)
+    return load_painter(run, config.segment.synthesis_method, config.segment.synthesis_mode, device, config=config)
 
 
 def train_run(run: RunFolder, config: Config, resume: bool = False, context: DistributedContext | None = None,

@@ -25,6 +25,7 @@ from scipy import ndimage
 
 from diff4mmlits import PHASES
 from diff4mmlits.checkpoint import WEIGHTS_NAME, file_sha256
+from diff4mmlits.config import Config
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.intensity import window_map
 from diff4mmlits.distributed import resolve_device
@@ -184,9 +185,10 @@ class LatentDiffusionPainter:
 
 
 # --- loading painters from a run folder ---------------------------------------------------------
-def load_ldm_painter(run: RunFolder, mode: str = "profile", device: str | torch.device = "cpu") -> LatentDiffusionPainter:
-    """The diffusion painter from ``models/autoencoder`` and ``models/diffusion[-joint]``."""
-    config = run.load_config()
+def load_ldm_painter(run: RunFolder, mode: str = "profile", device: str | torch.device = "cpu",
+                     config: Config | None = None) -> LatentDiffusionPainter:
+    """The diffusion painter from ``models/autoencoder`` and ``models/diffusion[-<mode>]``."""
+    config = config or run.load_config()
     device = resolve_device(str(device))
     diffusion_folder = run.diffusion_dir(mode)
     if not (diffusion_folder / WEIGHTS_NAME).is_file():
@@ -219,34 +221,43 @@ def real_tumor_contrasts(run: RunFolder) -> list[TumorContrast]:
     return tumors
 
 
-def load_handcrafted_painter(run: RunFolder, mode: str = "paper", device: str | torch.device = "cpu") -> HandcraftedPainter:
+def load_handcrafted_painter(run: RunFolder, mode: str = "paper", device: str | torch.device = "cpu",
+                             config: Config | None = None) -> HandcraftedPainter:
     """The handcrafted baseline, its contrasts measured from the run's registered training cases (``mode`` is unused)."""
-    config = run.load_config()
+    config = config or run.load_config()
     return HandcraftedPainter(real_tumors=real_tumor_contrasts(run), config=config.synthesize,
                               crop_vox=config.diffusion.crop_vox, close_vox=config.inpaint.close_kernel_vox,
                               dilate_vox=config.inpaint.dilate_kernel_vox)
 
 
-def load_cut_painter(run: RunFolder, mode: str = "paper", device: str | torch.device = "cpu") -> TumorPainter:
+def load_cut_painter(run: RunFolder, mode: str = "paper", device: str | torch.device = "cpu",
+                     config: Config | None = None) -> TumorPainter:
     """The CUT painter (the paper's Table V baseline), trained by ``train-translator --painter``."""
     from diff4mmlits.synthesize.cut_painter import load_cut_painter as load
 
     painter = load(run, mode, device)
     painter.real_tumors = real_tumor_contrasts(run)
+    if config is not None:
+        painter.config = config.synthesize
     return painter
 
 
-PainterLoader = Callable[[RunFolder, str, "str | torch.device"], TumorPainter]
+PainterLoader = Callable[[RunFolder, str, "str | torch.device", "Config | None"], TumorPainter]
 PAINTERS: dict[str, PainterLoader] = {
     "ldm": load_ldm_painter,
     "handcrafted": load_handcrafted_painter,
     "cut": load_cut_painter,
 }
-"""Method name → loader ``(run, mode, device) -> TumorPainter``."""
+"""Method name → loader ``(run, mode, device, config) -> TumorPainter``."""
 
 
-def load_painter(run: RunFolder, method: str = "ldm", mode: str = "profile", device: str | torch.device = "cpu") -> TumorPainter:
-    """The painter of ``method`` (``ldm``, ``handcrafted``, …) trained or measured in ``run``."""
+def load_painter(run: RunFolder, method: str = "ldm", mode: str = "profile", device: str | torch.device = "cpu",
+                 config: Config | None = None) -> TumorPainter:
+    """The painter of ``method`` (``ldm``, ``handcrafted``, …) trained or measured in ``run``.
+
+    ``config``: the settings it paints with — the command's, with its ``--set`` overrides; default
+    the run's saved ``config.yaml``.
+    """
     if method not in PAINTERS:
         raise InputError(f"--method {method!r}: choose one of {', '.join(PAINTERS)}")
-    return PAINTERS[method](run, mode, device)
+    return PAINTERS[method](run, mode, device, config)

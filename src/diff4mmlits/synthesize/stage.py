@@ -97,7 +97,7 @@ def stage_synthesize(run: RunFolder, config: Config) -> dict[str, Any]:
     if per_case < 1:
         raise InputError(f"--per-case {per_case}: must be at least 1")
     context = init_distributed(config.device)
-    painter = load_painter(run, method=method, mode=mode, device=context.device)
+    painter = load_painter(run, method=method, mode=mode, device=context.device, config=config)
     case_ids = sorted(run.split("train"))
     if not case_ids:
         raise InputError("the training split is empty; nothing to synthesize from", run.manifest_path)
