@@ -39,7 +39,7 @@ from diff4mmlits.data.io import read_volume, to_sitk
 from diff4mmlits.data.native import read_native_dataset
 from diff4mmlits.data.phantom import make_phantom_case, read_phantom_truth, write_phantom_dataset
 from diff4mmlits.register import register_case
-from diff4mmlits.register.method import register_phase
+from diff4mmlits.register.backends import register_phase
 from diff4mmlits.register.qc import plot_registration_qc, region_nmi, target_registration_error
 from diff4mmlits.register.resample import resample_onto
 from diff4mmlits.register.roi import body_mask, liver_roi

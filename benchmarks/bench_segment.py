@@ -29,6 +29,10 @@ with the same network, patch and overlap, timed in the same process.
     python benchmarks/bench_segment.py --skip-speed --variants multi multi-syn --painter ldm cut \
         --normal ffc median --painter-run RUN --synthetic offline --size 64 --test 12 \
         --epochs 30 --steps 20 --seeds 0 1 2 3 4 --ratio 0.5                              # Table V
+    python benchmarks/bench_segment.py --skip-speed --variants multi multi-syn --painter ldm \
+        --backbone unet --seeds 0 1 2 --ratio 0.2                                         # Table III
+    python benchmarks/bench_segment.py --skip-speed --variants multi multi-syn --painter ldm \
+        --real-share 0.3 --seeds 0 1 2 --ratio 0.2                                        # Table IV
 """
 
 from __future__ import annotations
@@ -218,6 +222,8 @@ def segment_config(args: argparse.Namespace, update: dict[str, Any]) -> Any:
     changes = {k: v for k, v in given.items() if v is not None}
     if args.epochs is not None and config.cascade_liver_epochs is not None:
         changes["cascade_liver_epochs"] = max(1, round(config.cascade_liver_epochs * args.epochs / config.epochs))
+    if args.backbone is not None:
+        changes["backbone"] = args.backbone
     return config.model_copy(update={**changes, "loader_workers": 0, **update})
 
 
@@ -234,6 +240,10 @@ def quality(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     n_train, n_val = args.train, args.val
     t0 = time.time()
     train, normal, how = make_cases(range(n_train), args.data_seed, "default", args.size, with_normal="truth" in args.normal)
+    if args.real_share < 1.0:  # Table IV: the multimodal segmenter with a share of the real cases
+        kept = max(1, round(args.real_share * n_train))
+        train, normal = train[:kept], normal[:kept]
+        print(f"real share {args.real_share:.0%}: {kept} of {n_train} training cases", flush=True)
     val, _, _ = make_cases(range(n_train, n_train + n_val), args.data_seed, "default", args.size, False)
     test, _, _ = make_cases(range(100, 100 + args.test), args.data_seed, "default", args.size, False)
     second, _, _ = make_cases(range(200, 200 + args.second), args.data_seed, "second", args.size, False)
@@ -440,6 +450,10 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=None, help="instead of the preset's (stage one scaled alike)")
     parser.add_argument("--steps", type=int, default=None, help="steps per epoch, instead of the preset's")
     parser.add_argument("--patch", type=int, nargs=3, default=None, help="patch (z y x voxels), instead of the plan's")
+    parser.add_argument("--backbone", default=None, choices=["dynunet", "unet", "attention-unet", "segresnet", "vnet"],
+                        help="the segmenter's network, instead of the preset's (Table III)")
+    parser.add_argument("--real-share", type=float, default=1.0,
+                        help="share of the training cases used, real and as the painter's tumor-free CT (Table IV)")
     parser.add_argument("--ratio", type=float, default=0.5, help="synthetic share of training samples")
     parser.add_argument("--painter", nargs="+", default=["handcrafted"], choices=["handcrafted", "ldm", "cut"],
                         help="how synthetic tumors are painted on the fly; several: multi-syn once per painter (Table V)")

@@ -132,7 +132,7 @@ def phantom(
     out: Annotated[Path, typer.Argument(help="Folder to write the phantom dataset into (native layout + _truth/).")],
     cases: Annotated[int, typer.Option("--cases", min=1, help="Number of cases.")] = 8,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed; the same seed gives the same files.")] = 0,
-    site: Annotated[str, typer.Option("--site", help="default, or second: other noise, blur, slice thickness and contrast timing (out-of-distribution tests).")] = "default",
+    site: Annotated[str, typer.Option("--site", help="default; second: other noise, blur, slice thickness and contrast timing; third: thick slices, wide field of view (out-of-distribution tests).")] = "default",
     size: Annotated[int, typer.Option("--size", min=16, help="In-plane size in voxels (the volume is size × size × 0.75·size slices; fewer, thicker slices for --site second).")] = 64,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Cases generated in parallel (processes).")] = 1,
     modality: Annotated[str, typer.Option("--modality", help="ct (four phases), or mri: the same anatomy as a T1 post-contrast-like MRI study (PVP.nii.gz + label), for train-translator; use another --seed than the CT set so the patients differ.")] = "ct",
@@ -284,7 +284,7 @@ def show_config(
 def register(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder (native, nnU-Net v2 raw or LiTS layout).")],
     run_dir: RunOption = Path("runs/default"),
-    method: Annotated[str | None, typer.Option("--method", help="none (only resample onto the PVP grid), rigid, affine or bspline (default: the config's, bspline).")] = None,
+    method: Annotated[str | None, typer.Option("--method", help="none (only resample onto the PVP grid); rigid, affine or bspline (the SimpleITK chain; default: the config's, bspline); elastix (needs itk-elastix); convexadam (needs convexadam).")] = None,
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="Cases registered in parallel processes (default: the config's workers; 0 there means one per core, at most 4).")] = None,
     shard: Annotated[str | None, typer.Option("--shard", help="Only shard I of N of the cases, e.g. 2/4 (to split the work across machines).")] = None,
     preset: Annotated[str | None, typer.Option("--preset", help="For a new run folder: smoke, demo (default) or paper.")] = None,
@@ -295,7 +295,7 @@ def register(
     """Register every phase onto the annotated phase (liver-focused) and resample it onto that grid.
 
     Writes RUN/registered/<case>/: <PHASE>.nii.gz, label.nii.gz, <PHASE>.tfm (ITK transforms that
-    3D Slicer opens), qc.json and qc.png. Creates the run folder when it does not exist yet.
+    3D Slicer opens; <PHASE>.h5 for convexadam's displacement fields), qc.json and qc.png. Creates the run folder when it does not exist yet.
     """
     from diff4mmlits.distributed import parse_shard
     from diff4mmlits.ingest import open_run

@@ -8,7 +8,8 @@ import pytest
 from diff4mmlits.config import resolve_config
 from diff4mmlits.data.io import to_sitk
 from diff4mmlits.errors import InputError
-from diff4mmlits.register.method import register_phase, stage_names
+from diff4mmlits.register.method import register_phase_chain as register_phase
+from diff4mmlits.register.method import stage_names
 from diff4mmlits.register.qc import target_registration_error
 from diff4mmlits.register.roi import liver_roi
 

@@ -23,7 +23,7 @@ class PhantomConfig(Section):
 
     cases: int = 12
     size: int = 64
-    site: Literal["default", "second"] = "default"
+    site: Literal["default", "second", "third"] = "default"
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"cases": 3, "size": 32},
         "demo": {"cases": 12, "size": 64},

@@ -21,8 +21,9 @@ from diff4mmlits.data.io import to_sitk
 from diff4mmlits.data.orientation import check_phase_orientation
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.errors import InputError
+from diff4mmlits.register.backends import register_phase
 from diff4mmlits.register.config import RegisterConfig
-from diff4mmlits.register.method import PhaseRegistration, register_phase
+from diff4mmlits.register.phase import PhaseRegistration
 from diff4mmlits.register.qc import label_dice, region_nmi
 from diff4mmlits.register.resample import dense_transform, resample_onto
 from diff4mmlits.register.roi import RegionOfInterest, liver_roi

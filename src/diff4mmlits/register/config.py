@@ -8,8 +8,11 @@ from pydantic import Field, model_validator
 
 from diff4mmlits.settings import Section
 
-RegistrationMethod = Literal["none", "rigid", "affine", "bspline"]
-"""Where the chain rigid → affine → B-spline stops (none: only resample onto the annotated grid)."""
+RegistrationMethod = Literal["none", "rigid", "affine", "bspline", "elastix", "convexadam"]
+"""``none`` only resamples onto the annotated grid; ``rigid`` / ``affine`` / ``bspline``: where the
+SimpleITK chain rigid → affine → B-spline stops; ``elastix``: elastix's rigid → affine → B-spline
+with a bending-energy penalty (optional ``itk-elastix``); ``convexadam``: the SimpleITK chain to
+affine, then ConvexAdam's MIND-SSC deformable step (optional ``convexadam``)."""
 
 
 class RegisterConfig(Section):
@@ -58,6 +61,30 @@ class RegisterConfig(Section):
     with more, ITK's metric sums the per-thread histograms in whatever order the threads finish,
     and the B-spline stage amplifies those last digits into different transforms. The stage runs
     cases in parallel processes instead (``--workers``)."""
+    elastix_iterations: int = 250
+    """elastix: optimizer iterations per resolution of each of its stages (adaptive stochastic gradient)."""
+    elastix_resolutions: int = 3
+    """elastix: pyramid levels of each stage."""
+    elastix_samples: int = 3000
+    """elastix: random metric samples per iteration (inside the region; fixed seed)."""
+    elastix_grid_mm: float = 40.0
+    """elastix: final B-spline control-point spacing, mm."""
+    elastix_bending_weight: float = 0.05
+    """elastix: weight of the bending-energy penalty against the Mattes MI (smooth, plausible fields)."""
+    convexadam_spacing_mm: float = 3.0
+    """ConvexAdam: isotropic working grid over the region's box, mm; the displacement field is kept there."""
+    convexadam_grid_sp: int = 4
+    """ConvexAdam: voxels per control point of the discrete (convex) search, on the working grid."""
+    convexadam_disp_hw: int = 3
+    """ConvexAdam: search half-width in control-point steps (capture range grid_sp · disp_hw voxels)."""
+    convexadam_lambda: float = 1.25
+    """ConvexAdam: diffusion regularisation weight of the Adam instance optimisation."""
+    convexadam_iterations: int = 60
+    """ConvexAdam: Adam iterations (at least 1)."""
+    convexadam_smooth_vox: int = 0
+    """ConvexAdam: box smoothing of the final field, voxels of the working grid (odd; 0: none)."""
+    convexadam_presmooth_mm: float = 0.0
+    """ConvexAdam: Gaussian smoothing of both images before the features, mm (noise; 0: none)."""
     intensity_window_hu: tuple[float, float] = (-200.0, 300.0)
     """Intensities are clipped to this window before the metric sees them (soft tissue), HU."""
     divergence_tolerance: float = 0.0
@@ -69,10 +96,11 @@ class RegisterConfig(Section):
         "smoke": {
             "shrink_factors": (2, 1), "smoothing_sigmas_mm": (2.0, 0.0), "rigid_iterations": 40,
             "affine_iterations": 20, "bspline_iterations": 10, "sampling_percentage": 0.3,
+            "elastix_iterations": 60, "elastix_resolutions": 2, "elastix_samples": 1500, "convexadam_iterations": 20,
         },
         "demo": {
             "rigid_iterations": 100, "affine_iterations": 50, "bspline_iterations": 15, "sampling_percentage": 0.2,
-            "bspline_max_displacement_mm": 2.0,
+            "bspline_max_displacement_mm": 2.0, "elastix_iterations": 150,
         },
         "paper": {},
     }
@@ -91,6 +119,8 @@ class RegisterConfig(Section):
             raise ValueError("margin_mm must be ≥ 0 and bspline_grid_mm > 0")
         if len(self.bspline_shrink_factors) != len(self.bspline_smoothing_sigmas_mm) or not self.bspline_shrink_factors:
             raise ValueError("bspline_shrink_factors and bspline_smoothing_sigmas_mm need one entry per level, as many of each")
+        if self.convexadam_iterations < 1 or self.convexadam_smooth_vox < 0 or self.convexadam_spacing_mm <= 0:
+            raise ValueError("convexadam_iterations must be ≥ 1, convexadam_smooth_vox ≥ 0 and convexadam_spacing_mm > 0")
         if self.bspline_max_displacement_mm <= 0:
             raise ValueError("bspline_max_displacement_mm must be > 0")
         return self

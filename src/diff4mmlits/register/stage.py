@@ -38,6 +38,7 @@ from diff4mmlits.distributed import shard as take_shard
 from diff4mmlits.errors import InputError, StorageError
 from diff4mmlits.files import atomic_path, free_space_note
 from diff4mmlits.progress import progress
+from diff4mmlits.register.backends import require_backend
 from diff4mmlits.register.case import RegisteredCase, register_case
 from diff4mmlits.register.config import RegisterConfig
 from diff4mmlits.register.qc import QC_JSON, QC_PNG, plot_registration_qc, read_qc
@@ -48,6 +49,19 @@ from diff4mmlits.stage import Stage
 log = logging.getLogger(__name__)
 
 TRANSFORM_SUFFIX = ".tfm"
+FIELD_TRANSFORM_SUFFIX = ".h5"
+"""Transforms holding a displacement field (``--method convexadam``) are written as binary HDF5 ITK
+files (a text ``.tfm`` would be ~2.5× larger and slow to read); 3D Slicer and SimpleITK read both."""
+
+
+def transform_suffix(transform: sitk.Transform) -> str:
+    """``.h5`` when ``transform`` holds a displacement field, else ``.tfm``."""
+    parts = [transform]
+    if transform.GetName() == "CompositeTransform":
+        composite = sitk.CompositeTransform(transform)
+        parts = [composite.GetNthTransform(i) for i in range(composite.GetNumberOfTransforms())]
+    fields = any(part.GetName().startswith("DisplacementFieldTransform") for part in parts)
+    return FIELD_TRANSFORM_SUFFIX if fields else TRANSFORM_SUFFIX
 ROUND_TRIP_TOLERANCE_MM = 1e-6
 """A written transform, read back, must map points to within this distance of the original (mm)."""
 
@@ -102,7 +116,7 @@ def write_registered_case(result: RegisteredCase, original: Case, folder: str | 
     """
     def write_transforms(tmp: Path) -> None:
         for name, transform in result.transforms.items():
-            path = write_transform(transform, tmp / f"{name}{TRANSFORM_SUFFIX}")
+            path = write_transform(transform, tmp / f"{name}{transform_suffix(transform)}")
             check_transform_round_trip(path, transform, original.annotated)
 
     def write_figure(tmp: Path) -> None:
@@ -158,6 +172,7 @@ def register_run(run: RunFolder, config: Config, shard: tuple[int, int] = (1, 1)
     Cases run in ``workers`` processes (default ``config.workers``; 0: one per core, at most 4), each
     with one SimpleITK thread. Up-to-date cases are skipped unless ``force_cases``.
     """
+    require_backend(config.register.method)  # one clear line before any work when elastix/convexadam is absent
     manifest = run.load_manifest()
     entries = {entry["id"]: entry for entry in manifest["cases"]}
     jobs = take_shard(_case_jobs(run, config, entries), *shard)

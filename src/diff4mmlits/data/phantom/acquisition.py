@@ -1,10 +1,13 @@
 """How the phantom is scanned: grids, slice thickness, blur, noise and contrast timing, per site.
 
 Every phase gets its own grid: the same spacing as PVP, but another table position (z origin and
-number of slices) and a few mm of in-plane shift, as in a real multi-phase exam. The field of view
+number of slices), a few mm of in-plane shift and (issue 17) its own reconstruction field of view
+(pixel size ±8 %); some phases are stored with a flipped axis (slices in the other order, or x
+mirrored) and the direction cosines that say so, as scanners and converters do. The field of view
 is a liver-centred abdominal crop of about 240 mm (3.75 mm pixels at size 64). The ``second`` site
 differs in noise (level and grain), blur, slice thickness (1.6× thicker, so fewer slices) and
 contrast timing (earlier arterial, later portal and delayed phases): an out-of-distribution scanner.
+The ``third`` site has thick slices (2.4×), a wider field of view and its own noise and timing.
 """
 
 from __future__ import annotations
@@ -42,17 +45,29 @@ SITES: dict[str, Site] = {
         slice_profile=0.55, noise_hu=(18.0, 32.0), noise_grain_voxels=1.2,
         timing={"NC": (0.0, 1.0), "AP": (-0.6, 0.2), "PVP": (0.6, 1.3), "DP": (0.8, 1.6)},
     ),
+    "third": Site(
+        field_of_view_mm=(280.0, 330.0), z_extent_mm=200.0, slice_factor=2.4, blur_voxels=(0.6, 1.0),
+        slice_profile=0.5, noise_hu=(14.0, 28.0), noise_grain_voxels=0.9,
+        timing={"NC": (0.0, 1.0), "AP": (0.3, 1.2), "PVP": (-0.2, 0.7), "DP": (0.2, 1.2)},
+    ),
 }
-"""The two scanner/protocol settings: ``default`` and the out-of-distribution ``second``."""
+"""The scanner/protocol settings: ``default``, the out-of-distribution ``second`` and ``third``
+(thick slices, wide field of view)."""
+FLIP_PROBABILITY = 0.3
+"""Share of non-annotated phases stored with a flipped axis (z, or else x) and matching direction cosines."""
+PIXEL_JITTER = 0.08
+"""A non-annotated phase's in-plane pixel size is the annotated phase's × (1 ± this), drawn per phase."""
 
 
 @dataclass(frozen=True)
 class Grid:
-    """A phase's voxel grid: shape ``(Z, Y, X)``, spacing and origin in mm (identity direction)."""
+    """A phase's voxel grid: shape ``(Z, Y, X)``, spacing and origin in mm (identity direction while
+    drawing; ``flip_axes`` are reversed when the phase is stored, :func:`stored_geometry`)."""
 
     shape: tuple[int, int, int]
     spacing_mm: tuple[float, float, float]
     origin_mm: tuple[float, float, float]
+    flip_axes: tuple[int, ...] = ()
 
     def points(self) -> np.ndarray:
         """World positions ``(3, Z, Y, X)`` (mm, z/y/x rows) of every voxel centre, float64."""
@@ -80,17 +95,21 @@ class Acquisition:
         return {
             "site": self.site,
             "grids": {p: {"shape": list(g.shape), "spacing_mm": [round(v, 4) for v in g.spacing_mm],
-                          "origin_mm": [round(v, 4) for v in g.origin_mm]} for p, g in self.grids.items()},
+                          "origin_mm": [round(v, 4) for v in g.origin_mm], "flipped_axes": list(g.flip_axes)}
+                      for p, g in self.grids.items()},
             "blur_sigma_mm": [round(v, 3) for v in self.blur_sigma_mm],
             "noise_hu": {p: round(v, 2) for p, v in self.noise_hu.items()},
             "noise_grain_voxels": self.noise_grain_voxels,
         }
 
 
-def sample_acquisition(rng: np.random.Generator, site: Site, site_name: str, size: int, centre_mm: np.ndarray) -> Acquisition:
+def sample_acquisition(rng: np.random.Generator, site: Site, site_name: str, size: int, centre_mm: np.ndarray,
+                       grid_rng: np.random.Generator | None = None) -> Acquisition:
     """Draw grids (a ``size``-voxel square in-plane, ``0.75 · size / slice_factor`` slices), blur and noise.
 
-    ``centre_mm``: the world point (z, y, x) the PVP field of view is centred on.
+    ``centre_mm``: the world point (z, y, x) the PVP field of view is centred on. ``grid_rng`` draws
+    each other phase's pixel size and flipped axes (a stream of its own, so the other draws stay as
+    they were); without it, every phase has the annotated phase's pixel and none is flipped.
     """
     pixel = rng.uniform(*site.field_of_view_mm) / size
     slices = max(8, int(round(0.75 * size / site.slice_factor)))
@@ -106,12 +125,30 @@ def sample_acquisition(rng: np.random.Generator, site: Site, site_name: str, siz
         extra = int(rng.integers(-2, 4))  # another table range: a few slices more or fewer
         phase_shape = (slices + extra, size, size)
         offset = np.array([rng.uniform(-12, 12) - extra * spacing[0] / 2, rng.uniform(-4, 4), rng.uniform(-4, 4)])
-        grids[phase] = Grid(phase_shape, spacing, tuple(float(v) for v in pvp_origin + offset))
+        phase_spacing, flips = spacing, ()
+        if grid_rng is not None:
+            factor = grid_rng.uniform(1 - PIXEL_JITTER, 1 + PIXEL_JITTER)  # its own reconstruction field of view
+            phase_spacing = (spacing[0], pixel * factor, pixel * factor)
+            offset[1:] += (1 - factor) * (size - 1) / 2 * pixel  # about the same centre
+            if grid_rng.uniform() < FLIP_PROBABILITY:
+                flips = (0,) if grid_rng.uniform() < 0.6 else (2,)
+        grids[phase] = Grid(phase_shape, phase_spacing, tuple(float(v) for v in pvp_origin + offset), flips)
     in_plane_blur = rng.uniform(*site.blur_voxels) * pixel
     blur = (site.slice_profile * spacing[0], in_plane_blur, in_plane_blur)
     level = rng.uniform(*site.noise_hu)
     noise = {phase: float(np.clip(level * rng.uniform(0.9, 1.1), *site.noise_hu)) for phase in PHASES}
     return Acquisition(site=site_name, grids=grids, blur_sigma_mm=blur, noise_hu=noise, noise_grain_voxels=site.noise_grain_voxels)
+
+
+def stored_geometry(grid: Grid) -> tuple[tuple[float, float, float], np.ndarray]:
+    """Origin (mm, z/y/x) and ``(3, 3)`` direction of ``grid`` as stored, its ``flip_axes`` reversed:
+    the first stored voxel along a flipped axis is the drawn grid's last, and that axis points back."""
+    origin = np.asarray(grid.origin_mm, dtype=np.float64).copy()
+    direction = np.eye(3)
+    for axis in grid.flip_axes:
+        origin[axis] += (grid.shape[axis] - 1) * grid.spacing_mm[axis]
+        direction[axis, axis] = -1.0
+    return tuple(float(v) for v in origin), direction  # type: ignore[return-value]
 
 
 def acquire(clean: list[np.ndarray], acquisition: Acquisition, phase: str, rng: np.random.Generator) -> list[np.ndarray]:

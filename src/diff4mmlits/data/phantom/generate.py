@@ -22,7 +22,7 @@ import numpy as np
 
 from diff4mmlits import LABEL_BACKGROUND, LABEL_LIVER, LABEL_TUMOR, PHASES
 from diff4mmlits.data.case import ANNOTATED_PHASE, Case
-from diff4mmlits.data.phantom.acquisition import SITES, Acquisition, Grid, acquire, sample_acquisition
+from diff4mmlits.data.phantom.acquisition import SITES, Acquisition, Grid, acquire, sample_acquisition, stored_geometry
 from diff4mmlits.data.phantom.anatomy import LIVER_TISSUES, TUMOR_TISSUES, Anatomy, render_anatomy, sample_anatomy
 from diff4mmlits.data.phantom.breathing import Breathing, sample_breathing
 from diff4mmlits.data.phantom.enhancement import Contrast, clean_hu, sample_contrast
@@ -111,15 +111,21 @@ def plan_phantom_case(index: int, seed: int = 0, site: str = "default", size: in
     """Draw every random choice of case ``index`` (deterministic in ``seed``, ``index``, ``site``)."""
     check_phantom_arguments(index, seed, site, size)
     rng = np.random.default_rng([seed, index, list(SITES).index(site)])
+    # issue 17's harder motion and grids draw from a stream of their own: the anatomy, tumors,
+    # timing and noise of a case stay what they were
+    motion_rng = np.random.default_rng([seed, index, list(SITES).index(site), 2])
     anatomy = sample_anatomy(rng)
     contrast = sample_contrast(rng, SITES[site].timing)
-    acquisition = sample_acquisition(rng, SITES[site], site, size, centre_mm=np.array([-8.0, 0.0, -22.0]))
+    acquisition = sample_acquisition(rng, SITES[site], site, size, centre_mm=np.array([-8.0, 0.0, -22.0]),
+                                     grid_rng=motion_rng)
     pvp = acquisition.grids[ANNOTATED_PHASE]
     pvp_tissues = render_anatomy(pvp.points().astype(np.float32), anatomy)
     liver = np.isin(pvp_tissues, LIVER_TISSUES)
     liver_centre = pvp.affine()[:3, :3] @ np.argwhere(liver).mean(axis=0) + np.asarray(pvp.origin_mm)
     spine_front = anatomy.spine_yx[0] - anatomy.vertebra_radii_yx[0]
-    breathing = {phase: sample_breathing(rng, liver_centre, spine_front) for phase in PHASES if phase != ANNOTATED_PHASE}
+    cavity = tuple(r - anatomy.fat_mm - anatomy.wall_mm for r in anatomy.body_radii_yx)
+    breathing = {phase: sample_breathing(rng, liver_centre, spine_front, motion_rng, cavity)
+                 for phase in PHASES if phase != ANNOTATED_PHASE}
     count = int(rng.choice([1, 2, 3, 4], p=[0.3, 0.3, 0.25, 0.15]))
     tumors = sample_tumors(rng, liver, pvp.affine(), pvp.spacing_mm, contrast, count)
     return PhantomPlan(case_id_for(index), anatomy, contrast, acquisition, breathing, tumors, pvp_tissues)
@@ -190,7 +196,11 @@ def make_phantom_case(index: int, seed: int = 0, site: str = "default", size: in
 
 
 def _volume(array: np.ndarray, grid: Grid, kind: str) -> Volume:
-    return Volume(array=array, spacing_mm=grid.spacing_mm, origin_mm=grid.origin_mm, kind=kind)  # type: ignore[arg-type]
+    """The drawn array as stored: flipped along ``grid.flip_axes``, with the direction that says so."""
+    origin, direction = stored_geometry(grid)
+    if grid.flip_axes:
+        array = np.ascontiguousarray(np.flip(array, axis=grid.flip_axes))
+    return Volume(array=array, spacing_mm=grid.spacing_mm, origin_mm=origin, direction=direction, kind=kind)  # type: ignore[arg-type]
 
 
 def _parameters(plan: PhantomPlan, index: int, seed: int, site: str, size: int, pvp_points: np.ndarray) -> dict:
