@@ -1,7 +1,8 @@
 """Benchmark of the register stage: accuracy on the phantom, similarity on real CT, speed.
 
 1. Phantom (written to a temporary folder, read back like any dataset; ``demo`` preset; size 64;
-   the ``default`` and ``second`` sites): per method none / rigid / affine / bspline, the target
+   the ``default``, ``second`` and ``third`` sites): per method none / rigid / affine / bspline /
+   elastix / convexadam (issue 17: every backend side by side; the ratio of seconds to bspline's), the target
    registration error inside the PVP liver (mean and 95th percentile, mm; TRE at voxel p =
    |T(p) − (p + d_true(p))|), liver and tumor Dice of each phase's own label moved onto the PVP
    grid, before and after; CPU seconds per case.
@@ -38,13 +39,15 @@ from diff4mmlits.data.case import Case
 from diff4mmlits.data.io import read_volume, to_sitk
 from diff4mmlits.data.native import read_native_dataset
 from diff4mmlits.data.phantom import make_phantom_case, read_phantom_truth, write_phantom_dataset
+from diff4mmlits.errors import InputError
 from diff4mmlits.register import register_case
-from diff4mmlits.register.backends import register_phase
+from diff4mmlits.register.backends import register_phase, require_backend
 from diff4mmlits.register.qc import plot_registration_qc, region_nmi, target_registration_error
 from diff4mmlits.register.resample import resample_onto
 from diff4mmlits.register.roi import body_mask, liver_roi
 
-METHODS = ("none", "rigid", "affine", "bspline")
+METHODS = ("none", "rigid", "affine", "bspline", "elastix", "convexadam")
+"""Every backend side by side (elastix and convexadam skipped where not installed)."""
 PARTS = ("accuracy", "demo", "speed", "threads", "real")
 REAL_STUDY = Path("data") / "real" / "melihkurtaran__medical_image_processing" / "derived"
 REPO = Path(__file__).resolve().parents[1]
@@ -61,6 +64,11 @@ def phantom_accuracy(dataset: Path, preset: str) -> dict[str, dict[str, float]]:
     truths = {case.case_id: read_phantom_truth(dataset, case.case_id) for case in cases}
     rows: dict[str, dict[str, float]] = {}
     for method in METHODS:
+        try:
+            require_backend(method)
+        except InputError as err:
+            print(f"  {method:<8} skipped: {err}", flush=True)
+            continue
         config = resolve_config(preset, overrides=[f"register.method={method}"]).register
         before, after, seconds, kept = [], [], [], []
         liver, tumor = [], []
@@ -91,6 +99,8 @@ def phantom_accuracy(dataset: Path, preset: str) -> dict[str, dict[str, float]]:
             "cpu_seconds_per_case": float(np.mean(seconds)),
             "stages_kept": {k: int(v) for k, v in zip(*np.unique(kept, return_counts=True))},
         }
+        if "bspline" in rows:
+            rows[method]["seconds_ratio_to_bspline"] = rows[method]["cpu_seconds_per_case"] / max(rows["bspline"]["cpu_seconds_per_case"], 1e-9)
         print_row(method, rows[method])
     return rows
 
@@ -100,7 +110,7 @@ def print_row(method: str, row: dict) -> None:
           f"p95 {row['tre_p95_before']:5.2f} → {row['tre_p95_after']:5.2f} mm   "
           f"liver Dice {row['liver_dice_before']:.3f} → {row['liver_dice_after']:.3f} (min {row['liver_dice_min_after']:.3f})   "
           f"tumor Dice {row['tumor_dice_before']:.3f} → {row['tumor_dice_after']:.3f}   "
-          f"{row['cpu_seconds_per_case']:.2f} CPU s/case   kept {row['stages_kept']}", flush=True)
+          f"{row['cpu_seconds_per_case']:.2f} CPU s/case (×{row.get('seconds_ratio_to_bspline', float('nan')):.2f} bspline)   kept {row['stages_kept']}", flush=True)
 
 
 def demo_budget(dataset: Path, out: Path, workers: int = 2) -> tuple[float, float]:
@@ -226,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("DIFF4MMLITS_NO_PROGRESS", "1")
     results: dict = {"cases": args.cases, "size": args.size, "preset": args.preset}
     with tempfile.TemporaryDirectory(prefix="bench_register_") as tmp:
-        for site in ("default", "second") if parts & {"accuracy", "demo"} else ():
+        for site in ("default", "second", "third") if parts & {"accuracy", "demo"} else ():
             dataset = write_phantom_dataset(Path(tmp) / site, cases=args.cases, seed=0, site=site, size=args.size)
             if "accuracy" in parts:
                 print(f"phantom, site {site}, {args.cases} cases of size {args.size}, preset {args.preset}:", flush=True)

@@ -86,7 +86,7 @@ def test_parse_override_errors(text: str, match: str) -> None:
         ("phantom.nope=1", "unknown setting 'phantom.nope'"),
         ("nope=1", "unknown setting 'nope'"),
         ("phantom.cases=many", "setting 'phantom.cases'"),
-        ("phantom.site=third", "setting 'phantom.site'"),
+        ("phantom.site=fourth", "setting 'phantom.site'"),
     ],
 )
 def test_bad_settings_are_one_line(override: str, match: str) -> None:

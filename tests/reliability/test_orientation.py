@@ -22,17 +22,23 @@ def with_phase(case: Case, name: str, volume: Volume) -> Case:
 
 
 def header_flipped(volume: Volume, axes: tuple[int, ...]) -> Volume:
-    """The same voxels under a direction with the given array axes negated: mirrored anatomy in the world."""
+    """The same voxels under a direction with the given array axes negated, over the same world box:
+    mirrored anatomy in the world (whatever the volume's own storage order)."""
     direction = np.asarray(volume.direction).copy()
-    direction[:, list(axes)] *= -1
-    return Volume(volume.array, volume.spacing_mm, volume.origin_mm, direction)
+    origin = np.asarray(volume.origin_mm, dtype=float).copy()
+    for axis in axes:
+        origin += direction[:, axis] * volume.spacing_mm[axis] * (volume.shape[axis] - 1)
+        direction[:, axis] *= -1
+    return Volume(volume.array, volume.spacing_mm, tuple(origin), direction)
 
 
 @pytest.mark.parametrize(("axes", "mirror"), [((2,), "left-right"), ((1, 2,), "rotated 180° in the axial plane")])
 def test_a_mirrored_phase_header_is_refused_with_one_line(phantom_case, axes, mirror: str) -> None:
     case = phantom_case.case
-    broken = with_phase(case, "AP", header_flipped(case.phases["AP"], axes))
-    with pytest.raises(InputError, match=f"phase AP is stored as .* where PVP is LPS, and its anatomy looks mirrored .{mirror}") as err:
+    # a phase the phantom stores as PVP is (some it stores with a flipped axis, rightly declared)
+    name = next(p for p in ("AP", "DP", "NC") if np.allclose(case.phases[p].direction, case.annotated.direction))
+    broken = with_phase(case, name, header_flipped(case.phases[name], axes))
+    with pytest.raises(InputError, match=f"phase {name} is stored as .* where PVP is LPS, and its anatomy looks mirrored .{mirror}") as err:
         register_case(broken, resolve_config("smoke").register)
     assert "\n" not in str(err.value)
 
