@@ -77,6 +77,13 @@ def test_register_command_runs_cases_in_parallel_processes(tmp_path: Path, capsy
     for case_id in ("case_0", "case_1"):
         assert (run / "registered" / case_id / "AP.tfm").is_file()
         assert not (run / "registered" / case_id / "qc.png").exists()
+    # one by one gives the same files (issue 17: the process choice does not change results)
+    serial = tmp_path / "serial"
+    assert main(["register", str(dataset), "--run", str(serial), "--preset", "smoke", "--method", "rigid",
+                 "--workers", "1", "--set", "preview.enabled=false"]) == 0
+    for case_id in ("case_0", "case_1"):
+        for name in ("AP.tfm", "AP.nii.gz"):
+            assert (serial / "registered" / case_id / name).read_bytes() == (run / "registered" / case_id / name).read_bytes()
 
 
 def test_register_command_on_the_phantom_reports_dice(tmp_path: Path, capsys) -> None:
