@@ -108,16 +108,16 @@ def register_phase_convexadam(fixed: sitk.Image, moving: sitk.Image, roi: sitk.I
     multiple = int(np.lcm(config.convexadam_grid_sp, 2))
     grid = working_grid(fixed, roi, config.convexadam_spacing_mm, multiple)
     low = float(config.intensity_window_hu[0])
+    fixed_windowed = window_image(fixed, config.intensity_window_hu)
+    moving_windowed = window_image(moving, config.intensity_window_hu)
+    fixed_work_source, moving_work_source = fixed_windowed, moving_windowed
     if config.convexadam_presmooth_mm > 0:
-        fixed_work_source = sitk.SmoothingRecursiveGaussian(window_image(fixed, config.intensity_window_hu), config.convexadam_presmooth_mm)
-        moving_work_source = sitk.SmoothingRecursiveGaussian(window_image(moving, config.intensity_window_hu), config.convexadam_presmooth_mm)
-    else:
-        fixed_work_source = window_image(fixed, config.intensity_window_hu)
-        moving_work_source = window_image(moving, config.intensity_window_hu)
+        fixed_work_source = sitk.SmoothingRecursiveGaussian(fixed_windowed, config.convexadam_presmooth_mm)
+        moving_work_source = sitk.SmoothingRecursiveGaussian(moving_windowed, config.convexadam_presmooth_mm)
     fixed_work = sitk.Resample(fixed_work_source, grid, sitk.Transform(), sitk.sitkLinear, low)
     moving_work = sitk.Resample(moving_work_source, grid, affine.transform, sitk.sitkLinear, low)
-    fixed_crop, roi_crop = crop_to_mask(window_image(fixed, config.intensity_window_hu), roi)
-    evaluate = resampling_evaluator(fixed_crop, window_image(moving, config.intensity_window_hu), roi_crop,
+    fixed_crop, roi_crop = crop_to_mask(fixed_windowed, roi)
+    evaluate = resampling_evaluator(fixed_crop, moving_windowed, roi_crop,
                                     config.histogram_bins)
     current = evaluate(affine.transform)  # the same referee for the affine result and the field
     try:

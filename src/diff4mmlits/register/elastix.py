@@ -67,7 +67,8 @@ def parameter_maps(itk, config: RegisterConfig, threads: int) -> object:
         m["RandomSeed"] = [str(config.sampling_seed + 1)]
         m["MaximumNumberOfIterations"] = [str(config.elastix_iterations)]
         m["ErodeMask"] = ["false"]
-        m["MaximumNumberOfThreads"] = [str(max(threads, 1))] if threads > 0 else m.get("MaximumNumberOfThreads", [])
+        if threads > 0:
+            m["MaximumNumberOfThreads"] = [str(threads)]
         m["AutomaticTransformInitialization"] = ["false"]
         m["WriteResultImage"] = ["false"]
         m["DefaultPixelValue"] = [str(config.intensity_window_hu[0])]
@@ -77,8 +78,6 @@ def parameter_maps(itk, config: RegisterConfig, threads: int) -> object:
             m["Metric0Weight"] = ["1.0"]
             m["Metric1Weight"] = [str(config.elastix_bending_weight)]
             m["FinalGridSpacingInPhysicalUnits"] = [str(config.elastix_grid_mm)]
-        if not m["MaximumNumberOfThreads"]:
-            del m["MaximumNumberOfThreads"]
         maps.AddParameterMap(m)
     return maps
 
