@@ -18,11 +18,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# One torch/OpenMP thread per process unless you say otherwise: the demo's tensors are small and
-# a busy 2-core machine runs oversubscribed threads several times slower (measured: the inpainter
-# 823 s with 2 threads under load vs 68 s with 1).
+# The CLI chooses its own threads and processes (diff4mmlits.threads: the cores not busy with
+# other work); `make demo THREADS=1` or OMP_NUM_THREADS=1 pins one.
 demo: $(STAMP)
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/diff4mmlits demo
+	$(BIN)/diff4mmlits $(if $(THREADS),--threads $(THREADS)) demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("DIFF4MMLITS_NO_PROGRESS", "1")
+os.environ.setdefault("DIFF4MMLITS_THREADS", "1")  # one core per test process: results do not depend on the machine
 
 REAL_DATA = Path(os.environ.get("DIFF4MMLITS_REAL_DATA") or next(
     (p / "shared" / "data" / "real" for p in Path(__file__).resolve().parents if (p / "shared" / "data" / "real").is_dir()),

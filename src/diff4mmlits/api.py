@@ -106,9 +106,11 @@ def register_phases(phases: Mapping[str, ImageLike], label: ImageLike | None = N
     the body) and resampled onto its grid: phase name → image (the annotated phase as given)."""
     from diff4mmlits.config import resolve_config
     from diff4mmlits.register import register_case
+    from diff4mmlits.threads import worker_processes
 
     config = resolve_config(preset, None, overrides or [])
-    result = register_case(_case(phases, label, annotated_phase, "case"), config.register)
+    result = register_case(_case(phases, label, annotated_phase, "case"), config.register,
+                           workers=worker_processes(jobs=len(phases) - 1))
     return {name: to_sitk(volume) for name, volume in result.case.phases.items()}
 
 

@@ -119,11 +119,15 @@ def _print_version(value: bool) -> None:
 def _global_options(
     version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors: no progress, no log lines (also DIFF4MMLITS_NO_PROGRESS=1 for progress alone).")] = False,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="Cores to compute with: worker processes for independent cases and phases, torch threads for one big computation. Default: DIFF4MMLITS_THREADS or OMP_NUM_THREADS when set, else the cores this process may use less those other processes keep busy.")] = None,
 ) -> None:
-    """Options for every command, written before it: diff4mmlits --quiet run …"""
+    """Options for every command, written before it: diff4mmlits --quiet --threads 2 run …"""
+    from diff4mmlits.threads import apply_threads
+
     if quiet:
         logging.getLogger("diff4mmlits").setLevel(logging.WARNING)
         os.environ["DIFF4MMLITS_NO_PROGRESS"] = "1"
+    apply_threads(threads)
 
 
 # --- data ------------------------------------------------------------------------------------

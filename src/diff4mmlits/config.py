@@ -94,8 +94,9 @@ class Config(Section):
     device: str = "auto"
     """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
     workers: int = Field(default=0, ge=0)
-    """Parallel processes for per-case registration; 0: one per core, at most 4 (each holds a case's
-    phases in memory; SimpleITK runs one thread in each, see ``register.threads``)."""
+    """Parallel processes for per-case registration; 0: the thread budget (``--threads``; by default
+    the cores not busy with other work), at most 4 (each holds a case's phases in memory; SimpleITK
+    runs one thread in each, see ``register.threads``)."""
     # in the paper's order: the data, 1. register, 2. inpaint, 3. synthesize, 4. segment, 5. evaluate
     data: DataConfig = DataConfig()
     phantom: PhantomConfig = PhantomConfig()
@@ -111,7 +112,7 @@ class Config(Section):
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"device": "cpu", "workers": 1},
-        "demo": {"device": "auto", "workers": 2},
+        "demo": {"device": "auto"},
         "paper": {"device": "auto"},
     }
 

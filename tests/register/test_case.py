@@ -70,3 +70,15 @@ def test_a_label_off_the_annotated_grid_gives_one_clear_line(shifted_case) -> No
     with pytest.raises(InputError, match=r"label vs PVP: origin .* differs") as err:
         Case(case.case_id, case.phases, label=shifted_label)
     assert "\n" not in str(err.value)
+
+
+def test_phases_registered_in_parallel_threads_equal_one_by_one(shifted_case, smoke_config) -> None:
+    case, _, _ = shifted_case
+    serial = register_case(case, smoke_config, workers=1)
+    parallel = register_case(case, smoke_config, workers=3)
+    for name in ("NC", "AP", "DP"):
+        assert np.array_equal(serial.case.phases[name].array, parallel.case.phases[name].array), name
+        assert serial.transforms[name].GetParameters() == parallel.transforms[name].GetParameters(), name
+        untimed = [[{k: v for k, v in stage.items() if k != "seconds"} for stage in result.qc["phases"][name]["stages"]]
+                   for result in (serial, parallel)]
+        assert untimed[0] == untimed[1], name

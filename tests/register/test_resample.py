@@ -6,7 +6,13 @@ import numpy as np
 import SimpleITK as sitk
 
 from diff4mmlits.data.volume import Volume
-from diff4mmlits.register.resample import FILL_HU, displacement_field_mm, identity_transform, resample_onto
+from diff4mmlits.register.resample import (
+    FILL_HU,
+    dense_transform,
+    displacement_field_mm,
+    identity_transform,
+    resample_onto,
+)
 
 
 def test_identity_on_the_same_grid_reproduces_the_image(rng) -> None:
@@ -37,3 +43,36 @@ def test_displacement_field_of_a_translation_is_the_offset_in_zyx() -> None:
     np.testing.assert_allclose(field[..., 1], -1.0)  # y
     np.testing.assert_allclose(field[..., 2], 0.5)  # x
     np.testing.assert_allclose(displacement_field_mm(identity_transform(), reference), 0.0)
+
+
+def _smooth_bspline(reference: Volume) -> sitk.Transform:
+    """A B-spline over ``reference``'s box with 60 mm control spacing and smooth random displacements (±4 mm)."""
+    from diff4mmlits.data.io import to_sitk
+
+    image = to_sitk(reference)
+    mesh = [max(1, int(np.ceil(n * s / 60.0))) for n, s in zip(image.GetSize(), image.GetSpacing())]
+    bspline = sitk.BSplineTransformInitializer(image, mesh, order=3)
+    parameters = np.random.default_rng(3).uniform(-4.0, 4.0, len(bspline.GetParameters()))
+    bspline.SetParameters(tuple(float(v) for v in parameters))
+    return bspline
+
+
+def test_a_coarse_displacement_field_maps_every_voxel_like_the_bspline() -> None:
+    direction = np.diag([-1.0, 1.0, 1.0])  # a flipped axis: the coarse grid follows the reference's direction
+    reference = Volume(np.zeros((20, 96, 96), np.float32), (2.5, 0.7, 0.7), (40.0, -30.0, -30.0), direction)
+    bspline = _smooth_bspline(reference)
+    exact = dense_transform(bspline, reference)
+    coarse = dense_transform(bspline, reference, spacing_mm=2.0)
+    fine_field = sitk.DisplacementFieldTransform(exact).GetDisplacementField()
+    coarse_field = sitk.DisplacementFieldTransform(coarse).GetDisplacementField()
+    assert fine_field.GetSize() == (96, 96, 20)
+    assert coarse_field.GetSize() == (34, 34, 20)  # z kept (2.5 mm)
+    points = reference.index_to_world(np.argwhere(np.ones(reference.shape, bool))[::37])[:, ::-1]  # (x, y, z) mm
+    error = [np.linalg.norm(np.subtract(coarse.TransformPoint(tuple(p)), bspline.TransformPoint(tuple(p)))) for p in points]
+    assert max(error) < 0.05  # mm, corners and edges included (outside a field's domain it would be 0 displacement)
+
+
+def test_a_coarse_reference_keeps_its_own_grid() -> None:
+    reference = Volume(np.zeros((10, 12, 14), np.float32), (3.0, 3.0, 3.0))
+    field = sitk.DisplacementFieldTransform(dense_transform(_smooth_bspline(reference), reference, spacing_mm=2.0))
+    assert field.GetDisplacementField().GetSize() == (14, 12, 10)

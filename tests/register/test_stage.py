@@ -134,15 +134,22 @@ def test_the_report_shows_the_registration(tmp_path: Path) -> None:
     assert (run / "report" / "figures" / "registered_case_0_qc.png").is_file()  # inside report/: it travels
 
 
-def test_workers_zero_means_one_per_usable_core_at_most_four(monkeypatch) -> None:
-    import os
-
+def test_workers_zero_means_the_thread_budget_at_most_four(monkeypatch) -> None:
+    from diff4mmlits import threads
     from diff4mmlits.register.stage import default_workers
 
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.delenv(threads.ENV_THREADS, raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "_budget", None)
+    monkeypatch.setattr(threads, "busy_cores", lambda interval_s=0.1: 0.0)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
     assert default_workers() == 2
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 64)
     assert default_workers() == 4
+    monkeypatch.setattr(threads, "busy_cores", lambda interval_s=0.1: 63.0)  # a busy machine: one
+    assert default_workers() == 1
+    monkeypatch.setenv(threads.ENV_THREADS, "3")  # --threads 3
+    assert default_workers() == 3
     assert resolve_config("paper").workers == 0 and resolve_config("smoke").workers == 1
 
 

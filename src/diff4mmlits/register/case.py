@@ -27,6 +27,7 @@ from diff4mmlits.register.phase import PhaseRegistration
 from diff4mmlits.register.qc import label_dice, region_nmi
 from diff4mmlits.register.resample import dense_transform, resample_onto
 from diff4mmlits.register.roi import RegionOfInterest, liver_roi
+from diff4mmlits.register.workers import run_in_processes
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,8 @@ class RegisteredCase:
     registrations: Mapping[str, PhaseRegistration] = field(default_factory=dict)
 
 
-def register_case(case: Case, config: RegisterConfig, truth_labels: Mapping[str, Volume] | None = None) -> RegisteredCase:
+def register_case(case: Case, config: RegisterConfig, truth_labels: Mapping[str, Volume] | None = None,
+                  workers: int = 1) -> RegisteredCase:
     """Register every phase of ``case`` onto its annotated phase (liver-focused) and resample it there.
 
     Args:
@@ -63,6 +65,8 @@ def register_case(case: Case, config: RegisterConfig, truth_labels: Mapping[str,
         config: the ``register`` section.
         truth_labels: optional per-phase labels on each phase's own grid (the phantom's truth);
             with them, ``qc`` holds liver and tumor Dice before and after.
+        workers: phases registered at once, in worker processes (a single case: ``predict``); the
+            result does not depend on it. The register stage runs cases in processes instead and keeps 1.
 
     Returns:
         The registered case, a transform per registered phase and the QC numbers.
@@ -80,29 +84,22 @@ def register_case(case: Case, config: RegisterConfig, truth_labels: Mapping[str,
             check_phase_orientation(case.case_id, name, volume, annotated, case.annotated_phase)
             _require_overlap(case.case_id, name, volume, roi, case.annotated_phase)
 
-    fixed, roi_image = to_sitk(annotated), to_sitk(roi.mask)
     liver = case.label.array > 0 if roi.source == "liver" else roi.mask.array > 0
-    phases: dict[str, Volume] = {}
-    transforms: dict[str, sitk.Transform] = {}
-    registrations: dict[str, PhaseRegistration] = {}
-    phase_qc: dict[str, Any] = {}
-    for name in PHASES:
-        if name not in case.phases:
-            phase_qc[name] = {"status": "missing"}
-            continue
-        if name == case.annotated_phase:
-            phases[name] = annotated
-            phase_qc[name] = {"status": "reference"}
-            continue
-        phase_start = time.perf_counter()
+
+    moving_names = [name for name in PHASES if name in case.phases and name != case.annotated_phase]
+    labels = {name: f"{case.case_id}/{name}" for name in moving_names}
+    jobs = [(annotated, case.phases[name], roi.mask, config, labels[name]) for name in moving_names]
+    if workers > 1 and len(jobs) > 1:  # phases in worker processes (see register/workers.py)
+        results = dict(zip(moving_names, run_in_processes(_registration_job, jobs, workers)))
+    else:
+        results = {name: _registration_job(job) for name, job in zip(moving_names, jobs)}
+
+    def resample_and_measure(name: str, registration: PhaseRegistration, seconds: float) -> tuple[Volume, dict[str, Any]]:
+        measure_start = time.perf_counter()
         moving = case.phases[name]
-        registration = register_phase(fixed, to_sitk(moving), roi_image, config, label=f"{case.case_id}/{name}")
-        on_grid = dense_transform(registration.transform, annotated)  # evaluate a B-spline once
+        on_grid = dense_transform(registration.transform, annotated, config.working_spacing_mm)  # a B-spline once
         before = resample_onto(moving, annotated, None, config.fill_hu)
         after = resample_onto(moving, annotated, on_grid, config.fill_hu)
-        phases[name] = after
-        transforms[name] = registration.transform
-        registrations[name] = registration
         entry: dict[str, Any] = {
             "status": "registered",
             "kept": registration.kept,
@@ -120,8 +117,23 @@ def register_case(case: Case, config: RegisterConfig, truth_labels: Mapping[str,
             dice_after = label_dice(truth_labels[name], case.label, on_grid)
             entry["liver_dice"] = {"before": _round(dice_before["liver"]), "after": _round(dice_after["liver"])}
             entry["tumor_dice"] = {"before": _round(dice_before["tumor"]), "after": _round(dice_after["tumor"])}
-        entry["seconds"] = round(time.perf_counter() - phase_start, 3)
-        phase_qc[name] = entry
+        entry["seconds"] = round(seconds + time.perf_counter() - measure_start, 3)
+        return after, entry
+
+    phases: dict[str, Volume] = {}
+    transforms: dict[str, sitk.Transform] = {}
+    registrations: dict[str, PhaseRegistration] = {}
+    phase_qc: dict[str, Any] = {}
+    for name in PHASES:
+        if name not in case.phases:
+            phase_qc[name] = {"status": "missing"}
+        elif name == case.annotated_phase:
+            phases[name] = annotated
+            phase_qc[name] = {"status": "reference"}
+        else:
+            registrations[name], seconds = results[name]
+            transforms[name] = registrations[name].transform
+            phases[name], phase_qc[name] = resample_and_measure(name, registrations[name], seconds)
 
     registered = Case(case.case_id, phases, label=case.label, annotated_phase=case.annotated_phase, extras=case.extras)
     qc = {
@@ -134,6 +146,14 @@ def register_case(case: Case, config: RegisterConfig, truth_labels: Mapping[str,
         "seconds": round(time.perf_counter() - start, 3),
     }
     return RegisteredCase(registered, transforms, qc, roi, registrations)
+
+
+def _registration_job(job: tuple[Volume, Volume, Volume, RegisterConfig, str]) -> tuple[PhaseRegistration, float]:
+    """One phase's registration (fixed, moving, region, settings, label) and its wall seconds."""
+    fixed, moving, roi, config, label = job
+    start = time.perf_counter()
+    registration = register_phase(to_sitk(fixed), to_sitk(moving), to_sitk(roi), config, label=label)
+    return registration, time.perf_counter() - start
 
 
 def _require_overlap(case_id: str, name: str, volume: Volume, roi: RegionOfInterest, annotated_phase: str) -> None:

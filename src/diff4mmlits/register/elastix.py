@@ -25,15 +25,12 @@ import SimpleITK as sitk
 from diff4mmlits.errors import InputError
 from diff4mmlits.register.config import RegisterConfig
 from diff4mmlits.register.phase import (
-    MOVING_PAD_MM,
     PhaseRegistration,
     StageResult,
-    crop_to_mask,
-    crop_to_world_box,
     flatten,
     metric_evaluator,
+    prepare_pair,
     short,
-    window_image,
 )
 from diff4mmlits.register.resample import identity_transform
 
@@ -100,8 +97,8 @@ def register_phase_elastix(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Imag
         InputError: itk-elastix is not installed, or the phase and region cannot be compared.
     """
     itk = require_elastix()
-    fixed_crop, roi_crop = crop_to_mask(window_image(fixed, config.intensity_window_hu), roi)
-    moving_crop = crop_to_world_box(window_image(moving, config.intensity_window_hu), fixed_crop, MOVING_PAD_MM)
+    fixed_crop, moving_crop, roi_crop = prepare_pair(fixed, moving, roi, config.intensity_window_hu,
+                                                     config.working_spacing_mm)
     evaluate = metric_evaluator(fixed_crop, moving_crop, roi_crop, config.histogram_bins)
     try:
         before = evaluate(identity_transform())

@@ -27,17 +27,14 @@ from diff4mmlits.data.io import first_itk_line
 from diff4mmlits.errors import InputError
 from diff4mmlits.register.config import RegisterConfig
 from diff4mmlits.register.phase import (
-    MOVING_PAD_MM,
     PhaseRegistration,
     StageResult,
-    crop_to_mask,
-    crop_to_world_box,
     flatten,
     itk_threads,
     mask_centroid,
     metric_evaluator,
+    prepare_pair,
     short,
-    window_image,
 )
 from diff4mmlits.register.resample import identity_transform
 
@@ -77,8 +74,7 @@ def register_phase_chain(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image,
 def _register_phase(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image, config: RegisterConfig,
                     label: str) -> PhaseRegistration:
     fixed_full = fixed
-    fixed, roi = crop_to_mask(window_image(fixed, config.intensity_window_hu), roi)
-    moving = crop_to_world_box(window_image(moving, config.intensity_window_hu), fixed, MOVING_PAD_MM)
+    fixed, moving, roi = prepare_pair(fixed, moving, roi, config.intensity_window_hu, config.working_spacing_mm)
     evaluate = metric_evaluator(fixed, moving, roi, config.histogram_bins)
     centre = mask_centroid(roi)
 

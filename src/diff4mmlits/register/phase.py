@@ -153,6 +153,43 @@ def crop_to_world_box(moving: sitk.Image, fixed: sitk.Image, pad_mm: float) -> s
     return sitk.RegionOfInterest(moving, [int(v) for v in stop - start], [int(v) for v in start])
 
 
+def to_working_grid(image: sitk.Image, spacing_mm: float, label: bool = False) -> sitk.Image:
+    """``image`` on a grid no finer than ``spacing_mm`` along any axis (coarser axes kept): Gaussian
+    anti-aliasing (σ = half the new spacing, axes that are coarsened only), then linear resampling
+    (nearest for a ``label``) over the same box, same direction. Unchanged when no axis is finer.
+
+    Registration needs the anatomy, not every pixel: a 512 × 512 CT phase has 0.6–0.9 mm pixels,
+    which cost minutes per phase in the metric and the B-spline, and no accuracy (issue 17)."""
+    spacing = np.asarray(image.GetSpacing(), float)
+    if spacing_mm <= 0 or np.all(spacing >= spacing_mm - 1e-6):
+        return image
+    new_spacing = np.maximum(spacing, spacing_mm)
+    extent = spacing * np.asarray(image.GetSize())  # the box's edge lengths (voxel edges), mm
+    new_size = np.maximum(1, np.floor(extent / new_spacing + 1e-6)).astype(int)
+    new_spacing = extent / new_size
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    corner = np.asarray(image.GetOrigin()) - direction @ (spacing / 2)  # the box's first corner
+    origin = corner + direction @ (new_spacing / 2)
+    source = image
+    if not label:
+        variance = [(0.5 * n) ** 2 if n > s + 1e-6 else 0.0 for n, s in zip(new_spacing, spacing)]
+        source = sitk.DiscreteGaussian(sitk.Cast(image, sitk.sitkFloat32), variance, 32, 0.01, True)
+    return sitk.Resample(source, [int(v) for v in new_size], sitk.Transform(), sitk.sitkNearestNeighbor if label else sitk.sitkLinear,
+                         tuple(float(v) for v in origin), tuple(float(v) for v in new_spacing), image.GetDirection(), 0.0,
+                         image.GetPixelID() if label else sitk.sitkFloat32)
+
+
+def prepare_pair(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image, window_hu: tuple[float, float],
+                 spacing_mm: float) -> tuple[sitk.Image, sitk.Image, sitk.Image]:
+    """What every backend registers: both phases windowed to ``window_hu``, the fixed phase and its
+    region cropped to the region's box, the moving phase to that box grown by ``MOVING_PAD_MM``, all
+    on working grids no finer than ``spacing_mm`` (:func:`to_working_grid`). Returns (fixed, moving, roi)."""
+    fixed, roi = crop_to_mask(window_image(fixed, window_hu), roi)
+    moving = crop_to_world_box(window_image(moving, window_hu), fixed, MOVING_PAD_MM)
+    return (to_working_grid(fixed, spacing_mm), to_working_grid(moving, spacing_mm),
+            to_working_grid(roi, spacing_mm, label=True))
+
+
 def mask_centroid(mask: sitk.Image) -> tuple[float, float, float]:
     """World centroid (x, y, z, mm) of a mask: the centre of rotation of the rigid and affine stages."""
     index_zyx = np.argwhere(sitk.GetArrayViewFromImage(mask) > 0)

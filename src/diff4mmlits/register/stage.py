@@ -15,11 +15,8 @@ A case whose ``qc.json`` records the same inputs and settings is up to date and 
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
 import time
-from collections.abc import Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,8 +40,10 @@ from diff4mmlits.register.case import RegisteredCase, register_case
 from diff4mmlits.register.config import RegisterConfig
 from diff4mmlits.register.qc import QC_JSON, QC_PNG, plot_registration_qc, read_qc
 from diff4mmlits.register.report import section_registration
+from diff4mmlits.register.workers import run_in_processes
 from diff4mmlits.runfolder import RunFolder, fingerprint_of, write_case_atomically
 from diff4mmlits.stage import Stage
+from diff4mmlits.threads import worker_processes
 
 log = logging.getLogger(__name__)
 
@@ -157,12 +156,9 @@ def case_fingerprint(config: RegisterConfig, manifest_entry: Mapping[str, Any] |
 
 
 def default_workers(limit: int = 4) -> int:
-    """Processes for ``workers: 0``: one per core this process may use, at most ``limit``."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, limit))
+    """Processes for ``workers: 0``: the thread budget (:mod:`diff4mmlits.threads`: the cores this
+    process may use, less those other processes keep busy), at most ``limit``."""
+    return worker_processes(limit=limit)
 
 
 def register_run(run: RunFolder, config: Config, shard: tuple[int, int] = (1, 1), workers: int | None = None,
@@ -192,22 +188,23 @@ def register_run(run: RunFolder, config: Config, shard: tuple[int, int] = (1, 1)
     try:
         with logging_redirect_tqdm(loggers=[logging.getLogger("diff4mmlits")]):  # warnings above the bar
             if workers == 1 or len(todo) <= 1:
-                for job in todo:
-                    summaries.append(register_job(job))
+                for job in todo:  # one case: its phases in parallel threads instead
+                    summaries.append(register_job(job, phase_workers=workers if len(todo) == 1 else 1))
                     bar.update(1)
             else:
-                summaries += _run_parallel(todo, min(workers, len(todo)), bar)
+                summaries += run_in_processes(register_job, todo, workers, on_done=lambda: bar.update(1))
     finally:
         bar.close()
     return summaries
 
 
-def register_job(job: CaseJob) -> dict[str, Any]:
-    """Read, register and write one case (runs in a worker process); return a short summary."""
+def register_job(job: CaseJob, phase_workers: int = 1) -> dict[str, Any]:
+    """Read, register and write one case (runs in a worker process; its phases in ``phase_workers``
+    threads); return a short summary."""
     cpu_start = time.process_time()
     case = read_case_files(job.source, annotated_phase=job.annotated_phase, require_label=False)
     truth = _truth_labels(job.truth_dataset, job.case_id)
-    result = register_case(case, job.config, truth_labels=truth)
+    result = register_case(case, job.config, truth_labels=truth, workers=phase_workers)
     write_registered_case(result, case, job.out_dir, fingerprint=job.fingerprint, figure=job.figure)
     phases = result.qc["phases"]
     return {
@@ -238,62 +235,6 @@ def _truth_labels(dataset: Path | None, case_id: str) -> dict[str, Volume] | Non
     from diff4mmlits.data.phantom import read_phantom_truth
 
     return dict(read_phantom_truth(dataset, case_id).phase_labels)
-
-
-def _run_parallel(jobs: Sequence[CaseJob], workers: int, bar: Any) -> list[dict[str, Any]]:
-    """Run jobs in a process pool (SimpleITK single-threaded per process); stop at the first error."""
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
-    level = logging.getLogger("diff4mmlits").getEffectiveLevel()
-    summaries: list[dict[str, Any]] = []
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
-                             initargs=(level,)) as pool:
-        pending: set[Future] = {pool.submit(_register_job_in_worker, job) for job in jobs}
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-            for future in done:
-                error = future.exception()
-                if error is not None:
-                    for other in pending:
-                        other.cancel()
-                    raise error
-                summary = future.result()
-                for level, message in summary.pop("log", []):
-                    log.log(level, "%s", message)  # the worker's warnings, printed here above the bar
-                summaries.append(summary)
-                bar.update(1)
-    return summaries
-
-
-class _CollectingHandler(logging.Handler):
-    """Keeps a worker's log messages so that the main process prints them (one console, one bar)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.messages: list[tuple[int, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append((record.levelno, record.getMessage()))
-
-
-_WORKER_LOG = _CollectingHandler()
-
-
-def _init_worker(level: int) -> None:
-    """Worker set-up: one SimpleITK thread (the processes share the cores); log messages collected."""
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    root = logging.getLogger("diff4mmlits")
-    root.handlers[:] = [_WORKER_LOG]
-    root.setLevel(level)
-    root.propagate = False
-
-
-def _register_job_in_worker(job: CaseJob) -> dict[str, Any]:
-    """:func:`register_job` in a worker process; the summary carries the case's log messages."""
-    _WORKER_LOG.messages.clear()
-    summary = register_job(job)
-    summary["log"] = list(_WORKER_LOG.messages)
-    return summary
 
 
 def every_case_registered(run: RunFolder, config: Config) -> bool:

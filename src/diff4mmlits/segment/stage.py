@@ -37,6 +37,7 @@ from diff4mmlits.segment.report import section_segmenter
 from diff4mmlits.segment.train import TrainResult, train_model
 from diff4mmlits.stage import Stage
 from diff4mmlits.synthesize.painters import load_painter
+from diff4mmlits.threads import worker_processes
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def ensure_registered(case: Case, run_config: dict[str, Any] | None, keep_in: Pa
     if case.is_registered():
         return case
     config = Config.model_validate(run_config or {})
-    result = register_case(case, config.register)
+    result = register_case(case, config.register, workers=worker_processes(jobs=len(case.phases) - 1))
     if keep_in is not None:
         from diff4mmlits.register.stage import write_registered_case
 

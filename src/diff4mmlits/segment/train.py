@@ -69,6 +69,7 @@ from diff4mmlits.segment.plan import (
 )
 from diff4mmlits.segment.plan import fingerprint as fingerprint_of_cases
 from diff4mmlits.segment.synthetic_pool import SyntheticPool
+from diff4mmlits.threads import thread_budget
 from diff4mmlits.training import (
     LOG_STATE_KEY,
     CurveGroup,
@@ -278,6 +279,9 @@ def train_segmenter(
     )
     workers = config.loader_workers
     last_epoch = min(config.epochs, max_epochs) if max_epochs is not None else config.epochs
+    threads_before = torch.get_num_threads()
+    if workers and device.type == "cpu":  # the loader processes take their cores from the budget
+        torch.set_num_threads(max(1, thread_budget() - workers))
     try:
         for epoch in range(start_epoch, last_epoch):
             if pool is not None:
@@ -349,6 +353,7 @@ def train_segmenter(
                 )
             barrier(context)
     finally:
+        torch.set_num_threads(threads_before)
         if pool is not None:
             pool.close()
     rows = training_log.rows

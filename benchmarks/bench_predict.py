@@ -1,0 +1,167 @@
+"""Benchmark of ``diff4mmlits predict`` on a clinical-size, unregistered four-phase case (issue 17).
+
+The case: a phantom case at size 128 (``--site``), each phase up-sampled in-plane ×4 on its own
+grid (its own field of view, orientation and motion stay): about 512 × 512 × 96 voxels per phase,
+0.7–0.9 mm pixels. The model: a segmenter of the ``--preset`` network trained for two steps on
+two phantom cases (prediction cost does not depend on the weights).
+
+Each run is the command line in a fresh process, as a user runs it:
+``diff4mmlits --threads N predict CASE OUT --model MODEL``; wall seconds, and the peak resident
+memory of the whole process tree (the command and its registration workers, sampled every 50 ms).
+``--threads 1`` is the baseline in this process; the default (the CLI's own choice) is reported as a
+ratio to it. Registration's share comes from ``--save-registered``'s ``qc.json`` of a separate run.
+
+Targets (issue 17): ≤ 30 s including registration, ≤ 4 GB peak, on 2 cores.
+
+    python benchmarks/bench_predict.py [--repeats 2] [--site default] [--out runs/bench_predict]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("DIFF4MMLITS_NO_PROGRESS", "1")
+
+from diff4mmlits.config import resolve_config  # noqa: E402
+from diff4mmlits.data.case import Case  # noqa: E402
+from diff4mmlits.data.io import write_volume  # noqa: E402
+from diff4mmlits.data.phantom import make_phantom_case  # noqa: E402
+from diff4mmlits.data.volume import Volume  # noqa: E402
+from diff4mmlits.register.resample import resample_onto  # noqa: E402
+from diff4mmlits.segment.train import train_model  # noqa: E402
+
+IN_PLANE_ZOOM = 4
+"""The phantom at size 128, up-sampled in-plane ×4: 512 × 512 per slice."""
+
+
+def clinical_phase(volume: Volume) -> Volume:
+    """``volume`` on a grid ×4 finer in-plane (same origin corner, direction and extent), linear."""
+    spacing = np.asarray(volume.spacing_mm, float)
+    zoom = np.array([1, IN_PLANE_ZOOM, IN_PLANE_ZOOM])
+    fine_spacing = spacing / zoom
+    # keep the field of view: the first voxel's corner stays where it was
+    shift = volume.direction @ ((fine_spacing - spacing) / 2)  # (z, y, x) mm
+    origin = tuple(np.asarray(volume.origin_mm) + shift)
+    reference = Volume(np.zeros(tuple(np.array(volume.shape) * zoom), np.float32), tuple(fine_spacing), origin, volume.direction)
+    fine = resample_onto(volume, reference)
+    return fine.with_array(fine.array.astype(np.float32))
+
+
+def write_clinical_case(folder: Path, seed: int, site: str) -> dict[str, tuple[int, ...]]:
+    """Write the four phases of a clinical-size case (their own grids) to ``folder``; shapes."""
+    case = make_phantom_case(0, seed=seed, site=site, size=128).case
+    folder.mkdir(parents=True, exist_ok=True)
+    shapes = {}
+    for name, volume in case.phases.items():
+        fine = clinical_phase(volume)
+        write_volume(fine, folder / f"{name}.nii.gz")
+        shapes[name] = fine.shape
+    return shapes
+
+
+def train_tiny_model(out: Path, preset: str, seed: int) -> Path:
+    """A segmenter of the preset's network after two steps on two registered phantom cases of size 128."""
+    train = []
+    for index in (1, 2):
+        case = make_phantom_case(index, seed=seed, site="default", size=128).case
+        phases = {k: resample_onto(v, case.annotated) for k, v in case.phases.items()}
+        train.append(Case(case.case_id, phases, case.label))
+    config = resolve_config(preset).segment.model_copy(update={
+        "epochs": 1, "steps_per_epoch": 2, "cascade_liver_epochs": 1, "loader_workers": 0})
+    train_model(train, [], config, out, seed=0, echo=lambda _: None)
+    return out
+
+
+def tree_rss_mb(root: int) -> float:
+    """Resident memory of ``root`` and all its descendants (MB), from ``/proc``."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            children.setdefault(int(fields[1]), []).append(int(entry))
+            rss[int(entry)] = int(fields[21]) * page
+        except (OSError, ValueError, IndexError):
+            continue
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total / 2**20
+
+
+def run_predict(case_dir: Path, out: Path, model: Path, threads: int | None, extra: list[str] = ()) -> dict[str, float]:
+    """The command line in a fresh process: wall seconds and peak tree memory (MB)."""
+    command = [str(Path(sys.executable).parent / "diff4mmlits")] + (["--threads", str(threads)] if threads else []) + [
+        "predict", str(case_dir), str(out), "--model", str(model), *extra]
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "DIFF4MMLITS_THREADS")}
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = 0.0
+    while process.poll() is None:
+        peak = max(peak, tree_rss_mb(process.pid))
+        time.sleep(0.05)
+    wall = time.perf_counter() - start
+    output = process.stdout.read() if process.stdout else ""
+    if process.returncode != 0:
+        raise RuntimeError(f"predict failed ({process.returncode}):\n{output}")
+    return {"wall_s": wall, "peak_mb": peak}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each setting (the median is reported)")
+    parser.add_argument("--site", default="default", choices=("default", "second", "third"))
+    parser.add_argument("--preset", default="demo", help="the network's preset (demo: the demo's segmenter)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_predict"))
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results: dict = {"site": args.site, "preset": args.preset, "cores": len(os.sched_getaffinity(0))}
+    with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp:
+        start = time.perf_counter()
+        case_dir = Path(tmp) / "case"
+        shapes = write_clinical_case(case_dir, args.seed, args.site)
+        model = train_tiny_model(Path(tmp) / "model", args.preset, args.seed)
+        results["shapes"] = {k: list(v) for k, v in shapes.items()}
+        print(f"clinical case ({args.site} site): " + ", ".join(f"{k} {'×'.join(map(str, v[::-1]))}" for k, v in shapes.items())
+              + f"; set up in {time.perf_counter() - start:.0f} s", flush=True)
+        saved = Path(tmp) / "saved"
+        run_predict(case_dir, saved, model, None, ["--save-registered"])
+        qc = json.loads(next(saved.glob("*_registered/qc.json")).read_text())
+        phase_s = {k: v["seconds"] for k, v in qc["phases"].items() if "seconds" in v}
+        results["registration"] = {"case_s": qc["seconds"], "phase_s": phase_s}
+        print(f"  registration (default threads): {qc['seconds']:.1f} s for the case; per phase "
+              + ", ".join(f"{k} {v:.1f} s" for k, v in phase_s.items()), flush=True)
+        rows: dict[str, list[dict[str, float]]] = {"1 thread": [], "default": []}
+        for _ in range(args.repeats):  # alternate, so that a noisy moment hits both settings
+            for name, threads in (("1 thread", 1), ("default", None)):
+                rows[name].append(run_predict(case_dir, Path(tmp) / f"out_{name.replace(' ', '_')}", model, threads))
+    summary = {name: {"wall_s": float(np.median([r["wall_s"] for r in runs])),
+                      "peak_mb": float(max(r["peak_mb"] for r in runs))} for name, runs in rows.items()}
+    results["predict"] = summary
+    base = summary["1 thread"]["wall_s"]
+    print(f"  {'':<10}{'wall s':>8}{'× 1 thread':>12}{'peak MB':>10}   (median of {args.repeats}; targets ≤ 30 s, ≤ 4096 MB)")
+    for name, row in summary.items():
+        print(f"  {name:<10}{row['wall_s']:>8.1f}{row['wall_s'] / base:>12.2f}{row['peak_mb']:>10.0f}")
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"results in {args.out / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
