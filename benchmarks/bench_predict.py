@@ -31,41 +31,22 @@ import numpy as np
 
 os.environ.setdefault("DIFF4MMLITS_NO_PROGRESS", "1")
 
+from clinical import clinical_case  # noqa: E402  (benchmarks/clinical.py)
 from diff4mmlits.config import resolve_config  # noqa: E402
 from diff4mmlits.data.case import Case  # noqa: E402
 from diff4mmlits.data.io import write_volume  # noqa: E402
 from diff4mmlits.data.phantom import make_phantom_case  # noqa: E402
-from diff4mmlits.data.volume import Volume  # noqa: E402
 from diff4mmlits.register.resample import resample_onto  # noqa: E402
 from diff4mmlits.segment.train import train_model  # noqa: E402
 
-IN_PLANE_ZOOM = 4
-"""The phantom at size 128, up-sampled in-plane ×4: 512 × 512 per slice."""
-
-
-def clinical_phase(volume: Volume) -> Volume:
-    """``volume`` on a grid ×4 finer in-plane (same origin corner, direction and extent), linear."""
-    spacing = np.asarray(volume.spacing_mm, float)
-    zoom = np.array([1, IN_PLANE_ZOOM, IN_PLANE_ZOOM])
-    fine_spacing = spacing / zoom
-    # keep the field of view: the first voxel's corner stays where it was
-    shift = volume.direction @ ((fine_spacing - spacing) / 2)  # (z, y, x) mm
-    origin = tuple(np.asarray(volume.origin_mm) + shift)
-    reference = Volume(np.zeros(tuple(np.array(volume.shape) * zoom), np.float32), tuple(fine_spacing), origin, volume.direction)
-    fine = resample_onto(volume, reference)
-    return fine.with_array(fine.array.astype(np.float32))
-
 
 def write_clinical_case(folder: Path, seed: int, site: str) -> dict[str, tuple[int, ...]]:
-    """Write the four phases of a clinical-size case (their own grids) to ``folder``; shapes."""
-    case = make_phantom_case(0, seed=seed, site=site, size=128).case
+    """Write the four phases of a clinical-size case (:mod:`clinical`; their own grids) to ``folder``; shapes."""
+    case, _ = clinical_case(seed, site)
     folder.mkdir(parents=True, exist_ok=True)
-    shapes = {}
     for name, volume in case.phases.items():
-        fine = clinical_phase(volume)
-        write_volume(fine, folder / f"{name}.nii.gz")
-        shapes[name] = fine.shape
-    return shapes
+        write_volume(volume, folder / f"{name}.nii.gz")
+    return {name: volume.shape for name, volume in case.phases.items()}
 
 
 def train_tiny_model(out: Path, preset: str, seed: int) -> Path:

@@ -34,10 +34,10 @@ def test_a_fine_image_goes_to_the_working_spacing_over_the_same_box(rng) -> None
     image.SetOrigin((10.0, -20.0, 30.0))
     image.SetDirection(direction)
     working = to_working_grid(image, 2.0)
-    assert working.GetSize() == (27, 30, 30) and working.GetDirection() == direction
-    np.testing.assert_allclose(working.GetSpacing(), (2.0, 2.0, 2.5), atol=0.01)
-    np.testing.assert_allclose(_corners(working), _corners(image), atol=1e-6)
-    assert abs(sitk.GetArrayViewFromImage(working).mean() - 60.0) < 1.0  # intensities kept, noise smoothed
+    assert working.GetSize() == (30, 33, 30) and working.GetDirection() == direction  # 0.6 mm × 3; z kept
+    np.testing.assert_allclose(working.GetSpacing(), (1.8, 1.8, 2.5))
+    np.testing.assert_allclose(_corners(working), _corners(image), atol=0.6 + 1e-6)  # at most a partial block less
+    assert abs(sitk.GetArrayViewFromImage(working).mean() - 60.0) < 1.0  # intensities kept, noise averaged
     assert sitk.GetArrayViewFromImage(working).std() < 0.5 * sitk.GetArrayViewFromImage(image).std()
 
 
@@ -58,7 +58,7 @@ def test_a_fine_scan_is_registered_on_the_working_grid_as_well_as_at_full_resolu
     for spacing in (0.0, 2.0):
         setting = config.model_copy(update={"working_spacing_mm": spacing})
         working, _, working_roi = prepare_pair(fixed, moving, roi, setting.intensity_window_hu, spacing)
-        assert min(working.GetSpacing()) >= (spacing or 1.2) - 1e-6 and working_roi.GetSize() == working.GetSize()
+        assert min(working.GetSpacing()) >= (spacing or 1.2) * 0.7 and working_roi.GetSize() == working.GetSize()
         registration = register_phase_chain(fixed, moving, roi, setting)
         errors[spacing] = target_registration_error(registration.transform, case.annotated, truth, liver).mean()
     assert errors[2.0] < 0.15 * np.linalg.norm(shift) and errors[2.0] < errors[0.0] + 0.5, errors

@@ -23,7 +23,7 @@ from diff4mmlits.data.volume import Volume
 from diff4mmlits.errors import InputError
 from diff4mmlits.register.backends import register_phase
 from diff4mmlits.register.config import RegisterConfig
-from diff4mmlits.register.phase import PhaseRegistration
+from diff4mmlits.register.phase import PhaseRegistration, shrink_volume
 from diff4mmlits.register.qc import label_dice, region_nmi
 from diff4mmlits.register.resample import dense_transform, resample_onto
 from diff4mmlits.register.roi import RegionOfInterest, liver_roi
@@ -79,16 +79,21 @@ def register_case(case: Case, config: RegisterConfig, truth_labels: Mapping[str,
     start = time.perf_counter()
     annotated = case.annotated
     roi = liver_roi(case, config.margin_mm)
-    for name, volume in case.phases.items():
+    # checks and QC numbers on the working grid (the same as the full grid on scans that coarse)
+    small = {name: shrink_volume(volume, config.working_spacing_mm) for name, volume in case.phases.items()}
+    small_annotated = small[case.annotated_phase]
+    small_region = shrink_volume(case.label if roi.source == "liver" else roi.mask, config.working_spacing_mm)
+    world = region_points(roi)
+    for name in case.phases:
         if name != case.annotated_phase:
-            check_phase_orientation(case.case_id, name, volume, annotated, case.annotated_phase)
-            _require_overlap(case.case_id, name, volume, roi, case.annotated_phase)
-
-    liver = case.label.array > 0 if roi.source == "liver" else roi.mask.array > 0
+            check_phase_orientation(case.case_id, name, small[name], small_annotated, case.annotated_phase)
+            _require_overlap(case.case_id, name, case.phases[name], roi, world, case.annotated_phase)
+    liver = small_region.array > 0
 
     moving_names = [name for name in PHASES if name in case.phases and name != case.annotated_phase]
     labels = {name: f"{case.case_id}/{name}" for name in moving_names}
-    jobs = [(annotated, case.phases[name], roi.mask, config, labels[name]) for name in moving_names]
+    small_roi = shrink_volume(roi.mask, config.working_spacing_mm)  # on the working grid of the annotated phase
+    jobs = [(small_annotated, small[name], small_roi, config, labels[name]) for name in moving_names]
     if workers > 1 and len(jobs) > 1:  # phases in worker processes (see register/workers.py)
         results = dict(zip(moving_names, run_in_processes(_registration_job, jobs, workers)))
     else:
@@ -98,16 +103,17 @@ def register_case(case: Case, config: RegisterConfig, truth_labels: Mapping[str,
         measure_start = time.perf_counter()
         moving = case.phases[name]
         on_grid = dense_transform(registration.transform, annotated, config.working_spacing_mm)  # a B-spline once
-        before = resample_onto(moving, annotated, None, config.fill_hu)
         after = resample_onto(moving, annotated, on_grid, config.fill_hu)
+        before_small = resample_onto(small[name], small_annotated, None, config.fill_hu)
+        after_small = resample_onto(small[name], small_annotated, on_grid, config.fill_hu)
         entry: dict[str, Any] = {
             "status": "registered",
             "kept": registration.kept,
             "stages": [s.to_dict() for s in registration.stages],
             "mattes_mi_region": {"before": _round(registration.metric_before), "after": _round(registration.metric_after)},
             "nmi_region": {
-                "before": _round(region_nmi(annotated.array, before.array, liver, config.intensity_window_hu)),
-                "after": _round(region_nmi(annotated.array, after.array, liver, config.intensity_window_hu)),
+                "before": _round(region_nmi(small_annotated.array, before_small.array, liver, config.intensity_window_hu)),
+                "after": _round(region_nmi(small_annotated.array, after_small.array, liver, config.intensity_window_hu)),
             },
         }
         if registration.fallbacks:
@@ -156,13 +162,18 @@ def _registration_job(job: tuple[Volume, Volume, Volume, RegisterConfig, str]) -
     return registration, time.perf_counter() - start
 
 
-def _require_overlap(case_id: str, name: str, volume: Volume, roi: RegionOfInterest, annotated_phase: str) -> None:
-    """Raise :class:`InputError` when a phase's field of view misses (most of) the region of interest."""
+def region_points(roi: RegionOfInterest, count: int = 4000) -> np.ndarray:
+    """About ``count`` world points (z, y, x mm) spread over the region, for the overlap check."""
     index = np.argwhere(roi.mask.array > 0)
-    if len(index) == 0:
+    return roi.mask.index_to_world(index[::max(1, len(index) // count)])
+
+
+def _require_overlap(case_id: str, name: str, volume: Volume, roi: RegionOfInterest, world: np.ndarray,
+                     annotated_phase: str) -> None:
+    """Raise :class:`InputError` when a phase's field of view misses (most of) the region of interest
+    (``world``: :func:`region_points`)."""
+    if len(world) == 0:
         return
-    step = max(1, len(index) // 4000)
-    world = roi.mask.index_to_world(index[::step])
     continuous = volume.world_to_index(world)
     inside = np.all((continuous >= -0.5) & (continuous <= np.asarray(volume.shape) - 0.5), axis=1)
     fraction = float(inside.mean())

@@ -28,8 +28,8 @@ class RegisterConfig(Section):
     margin_mm: float = 20.0
     """The region of interest is the annotated liver (label > 0) dilated by this margin, mm."""
     working_spacing_mm: float = Field(default=2.0, ge=0.0)
-    """Registration runs on the phases resampled (anti-aliased) to voxels no finer than this, mm;
-    coarser scans are used as they are; 0 keeps every scan's own voxels. The transforms are in world
+    """Registration runs on the phases shrunk (block means) to voxels about this wide, mm; coarser
+    scans are used as they are; 0 keeps every scan's own voxels. The transforms are in world
     coordinates and apply to the full-resolution phases unchanged."""
     shrink_factors: tuple[int, ...] = (4, 2, 1)
     """Multi-resolution levels, coarse to fine: shrink factor of each level (voxels)."""

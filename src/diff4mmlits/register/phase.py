@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import SimpleITK as sitk
 
-from diff4mmlits.data.io import itk_global
+from diff4mmlits.data.io import from_sitk, itk_global, to_sitk
+from diff4mmlits.data.volume import Volume
 
 MOVING_PAD_MM = 60.0
 """The moving phase is cropped to the region's box grown by this much (mm); motion is far smaller."""
@@ -78,12 +79,25 @@ def itk_threads(count: int) -> contextlib.AbstractContextManager:
 
 
 # --- the metric over the whole region --------------------------------------------------------
+REFEREE_MAX_VOXELS = 250_000
+"""The referee metric shrinks the fixed image (whole factors) until its region has at most this many voxels."""
+
+
 def metric_evaluator(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image, histogram_bins: int):
-    """A function ``transform → Mattes MI`` over every voxel of the region, at full resolution.
+    """A function ``transform → Mattes MI`` over every voxel of the region.
 
     (``MetricEvaluate`` samples densely whatever the sampling settings, so the value does not
-    depend on the optimizer's random sample: a fair referee for the divergence check.)
+    depend on the optimizer's random sample: a fair referee for the divergence check.) A region of
+    more than ``REFEREE_MAX_VOXELS`` voxels (a body mask at clinical size) is judged on the fixed
+    image shrunk by the smallest whole factor that brings it under: still every part of the
+    region, at an eighth of the cost.
     """
+    inside = float(np.count_nonzero(sitk.GetArrayViewFromImage(roi)))
+    factor = max(1, math.ceil((inside / REFEREE_MAX_VOXELS) ** (1 / 3) - 1e-9))
+    if factor > 1:
+        factors = [min(factor, n) for n in fixed.GetSize()]
+        fixed = sitk.BinShrink(sitk.Cast(fixed, sitk.sitkFloat32), factors)
+        roi = sitk.Cast(sitk.BinShrink(sitk.Cast(roi, sitk.sitkFloat32), factors) > 0.5, sitk.sitkUInt8)
 
     def evaluate(transform: sitk.Transform) -> float:
         method = sitk.ImageRegistrationMethod()
@@ -154,29 +168,29 @@ def crop_to_world_box(moving: sitk.Image, fixed: sitk.Image, pad_mm: float) -> s
 
 
 def to_working_grid(image: sitk.Image, spacing_mm: float, label: bool = False) -> sitk.Image:
-    """``image`` on a grid no finer than ``spacing_mm`` along any axis (coarser axes kept): Gaussian
-    anti-aliasing (σ = half the new spacing, axes that are coarsened only), then linear resampling
-    (nearest for a ``label``) over the same box, same direction. Unchanged when no axis is finer.
+    """``image`` with voxels about ``spacing_mm`` wide: each axis finer than that is shrunk by the
+    whole factor nearest ``spacing_mm / spacing`` (``BinShrink``: the mean of each block, which is
+    also the anti-aliasing); a ``label`` keeps the blocks that are mostly inside. Axes already that
+    coarse, and ``spacing_mm`` 0, keep the image as it is.
 
-    Registration needs the anatomy, not every pixel: a 512 × 512 CT phase has 0.6–0.9 mm pixels,
+    Registration needs the anatomy, not every pixel: a 512 × 512 CT phase has 0.5–0.9 mm pixels,
     which cost minutes per phase in the metric and the B-spline, and no accuracy (issue 17)."""
     spacing = np.asarray(image.GetSpacing(), float)
-    if spacing_mm <= 0 or np.all(spacing >= spacing_mm - 1e-6):
+    factors = [max(1, int(round(spacing_mm / s))) if spacing_mm > 0 else 1 for s in spacing]
+    factors = [min(f, n) for f, n in zip(factors, image.GetSize())]
+    if all(f == 1 for f in factors):
         return image
-    new_spacing = np.maximum(spacing, spacing_mm)
-    extent = spacing * np.asarray(image.GetSize())  # the box's edge lengths (voxel edges), mm
-    new_size = np.maximum(1, np.floor(extent / new_spacing + 1e-6)).astype(int)
-    new_spacing = extent / new_size
-    direction = np.asarray(image.GetDirection()).reshape(3, 3)
-    corner = np.asarray(image.GetOrigin()) - direction @ (spacing / 2)  # the box's first corner
-    origin = corner + direction @ (new_spacing / 2)
-    source = image
-    if not label:
-        variance = [(0.5 * n) ** 2 if n > s + 1e-6 else 0.0 for n, s in zip(new_spacing, spacing)]
-        source = sitk.DiscreteGaussian(sitk.Cast(image, sitk.sitkFloat32), variance, 32, 0.01, True)
-    return sitk.Resample(source, [int(v) for v in new_size], sitk.Transform(), sitk.sitkNearestNeighbor if label else sitk.sitkLinear,
-                         tuple(float(v) for v in origin), tuple(float(v) for v in new_spacing), image.GetDirection(), 0.0,
-                         image.GetPixelID() if label else sitk.sitkFloat32)
+    shrunk = sitk.BinShrink(sitk.Cast(image, sitk.sitkFloat32), factors)
+    return sitk.Cast(shrunk > 0.5, image.GetPixelID()) if label else shrunk
+
+
+def shrink_volume(volume: Volume, spacing_mm: float) -> Volume:
+    """:func:`to_working_grid` for a :class:`Volume` (a label becomes a 0/1 mask); ``volume`` itself
+    when no axis is finer than ``spacing_mm``. Checks and QC numbers of a clinical-size case run
+    on it: the same answers at a tenth of the voxels."""
+    image = to_sitk(volume)
+    small = to_working_grid(image, spacing_mm, label=volume.kind == "label")
+    return volume if small is image else from_sitk(small, kind=volume.kind)
 
 
 def prepare_pair(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image, window_hu: tuple[float, float],
