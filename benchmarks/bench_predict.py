@@ -3,11 +3,13 @@
 The case: a phantom case at size 128 (``--site``), each phase up-sampled in-plane ×4 on its own
 grid (its own field of view, orientation and motion stay): about 512 × 512 × 96 voxels per phase,
 0.7–0.9 mm pixels. The model: a segmenter of the ``--preset`` network trained for two steps on
-two phantom cases (prediction cost does not depend on the weights).
+two phantom cases (prediction cost does not depend on the weights), saved with the preset's
+settings as ``diff4mmlits train`` saves them (so ``predict`` registers with that preset's
+``register`` section: ``paper`` runs 100 B-spline iterations where ``demo`` runs 15).
 
 Each run is the command line in a fresh process, as a user runs it:
 ``diff4mmlits --threads N predict CASE OUT --model MODEL``; wall seconds, and the peak resident
-memory of the whole process tree (the command and its registration workers, sampled every 50 ms).
+memory of the whole process tree (the command and its registration workers, sampled every 0.2 s).
 ``--threads 1`` is the baseline in this process; the default (the CLI's own choice) is reported as a
 ratio to it. Registration's share comes from ``--save-registered``'s ``qc.json`` of a separate run.
 
@@ -56,9 +58,13 @@ def train_tiny_model(out: Path, preset: str, seed: int) -> Path:
         case = make_phantom_case(index, seed=seed, site="default", size=128).case
         phases = {k: resample_onto(v, case.annotated) for k, v in case.phases.items()}
         train.append(Case(case.case_id, phases, case.label))
-    config = resolve_config(preset).segment.model_copy(update={
+    run_config = resolve_config(preset)
+    config = run_config.segment.model_copy(update={
         "epochs": 1, "steps_per_epoch": 2, "cascade_liver_epochs": 1, "loader_workers": 0})
-    train_model(train, [], config, out, seed=0, echo=lambda _: None)
+    # the run's settings travel with the model, as `diff4mmlits train` saves them: predict registers
+    # a new case with the preset's register section
+    train_model(train, [], config, out, seed=0, echo=lambda _: None,
+                extra_config={"run_config": run_config.model_dump(mode="json")})
     return out
 
 
@@ -95,7 +101,7 @@ def run_predict(case_dir: Path, out: Path, model: Path, threads: int | None, ext
     peak = 0.0
     while process.poll() is None:
         peak = max(peak, tree_rss_mb(process.pid))
-        time.sleep(0.05)
+        time.sleep(0.2)
     wall = time.perf_counter() - start
     output = process.stdout.read() if process.stdout else ""
     if process.returncode != 0:

@@ -83,7 +83,8 @@ def register_case(case: Case, config: RegisterConfig, truth_labels: Mapping[str,
     small = {name: shrink_volume(volume, config.working_spacing_mm) for name, volume in case.phases.items()}
     small_annotated = small[case.annotated_phase]
     small_region = shrink_volume(case.label if roi.source == "liver" else roi.mask, config.working_spacing_mm)
-    world = region_points(roi)
+    small_roi = shrink_volume(roi.mask, config.working_spacing_mm)  # on the working grid of the annotated phase
+    world = region_points(small_roi)
     for name in case.phases:
         if name != case.annotated_phase:
             check_phase_orientation(case.case_id, name, small[name], small_annotated, case.annotated_phase)
@@ -92,12 +93,6 @@ def register_case(case: Case, config: RegisterConfig, truth_labels: Mapping[str,
 
     moving_names = [name for name in PHASES if name in case.phases and name != case.annotated_phase]
     labels = {name: f"{case.case_id}/{name}" for name in moving_names}
-    small_roi = shrink_volume(roi.mask, config.working_spacing_mm)  # on the working grid of the annotated phase
-    jobs = [(small_annotated, small[name], small_roi, config, labels[name]) for name in moving_names]
-    if workers > 1 and len(jobs) > 1:  # phases in worker processes (see register/workers.py)
-        results = dict(zip(moving_names, run_in_processes(_registration_job, jobs, workers)))
-    else:
-        results = {name: _registration_job(job) for name, job in zip(moving_names, jobs)}
 
     def resample_and_measure(name: str, registration: PhaseRegistration, seconds: float) -> tuple[Volume, dict[str, Any]]:
         measure_start = time.perf_counter()
@@ -126,6 +121,20 @@ def register_case(case: Case, config: RegisterConfig, truth_labels: Mapping[str,
         entry["seconds"] = round(seconds + time.perf_counter() - measure_start, 3)
         return after, entry
 
+    jobs = [(small_annotated, small[name], small_roi, config, labels[name]) for name in moving_names]
+    measured: dict[str, tuple[Volume, dict[str, Any]]] = {}
+
+    def finish(index: int, result: tuple[PhaseRegistration, float]) -> None:  # while other phases still register
+        measured[moving_names[index]] = resample_and_measure(moving_names[index], *result)
+
+    if workers > 1 and len(jobs) > 1:  # phases in worker processes (see register/workers.py)
+        results = dict(zip(moving_names, run_in_processes(_registration_job, jobs, workers, on_done=finish)))
+    else:
+        results = {}
+        for index, job in enumerate(jobs):
+            results[moving_names[index]] = _registration_job(job)
+            finish(index, results[moving_names[index]])
+
     phases: dict[str, Volume] = {}
     transforms: dict[str, sitk.Transform] = {}
     registrations: dict[str, PhaseRegistration] = {}
@@ -137,9 +146,9 @@ def register_case(case: Case, config: RegisterConfig, truth_labels: Mapping[str,
             phases[name] = annotated
             phase_qc[name] = {"status": "reference"}
         else:
-            registrations[name], seconds = results[name]
+            registrations[name] = results[name][0]
             transforms[name] = registrations[name].transform
-            phases[name], phase_qc[name] = resample_and_measure(name, registrations[name], seconds)
+            phases[name], phase_qc[name] = measured[name]
 
     registered = Case(case.case_id, phases, label=case.label, annotated_phase=case.annotated_phase, extras=case.extras)
     qc = {
@@ -162,10 +171,10 @@ def _registration_job(job: tuple[Volume, Volume, Volume, RegisterConfig, str]) -
     return registration, time.perf_counter() - start
 
 
-def region_points(roi: RegionOfInterest, count: int = 4000) -> np.ndarray:
-    """About ``count`` world points (z, y, x mm) spread over the region, for the overlap check."""
-    index = np.argwhere(roi.mask.array > 0)
-    return roi.mask.index_to_world(index[::max(1, len(index) // count)])
+def region_points(mask: Volume, count: int = 4000) -> np.ndarray:
+    """About ``count`` world points (z, y, x mm) spread over a region mask, for the overlap check."""
+    index = np.argwhere(mask.array > 0)
+    return mask.index_to_world(index[::max(1, len(index) // count)])
 
 
 def _require_overlap(case_id: str, name: str, volume: Volume, roi: RegionOfInterest, world: np.ndarray,

@@ -192,7 +192,7 @@ def register_run(run: RunFolder, config: Config, shard: tuple[int, int] = (1, 1)
                     summaries.append(register_job(job, phase_workers=workers if len(todo) == 1 else 1))
                     bar.update(1)
             else:
-                summaries += run_in_processes(register_job, todo, workers, on_done=lambda: bar.update(1))
+                summaries += run_in_processes(register_job, todo, workers, on_done=lambda *_: bar.update(1))
     finally:
         bar.close()
     return summaries

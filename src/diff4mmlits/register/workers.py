@@ -23,10 +23,11 @@ Job = TypeVar("Job")
 
 
 def run_in_processes(function: Callable[[Job], Any], jobs: Sequence[Job], workers: int,
-                     on_done: Callable[[], None] | None = None) -> list[Any]:
+                     on_done: Callable[[int, Any], None] | None = None) -> list[Any]:
     """``[function(job) for job in jobs]`` in ``workers`` processes (forkserver, else spawn), in the
     order of ``jobs``. ``function`` must be importable (a module-level function); the workers' log
-    messages are printed here; the first error cancels the jobs not started and is raised."""
+    messages are printed here; ``on_done(index, result)`` runs here as each job finishes (work that
+    overlaps the jobs still running); the first error cancels the jobs not started and is raised."""
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
     level = logging.getLogger("diff4mmlits").getEffectiveLevel()
@@ -48,7 +49,7 @@ def run_in_processes(function: Callable[[Job], Any], jobs: Sequence[Job], worker
                     log.log(message_level, "%s", message)  # the worker's warnings, printed here
                 results[futures[future]] = result
                 if on_done is not None:
-                    on_done()
+                    on_done(futures[future], result)
     return [results[i] for i in range(len(jobs))]
 
 

@@ -36,7 +36,6 @@ from diff4mmlits.segment.predict_io import (
 from diff4mmlits.segment.report import section_segmenter
 from diff4mmlits.segment.train import TrainResult, train_model
 from diff4mmlits.stage import Stage
-from diff4mmlits.synthesize.painters import load_painter
 from diff4mmlits.threads import worker_processes
 
 log = logging.getLogger(__name__)
@@ -45,6 +44,8 @@ log = logging.getLogger(__name__)
 # --- training ----------------------------------------------------------------------------------
 def load_painter_for(run: RunFolder, config: Config, device: str) -> TumorPainter:
     """The synthesize stage's tumor painter (for on-the-fly synthesis)."""
+    from diff4mmlits.synthesize.painters import load_painter  # here: predict does not pay its import (2.5 s)
+
     return load_painter(run, config.segment.synthesis_method, config.segment.synthesis_mode, device, config=config)
 
 
