@@ -604,7 +604,10 @@ def demo(
     start = time.time()
     if not (dataset / "_truth").is_dir():
         log.info("phantom: writing %d cases of %d³ to %s", config.phantom.cases, config.phantom.size, dataset)
-        write_phantom_dataset(dataset, cases=config.phantom.cases, seed=config.seed, site=config.phantom.site, size=config.phantom.size)
+        from diff4mmlits.threads import worker_processes
+
+        write_phantom_dataset(dataset, cases=config.phantom.cases, seed=config.seed, site=config.phantom.site,
+                              size=config.phantom.size, workers=worker_processes(jobs=config.phantom.cases))
     folder = run_pipeline(dataset, RunFolder(out / "run"), config)
     typer.echo(f"demo finished in {time.time() - start:.0f} s")
     typer.echo(f"  phantom dataset: {dataset}")
