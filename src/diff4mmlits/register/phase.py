@@ -197,7 +197,7 @@ def prepare_pair(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image, window_
                  spacing_mm: float) -> tuple[sitk.Image, sitk.Image, sitk.Image]:
     """What every backend registers: both phases windowed to ``window_hu``, the fixed phase and its
     region cropped to the region's box, the moving phase to that box grown by ``MOVING_PAD_MM``, all
-    on working grids no finer than ``spacing_mm`` (:func:`to_working_grid`). Returns (fixed, moving, roi)."""
+    on working grids of about ``spacing_mm`` (:func:`to_working_grid`). Returns (fixed, moving, roi)."""
     fixed, roi = crop_to_mask(window_image(fixed, window_hu), roi)
     moving = crop_to_world_box(window_image(moving, window_hu), fixed, MOVING_PAD_MM)
     return (to_working_grid(fixed, spacing_mm), to_working_grid(moving, spacing_mm),

@@ -188,7 +188,7 @@ def register_run(run: RunFolder, config: Config, shard: tuple[int, int] = (1, 1)
     try:
         with logging_redirect_tqdm(loggers=[logging.getLogger("diff4mmlits")]):  # warnings above the bar
             if workers == 1 or len(todo) <= 1:
-                for job in todo:  # one case: its phases in parallel threads instead
+                for job in todo:  # one case: its phases in worker processes instead
                     summaries.append(register_job(job, phase_workers=workers if len(todo) == 1 else 1))
                     bar.update(1)
             else:
@@ -199,8 +199,8 @@ def register_run(run: RunFolder, config: Config, shard: tuple[int, int] = (1, 1)
 
 
 def register_job(job: CaseJob, phase_workers: int = 1) -> dict[str, Any]:
-    """Read, register and write one case (runs in a worker process; its phases in ``phase_workers``
-    threads); return a short summary."""
+    """Read, register and write one case (in a worker process, or here with its phases in
+    ``phase_workers`` processes); return a short summary."""
     cpu_start = time.process_time()
     case = read_case_files(job.source, annotated_phase=job.annotated_phase, require_label=False)
     truth = _truth_labels(job.truth_dataset, job.case_id)
