@@ -138,7 +138,7 @@ def phantom(
     seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed; the same seed gives the same files.")] = 0,
     site: Annotated[str, typer.Option("--site", help="default; second: other noise, blur, slice thickness and contrast timing; third: thick slices, wide field of view (out-of-distribution tests).")] = "default",
     size: Annotated[int, typer.Option("--size", min=16, help="In-plane size in voxels (the volume is size × size × 0.75·size slices; fewer, thicker slices for --site second).")] = 64,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Cases generated in parallel (processes).")] = 1,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Cases generated in parallel (processes; default: the thread budget, see --threads). A case does not depend on it.")] = None,
     modality: Annotated[str, typer.Option("--modality", help="ct (four phases), or mri: the same anatomy as a T1 post-contrast-like MRI study (PVP.nii.gz + label), for train-translator; use another --seed than the CT set so the patients differ.")] = "ct",
 ) -> None:
     """Write the built-in four-phase phantom: misaligned phases, PVP labels and per-phase truth."""
@@ -156,7 +156,10 @@ def phantom(
         typer.echo(f"phantom: {cases} MRI-like case(s) ({site} site, size {size}) written in {time.time() - start:.1f} s")
         typer.echo(f"  dataset: {out}   (<case>/PVP.nii.gz: T1 post-contrast-like image, label.nii.gz)")
         return
-    write_phantom_dataset(out, cases=cases, seed=seed, site=site, size=size, workers=workers)
+    from diff4mmlits.threads import worker_processes
+
+    write_phantom_dataset(out, cases=cases, seed=seed, site=site, size=size,
+                          workers=workers or worker_processes(jobs=cases))
     typer.echo(f"phantom: {cases} case(s) ({site} site, size {size}) written in {time.time() - start:.1f} s")
     typer.echo(f"  dataset: {out}   (<case>/{{NC,AP,PVP,DP}}.nii.gz, label.nii.gz)")
     typer.echo(f"  truth:   {out / TRUTH_FOLDER}   (per-phase labels, tumor-free images, displacement fields, tumors.json)")
@@ -289,7 +292,7 @@ def register(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder (native, nnU-Net v2 raw or LiTS layout).")],
     run_dir: RunOption = Path("runs/default"),
     method: Annotated[str | None, typer.Option("--method", help="none (only resample onto the PVP grid); rigid, affine or bspline (the SimpleITK chain; default: the config's, bspline); elastix (needs itk-elastix); convexadam (needs convexadam).")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Cases registered in parallel processes (default: the config's workers; 0 there means one per core, at most 4).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Cases registered in parallel processes (default: the config's workers; 0 there means the thread budget, see --threads, at most 4).")] = None,
     shard: Annotated[str | None, typer.Option("--shard", help="Only shard I of N of the cases, e.g. 2/4 (to split the work across machines).")] = None,
     preset: Annotated[str | None, typer.Option("--preset", help="For a new run folder: smoke, demo (default) or paper.")] = None,
     config_file: ConfigOption = None,
