@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -11,10 +12,16 @@ from diff4mmlits import threads
 
 
 @pytest.fixture
-def no_thread_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+def no_thread_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    import SimpleITK as sitk
+
     for name in (threads.ENV_THREADS, "OMP_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"):
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "1")  # recorded, so that what the test sets is undone after it
+        monkeypatch.delenv(name)
     monkeypatch.setattr(threads, "_budget", None)
+    itk_before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    yield
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk_before)
 
 
 def test_the_requested_count_wins_over_the_environment(no_thread_settings, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,5 +61,17 @@ def test_apply_sets_torch_and_the_children_environment(no_thread_settings) -> No
         assert os.environ[threads.ENV_THREADS] == "2" and os.environ["OMP_NUM_THREADS"] == "2"
         assert threads.thread_budget() == 2
         assert threads.worker_processes(jobs=1) == 1 and threads.worker_processes(limit=4) == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_cli_option_sets_the_budget_for_the_command(no_thread_settings, capsys: pytest.CaptureFixture[str]) -> None:
+    from diff4mmlits.cli import main
+
+    before = torch.get_num_threads()
+    try:
+        assert main(["--threads", "3", "config", "--preset", "smoke"]) == 0
+        assert threads.thread_budget() == 3 and os.environ[threads.ENV_THREADS] == "3"
+        assert "--threads" in (main(["--help"]) == 0 and capsys.readouterr().out)
     finally:
         torch.set_num_threads(before)
