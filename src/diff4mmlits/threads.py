@@ -6,7 +6,7 @@ The budget is, in order:
 1. ``--threads N`` (or ``DIFF4MMLITS_THREADS=N``), when given;
 2. ``OMP_NUM_THREADS``, when the environment sets it (``torchrun`` sets 1 per process);
 3. the cores this process may use (its CPU affinity: a container's or ``taskset``'s share), less
-   the cores other processes keep busy right now (``/proc/stat`` sampled over 0.1 s). A busy
+   the cores other processes keep busy right now (those cores' lines of ``/proc/stat`` over 0.1 s). A busy
    2-core machine gets one thread: OpenMP threads that wait for a descheduled sibling made the
    inpainter 12× slower (823 s with 2 threads under load against 68 s with 1).
 
@@ -42,25 +42,38 @@ def usable_cores() -> int:
 
 
 def busy_cores(interval_s: float = 0.1) -> float:
-    """Cores other processes kept busy over the next ``interval_s`` seconds (this one sleeps meanwhile);
-    0.0 where ``/proc/stat`` is missing (not Linux)."""
+    """Of the cores this process may use, how many other processes kept busy over the next
+    ``interval_s`` seconds (this one sleeps meanwhile), from the per-CPU lines of ``/proc/stat``
+    (a container's share, not the whole host's load); 0.0 where that is missing (not Linux)."""
+    try:
+        allowed = {f"cpu{index}" for index in os.sched_getaffinity(0)}
+    except AttributeError:
+        return 0.0
 
-    def sample() -> tuple[int, int] | None:
+    def sample() -> dict[str, tuple[int, int]] | None:
         try:
             with open("/proc/stat", encoding="ascii") as stat:
-                fields = [int(v) for v in stat.readline().split()[1:]]
+                lines = [line.split() for line in stat if line.startswith("cpu")]
+            times = {}
+            for line in lines:
+                if line[0] in allowed:
+                    fields = [int(v) for v in line[1:9]]
+                    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+                    times[line[0]] = (sum(fields) - idle, sum(fields))
+            return times
         except (OSError, ValueError):
             return None
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        return sum(fields[:8]) - idle, sum(fields[:8])
 
     first = sample()
     time.sleep(interval_s)
     second = sample()
-    if first is None or second is None or second[1] <= first[1]:
+    if not first or not second:
         return 0.0
-    share = (second[0] - first[0]) / (second[1] - first[1])  # of all the machine's cores
-    return share * (os.cpu_count() or 1)
+    busy = 0.0
+    for cpu, (work, total) in second.items():
+        if cpu in first and total > first[cpu][1]:
+            busy += (work - first[cpu][0]) / (total - first[cpu][1])
+    return busy
 
 
 def choose_threads(requested: int | None = None) -> int:
