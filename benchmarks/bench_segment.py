@@ -50,6 +50,7 @@ import torch
 
 os.environ.setdefault("DIFF4MMLITS_NO_PROGRESS", "1")
 
+import clinical  # noqa: E402  (benchmarks/clinical.py)
 from diff4mmlits.config import resolve_config  # noqa: E402
 from diff4mmlits.data.case import Case  # noqa: E402
 from diff4mmlits.data.io import from_sitk, to_sitk  # noqa: E402
@@ -350,16 +351,11 @@ CLINICAL_SHAPE = (96, 512, 512)
 
 
 def clinical_case(data_seed: int) -> Case:
-    """A four-phase case of 512 × 512 × 96 voxels (0.47 × 0.47 × 1.9 mm), phases on one grid."""
-    from diff4mmlits.data.phantom import make_phantom_case
-
-    case = make_phantom_case(2, seed=data_seed, site="default", size=128).case
-    pvp = case.annotated
-    zoom = np.array(CLINICAL_SHAPE) / np.array(pvp.shape)
-    reference = Volume(np.zeros(CLINICAL_SHAPE, np.float32), tuple(np.array(pvp.spacing_mm) / zoom), pvp.origin_mm, pvp.direction)
-    phases = {k: resample_onto(v, reference) for k, v in case.phases.items()}
-    phases = {k: v.with_array(v.array.astype(np.float32)) for k, v in phases.items()}
-    return Case("clinical", phases, resample_onto(case.label, reference))
+    """A four-phase case of 512 × 512 × 96 voxels (0.47 × 0.47 × 1.9 mm), phases on one grid: the
+    clinical-size case of :mod:`clinical` (case 2), its phases resampled onto its PVP."""
+    case, _ = clinical.clinical_case(data_seed, index=2)
+    phases = {k: resample_onto(v, case.annotated) for k, v in case.phases.items()}
+    return Case("clinical", {k: v.with_array(v.array.astype(np.float32)) for k, v in phases.items()}, case.label)
 
 
 def _predict_in_fresh_process(model_dir: str, case_file: str, repeats: int, threads: int) -> dict[str, float]:

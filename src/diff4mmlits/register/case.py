@@ -82,8 +82,8 @@ def register_case(case: Case, config: RegisterConfig, truth_labels: Mapping[str,
     # checks and QC numbers on the working grid (the same as the full grid on scans that coarse)
     small = {name: shrink_volume(volume, config.working_spacing_mm) for name, volume in case.phases.items()}
     small_annotated = small[case.annotated_phase]
-    small_region = shrink_volume(case.label if roi.source == "liver" else roi.mask, config.working_spacing_mm)
     small_roi = shrink_volume(roi.mask, config.working_spacing_mm)  # on the working grid of the annotated phase
+    small_region = shrink_volume(case.label, config.working_spacing_mm) if roi.source == "liver" else small_roi
     world = region_points(small_roi)
     for name in case.phases:
         if name != case.annotated_phase:
@@ -122,22 +122,21 @@ def register_case(case: Case, config: RegisterConfig, truth_labels: Mapping[str,
         return after, entry
 
     jobs = [(small_annotated, small[name], small_roi, config, labels[name]) for name in moving_names]
+    registrations: dict[str, PhaseRegistration] = {}
     measured: dict[str, tuple[Volume, dict[str, Any]]] = {}
 
     def finish(index: int, result: tuple[PhaseRegistration, float]) -> None:  # while other phases still register
+        registrations[moving_names[index]] = result[0]
         measured[moving_names[index]] = resample_and_measure(moving_names[index], *result)
 
     if workers > 1 and len(jobs) > 1:  # phases in worker processes (see register/workers.py)
-        results = dict(zip(moving_names, run_in_processes(_registration_job, jobs, workers, on_done=finish)))
+        run_in_processes(_registration_job, jobs, workers, on_done=finish)
     else:
-        results = {}
         for index, job in enumerate(jobs):
-            results[moving_names[index]] = _registration_job(job)
-            finish(index, results[moving_names[index]])
+            finish(index, _registration_job(job))
 
     phases: dict[str, Volume] = {}
     transforms: dict[str, sitk.Transform] = {}
-    registrations: dict[str, PhaseRegistration] = {}
     phase_qc: dict[str, Any] = {}
     for name in PHASES:
         if name not in case.phases:
@@ -146,7 +145,6 @@ def register_case(case: Case, config: RegisterConfig, truth_labels: Mapping[str,
             phases[name] = annotated
             phase_qc[name] = {"status": "reference"}
         else:
-            registrations[name] = results[name][0]
             transforms[name] = registrations[name].transform
             phases[name], phase_qc[name] = measured[name]
 
