@@ -2,10 +2,13 @@
 
 The case: a phantom case at size 128 (``--site``), each phase up-sampled in-plane ×4 on its own
 grid (its own field of view, orientation and motion stay): about 512 × 512 × 96 voxels per phase,
-0.7–0.9 mm pixels. The model: a segmenter of the ``--preset`` network trained for two steps on
-two phantom cases (prediction cost does not depend on the weights), saved with the preset's
-settings as ``diff4mmlits train`` saves them (so ``predict`` registers with that preset's
-``register`` section: ``paper`` runs 100 B-spline iterations where ``demo`` runs 15).
+0.7–0.9 mm pixels. The model: ``--model`` (a trained segmenter, e.g. the demo's: its stage one
+finds the liver before registration, so registration runs on the liver region), else a segmenter of
+the ``--preset`` network trained for two steps on two phantom cases (its stage one finds no
+plausible liver, so registration runs on the body), saved with the preset's settings as
+``diff4mmlits train`` saves them (so ``predict`` registers with that preset's ``register`` section:
+``paper`` runs 100 B-spline iterations where ``demo`` runs 15). The liver TRE of the registration
+``predict`` kept is scored against the phantom's true motion.
 
 Each run is the command line in a fresh process, as a user runs it:
 ``diff4mmlits --threads N predict CASE OUT --model MODEL``; wall seconds, and the peak resident
@@ -15,7 +18,7 @@ ratio to it. Registration's share comes from ``--save-registered``'s ``qc.json``
 
 Targets (issue 17): ≤ 30 s including registration, ≤ 4 GB peak, on 2 cores.
 
-    python benchmarks/bench_predict.py [--repeats 2] [--site default] [--out runs/bench_predict]
+    python benchmarks/bench_predict.py [--repeats 2] [--site default] [--model runs/demo/run/models/segmenter] [--out runs/bench_predict]
 """
 
 from __future__ import annotations
@@ -38,17 +41,37 @@ from diff4mmlits.config import resolve_config  # noqa: E402
 from diff4mmlits.data.case import Case  # noqa: E402
 from diff4mmlits.data.io import write_volume  # noqa: E402
 from diff4mmlits.data.phantom import make_phantom_case  # noqa: E402
+from diff4mmlits.register.qc import target_registration_error  # noqa: E402
 from diff4mmlits.register.resample import resample_onto  # noqa: E402
+from diff4mmlits.register.stage import read_transform  # noqa: E402
 from diff4mmlits.segment.train import train_model  # noqa: E402
 
 
-def write_clinical_case(folder: Path, seed: int, site: str) -> dict[str, tuple[int, ...]]:
-    """Write the four phases of a clinical-size case (:mod:`clinical`; their own grids) to ``folder``; shapes."""
-    case, _ = clinical_case(seed, site)
+def write_clinical_case(folder: Path, seed: int, site: str):
+    """Write the four phases of a clinical-size case (:mod:`clinical`; their own grids) to ``folder``;
+    (their shapes, the phantom case at size 128 with its truth)."""
+    case, phantom = clinical_case(seed, site)
     folder.mkdir(parents=True, exist_ok=True)
     for name, volume in case.phases.items():
         write_volume(volume, folder / f"{name}.nii.gz")
-    return {name: volume.shape for name, volume in case.phases.items()}
+    return {name: volume.shape for name, volume in case.phases.items()}, phantom
+
+
+def liver_tre(registered: Path, phantom) -> dict[str, float]:
+    """Mean and p95 liver TRE (mm) of the transforms ``predict --save-registered`` kept, against the
+    phantom's true motion (world coordinates: scored on the phantom's own PVP grid), and before."""
+    truth = phantom.case
+    liver = truth.label.array > 0
+    before, after = [], []
+    for name, field in phantom.truth.displacement_mm.items():
+        files = sorted(registered.glob(f"{name}.*"))
+        files = [f for f in files if not f.name.endswith((".nii.gz", ".nii"))]
+        if name == truth.annotated_phase or not files:
+            continue
+        before.append(target_registration_error(None, truth.annotated, field, liver))
+        after.append(target_registration_error(read_transform(files[0]), truth.annotated, field, liver))
+    a, b = np.concatenate(after), np.concatenate(before)
+    return {"tre_mean_before": float(b.mean()), "tre_mean": float(a.mean()), "tre_p95": float(np.percentile(a, 95))}
 
 
 def train_tiny_model(out: Path, preset: str, seed: int) -> Path:
@@ -115,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--site", default="default", choices=("default", "second", "third"))
     parser.add_argument("--preset", default="demo", help="the network's preset (demo: the demo's segmenter)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", type=Path, default=None,
+                        help="a trained segmenter folder (e.g. runs/demo/run/models/segmenter): its stage one finds "
+                             "the liver that registration focuses on; default: a 2-step model (registers on the body)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_predict"))
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -122,18 +148,23 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp:
         start = time.perf_counter()
         case_dir = Path(tmp) / "case"
-        shapes = write_clinical_case(case_dir, args.seed, args.site)
-        model = train_tiny_model(Path(tmp) / "model", args.preset, args.seed)
+        shapes, phantom = write_clinical_case(case_dir, args.seed, args.site)
+        model = args.model or train_tiny_model(Path(tmp) / "model", args.preset, args.seed)
+        results["model"] = str(args.model) if args.model else f"2-step {args.preset} model"
         results["shapes"] = {k: list(v) for k, v in shapes.items()}
         print(f"clinical case ({args.site} site): " + ", ".join(f"{k} {'×'.join(map(str, v[::-1]))}" for k, v in shapes.items())
               + f"; set up in {time.perf_counter() - start:.0f} s", flush=True)
         saved = Path(tmp) / "saved"
         run_predict(case_dir, saved, model, None, ["--save-registered"])
-        qc = json.loads(next(saved.glob("*_registered/qc.json")).read_text())
+        kept = next(saved.glob("*_registered"))
+        qc = json.loads((kept / "qc.json").read_text())
         phase_s = {k: v["seconds"] for k, v in qc["phases"].items() if "seconds" in v}
-        results["registration"] = {"case_s": qc["seconds"], "phase_s": phase_s}
+        tre = liver_tre(kept, phantom)
+        results["registration"] = {"case_s": qc["seconds"], "phase_s": phase_s, "region": qc["region"], **tre}
         print(f"  registration (default threads): {qc['seconds']:.1f} s for the case; per phase "
-              + ", ".join(f"{k} {v:.1f} s" for k, v in phase_s.items()), flush=True)
+              + ", ".join(f"{k} {v:.1f} s" for k, v in phase_s.items())
+              + f"; region {qc['region']['source']} ({qc['region']['volume_ml']} mL); liver TRE "
+              f"{tre['tre_mean_before']:.2f} → {tre['tre_mean']:.2f} mm mean, p95 {tre['tre_p95']:.2f}", flush=True)
         rows: dict[str, list[dict[str, float]]] = {"1 thread": [], "default": []}
         for _ in range(args.repeats):  # alternate, so that a noisy moment hits both settings
             for name, threads in (("1 thread", 1), ("default", None)):

@@ -81,12 +81,13 @@ class Segmenter:
 
     def predict(self, phases: Mapping[str, ImageLike], tta: bool | None = None, case_id: str = "case") -> sitk.Image:
         """The label (uint8: 0 background, 1 liver, 2 tumor) on the reference phase's grid. Phases
-        that are not on one grid are registered first, as ``diff4mmlits predict`` does."""
+        that are not on one grid are registered first, on the liver that stage one finds, as
+        ``diff4mmlits predict`` does."""
         from diff4mmlits.segment.predict import segment_case
         from diff4mmlits.segment.stage import ensure_registered
 
         case = _case(phases, None, self.annotated_phase, case_id)
-        ready = ensure_registered(case, self.model.model_config.get("run_config"))
+        ready = ensure_registered(case, self.model.model_config.get("run_config"), segmenter=self.model)
         return to_sitk(segment_case(ready, self.model, tta=tta))
 
     @staticmethod

@@ -80,3 +80,61 @@ def test_unregistered_input_is_registered_then_predicted_on_the_pvp_grid(trained
     written = predict_path(trained, tmp_path / "in", tmp_path / "out", device="cpu")
     label = read_volume(written[0], kind="label")
     assert label.same_grid(case.annotated)
+
+
+def _cascade(segmenter):
+    """The single-stage test model standing in for both stages of a cascade."""
+    from dataclasses import replace
+
+    return replace(segmenter, liver=segmenter, margin_mm=10.0)
+
+
+def _stage_one_finding(monkeypatch, liver_of) -> None:
+    """Stage one replaced by a finder that returns ``liver_of(case)`` (bool, on the case's grid) as label 1."""
+    import diff4mmlits.segment.predict as predict_module
+
+    real = predict_module.segment_case
+
+    def fake(case, segmenter, tta=None):
+        if segmenter.liver is None:  # stage one itself
+            return case.annotated.with_array(liver_of(case).astype(np.uint8), kind="label")
+        return real(case, segmenter, tta)
+
+    monkeypatch.setattr(predict_module, "segment_case", fake)
+
+
+def test_an_unlabelled_case_registers_on_the_liver_stage_one_finds(trained, phantom_case, monkeypatch, tmp_path) -> None:
+    import json
+
+    from diff4mmlits.segment.resample import resample_onto
+    from diff4mmlits.segment.stage import ensure_registered
+
+    segmenter = _cascade(load_segmenter(trained, device="cpu"))
+    truth = phantom_case.case
+    unlabelled = type(truth)(truth.case_id, truth.phases, None, truth.annotated_phase)
+    _stage_one_finding(monkeypatch, lambda c: resample_onto(truth.label, c.annotated).array > 0)
+    ready = ensure_registered(unlabelled, segmenter.model_config["run_config"], tmp_path / "kept", segmenter)
+    qc = json.loads((tmp_path / "kept" / "qc.json").read_text())
+    assert qc["region"]["source"] == "liver" and "stage one" in qc["region"]["found_by"]
+    assert ready.is_registered() and ready.label is None  # the found liver only chose the region
+    assert not (tmp_path / "kept" / "label.nii.gz").exists()
+
+
+def test_an_implausible_liver_before_registration_falls_back_to_the_body(trained, phantom_case, monkeypatch, tmp_path) -> None:
+    import json
+
+    from diff4mmlits.segment.stage import ensure_registered
+
+    segmenter = _cascade(load_segmenter(trained, device="cpu"))
+    truth = phantom_case.case
+    unlabelled = type(truth)(truth.case_id, truth.phases, None, truth.annotated_phase)
+
+    def one_voxel(case):
+        mask = np.zeros(case.annotated.shape, bool)
+        mask[tuple(n // 2 for n in mask.shape)] = True
+        return mask
+
+    _stage_one_finding(monkeypatch, one_voxel)
+    ensure_registered(unlabelled, segmenter.model_config["run_config"], tmp_path / "kept", segmenter)
+    qc = json.loads((tmp_path / "kept" / "qc.json").read_text())
+    assert qc["region"]["source"] == "body" and "found_by" not in qc["region"]

@@ -105,6 +105,8 @@ def metric_evaluator(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image, his
         method.SetMetricFixedMask(roi)
         method.SetInterpolator(sitk.sitkLinear)
         method.SetInitialTransform(transform, inPlace=False)
+        method.MetricUseFixedImageGradientFilterOff()  # a value needs no gradient images
+        method.MetricUseMovingImageGradientFilterOff()
         return float(method.MetricEvaluate(fixed, moving))
 
     return evaluate
@@ -123,6 +125,8 @@ def resampling_evaluator(fixed: sitk.Image, moving: sitk.Image, roi: sitk.Image,
         method.SetMetricFixedMask(roi)
         method.SetInterpolator(sitk.sitkLinear)
         method.SetInitialTransform(sitk.Transform(3, sitk.sitkIdentity), inPlace=False)
+        method.MetricUseFixedImageGradientFilterOff()
+        method.MetricUseMovingImageGradientFilterOff()
         return float(method.MetricEvaluate(fixed, resampled))
 
     return evaluate

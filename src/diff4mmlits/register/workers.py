@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, TypeVar
 
 import SimpleITK as sitk
@@ -37,7 +37,8 @@ def run_in_processes(function: Callable[[Job], Any], jobs: Sequence[Job], worker
         futures: dict[Future, int] = {pool.submit(_call_in_worker, function, job): i for i, job in enumerate(jobs)}
         pending = set(futures)
         while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            # FIRST_COMPLETED: each result is handed on as it comes (FIRST_EXCEPTION would wait for all)
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 error = future.exception()
                 if error is not None:

@@ -37,7 +37,8 @@ from diff4mmlits.segment.dataset import prepare_case
 from diff4mmlits.segment.networks import build_network, main_output
 from diff4mmlits.segment.plan import PLAN_FILE, SegmenterPlan, read_plan
 from diff4mmlits.segment.postprocess import postprocess_label
-from diff4mmlits.segment.resample import resample_channels_onto
+from diff4mmlits.segment.predict_io import VOLUME_FACTOR
+from diff4mmlits.segment.resample import resample_channels_onto, resample_onto, target_grid
 from diff4mmlits.segment.train import BEST_NAME, _autocast
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,34 @@ def segment_case(case: Case, segmenter: Segmenter, tta: bool | None = None) -> V
     box = liver_box(liver, case.annotated.spacing_mm, segmenter.margin_mm)
     fine = _segment_whole(crop_case(case, box), segmenter, tta)
     return paste_label(fine, case.annotated, box)
+
+
+def locate_liver(case: Case, segmenter: Segmenter) -> Volume | None:
+    """The liver of an *unregistered* case, found by a cascade's stage one before registration: a label
+    (1 = liver) on the annotated phase's grid, or ``None`` (a single-stage model, or no plausible liver).
+
+    Paper step 1 aligns the liver, so registration needs its region; an unlabelled case has none. Every
+    phase is resampled as it lies in the scanner's frame (no transform) onto stage one's coarse grid
+    over the annotated phase — misaligned by the breathing motion that registration will remove, which
+    a liver-sized structure survives — and stage one's largest liver component is taken, if it holds
+    within a factor 2 of the training livers' volumes (``config.json``'s ``training_livers``; else
+    200 mL to 8 L).
+    """
+    stage_one = segmenter.liver
+    if stage_one is None:
+        return None
+    grid = target_grid(case.annotated, stage_one.plan.target_spacing_mm)
+    phases = {name: resample_onto(volume, grid, default=float(volume.array.min())) for name, volume in case.phases.items()}
+    coarse = segment_case(Case(case.case_id, phases, None, case.annotated_phase), stage_one, tta=False)
+    liver = largest_component(coarse.array > 0)
+    volume_ml = float(liver.sum()) * float(np.prod(coarse.spacing_mm)) / 1000.0
+    low, high = (segmenter.model_config.get("training_livers") or {}).get("volume_ml") or [400.0, 4000.0]
+    if not low / VOLUME_FACTOR <= volume_ml <= high * VOLUME_FACTOR:
+        log.info("%s: stage one found no plausible liver before registration (%.0f mL; training livers %.0f–%.0f mL); "
+                 "registering on the body", case.case_id, volume_ml, low, high)
+        return None
+    log.info("%s: registering on the liver stage one found (%.0f mL)", case.case_id, volume_ml)
+    return resample_onto(coarse.with_array(liver.astype(np.uint8), kind="label"), case.annotated)
 
 
 def _segment_whole(case: Case, segmenter: Segmenter, tta: bool | None) -> Volume:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from diff4mmlits.progress import progress
 from diff4mmlits.register import register_case
 from diff4mmlits.runfolder import RunFolder
 from diff4mmlits.segment.dataset import TumorPainter
-from diff4mmlits.segment.predict import Segmenter, load_segmenter, segment_case
+from diff4mmlits.segment.predict import Segmenter, load_segmenter, locate_liver, segment_case
 from diff4mmlits.segment.predict_io import (
     OUTPUT_SUFFIXES,
     is_dicom_series_folder,
@@ -93,13 +94,27 @@ def read_offline_synthetic(run: RunFolder) -> list[Case]:
 
 
 # --- prediction --------------------------------------------------------------------------------
-def ensure_registered(case: Case, run_config: dict[str, Any] | None, keep_in: Path | None = None) -> Case:
+def ensure_registered(case: Case, run_config: dict[str, Any] | None, keep_in: Path | None = None,
+                      segmenter: Segmenter | None = None) -> Case:
     """``case`` itself when every phase is on the annotated grid, else registered by the register stage
-    (with ``keep_in``: the registered phases, transforms, ``qc.json`` and ``qc.png`` written there)."""
+    (with ``keep_in``: the registered phases, transforms, ``qc.json`` and ``qc.png`` written there).
+
+    An unlabelled case registers on the liver that ``segmenter``'s stage one finds before registration
+    (:func:`~diff4mmlits.segment.predict.locate_liver`; paper step 1 aligns the liver), else on the body.
+    """
     if case.is_registered():
         return case
     config = Config.model_validate(run_config or {})
-    result = register_case(case, config.register, workers=worker_processes(jobs=len(case.phases) - 1))
+    target = case
+    if case.label is None and segmenter is not None:
+        liver = locate_liver(case, segmenter)
+        if liver is not None:
+            target = Case(case.case_id, case.phases, liver, case.annotated_phase, case.extras)
+    result = register_case(target, config.register, workers=worker_processes(jobs=len(case.phases) - 1))
+    if target is not case:  # stage one's liver only chose the region: the case stays unlabelled
+        done = result.case
+        result = replace(result, case=Case(done.case_id, done.phases, None, done.annotated_phase, done.extras))
+        result.qc["region"]["found_by"] = "the segmenter's stage one, before registration"
     if keep_in is not None:
         from diff4mmlits.register.stage import write_registered_case
 
@@ -121,7 +136,7 @@ def predict_cases(cases: Sequence[Case], segmenter: Segmenter, output: str | Pat
     for case in bar:
         bar.set_postfix(case=case.case_id)
         keep = paths[case.case_id].parent / f"{case.case_id}_registered" if save_registered else None
-        ready = (registered or {}).get(case.case_id) or ensure_registered(case, segmenter.model_config.get("run_config"), keep)
+        ready = (registered or {}).get(case.case_id) or ensure_registered(case, segmenter.model_config.get("run_config"), keep, segmenter)
         label = segment_case(ready, segmenter, tta=tta)
         reasons = out_of_domain(label, ready.phases, segmenter.model_config.get("training_livers") or {})
         if reasons:
