@@ -137,7 +137,8 @@ def main() -> None:
     triples = [truth_registered(make_phantom_case(i, seed=args.seed, size=args.size)) for i in range(args.cases)]
     n_held = max(2, args.cases // 4)
     train, held = triples[:-n_held], triples[-n_held:]
-    real_tumors = [t for real, _, _ in triples for t in measure_tumor_contrasts(real)]
+    measured = [measure_tumor_contrasts(real) for real, _, _ in triples]  # once per case: it segments every lesion
+    real_tumors = [t for tumors in measured for t in tumors]
     real_kinds = [k for _, _, kinds in triples for k in kinds]
     real_summary = summarize_contrasts(real_tumors)
     print(f"phantom: {args.cases} cases of size {args.size} ({len(train)} train, {n_held} held out), "
@@ -180,13 +181,13 @@ def main() -> None:
                 painters["ldm-profile+cal"] = LatentDiffusionPainter(codec=codec, diffusion=diffusion, config=config.synthesize)
             print(f"diffusion ({mode}): {results[f'diffusion_{mode}']['train_s']:.0f} s ({results[f'diffusion_{mode}']['train_cpu_s']:.0f} s CPU), loss "
                   f"{metrics['evaluation_loss_initial']:.3f} → {metrics['evaluation_loss_final']:.3f} on {len(crops)} crops")
-        train_tumors = [t for real, _, _ in train for t in measure_tumor_contrasts(real)]
+        train_tumors = [t for tumors in measured[:len(train)] for t in tumors]
         painters["handcrafted"] = HandcraftedPainter(real_tumors=train_tumors, config=config.synthesize,
                                                      crop_vox=config.diffusion.crop_vox)
 
         # --- synthesis, realism, coherence -----------------------------------------------------
         normals = [n for _, n, _ in train]
-        real_patches = np.concatenate([tumor_patches(real, measure_tumor_contrasts(real)) for real, _, _ in triples])
+        real_patches = np.concatenate([tumor_patches(real, tumors) for (real, _, _), tumors in zip(triples, measured)])
         real_matrix = contrast_matrix(real_tumors)
         print(f"\n{'method':<16} {'s/case':>7} {'tumors':>6}  " + "  ".join(f"{p:>15}" for p in PHASES)
               + f"  {'AUC':>11}  {'coherent':>8}  {'max|Δmean|':>10}  {'sd ratio':>8}  {'QC rejected':>11}")
@@ -194,10 +195,11 @@ def main() -> None:
               + "  ".join(f"{real_summary[p]['mean']:+7.1f} ± {real_summary[p]['std']:5.1f}" for p in PHASES))
         for name, painter in painters.items():
             synthetic, seconds, cpu_seconds, rejected = paint_all(painter, normals, args.per_case, args.seed)
-            tumors = [t for case in synthetic for t in measure_tumor_contrasts(case)]
+            per_case = [measure_tumor_contrasts(case) for case in synthetic]
+            tumors = [t for found in per_case for t in found]
             summary = summarize_contrasts(tumors)
             gap, ratio = realism_gaps(summary, real_summary)
-            patches = np.concatenate([tumor_patches(case, measure_tumor_contrasts(case)) for case in synthetic])
+            patches = np.concatenate([tumor_patches(case, found) for case, found in zip(synthetic, per_case)])
             auc = classifier_auc(real_patches, patches, seed=args.seed)
             coherence = cross_phase_coherence(real_matrix, real_kinds, contrast_matrix(tumors))
             results[name] = {"seconds_per_case": seconds, "cpu_seconds_per_case": cpu_seconds, "contrast_hu": summary, "classifier": auc, "coherence": coherence,
