@@ -250,6 +250,9 @@ def quality(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     second, _, _ = make_cases(range(200, 200 + args.second), args.data_seed, "second", args.size, False)
     print(f"data: {n_train} train, {n_val} val, {args.test} test, {args.second} second-site cases of size {args.size} "
           f"in {time.time() - t0:.0f} s; {how}", flush=True)
+    if args.normal_site != "default" and "truth" in args.normal:
+        _, normal, _ = make_cases(range(300, 300 + len(train)), args.data_seed, args.normal_site, args.size, True)
+        print(f"normal CT: the tumor-free CT of {len(normal)} unlabelled {args.normal_site}-site cases", flush=True)
     painters = {method: load_bench_painter(args, train, method, normal) for method in args.painter}
     normal_sets = {source: normal_cases(args, train, normal, source) for source in args.normal}
     runs = [(variant, None, None) for variant in args.variants if VARIANTS[variant]["synthetic"] == "none"]
@@ -462,6 +465,10 @@ def main() -> int:
     parser.add_argument("--normal", nargs="+", default=["truth"], choices=["truth", "ffc", "median"],
                         help="tumor-free CT to paint into: the phantom's truth, or the training cases inpainted by "
                              "the run's FFC inpainter or the median filter (Table V's inpainter rows)")
+    parser.add_argument("--normal-site", default="default", choices=["default", "second"],
+                        help="--normal truth: the tumor-free CT of the training cases (default), or of --train "
+                             "unlabelled cases of the second site (other anatomies than its test cases): normal "
+                             "CT from a new scanner, which needs no annotation, as a site adapting the model would")
     parser.add_argument("--synthetic", default="on-the-fly", choices=["on-the-fly", "offline"],
                         help="multi-syn: paint in the loader, or train on a pool painted once (as the pipeline does)")
     parser.add_argument("--pool", type=int, default=32, help="synthetic cases painted per painter with --synthetic offline")
