@@ -211,6 +211,30 @@ def speed(case: Case, preset: str, displacement: dict[str, np.ndarray] | None = 
     return row
 
 
+def backend_speed(case: Case, preset: str, displacement: dict[str, np.ndarray], truth_case: Case) -> dict[str, dict[str, float]]:
+    """Every deformable backend on one phase of ``case`` (liver region, working grid, 1 thread): CPU
+    seconds and liver TRE (mm, on ``truth_case``'s grid), and the ratio to the SimpleITK chain."""
+    phase = next(p for p in case.phase_names if p != case.annotated_phase)
+    liver = truth_case.label.array > 0
+    rows: dict[str, dict[str, float]] = {}
+    for method in ("bspline", "elastix", "convexadam"):
+        try:
+            require_backend(method)
+        except InputError as err:
+            print(f"  {method:<10} skipped: {err}", flush=True)
+            continue
+        config = resolve_config(preset, overrides=[f"register.method={method}"]).register
+        roi = to_sitk(liver_roi(case, config.margin_mm).mask)
+        start = time.process_time()
+        transform = register_phase(to_sitk(case.annotated), to_sitk(case.phases[phase]), roi, config).transform
+        seconds = time.process_time() - start
+        tre = target_registration_error(transform, truth_case.annotated, displacement[phase], liver)
+        rows[method] = {"cpu_s": seconds, "tre_mean_mm": float(tre.mean()), "tre_p95_mm": float(np.percentile(tre, 95))}
+    for row in rows.values():
+        row["ratio_to_bspline"] = row["cpu_s"] / rows["bspline"]["cpu_s"]
+    return rows
+
+
 def thread_cost(case: Case, preset: str) -> dict[str, float | bool]:
     """Wall seconds of the chain for the non-annotated phases with 1 thread and with all cores (two
     runs each, alternating), and whether each setting gave the same resampled phases twice."""
@@ -273,6 +297,11 @@ def main(argv: list[str] | None = None) -> int:
                 phantom, case = case, case.case
             row = speed(case, args.preset, dict(phantom.truth.displacement_mm), phantom.case)
             results[f"speed_{label}"] = row
+            backends = backend_speed(case, args.preset, dict(phantom.truth.displacement_mm), phantom.case)
+            results[f"backends_{label}"] = backends
+            print(f"  {label}, one phase, every backend: " + "; ".join(
+                f"{m} {r['cpu_s']:.1f} s (×{r['ratio_to_bspline']:.1f}, TRE {r['tre_mean_mm']:.2f} / p95 {r['tre_p95_mm']:.2f})"
+                for m, r in backends.items()), flush=True)
             print(f"  {label}: working grid {row['working_grid_s_per_phase']:.1f} s (TRE {row['working_grid_tre_mm']:.2f}); "
                   f"own voxels {row['own_voxels_s_per_phase']:.1f} s (TRE {row['own_voxels_tre_mm']:.2f}, "
                   f"×{row['ratio_own_over_working']:.2f}); whole image {row['whole_image_s_per_phase']:.1f} s "

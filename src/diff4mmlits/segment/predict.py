@@ -146,9 +146,9 @@ def locate_liver(case: Case, segmenter: Segmenter) -> Volume | None:
     Paper step 1 aligns the liver, so registration needs its region; an unlabelled case has none. Every
     phase is resampled as it lies in the scanner's frame (no transform) onto stage one's coarse grid
     over the annotated phase — misaligned by the breathing motion that registration will remove, which
-    a liver-sized structure survives — and stage one's largest liver component is taken, if it holds
-    within a factor 2 of the training livers' volumes (``config.json``'s ``training_livers``; else
-    200 mL to 8 L).
+    a liver-sized structure survives — and stage one's largest liver component is taken if its volume
+    lies within a factor 2 of the training livers' (``config.json``'s ``training_livers``; without
+    them, 200 mL to 8 L).
     """
     stage_one = segmenter.liver
     if stage_one is None:
