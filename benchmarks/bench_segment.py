@@ -225,6 +225,8 @@ def segment_config(args: argparse.Namespace, update: dict[str, Any]) -> Any:
         changes["cascade_liver_epochs"] = max(1, round(config.cascade_liver_epochs * args.epochs / config.epochs))
     if args.backbone is not None:
         changes["backbone"] = args.backbone
+    if args.grain_noise is not None:
+        changes["grain_noise_prob"] = args.grain_noise
     return config.model_copy(update={**changes, "loader_workers": 0, **update})
 
 
@@ -451,6 +453,8 @@ def main() -> int:
     parser.add_argument("--patch", type=int, nargs=3, default=None, help="patch (z y x voxels), instead of the plan's")
     parser.add_argument("--backbone", default=None, choices=["dynunet", "unet", "attention-unet", "segresnet", "vnet"],
                         help="the segmenter's network, instead of the preset's (Table III)")
+    parser.add_argument("--grain-noise", type=float, default=None,
+                        help="probability of noise with an in-plane grain (segment.grain_noise_prob), instead of the preset's")
     parser.add_argument("--real-share", type=float, default=1.0,
                         help="share of the training cases used, real and as the painter's tumor-free CT (Table IV)")
     parser.add_argument("--ratio", type=float, default=0.5, help="synthetic share of training samples")

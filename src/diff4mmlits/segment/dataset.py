@@ -73,8 +73,9 @@ def prepare_resampled(case: Case, plan: SegmenterPlan, phases: Sequence[str]) ->
 
 def build_augmentation(plan: SegmenterPlan, config: SegmentConfig) -> Any:
     """MONAI dict transforms in nnU-Net v2's order: pad, tumor-biased crop, rotation and scaling,
-    Gaussian noise, Gaussian blur, brightness, contrast, simulated low resolution, gamma (inverted
-    and plain), mirroring. Each step is off when its probability is 0 (the smoke preset)."""
+    Gaussian noise, noise with a grain (ours, segment/augment.py), Gaussian blur, brightness,
+    contrast, simulated low resolution, gamma (inverted and plain), mirroring. Each step is off when
+    its probability is 0 (the smoke preset)."""
     from monai.transforms import (
         Compose,
         RandAdjustContrastd,
@@ -112,6 +113,11 @@ def build_augmentation(plan: SegmenterPlan, config: SegmentConfig) -> Any:
                                           mode=("bilinear", "nearest"), padding_mode="border"))
     if config.noise_prob > 0:
         transforms.append(RandGaussianNoised(keys="image", prob=config.noise_prob, std=config.noise_std))
+    if config.grain_noise_prob > 0:
+        from diff4mmlits.segment.augment import RandCorrelatedNoised
+
+        transforms.append(RandCorrelatedNoised(keys="image", prob=config.grain_noise_prob, std=config.grain_noise_std,
+                                               grain_vox=config.grain_noise_vox))
     if config.blur_prob > 0:
         sigma = config.blur_sigma_vox
         transforms.append(RandGaussianSmoothd(keys="image", prob=config.blur_prob, sigma_x=sigma, sigma_y=sigma, sigma_z=sigma))
