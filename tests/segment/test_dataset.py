@@ -113,6 +113,17 @@ def test_the_paper_preset_augments_at_nnunet_strength() -> None:
     assert config.rotate_range_deg == 30.0 and config.scale_range == (0.7, 1.4) and config.deep_supervision
 
 
+def test_noise_with_a_grain_joins_the_augmentation_when_its_probability_is_set() -> None:
+    from diff4mmlits.segment.dataset import build_augmentation
+
+    config = resolve_config("demo").segment
+    names = [type(t).__name__ for t in build_augmentation(plan_for_names(), config).transforms]
+    assert "RandCorrelatedNoised" not in names  # off by default
+    on = config.model_copy(update={"grain_noise_prob": 0.3})
+    names = [type(t).__name__ for t in build_augmentation(plan_for_names(), on).transforms]
+    assert names.index("RandCorrelatedNoised") == names.index("RandGaussianNoised") + 1
+
+
 def plan_for_names():
     from types import SimpleNamespace
 
