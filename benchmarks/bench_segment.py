@@ -171,7 +171,10 @@ def load_bench_painter(args: argparse.Namespace, train: list[Case], method: str,
 
         if args.painter_run is None:
             raise SystemExit(f"--painter {method} needs --painter-run RUN (a run folder with a trained {method} painter)")
-        return load_painter(RunFolder(args.painter_run), method, args.ldm_mode, "cpu")
+        from diff4mmlits.config import apply_overrides
+
+        run = RunFolder(args.painter_run)  # --painter-set changes how it paints (e.g. synthesize.noise_texture=scan)
+        return load_painter(run, method, args.ldm_mode, "cpu", config=apply_overrides(run.load_config(), args.painter_set))
     config = resolve_config("demo")
     tumors = [t for case in train for t in measure_tumor_contrasts(case)]
     return HandcraftedPainter(real_tumors=tumors, config=config.synthesize, crop_vox=config.diffusion.crop_vox,

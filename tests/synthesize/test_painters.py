@@ -71,3 +71,19 @@ def test_painting_is_deterministic_given_the_generator(smoke_config):
     c = painter.paint(normal, np.random.default_rng(8))
     assert all(np.array_equal(a.phases[p].array, b.phases[p].array) for p in a.phase_names)
     assert not np.array_equal(a.label.array, c.label.array)
+
+
+def test_scan_noise_texture_adds_the_normal_crops_own_pattern_at_the_missing_level() -> None:
+    from diff4mmlits.synthesize.blend import noise_sigma_hu
+
+    rng = np.random.default_rng(0)
+    grain = ndimage.gaussian_filter(rng.standard_normal((16, 24, 24)), (0.0, 1.0, 1.0))
+    normal = (60.0 + 15.0 * grain / grain.std()).astype(np.float32)  # liver with grained noise
+    decoded = np.full_like(normal, 60.0)  # the autoencoder's smooth reconstruction
+    region = np.ones(normal.shape, bool)
+    scan, sigma = LatentDiffusionPainter.match_noise(decoded, normal, region, np.random.default_rng(1), "scan")
+    white, _ = LatentDiffusionPainter.match_noise(decoded, normal, region, np.random.default_rng(1), "white")
+    residual = normal - ndimage.gaussian_filter(normal, 1.0)
+    assert sigma > 0 and abs(noise_sigma_hu(scan, region) - noise_sigma_hu(normal, region)) < 0.15 * sigma
+    assert np.corrcoef((scan - decoded).ravel(), residual.ravel())[0, 1] > 0.99  # the scan's own pattern
+    assert abs(np.corrcoef((white - decoded).ravel(), residual.ravel())[0, 1]) < 0.1

@@ -172,6 +172,10 @@ class SynthesizeConfig(Section):
     match_noise: bool = True
     """ldm: add back, inside the blended region, the normal CT's noise level (measured in the
     crop's liver), which the autoencoder smooths away."""
+    noise_texture: Literal["white", "scan"] = "white"
+    """ldm, with ``match_noise``: the noise added back is white (``white``), or the normal CT's own
+    fine residual at the same voxels (``scan``: the crop minus its 1-voxel Gaussian blur, scaled to
+    the missing level), so the tumor carries the scan's grain and noise pattern."""
     calibrate_contrast: bool = True
     """ldm: after decoding, shift each phase inside the tumor so that its contrast to the liver ring
     equals the drawn enhancement profile (the network paints texture, edge and shape; the profile

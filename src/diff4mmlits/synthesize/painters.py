@@ -127,17 +127,27 @@ class LatentDiffusionPainter:
                 levels[name] = float(np.median(crops_hu[name][background] - painted[name][background]))
                 painted[name] = (painted[name] + levels[name]).astype(np.float32)
             if self.config.match_noise:
-                painted[name], added[name] = self.match_noise(painted[name], crops_hu[name], liver & ~condition, rng)
+                painted[name], added[name] = self.match_noise(painted[name], crops_hu[name], liver & ~condition, rng,
+                                                              self.config.noise_texture)
         record = {"noise_seed": seed, **({"added_noise_hu": added} if added else {}),
                   **({"background_shift_hu": {k: round(v, 2) for k, v in levels.items()}} if levels else {})}
         return painted, record
 
     @staticmethod
-    def match_noise(decoded: np.ndarray, normal: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
-        """Add white noise so the decoded crop's noise level in ``region`` matches the normal CT's (HU)."""
+    def match_noise(decoded: np.ndarray, normal: np.ndarray, region: np.ndarray, rng: np.random.Generator,
+                    texture: str = "white") -> tuple[np.ndarray, float]:
+        """Add noise so the decoded crop's noise level in ``region`` matches the normal CT's (HU):
+        white noise, or (``texture="scan"``) the normal crop's own fine residual (crop minus its
+        1-voxel Gaussian blur) at the same voxels, scaled to the missing level."""
         missing = noise_sigma_hu(normal, region) ** 2 - noise_sigma_hu(decoded, region) ** 2
         sigma = float(np.sqrt(max(missing, 0.0)))
-        noisy = decoded + sigma * rng.standard_normal(decoded.shape).astype(np.float32)
+        if texture == "scan" and region.sum() >= 8:
+            residual = normal - ndimage.gaussian_filter(normal.astype(np.float32), 1.0)
+            spread = float(residual[region].std())
+            pattern = residual / spread if spread > 1e-6 else np.zeros_like(residual)
+        else:
+            pattern = rng.standard_normal(decoded.shape).astype(np.float32)
+        noisy = decoded + sigma * pattern
         return noisy.astype(np.float32), round(sigma, 2)
 
     @torch.no_grad()
