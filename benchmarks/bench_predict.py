@@ -36,15 +36,10 @@ import numpy as np
 
 os.environ.setdefault("DIFF4MMLITS_NO_PROGRESS", "1")
 
-from clinical import clinical_case  # noqa: E402  (benchmarks/clinical.py)
-from diff4mmlits.config import resolve_config  # noqa: E402
-from diff4mmlits.data.case import Case  # noqa: E402
+from clinical import clinical_case, two_step_segmenter  # noqa: E402  (benchmarks/clinical.py)
 from diff4mmlits.data.io import write_volume  # noqa: E402
-from diff4mmlits.data.phantom import make_phantom_case  # noqa: E402
 from diff4mmlits.register.qc import target_registration_error  # noqa: E402
-from diff4mmlits.register.resample import resample_onto  # noqa: E402
 from diff4mmlits.register.stage import read_transform  # noqa: E402
-from diff4mmlits.segment.train import train_model  # noqa: E402
 
 
 def write_clinical_case(folder: Path, seed: int, site: str):
@@ -72,23 +67,6 @@ def liver_tre(registered: Path, phantom) -> dict[str, float]:
         after.append(target_registration_error(read_transform(files[0]), truth.annotated, field, liver))
     a, b = np.concatenate(after), np.concatenate(before)
     return {"tre_mean_before": float(b.mean()), "tre_mean": float(a.mean()), "tre_p95": float(np.percentile(a, 95))}
-
-
-def train_tiny_model(out: Path, preset: str, seed: int) -> Path:
-    """A segmenter of the preset's network after two steps on two registered phantom cases of size 128."""
-    train = []
-    for index in (1, 2):
-        case = make_phantom_case(index, seed=seed, site="default", size=128).case
-        phases = {k: resample_onto(v, case.annotated) for k, v in case.phases.items()}
-        train.append(Case(case.case_id, phases, case.label))
-    run_config = resolve_config(preset)
-    config = run_config.segment.model_copy(update={
-        "epochs": 1, "steps_per_epoch": 2, "cascade_liver_epochs": 1, "loader_workers": 0})
-    # the run's settings travel with the model, as `diff4mmlits train` saves them: predict registers
-    # a new case with the preset's register section
-    train_model(train, [], config, out, seed=0, echo=lambda _: None,
-                extra_config={"run_config": run_config.model_dump(mode="json")})
-    return out
 
 
 def tree_rss_mb(root: int) -> float:
@@ -149,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         case_dir = Path(tmp) / "case"
         shapes, phantom = write_clinical_case(case_dir, args.seed, args.site)
-        model = args.model or train_tiny_model(Path(tmp) / "model", args.preset, args.seed)
+        model = args.model or two_step_segmenter(Path(tmp) / "model", args.preset, args.seed)
         results["model"] = str(args.model) if args.model else f"2-step {args.preset} model"
         results["shapes"] = {k: list(v) for k, v in shapes.items()}
         print(f"clinical case ({args.site} site): " + ", ".join(f"{k} {'×'.join(map(str, v[::-1]))}" for k, v in shapes.items())

@@ -62,18 +62,24 @@ REAL_FILES = {"NC": "HCC_007_19971227_PRE_LIVER_noncontrast.nii.gz",
               "PVP": "HCC_007_19971227_LIVER_3_PHASE_acq3_portalvenous.nii.gz"}
 
 
+def installed_methods(methods: tuple[str, ...], preset: str):
+    """``(method, its register settings)`` for each of ``methods`` whose backend is installed; a line
+    for each one skipped."""
+    for method in methods:
+        try:
+            require_backend(method)
+        except InputError as err:
+            print(f"  {method:<10} skipped: {err}", flush=True)
+            continue
+        yield method, resolve_config(preset, overrides=[f"register.method={method}"]).register
+
+
 def phantom_accuracy(dataset: Path, preset: str) -> dict[str, dict[str, float]]:
     """TRE, liver and tumor Dice before/after per method over every case and non-PVP phase."""
     cases = read_native_dataset(dataset)
     truths = {case.case_id: read_phantom_truth(dataset, case.case_id) for case in cases}
     rows: dict[str, dict[str, float]] = {}
-    for method in METHODS:
-        try:
-            require_backend(method)
-        except InputError as err:
-            print(f"  {method:<8} skipped: {err}", flush=True)
-            continue
-        config = resolve_config(preset, overrides=[f"register.method={method}"]).register
+    for method, config in installed_methods(METHODS, preset):
         before, after, seconds, kept = [], [], [], []
         liver, tumor = [], []
         for case in cases:
@@ -217,13 +223,7 @@ def backend_speed(case: Case, preset: str, displacement: dict[str, np.ndarray], 
     phase = next(p for p in case.phase_names if p != case.annotated_phase)
     liver = truth_case.label.array > 0
     rows: dict[str, dict[str, float]] = {}
-    for method in ("bspline", "elastix", "convexadam"):
-        try:
-            require_backend(method)
-        except InputError as err:
-            print(f"  {method:<10} skipped: {err}", flush=True)
-            continue
-        config = resolve_config(preset, overrides=[f"register.method={method}"]).register
+    for method, config in installed_methods(("bspline", "elastix", "convexadam"), preset):
         roi = to_sitk(liver_roi(case, config.margin_mm).mask)
         start = time.process_time()
         transform = register_phase(to_sitk(case.annotated), to_sitk(case.phases[phase]), roi, config).transform

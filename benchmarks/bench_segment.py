@@ -409,8 +409,6 @@ def prediction_speed(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     import multiprocessing
 
     t0 = time.time()
-    train = [Case(c.case_id, {k: resample_onto(v, c.annotated) for k, v in c.phases.items()}, c.label)
-             for c in (make_phantom(index, args.data_seed, 128) for index in range(2))]
     case = clinical_case(args.data_seed)
     case_file = out / "clinical_case.npz"
     np.savez(case_file, spacing=np.array(case.annotated.spacing_mm), **{k: v.array for k, v in case.phases.items()})
@@ -420,10 +418,8 @@ def prediction_speed(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     result: dict[str, Any] = {}
     context = multiprocessing.get_context("spawn")
     for name, cascade in (("single stage", False), ("cascade", True)):
-        config = resolve_config(args.preset).segment.model_copy(update={
-            "epochs": 1, "steps_per_epoch": 2, "cascade_liver_epochs": 1, "loader_workers": 0, "cascade": cascade})
-        model_dir = out / f"clinical_{'cascade' if cascade else 'single'}"
-        train_model(train, [], config, model_dir, seed=0, echo=lambda _: None)
+        model_dir = clinical.two_step_segmenter(out / f"clinical_{'cascade' if cascade else 'single'}", args.preset,
+                                                args.data_seed, cascade)
         with context.Pool(1) as pool:
             result[name] = pool.apply(_predict_in_fresh_process, (str(model_dir), str(case_file), args.repeats, args.threads))
     base = result["single stage"]["plain_swi_s"]
@@ -433,12 +429,6 @@ def prediction_speed(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     print(f"  plain sliding_window_inference of the single-stage network on its prepared image: {base:.1f} s "
           f"(median of {args.repeats}; threads {args.threads})")
     return result
-
-
-def make_phantom(index: int, seed: int, size: int) -> Case:
-    from diff4mmlits.data.phantom import make_phantom_case
-
-    return make_phantom_case(index, seed=seed, site="default", size=size).case
 
 
 def main() -> int:

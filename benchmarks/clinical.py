@@ -6,6 +6,8 @@ registration error is measured there."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from diff4mmlits.data.case import Case
@@ -35,3 +37,22 @@ def clinical_case(seed: int = 0, site: str = "default", index: int = 0):
     phases = {name: clinical_phase(volume) for name, volume in phantom.case.phases.items()}
     label = resample_onto(phantom.case.label, phases[phantom.case.annotated_phase])
     return Case(f"clinical_{site}_{index}", phases, label, annotated_phase=phantom.case.annotated_phase), phantom
+
+
+def two_step_segmenter(out: Path, preset: str, seed: int, cascade: bool = True) -> Path:
+    """A segmenter of the preset's network after two training steps on two registered phantom cases of
+    size 128 (prediction cost does not depend on the weights), saved in ``out`` with the preset's
+    settings as ``diff4mmlits train`` saves them (so ``predict`` registers with its ``register`` section)."""
+    from diff4mmlits.config import resolve_config
+    from diff4mmlits.segment.train import train_model
+
+    train = []
+    for index in (1, 2):
+        case = make_phantom_case(index, seed=seed, site="default", size=128).case
+        train.append(Case(case.case_id, {k: resample_onto(v, case.annotated) for k, v in case.phases.items()}, case.label))
+    run_config = resolve_config(preset)
+    config = run_config.segment.model_copy(update={
+        "epochs": 1, "steps_per_epoch": 2, "cascade_liver_epochs": 1, "loader_workers": 0, "cascade": cascade})
+    train_model(train, [], config, out, seed=0, echo=lambda _: None,
+                extra_config={"run_config": run_config.model_dump(mode="json")})
+    return out
