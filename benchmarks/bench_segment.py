@@ -230,6 +230,8 @@ def segment_config(args: argparse.Namespace, update: dict[str, Any]) -> Any:
         changes["backbone"] = args.backbone
     if args.grain_noise is not None:
         changes["grain_noise_prob"] = args.grain_noise
+    if args.normalization is not None:
+        changes["normalization"] = args.normalization
     return config.model_copy(update={**changes, "loader_workers": 0, **update})
 
 
@@ -448,6 +450,9 @@ def main() -> int:
                         help="the segmenter's network, instead of the preset's (Table III)")
     parser.add_argument("--grain-noise", type=float, default=None,
                         help="probability of noise with an in-plane grain (segment.grain_noise_prob), instead of the preset's")
+    parser.add_argument("--normalization", default=None, choices=["dataset", "case", "none", "liver"],
+                        help="the input's z-score (segment.normalization), instead of the preset's; liver needs "
+                        "--variants multi-cascade")
     parser.add_argument("--real-share", type=float, default=1.0,
                         help="share of the training cases used, real and as the painter's tumor-free CT (Table IV)")
     parser.add_argument("--ratio", type=float, default=0.5, help="synthetic share of training samples")

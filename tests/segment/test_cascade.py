@@ -94,3 +94,32 @@ def test_both_stages_train_resume_and_predict_through_one_model_folder(tiny_case
     assert segmenter.liver is not None and segmenter.margin_mm == config.segment.cascade_margin_mm
     label = segment_case(cases[0], segmenter)
     assert label.same_grid(cases[0].annotated) and set(np.unique(label.array)) <= {0, 1, 2}
+
+
+def test_liver_normalisation_trains_stage_two_on_the_label_and_predicts_on_stage_ones_liver(tiny_case, tmp_path,
+                                                                                             monkeypatch) -> None:
+    import diff4mmlits.segment.predict as predict_module
+    from diff4mmlits.errors import InputError
+    from diff4mmlits.segment.dataset import LIVER_EXTRA
+    from diff4mmlits.segment.train import train_model
+
+    cases = [tiny_case(f"case_{i}", seed=i) for i in range(3)]
+    config = resolve_config("smoke", overrides=["segment.synthetic=none", "segment.epochs=1",
+                                                "segment.normalization=liver"]).segment
+    with pytest.raises(InputError, match="needs segment.cascade=true"):
+        train_model(cases[:2], cases[2:], config.model_copy(update={"cascade": False}), tmp_path / "single", seed=0,
+                    echo=lambda _: None)
+    train_model(cases[:2], cases[2:], config, tmp_path / "cascade", seed=0, echo=lambda _: None)
+    segmenter = load_segmenter(tmp_path / "cascade", device="cpu")
+    assert segmenter.plan.normalization == "liver" and segmenter.liver.plan.normalization == "dataset"
+    seen: list[tuple[str, bool]] = []
+    prepare = predict_module.prepare_case
+
+    def recording(case, plan, phases):
+        seen.append((plan.normalization, LIVER_EXTRA in case.extras))
+        return prepare(case, plan, phases)
+
+    monkeypatch.setattr(predict_module, "prepare_case", recording)
+    label = segment_case(cases[2], segmenter)
+    assert label.same_grid(cases[2].annotated)
+    assert seen == [("dataset", False), ("liver", True)]  # stage one as trained, stage two on stage one's liver

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -128,3 +130,21 @@ def plan_for_names():
     from types import SimpleNamespace
 
     return SimpleNamespace(patch_size_vox=(16, 16, 16))
+
+
+def test_liver_normalisation_takes_the_label_or_stage_ones_liver(setup) -> None:
+    from diff4mmlits.data.case import Case
+    from diff4mmlits.errors import InputError
+    from diff4mmlits.segment.dataset import LIVER_EXTRA
+
+    cases, _, plan = setup
+    plan = dataclasses.replace(plan, normalization="liver")
+    case = cases[0]
+    labelled = prepare_case(case, plan, ("NC", "AP", "PVP", "DP"))
+    liver = labelled.label > 0
+    assert np.abs(np.median(labelled.image[:, liver], axis=1)).max() < 0.05  # every phase centred on its liver
+    unlabelled = Case(case.case_id, case.phases, None, case.annotated_phase)
+    with pytest.raises(InputError, match="needs the liver"):
+        prepare_case(unlabelled, plan, ("NC", "AP", "PVP", "DP"))
+    given = Case(case.case_id, case.phases, None, case.annotated_phase, {LIVER_EXTRA: case.label})
+    np.testing.assert_array_equal(prepare_case(given, plan, ("NC", "AP", "PVP", "DP")).image, labelled.image)

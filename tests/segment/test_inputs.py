@@ -73,3 +73,32 @@ def test_window_then_zscore() -> None:
     np.testing.assert_allclose(out.ravel(), [-1, -1, 0, 1, 1], atol=1e-6)
     per_case = normalize_channel(array, (-21.0, 189.0), "case")
     assert abs(per_case.mean()) < 1e-6 and per_case.std() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_liver_normalisation_centres_each_case_on_its_own_liver() -> None:
+    # two scans of one liver and tumor whose contrast timing differs: the whole liver 20 HU darker
+    liver = np.zeros((1, 4, 4), bool)
+    liver[0, :, :3] = True
+    stats = IntensityStats(mean_hu=70.0, sd_hu=25.0)
+    early = np.full((1, 4, 4), 10.0, np.float32)
+    early[liver] = 48.0
+    early[0, 0, 0] = 28.0  # a tumor 20 HU below its liver
+    late = early + 20.0
+    early_z = normalize_channel(early, (-21.0, 189.0), "liver", stats, liver)
+    late_z = normalize_channel(late, (-21.0, 189.0), "liver", stats, liver)
+    np.testing.assert_allclose(early_z[liver], late_z[liver], atol=1e-6)  # the same relative image inside the liver
+    assert np.median(early_z[liver]) == pytest.approx(0.0) and early_z[0, 0, 0] == pytest.approx(-20.0 / 25.0)
+    # dataset normalisation keeps the 20 HU shift (0.8 sd): the darker liver looks like tumor to the network
+    shift = normalize_channel(late, (-21.0, 189.0), "dataset", stats) - normalize_channel(early, (-21.0, 189.0), "dataset", stats)
+    assert shift[liver].mean() == pytest.approx(0.8)
+
+
+def test_liver_normalisation_needs_a_liver_and_falls_back_to_the_dataset_mean_on_an_empty_one() -> None:
+    array = np.full((1, 2, 2), 90.0, np.float32)
+    stats = IntensityStats(mean_hu=70.0, sd_hu=20.0)
+    with pytest.raises(ValueError, match="liver mask"):
+        normalize_channel(array, (-21.0, 189.0), "liver", stats)
+    empty = normalize_channel(array, (-21.0, 189.0), "liver", stats, np.zeros((1, 2, 2), bool))
+    np.testing.assert_allclose(empty, 1.0)
+    stacked = stack_channels({"PVP": array}, ["PVP"], (-21.0, 189.0), "liver", {"PVP": stats}, np.ones((1, 2, 2), bool))
+    np.testing.assert_allclose(stacked, 0.0)

@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.volume import Volume
+from diff4mmlits.errors import InputError
 from diff4mmlits.segment.config import SegmentConfig
 from diff4mmlits.segment.inputs import stack_channels
 from diff4mmlits.segment.plan import SegmenterPlan
@@ -45,6 +46,21 @@ class PreparedCase:
     """The plan-spacing grid (geometry only; its array is a zero-stride placeholder)."""
 
 
+LIVER_EXTRA = "liver"
+"""Name of the extra volume that carries stage one's liver (1 = liver) into an unlabelled case."""
+
+
+def case_liver(case: Case) -> np.ndarray:
+    """The liver (and its tumors) of a case, boolean on its annotated grid: the label's, else the
+    ``LIVER_EXTRA`` extra's. Raises :class:`InputError` when it has neither."""
+    if case.label is not None:
+        return case.label.array > 0
+    if LIVER_EXTRA in case.extras:
+        return case.extras[LIVER_EXTRA].array > 0
+    raise InputError(f"{case.case_id}: liver normalisation needs the liver (a label, or stage one's liver); "
+                     "use a cascade or another segment.normalization")
+
+
 def resample_case(case: Case, spacing_mm: tuple[float, float, float]) -> Case:
     """A registered case with every phase (and the label, extras) at ``spacing_mm``."""
     case.require_registered()
@@ -61,9 +77,14 @@ def prepare_case(case: Case, plan: SegmenterPlan, phases: Sequence[str]) -> Prep
 
 
 def prepare_resampled(case: Case, plan: SegmenterPlan, phases: Sequence[str]) -> PreparedCase:
-    """Stack the channels of a case already at the plan's spacing."""
+    """Stack the channels of a case already at the plan's spacing.
+
+    With ``liver`` normalisation the liver is the label's (liver and tumor) or, for an unlabelled
+    case, its ``LIVER_EXTRA`` extra (stage one's liver, set by prediction).
+    """
     image = stack_channels(
-        {name: v.array for name, v in case.phases.items()}, phases, plan.window_hu, plan.normalization, plan.intensity_stats
+        {name: v.array for name, v in case.phases.items()}, phases, plan.window_hu, plan.normalization,
+        plan.intensity_stats, case_liver(case) if plan.normalization == "liver" else None,
     )
     label = case.label.array.astype(np.uint8) if case.label is not None else None
     grid_src = case.annotated

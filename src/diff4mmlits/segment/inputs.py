@@ -21,8 +21,12 @@ PVP, exactly as the paper stacks the single-phase LiTS images four times.
 **Intensities**: HU are clipped to the window ([-21, 189] HU in the paper), then z-scored. With
 ``normalization="dataset"`` (nnU-Net's CT scheme) the mean and sd are those of the windowed HU
 inside the training livers, per phase, stored in the plan; ``"case"`` uses each case's own
-channel mean/sd; ``"none"`` only clips. A duplicated channel is normalised with the statistics of
-the phase it copies.
+channel mean/sd; ``"none"`` only clips. ``"liver"`` centres each phase on *this case's* liver
+(the median windowed HU inside it) and scales by the training livers' sd: enhancement is then
+read relative to the liver, as radiologists read it (hypo-/hyper-enhancing), so a scanner whose
+contrast timing makes the whole liver 20 HU darker in one phase does not make it look like tumor.
+It needs the liver: the label's in training, stage one's at prediction (the cascade's stage two).
+A duplicated channel is normalised with the statistics of the phase it copies.
 """
 
 from __future__ import annotations
@@ -75,15 +79,27 @@ def normalize_channel(
     window: tuple[float, float],
     mode: str,
     stats: IntensityStats | None = None,
+    liver: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Window then z-score one ``(z, y, x)`` channel (HU in, unitless out, float32)."""
+    """Window then z-score one ``(z, y, x)`` channel (HU in, unitless out, float32).
+
+    ``liver`` (boolean, same shape) is needed by ``mode="liver"``: the channel is centred on the
+    median windowed HU inside it (the training livers' mean when it is empty) and scaled by the
+    training livers' sd (``stats``).
+    """
     clipped = window_hu(array_hu, window)
     if mode == "none":
         return clipped
-    if mode == "dataset":
+    if mode in ("dataset", "liver"):
         if stats is None:
-            raise ValueError("dataset normalisation needs the phase's IntensityStats (from the plan)")
+            raise ValueError(f"{mode} normalisation needs the phase's IntensityStats (from the plan)")
         mean, sd = stats.mean_hu, stats.sd_hu
+        if mode == "liver":
+            if liver is None:
+                raise ValueError("liver normalisation needs the case's liver mask")
+            inside = clipped[np.asarray(liver, dtype=bool)]
+            if inside.size:
+                mean = float(np.median(inside))
     elif mode == "case":
         mean, sd = float(clipped.mean()), float(clipped.std())
     else:
@@ -97,11 +113,13 @@ def stack_channels(
     window: tuple[float, float],
     mode: str,
     stats: Mapping[str, IntensityStats] | None = None,
+    liver: np.ndarray | None = None,
 ) -> np.ndarray:
     """Four normalised channels ``(4, z, y, x)`` float32 in the order NC, AP, PVP, DP.
 
     ``phases_hu`` maps the phases present to ``(z, y, x)`` HU arrays on one grid; only those in
-    ``model_phases`` are used, and absent channels are filled by :func:`phase_sources`.
+    ``model_phases`` are used, and absent channels are filled by :func:`phase_sources`. ``liver``:
+    the boolean liver mask on that grid, for ``mode="liver"``.
     """
     allowed = set(model_phases)
     present = [name for name in PHASES if name in phases_hu and name in allowed]
@@ -114,7 +132,7 @@ def stack_channels(
     if len(shapes) != 1:
         raise InputError(f"phases lie on different grids {sorted(shapes)}; register the case first")
     normalised = {
-        name: normalize_channel(phases_hu[name], window, mode, (stats or {}).get(name)) for name in present
+        name: normalize_channel(phases_hu[name], window, mode, (stats or {}).get(name), liver) for name in present
     }
     sources = phase_sources(present)
     return np.stack([normalised[sources[channel]] for channel in PHASES]).astype(np.float32, copy=False)

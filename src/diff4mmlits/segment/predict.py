@@ -33,7 +33,7 @@ from diff4mmlits.distributed import resolve_device
 from diff4mmlits.errors import InputError
 from diff4mmlits.segment.cascade import crop_case, largest_component, liver_box, paste_label
 from diff4mmlits.segment.config import SegmentConfig
-from diff4mmlits.segment.dataset import prepare_case
+from diff4mmlits.segment.dataset import LIVER_EXTRA, prepare_case
 from diff4mmlits.segment.networks import build_network, main_output
 from diff4mmlits.segment.plan import PLAN_FILE, SegmenterPlan, read_plan
 from diff4mmlits.segment.postprocess import postprocess_label
@@ -135,6 +135,9 @@ def segment_case(case: Case, segmenter: Segmenter, tta: bool | None = None) -> V
     if not liver.any():
         log.warning("%s: stage one found no liver; the whole volume goes to stage two", case.case_id)
     box = liver_box(liver, case.annotated.spacing_mm, segmenter.margin_mm)
+    if segmenter.plan.normalization == "liver":  # stage two reads enhancement relative to stage one's liver
+        extras = {**case.extras, LIVER_EXTRA: case.annotated.with_array(liver.astype(np.uint8), kind="label")}
+        case = Case(case.case_id, case.phases, None, case.annotated_phase, extras)
     fine = _segment_whole(crop_case(case, box), segmenter, tta)
     return paste_label(fine, case.annotated, box)
 
@@ -169,7 +172,7 @@ def locate_liver(case: Case, segmenter: Segmenter) -> Volume | None:
 
 def _segment_whole(case: Case, segmenter: Segmenter, tta: bool | None) -> Volume:
     """One model on the whole of a registered case: the label on its annotated phase's grid."""
-    unlabelled = Case(case.case_id, case.phases, None, case.annotated_phase)
+    unlabelled = Case(case.case_id, case.phases, None, case.annotated_phase, case.extras)
     prepared = prepare_case(unlabelled, segmenter.plan, segmenter.phases)
     probs = predict_probabilities(segmenter, prepared.image, segmenter.config.tta if tta is None else tta)
     probs = resample_channels_onto(probs, prepared.grid, case.annotated)

@@ -434,12 +434,18 @@ def train_model(
         return result
 
     if not config.cascade:
+        if config.normalization == "liver":
+            raise InputError("segment.normalization=liver needs segment.cascade=true: only the cascade's stage "
+                             "one finds the liver a new case is normalised on")
         fp = fingerprint_of_cases(train, config.window_hu)
         return fit("segmenter", config, plan_segmenter(fp, config), fp, out_dir, train, validation, synthetic, normal, True)
     whole = fingerprint_of_cases(train, config.window_hu)
-    liver_plan = plan_segmenter(whole, config, liver_spacing(whole.spacings_mm, whole.shapes, config.cascade_liver_max_vox))
     liver_config = config.model_copy(update={"cascade": False, "synthetic": "none", "synthetic_ratio": 0.0,
-                                             "epochs": config.cascade_liver_epochs or config.epochs})
+                                             "epochs": config.cascade_liver_epochs or config.epochs,
+                                             "normalization": "dataset" if config.normalization == "liver"
+                                             else config.normalization})
+    liver_plan = plan_segmenter(whole, liver_config,
+                                liver_spacing(whole.spacings_mm, whole.shapes, config.cascade_liver_max_vox))
     fit("stage 1 of 2, the liver on a coarse grid", liver_config, liver_plan, whole, out_dir / LIVER_MODEL,
         train, validation, [], [], True)
     margin = config.cascade_margin_mm
