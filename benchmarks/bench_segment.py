@@ -57,7 +57,7 @@ from diff4mmlits.data.io import from_sitk, to_sitk  # noqa: E402
 from diff4mmlits.data.volume import Volume  # noqa: E402
 from diff4mmlits.evaluate.metrics import case_metrics  # noqa: E402
 from diff4mmlits.evaluate.tables import PAPER_METRICS, pooled_metrics  # noqa: E402
-from diff4mmlits.segment.dataset import prepare_case, resample_case  # noqa: E402
+from diff4mmlits.segment.dataset import prepare_case, prepare_resampled, resample_case  # noqa: E402
 from diff4mmlits.segment.plan import fingerprint, plan_segmenter  # noqa: E402
 from diff4mmlits.segment.predict import load_segmenter, segment_case  # noqa: E402
 from diff4mmlits.segment.resample import resample_onto  # noqa: E402
@@ -68,6 +68,7 @@ VARIANTS = {
     "multi": {"phases": ("NC", "AP", "PVP", "DP"), "synthetic": "none", "cascade": False},
     "multi-cascade": {"phases": ("NC", "AP", "PVP", "DP"), "synthetic": "none", "cascade": True},
     "multi-syn": {"phases": ("NC", "AP", "PVP", "DP"), "synthetic": "on-the-fly", "cascade": False},
+    "multi-syn-cascade": {"phases": ("NC", "AP", "PVP", "DP"), "synthetic": "on-the-fly", "cascade": True},
 }
 REPORTED = PAPER_METRICS + ("tumor_dice_global", "tumor_dice_per_lesion", "liver_dsc")
 """Per case (the paper's four), global and per-lesion tumor Dice, liver Dice."""
@@ -202,11 +203,9 @@ def normal_cases(args: argparse.Namespace, train: list[Case], truth: list[Case],
     return [Case(c.case_id, c.phases, c.label) for c in cases]
 
 
-def paint_pool(painter: Any, normals: list[Case], count: int, plan: Any, phases: Any, figures: Path,
-               real: list[Case]) -> tuple[list[Any], float]:
-    """``count`` synthetic cases painted into the normal cases in turn (seeded), prepared for training;
-    the first four are drawn beside real tumors of the same size in ``figures``."""
-    from diff4mmlits.segment.dataset import prepare_resampled
+def paint_pool(painter: Any, normals: list[Case], count: int, figures: Path, real: list[Case]) -> tuple[list[Case], float]:
+    """``count`` synthetic cases painted into the normal cases in turn (seeded); the first four are
+    drawn beside real tumors of the same size in ``figures``."""
     from diff4mmlits.synthesize.figures import plot_synthesis_examples
 
     rng = np.random.default_rng(0)
@@ -215,7 +214,7 @@ def paint_pool(painter: Any, normals: list[Case], count: int, plan: Any, phases:
     seconds = time.time() - start
     pool = [Case(f"{c.case_id}_s{i:03d}", c.phases, c.label) for i, c in enumerate(pool)]
     plot_synthesis_examples(pool[:4], real, figures)
-    return [prepare_resampled(c, plan, phases) for c in pool], seconds
+    return pool, seconds
 
 
 def segment_config(args: argparse.Namespace, update: dict[str, Any]) -> Any:
@@ -281,22 +280,26 @@ def quality(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             plan = plan_segmenter(fp, config)
             prepared = [prepare_case(c, plan, config.phases) for c in train]
             prepared_val = [prepare_case(c, plan, config.phases) for c in val]
-            normals, synthetic = [], []
+            normals, synthetic, pool_cases = [], [], []
+            # a single-stage model paints at its plan's spacing; a cascade, as the pipeline, at the case's own
+            spacing = None if config.cascade else plan.target_spacing_mm
             if source is not None and args.synthetic == "offline":
                 # as the pipeline trains: a pool painted once (per painter, seed 0), read like real cases
-                key = (source, method, plan.target_spacing_mm)
+                key = (source, method, spacing)
                 if key not in pools:
-                    resampled = [resample_case(c, plan.target_spacing_mm) for c in normal_sets[source]]
-                    pools[key] = paint_pool(painter, resampled, args.pool, plan, config.phases, out / f"pool_{source}_{method}", train)
+                    base = [c if spacing is None else resample_case(c, spacing) for c in normal_sets[source]]
+                    pools[key] = paint_pool(painter, base, args.pool, out / f"pool_{source}_{method}", train)
                     print(f"{name}: painted {args.pool} synthetic cases in {pools[key][1]:.0f} s", flush=True)
-                synthetic = pools[key][0]
+                pool_cases = pools[key][0]
+                synthetic = [] if config.cascade else [prepare_resampled(c, plan, config.phases) for c in pool_cases]
                 config = config.model_copy(update={"synthetic": "offline"})
             elif source is not None:
-                normals = [resample_case(c, plan.target_spacing_mm) for c in normal_sets[source]]
+                normals = [c if spacing is None else resample_case(c, spacing) for c in normal_sets[source]]
             model_dir = out / f"{name}_seed{seed}"
             start = time.time()
             if config.cascade:  # both stages, as 'diff4mmlits train' does
-                train_model(train, val, config, model_dir, seed=seed, echo=lambda _: None)
+                train_model(train, val, config, model_dir, seed=seed, synthetic=pool_cases, normal=normals,
+                            painter=painter if normals else None, echo=lambda _: None)
             else:
                 train_segmenter(prepared, prepared_val, plan, config, model_dir, seed=seed, fingerprint=fp,
                                 synthetic=synthetic, normal=normals, painter=painter if normals else None)
@@ -452,7 +455,7 @@ def main() -> int:
                         help="probability of noise with an in-plane grain (segment.grain_noise_prob), instead of the preset's")
     parser.add_argument("--normalization", default=None, choices=["dataset", "case", "none", "liver"],
                         help="the input's z-score (segment.normalization), instead of the preset's; liver needs "
-                        "--variants multi-cascade")
+                        "--variants multi-cascade or multi-syn-cascade")
     parser.add_argument("--real-share", type=float, default=1.0,
                         help="share of the training cases used, real and as the painter's tumor-free CT (Table IV)")
     parser.add_argument("--ratio", type=float, default=0.5, help="synthetic share of training samples")
