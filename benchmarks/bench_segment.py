@@ -261,21 +261,25 @@ def quality(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         print(f"normal CT: the tumor-free CT of {len(normal)} unlabelled {args.normal_site}-site cases", flush=True)
     painters = {method: load_bench_painter(args, train, method, normal) for method in args.painter}
     normal_sets = {source: normal_cases(args, train, normal, source) for source in args.normal}
-    runs = [(variant, None, None) for variant in args.variants if VARIANTS[variant]["synthetic"] == "none"]
-    runs += [(variant, source, method) for variant in args.variants if VARIANTS[variant]["synthetic"] != "none"
-             for source in args.normal for method in args.painter]
+    runs = [(variant, None, None, 0.0) for variant in args.variants if VARIANTS[variant]["synthetic"] == "none"]
+    runs += [(variant, source, method, ratio) for variant in args.variants if VARIANTS[variant]["synthetic"] != "none"
+             for source in args.normal for method in args.painter for ratio in args.ratio]
     results: dict[str, Any] = {}
     pools: dict[Any, Any] = {}
-    for variant, source, method in runs:
+    shares: dict[str, list[tuple[float, str]]] = {}  # synthetic run → its (share, result name) per --ratio
+    for variant, source, method, ratio in runs:
         painter = painters[method] if method is not None else None
         tags = ([source] if len(args.normal) > 1 else []) + ([method] if len(args.painter) > 1 else [])
-        name = f"{variant}[{'+'.join(tags)}]" if method is not None and tags else variant
+        group = f"{variant}[{'+'.join(tags)}]" if method is not None and tags else variant
+        name = f"{group}@{ratio:g}" if method is not None and len(args.ratio) > 1 else group
         if method is not None and painter is None:
             print(f"{name}: skipped (no diff4mmlits.synthesize.painters installed)", flush=True)
             continue
+        if method is not None:
+            shares.setdefault(group, []).append((ratio, name))
         per_seed = []
         for seed in args.seeds:
-            config = segment_config(args, {**VARIANTS[variant], "synthetic_ratio": args.ratio})
+            config = segment_config(args, {**VARIANTS[variant], "synthetic_ratio": ratio})
             fp = fingerprint(train, config.window_hu)
             plan = plan_segmenter(fp, config)
             prepared = [prepare_case(c, plan, config.phases) for c in train]
@@ -304,13 +308,31 @@ def quality(args: argparse.Namespace, out: Path) -> dict[str, Any]:
                 train_segmenter(prepared, prepared_val, plan, config, model_dir, seed=seed, fingerprint=fp,
                                 synthetic=synthetic, normal=normals, painter=painter if normals else None)
             seconds = time.time() - start
-            per_seed.append({"seed": seed, "train_s": seconds, "test": scores(model_dir, test), "second": scores(model_dir, second)})
+            per_seed.append({"seed": seed, "train_s": seconds, "val": scores(model_dir, val), "test": scores(model_dir, test),
+                             "second": scores(model_dir, second)})
             s = per_seed[-1]
-            print(f"{name} seed {seed}: trained {seconds:.0f} s; test DSC {s['test']['tumor_dice_per_case']:.3f}, "
+            print(f"{name} seed {seed}: trained {seconds:.0f} s; validation DSC {s['val']['tumor_dice_per_case']:.3f}, "
+                  f"test DSC {s['test']['tumor_dice_per_case']:.3f}, "
                   f"second-site DSC {s['second']['tumor_dice_per_case']:.3f}", flush=True)
         results[name] = per_seed
+    for group, candidates in shares.items():
+        if len(candidates) > 1:
+            results[f"{group}@val"] = choose_share_on_validation(results, candidates)
+            print(f"{group}: share chosen on validation per seed: "
+                  + ", ".join(f"{s['ratio']:g}" for s in results[f"{group}@val"]), flush=True)
     print_quality_table(results)
     return results
+
+
+def choose_share_on_validation(results: dict[str, Any], candidates: list[tuple[float, str]]) -> list[dict[str, Any]]:
+    """For each seed, the model among ``candidates`` (share, result name) with the best per-case tumor
+    Dice on the validation split (the smaller share on a tie), with its share as ``ratio``: the
+    paper's tables with the synthetic share chosen on validation, not on the test set."""
+    chosen = []
+    for i in range(len(results[candidates[0][1]])):
+        ratio, name = max(candidates, key=lambda c: (results[c[1]][i]["val"]["tumor_dice_per_case"], -c[0]))
+        chosen.append({**results[name][i], "ratio": ratio})
+    return chosen
 
 
 def print_quality_table(results: dict[str, Any]) -> None:
@@ -332,9 +354,10 @@ def training_speed(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     train, normal, _ = make_cases(range(4), args.data_seed, "default", args.size, with_normal=True)
     painter = load_bench_painter(args, train, args.painter[0], normal)
     result: dict[str, Any] = {}
-    settings = [("real only", 0.0, 0, 0)] + ([("on the fly, pool (default)", args.ratio, 0, 16),
-                                              ("on the fly, painted per sample", args.ratio, 0, 0),
-                                              ("per sample, 1 loader worker", args.ratio, 1, 0)]
+    ratio = args.ratio[0]
+    settings = [("real only", 0.0, 0, 0)] + ([("on the fly, pool (default)", ratio, 0, 16),
+                                              ("on the fly, painted per sample", ratio, 0, 0),
+                                              ("per sample, 1 loader worker", ratio, 1, 0)]
                                              if painter is not None else [])
     for name, ratio, workers, pool in settings:
         config = segment_config(args, {"epochs": args.speed_epochs, "steps_per_epoch": args.speed_steps,
@@ -458,7 +481,9 @@ def main() -> int:
                         "--variants multi-cascade or multi-syn-cascade")
     parser.add_argument("--real-share", type=float, default=1.0,
                         help="share of the training cases used, real and as the painter's tumor-free CT (Table IV)")
-    parser.add_argument("--ratio", type=float, default=0.5, help="synthetic share of training samples")
+    parser.add_argument("--ratio", type=float, nargs="+", default=[0.5],
+                        help="synthetic share of training samples; several: multi-syn once per share, and for each "
+                        "seed the share with the best validation Dice is reported as VARIANT@val")
     parser.add_argument("--painter", nargs="+", default=["handcrafted"], choices=["handcrafted", "ldm", "cut"],
                         help="how synthetic tumors are painted on the fly; several: multi-syn once per painter (Table V)")
     parser.add_argument("--painter-run", type=Path, default=None,
