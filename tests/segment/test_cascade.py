@@ -92,6 +92,9 @@ def test_both_stages_train_resume_and_predict_through_one_model_folder(tiny_case
     assert resumed.epochs_done == 4
     segmenter = load_segmenter(run.segmenter_dir, device="cpu")
     assert segmenter.liver is not None and segmenter.margin_mm == config.segment.cascade_margin_mm
+    # normalization auto (the default): stage two relative to the liver, stage one on the dataset's statistics
+    assert config.segment.normalization == "auto"
+    assert segmenter.plan.normalization == "liver" and segmenter.liver.plan.normalization == "dataset"
     label = segment_case(cases[0], segmenter)
     assert label.same_grid(cases[0].annotated) and set(np.unique(label.array)) <= {0, 1, 2}
 

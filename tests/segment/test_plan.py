@@ -92,3 +92,10 @@ def test_plan_round_trips_through_plan_json(tiny_case, tmp_path) -> None:
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(InputError, match="damaged"):
         read_plan(tmp_path / "bad.json")
+
+
+def test_a_single_model_plans_the_dataset_z_score_for_auto_normalisation(tiny_case) -> None:
+    fp = fingerprint([tiny_case()])
+    assert AUTO.normalization == "auto"
+    assert plan_segmenter(fp, AUTO).normalization == "dataset"
+    assert plan_segmenter(fp, AUTO.model_copy(update={"normalization": "case"})).normalization == "case"

@@ -38,11 +38,12 @@ class SegmentConfig(Section):
     """On the fly: pool cases replaced per epoch, painted in the background during the epoch before."""
     window_hu: tuple[float, float] = (-21.0, 189.0)
     """Intensity window applied before normalisation, HU (the paper's)."""
-    normalization: Literal["dataset", "case", "none", "liver"] = "dataset"
-    """z-score after the window: with the training set's liver mean/sd per phase (nnU-Net CT),
-    per case and channel, none, or ``liver``: centred on each case's own liver median per phase and
-    scaled by the training livers' sd (segment/inputs.py; needs ``cascade``, stage one gives the
-    liver at prediction and is itself normalised by ``dataset``)."""
+    normalization: Literal["auto", "dataset", "case", "none", "liver"] = "auto"
+    """z-score after the window: with the training set's liver mean/sd per phase (``dataset``,
+    nnU-Net's CT scheme), per case and channel, none, or ``liver``: centred on each case's own liver
+    median per phase and scaled by the training livers' sd (segment/inputs.py; needs ``cascade``:
+    stage one gives the liver at prediction and is itself normalised by ``dataset``). ``auto``:
+    ``liver`` for the cascade's stage two, ``dataset`` for stage one and for a single model."""
     patch_size_vox: tuple[int, int, int] | None = (96, 96, 96)
     """Training patch (z, y, x) in voxels; None lets the plan derive it from spacing and memory budget."""
     memory_budget_mb: float = 8000.0

@@ -285,7 +285,7 @@ def plan_segmenter(fp: Fingerprint, config: SegmentConfig, spacing_mm: Sequence[
         batch_size=config.batch_size,
         intensity_stats=stats,
         window_hu=tuple(config.window_hu),  # type: ignore[arg-type]
-        normalization=config.normalization,
+        normalization="dataset" if config.normalization == "auto" else config.normalization,
     )
 
 

@@ -442,7 +442,7 @@ def train_model(
     whole = fingerprint_of_cases(train, config.window_hu)
     liver_config = config.model_copy(update={"cascade": False, "synthetic": "none", "synthetic_ratio": 0.0,
                                              "epochs": config.cascade_liver_epochs or config.epochs,
-                                             "normalization": "dataset" if config.normalization == "liver"
+                                             "normalization": "dataset" if config.normalization in ("auto", "liver")
                                              else config.normalization})
     liver_plan = plan_segmenter(whole, liver_config,
                                 liver_spacing(whole.spacings_mm, whole.shapes, config.cascade_liver_max_vox))
@@ -455,5 +455,7 @@ def train_model(
     spacing = tumor_spacing(np.median(np.asarray(fp.spacings_mm), axis=0), small_tumor_diameter_mm(train),
                             config.cascade_min_tumor_vox)
     extra["cascade"] = {"liver_model": LIVER_MODEL, "margin_mm": margin}
+    if config.normalization == "auto":  # stage two reads enhancement relative to the case's liver
+        config = config.model_copy(update={"normalization": "liver"})
     return fit("stage 2 of 2, liver and tumor in the liver's box", config, plan_segmenter(fp, config, spacing), fp,
                out_dir, train, validation, synthetic, normal, False)
