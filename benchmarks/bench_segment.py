@@ -218,8 +218,9 @@ def paint_pool(painter: Any, normals: list[Case], count: int, figures: Path, rea
 
 
 def segment_config(args: argparse.Namespace, update: dict[str, Any]) -> Any:
-    """The preset's segment section; ``--epochs``/``--steps``/``--patch`` replace the preset's where given."""
-    config = resolve_config(args.preset).segment
+    """The preset's segment section with ``--segment-set`` applied; ``--epochs``/``--steps``/``--patch``
+    replace the preset's where given."""
+    config = resolve_config(args.preset, overrides=args.segment_set).segment
     given = {"epochs": args.epochs, "steps_per_epoch": args.steps,
              "patch_size_vox": tuple(args.patch) if args.patch else None}
     changes = {k: v for k, v in given.items() if v is not None}
@@ -476,6 +477,8 @@ def main() -> int:
                         help="the segmenter's network, instead of the preset's (Table III)")
     parser.add_argument("--grain-noise", type=float, default=None,
                         help="probability of noise with an in-plane grain (segment.grain_noise_prob), instead of the preset's")
+    parser.add_argument("--segment-set", action="append", default=[],
+                        help="a segmenter setting instead of the preset's, e.g. segment.cascade_min_tumor_vox=0")
     parser.add_argument("--normalization", default=None, choices=["dataset", "case", "none", "liver"],
                         help="the input's z-score (segment.normalization), instead of the preset's; liver needs "
                         "--variants multi-cascade or multi-syn-cascade")
