@@ -281,6 +281,8 @@ def quality(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         per_seed = []
         for seed in args.seeds:
             config = segment_config(args, {**VARIANTS[variant], "synthetic_ratio": ratio})
+            if config.normalization == "liver" and not config.cascade:
+                raise SystemExit(f"--normalization liver needs a cascade variant (multi-cascade, multi-syn-cascade), not {variant}")
             fp = fingerprint(train, config.window_hu)
             plan = plan_segmenter(fp, config)
             prepared = [prepare_case(c, plan, config.phases) for c in train]
