@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -99,3 +101,10 @@ def test_a_single_model_plans_the_dataset_z_score_for_auto_normalisation(tiny_ca
     assert AUTO.normalization == "auto"
     assert plan_segmenter(fp, AUTO).normalization == "dataset"
     assert plan_segmenter(fp, AUTO.model_copy(update={"normalization": "case"})).normalization == "case"
+
+
+def test_the_plan_says_which_z_score_it_uses(tiny_case) -> None:
+    plan = plan_segmenter(fingerprint([tiny_case()]), AUTO)
+    assert "dataset z-score NC" in plan.describe()
+    liver = dataclasses.replace(plan, normalization="liver")
+    assert "about each case's own liver median, sd NC" in liver.describe() and "±" not in liver.describe().splitlines()[-1]

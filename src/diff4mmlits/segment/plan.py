@@ -152,8 +152,11 @@ class SegmenterPlan:
             "  strides " + " ".join(_x(s) for s in self.strides),
             "  kernels " + " ".join(_x(k) for k in self.kernel_sizes),
             "  filters " + " ".join(str(f) for f in self.filters),
-            f"  input: window {self.window_hu[0]:g}..{self.window_hu[1]:g} HU, {self.normalization} z-score "
-            + ", ".join(f"{k} {v.mean_hu:.0f}±{v.sd_hu:.0f}" for k, v in self.intensity_stats.items()),
+            f"  input: window {self.window_hu[0]:g}..{self.window_hu[1]:g} HU, " + (
+                "z-score about each case's own liver median, sd " + ", ".join(
+                    f"{k} {v.sd_hu:.0f}" for k, v in self.intensity_stats.items())
+                if self.normalization == "liver" else f"{self.normalization} z-score " + ", ".join(
+                    f"{k} {v.mean_hu:.0f}±{v.sd_hu:.0f}" for k, v in self.intensity_stats.items())),
         ]
         return "\n".join(lines)
 
