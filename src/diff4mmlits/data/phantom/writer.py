@@ -86,11 +86,16 @@ def write_phantom_dataset(out: str | Path, cases: int, seed: int, site: str = "d
             case_ids.append(_make_and_write(out, index, seed, site, size))
             bar.update(1)
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        pool = ProcessPoolExecutor(max_workers=workers)
+        try:
             jobs = [pool.submit(_make_and_write, out, index, seed, site, size) for index in range(cases)]
             for job in jobs:
                 case_ids.append(job.result())
                 bar.update(1)
+        finally:
+            # Ctrl-C or an error: the cases not started are dropped explicitly (a case is written whole
+            # or not at all), whatever the executor would otherwise do with its pending queue
+            pool.shutdown(wait=True, cancel_futures=True)
     bar.close()
     write_json_atomic(out / TRUTH_FOLDER / "phantom.json", {
         "seed": seed, "site": site, "size": size, "cases": case_ids,
