@@ -54,7 +54,7 @@ def case_liver(case: Case) -> np.ndarray:
     """The liver (and its tumors) of a case, boolean on its annotated grid: the label's, else the
     ``LIVER_EXTRA`` extra's. Raises :class:`InputError` when it has neither."""
     if case.label is not None:
-        return case.label.array > 0
+        return case.liver_mask
     if LIVER_EXTRA in case.extras:
         return case.extras[LIVER_EXTRA].array > 0
     raise InputError(f"{case.case_id}: liver normalisation needs the liver (a label, or stage one's liver); "
