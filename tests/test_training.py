@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from diff4mmlits import training
 from diff4mmlits.checkpoint import read_model_config, save_model_folder
 from diff4mmlits.errors import InputError
 from diff4mmlits.training import (
@@ -19,6 +20,7 @@ from diff4mmlits.training import (
     TrainingLog,
     autocast,
     grad_scaler,
+    half_dtype,
     read_log,
     step_rng,
 )
@@ -71,10 +73,27 @@ def test_running_mean_and_step_rng() -> None:
     assert step_rng(1, 0, 5).integers(1 << 30) != step_rng(1, 1, 5).integers(1 << 30)
 
 
-def test_cpu_never_autocasts_nor_scales() -> None:
+def test_cpu_autocasts_to_bfloat16_only_where_it_computes_it_and_never_scales(monkeypatch) -> None:
     cpu = torch.device("cpu")
+    layer = torch.nn.Linear(4, 4)
+    x = torch.ones(2, 4)
+    monkeypatch.setattr(training, "cpu_computes_bfloat16", lambda: True)
+    with autocast(cpu, True, torch.float16):  # float16 asked for: a CPU gets bfloat16
+        assert layer(x).dtype == torch.bfloat16
+    with autocast(cpu, False):
+        assert layer(x).dtype == torch.float32
+    assert half_dtype(cpu) == torch.bfloat16
+    monkeypatch.setattr(training, "cpu_computes_bfloat16", lambda: False)
     assert isinstance(autocast(cpu, True, torch.float16), contextlib.nullcontext)
     assert not grad_scaler(cpu, True, torch.float16).is_enabled()
+    assert not grad_scaler(cpu, True, torch.bfloat16).is_enabled()
+
+
+def test_cpu_computes_bfloat16_is_a_bool_even_without_the_probes(monkeypatch) -> None:
+    assert isinstance(training.cpu_computes_bfloat16(), bool)
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.delattr(torch.cpu, name, raising=False)
+    assert training.cpu_computes_bfloat16() is False
 
 
 def test_read_model_config_checks_the_kind_under_both_keys(tmp_path) -> None:
@@ -85,3 +104,47 @@ def test_read_model_config_checks_the_kind_under_both_keys(tmp_path) -> None:
     with pytest.raises(InputError, match="not a vqvae model folder"):
         read_model_config(tmp_path / "new", kind="vqvae")
     assert json.loads((tmp_path / "old" / "config.json").read_text()) == read_model_config(tmp_path / "old")
+
+
+class _WrongUnderBfloat16(torch.nn.Conv2d):
+    """A convolution whose weight gradient is wrong under CPU autocast, as torch's broken kernel's is."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight * 3.0 if torch.is_autocast_cpu_enabled() else self.weight
+        return self._conv_forward(x, weight, self.bias)
+
+
+def _network(conv: torch.nn.Module) -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.ReLU(), conv)
+
+
+def test_bfloat16_disagreement_names_the_convolution_whose_gradient_is_wrong_and_changes_nothing() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(2, 2, 8, 8)
+    good = _network(torch.nn.Conv2d(4, 3, 3, padding=1)).train()
+    weights = [p.detach().clone() for p in good.parameters()]
+    assert training.bfloat16_disagreement(good, lambda: good(x)) is None
+    assert good.training and all(p.grad is None for p in good.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(weights, good.parameters()))
+    bad = _network(_WrongUnderBfloat16(4, 3, 3, padding=1))
+    assert training.bfloat16_disagreement(bad, lambda: bad(x)) == "2"
+
+
+@pytest.mark.skipif(not torch.__version__.startswith("2.13"), reason="the kernel error measured with torch 2.13")
+def test_bfloat16_disagreement_finds_torchs_wrong_3d_weight_gradient_at_two_slices() -> None:
+    conv = torch.nn.Sequential(torch.nn.Conv3d(16, 16, 3, padding=1))
+    assert training.bfloat16_disagreement(conv, lambda: conv(torch.randn(2, 16, 2, 6, 6))) == "0"
+    assert training.bfloat16_disagreement(conv, lambda: conv(torch.randn(2, 16, 3, 6, 6))) is None
+
+
+def test_mixed_precision_checked_on_cpu(monkeypatch, caplog) -> None:
+    cpu, x = torch.device("cpu"), torch.randn(1, 2, 6, 6)
+    good, bad = _network(torch.nn.Conv2d(4, 3, 3, padding=1)), _network(_WrongUnderBfloat16(4, 3, 3, padding=1))
+    monkeypatch.setattr(training, "cpu_computes_bfloat16", lambda: True)
+    assert training.mixed_precision_checked(cpu, True, good, lambda: good(x), "net") is True
+    assert training.mixed_precision_checked(cpu, False, good, lambda: good(x), "net") is False
+    with caplog.at_level("INFO", logger="diff4mmlits.training"):
+        assert training.mixed_precision_checked(cpu, True, bad, lambda: bad(x), "net") is False
+    assert "net: trains in float32" in caplog.text and "gradient of 2 differs" in caplog.text
+    monkeypatch.setattr(training, "cpu_computes_bfloat16", lambda: False)
+    assert training.mixed_precision_checked(cpu, True, good, lambda: good(x), "net") is False

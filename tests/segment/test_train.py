@@ -60,3 +60,30 @@ def test_resume_refuses_another_network(data, tmp_path) -> None:
     other = config.model_copy(update={"backbone": "unet"})
     with pytest.raises(InputError, match="backbone changed"):
         train_segmenter(train, validation, plan, other, tmp_path / "seg", seed=0, resume=True)
+
+
+def test_mixed_precision_on_a_cpu_trains_in_bfloat16_when_the_kernels_agree(data, tmp_path, monkeypatch) -> None:
+    from diff4mmlits import training
+    from diff4mmlits.segment import train as segment_train
+
+    train, validation, plan, config, fp = data
+    config = config.model_copy(update={"epochs": 1, "steps_per_epoch": 2})
+    dtypes: list[torch.dtype] = []
+    build = segment_train.build_network
+
+    def recording_network(plan, config):
+        network = build(plan, config)
+        network.register_forward_hook(lambda module, _, out: dtypes.append(out.dtype) if module.training else None)
+        return network
+
+    monkeypatch.setattr(segment_train, "build_network", recording_network)
+    monkeypatch.setattr(training, "cpu_computes_bfloat16", lambda: True)
+    for agree, precision in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(training, "bfloat16_disagreement", lambda network, forward, agree=agree: None if agree else "conv")
+        dtypes.clear()
+        train_segmenter(train, validation, plan, config, tmp_path / str(agree), seed=0, fingerprint=fp)
+        assert dtypes and set(dtypes) == {precision}
+    dtypes.clear()
+    train_segmenter(train, validation, plan, config.model_copy(update={"mixed_precision": False}), tmp_path / "off",
+                    seed=0, fingerprint=fp)
+    assert dtypes and set(dtypes) == {torch.float32}

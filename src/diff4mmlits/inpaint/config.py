@@ -74,7 +74,7 @@ class InpaintConfig(Section):
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
     """Exponential moving average of the generator's weights (saved and used for inference); 0 turns it off."""
     mixed_precision: bool = True
-    """float16 autocast + gradient scaling on CUDA (ignored on CPU)."""
+    """float16 autocast + gradient scaling on CUDA; bfloat16 autocast on a CPU that computes it in hardware."""
     log_every_steps: int = Field(50, ge=1)
     checkpoint_every_steps: int = Field(1000, ge=1)
     monitor_slices: int = 32

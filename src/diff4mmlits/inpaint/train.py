@@ -65,6 +65,7 @@ from diff4mmlits.training import (
     TrainingLog,
     autocast,
     grad_scaler,
+    mixed_precision_checked,
     save_checkpoint,
     step_rng,
 )
@@ -148,9 +149,11 @@ class InpaintingGAN:
         self.discriminator = build_discriminator(config, self.n_phases).to(self.device)
         self.optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_generator)
         self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_discriminator)
-        self.amp = bool(config.mixed_precision and self.device.type == "cuda")  # float16 autocast, one scaler per network
+        self.amp = bool(config.mixed_precision)  # float16 autocast on CUDA (one scaler per network), bfloat16 on a CPU
         self.scaler_g = grad_scaler(self.device, self.amp, torch.float16)
         self.scaler_d = grad_scaler(self.device, self.amp, torch.float16)
+        self.amp_checked: bool | None = None
+        """Whether autocast is used, decided on the first batch (``None`` before)."""
         self.perceptual = _perceptual_loss(config)
         if self.perceptual is not None:
             self.perceptual = self.perceptual.to(self.device)
@@ -174,7 +177,18 @@ class InpaintingGAN:
             average.copy_(current)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        return autocast(self.device, self.amp, torch.float16)
+        return autocast(self.device, self.amp and bool(self.amp_checked), torch.float16)
+
+    def _check_mixed_precision(self, b: TrainingBatch, real_d_input: torch.Tensor) -> None:
+        """Once, on the first batch: whether this device trains both networks under autocast
+        (:func:`mixed_precision_checked`: on a CPU, only where bfloat16 gives float32's gradients)."""
+        networks = torch.nn.ModuleDict({"generator": self.generator, "discriminator": self.discriminator})
+
+        def forward() -> None:
+            self.generator(b.image, b.hole, b.phase_index, b.context, b.context_hole)
+            self.discriminator(real_d_input)
+
+        self.amp_checked = mixed_precision_checked(self.device, self.amp, networks, forward, "train-inpainter")
 
     def train_step(self, batch: TrainingBatch, apply_r1: bool = True) -> dict[str, float]:
         """One generator step then one discriminator step; the losses as floats.
@@ -187,6 +201,8 @@ class InpaintingGAN:
         self.generator_ddp.train()
         self.discriminator.train()
         real_d_input = discriminator_input(b.image, b.phase_index, self.n_phases)
+        if self.amp_checked is None:
+            self._check_mixed_precision(b, real_d_input)
 
         # 1. generator (discriminator frozen)
         self.discriminator.requires_grad_(False)

@@ -77,6 +77,7 @@ from diff4mmlits.training import (
     autocast,
     grad_scaler,
     half_dtype,
+    mixed_precision_checked,
     save_checkpoint,
 )
 
@@ -179,8 +180,17 @@ def validate(model: torch.nn.Module, cases: Sequence[PreparedCase], plan: Segmen
 
 
 def _autocast(device: torch.device, config: SegmentConfig) -> Any:
-    """The segmenter's precision: ``segment.mixed_precision`` on CUDA is bfloat16, or float16 (with a gradient scaler) where bf16 is missing."""
+    """The segmenter's precision: ``segment.mixed_precision`` is bfloat16 on CUDA (float16 with a
+    gradient scaler where bf16 is missing) and on a CPU that computes bfloat16 in hardware."""
     return autocast(device, config.mixed_precision, half_dtype(device))
+
+
+def _probe_forward(model: torch.nn.Module, plan: SegmenterPlan, config: SegmentConfig, device: torch.device):
+    """A forward pass of ``model`` on one random batch of the training patch (its own generator: the
+    run's random streams are untouched), for :func:`mixed_precision_checked`."""
+    generator = torch.Generator().manual_seed(0)
+    image = torch.randn((config.batch_size, 4, *plan.patch_size_vox), generator=generator).to(device)
+    return lambda: model(image)
 
 
 def _worker_init(_: int) -> None:
@@ -236,6 +246,8 @@ def train_segmenter(
     scaler = grad_scaler(device, config.mixed_precision, half_dtype(device))
     use_scaler = scaler.is_enabled()
     loss_fn = make_loss(config)
+    mixed = mixed_precision_checked(device, config.mixed_precision, model, _probe_forward(model, plan, config, device),
+                                    "segmenter")
 
     start_epoch, best = 0, None
     training_log = TrainingLog(out_dir, LOG_FIELDS, step_key="epoch", groups=CURVES)
@@ -303,7 +315,7 @@ def train_segmenter(
                 image = batch["image"].to(device, non_blocking=True)
                 label = batch["label"].to(device, non_blocking=True)
                 optimizer.zero_grad(set_to_none=True)
-                with _autocast(device, config):
+                with autocast(device, mixed, half_dtype(device)):
                     output = model(image)
                 loss = supervised_loss(loss_fn, output.float(), label)
                 scaler.scale(loss).backward()

@@ -231,7 +231,7 @@ def train_autoencoder(
         hu = training_batch(source, tumor_source, step_rng(seed, context.rank, step), config)
         x = torch.from_numpy(window_map(config.window_hu).to_unit(hu, clip_input=True)).to(device)
         use_adversarial = config.adversarial_weight > 0 and step >= config.adversarial_start_step
-        with autocast(device):
+        with autocast(device, enabled=device.type == "cuda"):  # CPU: float32 (training.bfloat16_disagreement)
             reconstruction, quantization = network_ddp(x)
             reconstruction = reconstruction.float()
             l1 = (reconstruction - x).abs().mean()
@@ -249,7 +249,7 @@ def train_autoencoder(
         loss_g.backward()
         opt_g.step()
         if use_adversarial:
-            with autocast(device):
+            with autocast(device, enabled=device.type == "cuda"):  # CPU: float32 (training.bfloat16_disagreement)
                 logits = discriminator_ddp(torch.cat([reconstruction.detach(), x]))[-1].float()
                 fake, real = logits.chunk(2)
                 loss_d = 0.5 * (adversarial(fake, target_is_real=False, for_discriminator=True)

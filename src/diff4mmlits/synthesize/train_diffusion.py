@@ -51,7 +51,15 @@ from diff4mmlits.synthesize.diffusion import (
     schedule_arguments,
     uses_profile,
 )
-from diff4mmlits.training import LOG_STATE_KEY, RunningMean, TrainingLog, autocast, save_checkpoint, step_rng
+from diff4mmlits.training import (
+    LOG_STATE_KEY,
+    RunningMean,
+    TrainingLog,
+    autocast,
+    mixed_precision_checked,
+    save_checkpoint,
+    step_rng,
+)
 
 log = logging.getLogger(__name__)
 
@@ -282,6 +290,9 @@ def train_diffusion(
         start = int(state["step"])
         log.info("train-synthesizer: resuming at step %d of %d", start, config.steps)
     initial_loss = evaluation_loss(network, scheduler, crops, config.mode, seed, tumor_weight=config.tumor_loss_weight)
+    probe = {k: v.to(device) for k, v in make_batch(crops, config.mode, np.random.default_rng([seed, 777]), config.batch_size).items()}
+    mixed = mixed_precision_checked(device, True, network, lambda: diffusion_loss(network, scheduler, probe, np.random.default_rng(0)),
+                                    "train-synthesizer")
     network_ddp = wrap_ddp(network, context)
     training_log = TrainingLog(folder, ["step", "loss"], title=f"latent diffusion ({config.mode} mode), Eq. 3 loss")
     if state is not None:
@@ -302,7 +313,7 @@ def train_diffusion(
         network_ddp.train()
         rng = step_rng(seed, context.rank, step)
         batch = {k: v.to(device) for k, v in make_batch(crops, config.mode, rng, config.batch_size).items()}
-        with autocast(device):
+        with autocast(device, mixed):
             loss = diffusion_loss(network_ddp, scheduler, batch, rng, config.tumor_loss_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
