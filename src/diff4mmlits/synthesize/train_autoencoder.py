@@ -41,7 +41,15 @@ from diff4mmlits.synthesize.autoencoder import (
 )
 from diff4mmlits.synthesize.config import AutoencoderConfig
 from diff4mmlits.synthesize.crops import crop_box, extract_crop
-from diff4mmlits.training import LOG_STATE_KEY, RunningMean, TrainingLog, autocast, save_checkpoint, step_rng
+from diff4mmlits.training import (
+    LOG_STATE_KEY,
+    RunningMean,
+    TrainingLog,
+    autocast,
+    mixed_precision_checked,
+    save_checkpoint,
+    step_rng,
+)
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +232,10 @@ def train_autoencoder(
         training_log.resume(start, state.get(LOG_STATE_KEY))
     running = RunningMean()
     log_every = max(1, min(config.checkpoint_every_steps, max(config.steps // 50, 1)))
+    probe = torch.from_numpy(window_map(config.window_hu).to_unit(
+        training_batch(source, tumor_source, np.random.default_rng([seed, 777]), config), clip_input=True)).to(device)
+    mixed = mixed_precision_checked(device, True, torch.nn.ModuleDict({"autoencoder": network, "discriminator": discriminator}),
+                                    lambda: (network(probe), discriminator(probe)), "train-autoencoder")
     bar = progress(range(start, config.steps), desc="train-autoencoder", total=config.steps - start, unit="step")
     for step in bar:
         network_ddp.train()
@@ -231,7 +243,7 @@ def train_autoencoder(
         hu = training_batch(source, tumor_source, step_rng(seed, context.rank, step), config)
         x = torch.from_numpy(window_map(config.window_hu).to_unit(hu, clip_input=True)).to(device)
         use_adversarial = config.adversarial_weight > 0 and step >= config.adversarial_start_step
-        with autocast(device, enabled=device.type == "cuda"):  # CPU: float32 (training.bfloat16_disagreement)
+        with autocast(device, mixed):
             reconstruction, quantization = network_ddp(x)
             reconstruction = reconstruction.float()
             l1 = (reconstruction - x).abs().mean()
@@ -249,7 +261,7 @@ def train_autoencoder(
         loss_g.backward()
         opt_g.step()
         if use_adversarial:
-            with autocast(device, enabled=device.type == "cuda"):  # CPU: float32 (training.bfloat16_disagreement)
+            with autocast(device, mixed):
                 logits = discriminator_ddp(torch.cat([reconstruction.detach(), x]))[-1].float()
                 fake, real = logits.chunk(2)
                 loss_d = 0.5 * (adversarial(fake, target_is_real=False, for_discriminator=True)
