@@ -135,6 +135,9 @@ def test_bfloat16_disagreement_finds_torchs_wrong_3d_weight_gradient_at_two_slic
     conv = torch.nn.Sequential(torch.nn.Conv3d(16, 16, 3, padding=1))
     assert training.bfloat16_disagreement(conv, lambda: conv(torch.randn(2, 16, 2, 6, 6))) == "0"
     assert training.bfloat16_disagreement(conv, lambda: conv(torch.randn(2, 16, 3, 6, 6))) is None
+    # every shape a convolution sees is checked, not only the first
+    assert training.bfloat16_disagreement(conv, lambda: (conv(torch.randn(2, 16, 3, 6, 6)),
+                                                         conv(torch.randn(2, 16, 2, 6, 6)))) == "0"
 
 
 def test_mixed_precision_checked_on_cpu(monkeypatch, caplog) -> None:

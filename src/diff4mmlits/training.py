@@ -91,19 +91,21 @@ CONVOLUTIONS = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d,
 def bfloat16_disagreement(network: torch.nn.Module, forward: Callable[[], Any],
                           tolerance: float = BFLOAT16_GRADIENT_TOLERANCE) -> str | None:
     """The first convolution of ``network`` whose weight gradient under CPU bfloat16 autocast differs
-    from float32's by more than ``tolerance`` (relative), at the input shape it sees in
-    ``forward()`` (a float32 forward pass of the training shape), or ``None`` when all agree.
+    from float32's by more than ``tolerance`` (relative), at each input shape it sees in
+    ``forward()`` (a float32 forward pass of the training shapes), or ``None`` when all agree.
 
     Why: torch 2.13's oneDNN computes a wrong weight gradient for a 3-D convolution whose kernel is
     3 deep when its input is 2 slices deep (relative error 0.8 to inf, measured; the input gradient
     and 2-D convolutions are right), which silently wrecks training (the diffusion U-Net reached NaN
     in one step). Each convolution is checked alone, on a copy, with a well-conditioned loss (a whole
     random network's gradients differ by ~0.35 from rounding alone); ``network`` is not changed."""
-    seen: dict[str, tuple[int, ...]] = {}
+    seen: dict[str, list[tuple[int, ...]]] = {}
 
     def record(name: str):
         def hook(_: torch.nn.Module, args: tuple) -> None:  # returns None: the input is left as it is
-            seen.setdefault(name, tuple(args[0].shape))
+            shapes = seen.setdefault(name, [])
+            if tuple(args[0].shape) not in shapes:
+                shapes.append(tuple(args[0].shape))
         return hook
 
     hooks = [module.register_forward_pre_hook(record(name))
@@ -118,14 +120,15 @@ def bfloat16_disagreement(network: torch.nn.Module, forward: Callable[[], Any],
             hook.remove()
         network.train(was_training)
     checked: dict[tuple, bool] = {}
-    for name, shape in seen.items():
+    for name, shapes in seen.items():
         module = network.get_submodule(name)
-        key = (type(module), tuple(module.weight.shape), module.stride, module.padding, module.dilation,
-               module.groups, shape)
-        if key not in checked:  # the whole shape: whether the kernel errs depends on the batch and channels too
-            checked[key] = _convolution_agrees(module, shape, tolerance)
-        if not checked[key]:
-            return name
+        for shape in shapes:  # every shape it saw: whether the kernel errs depends on the batch and channels too
+            key = (type(module), tuple(module.weight.shape), module.stride, module.padding, module.dilation,
+                   module.groups, shape)
+            if key not in checked:
+                checked[key] = _convolution_agrees(module, shape, tolerance)
+            if not checked[key]:
+                return name
     return None
 
 

@@ -235,7 +235,8 @@ def train_autoencoder(
     probe = torch.from_numpy(window_map(config.window_hu).to_unit(
         training_batch(source, tumor_source, np.random.default_rng([seed, 777]), config), clip_input=True)).to(device)
     mixed = mixed_precision_checked(device, True, torch.nn.ModuleDict({"autoencoder": network, "discriminator": discriminator}),
-                                    lambda: (network(probe), discriminator(probe)), "train-autoencoder")
+                                    lambda: (network(probe), discriminator(probe), discriminator(torch.cat([probe, probe]))),
+                                    "train-autoencoder")
     bar = progress(range(start, config.steps), desc="train-autoencoder", total=config.steps - start, unit="step")
     for step in bar:
         network_ddp.train()
