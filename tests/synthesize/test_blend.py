@@ -1,6 +1,15 @@
 import numpy as np
 
-from diff4mmlits.synthesize.blend import blend_crop, feather_weight, noise_sigma_hu, synthetic_label
+from diff4mmlits.data.case import Case
+from diff4mmlits.data.volume import Volume
+from diff4mmlits.synthesize.blend import (
+    blend_crop,
+    feather_weight,
+    noise_sigma_hu,
+    set_noise_inside,
+    synthetic_label,
+    tumor_noise_ratio,
+)
 from diff4mmlits.synthesize.crops import crop_box, dilate_tumor_mask, extract_crop
 
 
@@ -52,3 +61,41 @@ def test_noise_estimate_ignores_smooth_anatomy():
     z = np.linspace(0, 1, 32)[:, None, None] * np.ones((32, 32, 32))
     image = 60 + 40 * z + rng.normal(0, 15, (32, 32, 32))
     assert abs(noise_sigma_hu(image, np.ones(image.shape, bool)) - 15) < 1.0
+
+
+def _ball(shape: tuple[int, int, int], centre: tuple[int, int, int], radius: float) -> np.ndarray:
+    zyx = np.indices(shape)
+    return sum((a - c) ** 2 for a, c in zip(zyx, centre)) <= radius**2
+
+
+def test_set_noise_inside_brings_the_tumor_to_the_target_and_leaves_the_rest():
+    rng = np.random.default_rng(2)
+    shape = (32, 32, 32)
+    tumor = _ball(shape, (16, 16, 16), 7)
+    for inside_sd, target in ((20.0, 8.0), (4.0, 12.0)):
+        image = (60.0 - 20.0 * tumor + rng.normal(0, 10, shape) * ~tumor + rng.normal(0, inside_sd, shape) * tumor).astype(np.float32)
+        out = set_noise_inside(image, tumor, target, np.random.default_rng(3))
+        assert abs(noise_sigma_hu(out, tumor) - target) < 0.15 * target
+        assert np.array_equal(out[~tumor], image[~tumor])  # outside untouched
+        core = _ball(shape, (16, 16, 16), 4)  # (the rim is softened toward the liver; calibration then restores the contrast)
+        assert abs(out[core].mean() - image[core].mean()) < 1.0  # the enhancement kept
+    tiny = _ball(shape, (16, 16, 16), 1)  # too small to measure: unchanged
+    image = rng.normal(0, 10, shape).astype(np.float32)
+    assert np.array_equal(set_noise_inside(image, tiny, 3.0, rng), image)
+
+
+def test_tumor_noise_ratio_measures_the_tumors_noise_over_their_livers():
+    rng = np.random.default_rng(4)
+    shape = (40, 40, 40)
+    tumor = _ball(shape, (20, 20, 20), 6)
+    liver = _ball(shape, (20, 20, 20), 17)
+    label = (liver.astype(np.uint8) + tumor).astype(np.uint8)
+    phases = {name: Volume((100 + rng.normal(0, 16, shape) * ~tumor + rng.normal(0, 16 * ratio, shape) * tumor).astype(np.float32),
+                           (1.0, 1.0, 1.0))
+              for name, ratio in (("NC", 0.5), ("PVP", 1.0))}
+    case = Case("toy", phases, Volume(label, (1.0, 1.0, 1.0), kind="label"), annotated_phase="PVP")
+    ratio = tumor_noise_ratio([case])
+    assert set(ratio) == {"NC", "PVP"}
+    assert abs(ratio["NC"] - 0.5) < 0.08 and abs(ratio["PVP"] - 1.0) < 0.1
+    assert tumor_noise_ratio([Case("empty", phases, Volume(liver.astype(np.uint8), (1.0, 1.0, 1.0), kind="label"),
+                                   annotated_phase="PVP")]) == {}

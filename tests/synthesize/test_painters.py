@@ -87,3 +87,23 @@ def test_scan_noise_texture_adds_the_normal_crops_own_pattern_at_the_missing_lev
     assert sigma > 0 and abs(noise_sigma_hu(scan, region) - noise_sigma_hu(normal, region)) < 0.15 * sigma
     assert np.corrcoef((scan - decoded).ravel(), residual.ravel())[0, 1] > 0.99  # the scan's own pattern
     assert abs(np.corrcoef((white - decoded).ravel(), residual.ravel())[0, 1]) < 0.1
+
+
+def test_real_tumor_noise_sets_the_painted_tumors_noise_relative_to_the_crops_liver(smoke_config) -> None:
+    from diff4mmlits.synthesize.blend import noise_sigma_hu
+
+    painter = _painter(smoke_config, "profile")
+    size = painter.diffusion.crop_vox
+    rng = np.random.default_rng(0)
+    zyx = np.indices((size,) * 3)
+    tumor = sum((a - size // 2) ** 2 for a in zyx) <= (size // 3) ** 2
+    liver = np.ones(tumor.shape, bool)
+    condition = ndimage.binary_dilation(tumor, iterations=1)
+    crops = {name: (80.0 + rng.normal(0, 14, tumor.shape)).astype(np.float32) for name in ("NC", "PVP")}
+    painter.tumor_noise_ratio = {"NC": 0.5, "PVP": 1.2}
+    painted, record = painter.paint_crop(crops, condition, tumor, liver, np.random.default_rng(1),
+                                         {"NC": -10.0, "PVP": -20.0})
+    for name, ratio in painter.tumor_noise_ratio.items():
+        target = ratio * noise_sigma_hu(crops[name], liver & ~condition)
+        assert record["tumor_noise_hu"][name] == pytest.approx(target, abs=0.01)
+        assert abs(noise_sigma_hu(painted[name], tumor) - target) < 0.15 * target

@@ -33,7 +33,7 @@ from diff4mmlits.errors import InputError
 from diff4mmlits.files import write_json_atomic
 from diff4mmlits.runfolder import RunFolder
 from diff4mmlits.synthesize.autoencoder import LatentCodec, load_autoencoder
-from diff4mmlits.synthesize.blend import noise_sigma_hu
+from diff4mmlits.synthesize.blend import noise_sigma_hu, set_noise_inside, tumor_noise_ratio
 from diff4mmlits.synthesize.config import SynthesizeConfig
 from diff4mmlits.synthesize.contrast import TumorContrast, measure_tumor_contrasts
 from diff4mmlits.synthesize.crops import masked_unit
@@ -77,6 +77,8 @@ class LatentDiffusionPainter:
     config: SynthesizeConfig
     close_vox: int = 5
     dilate_vox: int = 3
+    tumor_noise_ratio: dict[str, float] | None = None
+    """Phase → the real tumors' voxel noise over their liver's (``synthesize.tumor_noise: real``)."""
 
     @property
     def device(self) -> torch.device:
@@ -117,7 +119,7 @@ class LatentDiffusionPainter:
         contrast = torch.tensor([profile.get(name, 0.0) for name in names], dtype=torch.float32, device=self.device)
         latents = self.sample_latents(names, condition_latent, mask_latent, generator, contrast)
         decoded = self.codec.to_hu(self.codec.decode(latents))
-        painted, added, levels = {}, {}, {}
+        painted, added, levels, tumor_noise = {}, {}, {}, {}
         background = liver & ~ndimage.binary_dilation(tumor, np.ones((3, 3, 3), bool), iterations=2)
         for i, name in enumerate(names):
             painted[name] = decoded[i, 0]
@@ -129,7 +131,12 @@ class LatentDiffusionPainter:
             if self.config.match_noise:
                 painted[name], added[name] = self.match_noise(painted[name], crops_hu[name], liver & ~condition, rng,
                                                               self.config.noise_texture)
+                if self.tumor_noise_ratio and name in self.tumor_noise_ratio:
+                    target = self.tumor_noise_ratio[name] * noise_sigma_hu(crops_hu[name], liver & ~condition)
+                    painted[name] = set_noise_inside(painted[name], tumor, target, rng)
+                    tumor_noise[name] = round(target, 2)
         record = {"noise_seed": seed, **({"added_noise_hu": added} if added else {}),
+                  **({"tumor_noise_hu": tumor_noise} if tumor_noise else {}),
                   **({"background_shift_hu": {k: round(v, 2) for k, v in levels.items()}} if levels else {})}
         return painted, record
 
@@ -211,8 +218,14 @@ def load_ldm_painter(run: RunFolder, mode: str = "profile", device: str | torch.
     actual = file_sha256(run.autoencoder_dir / WEIGHTS_NAME)
     if expected and expected != actual:
         raise InputError("the autoencoder changed since the synthesizer was trained; run train-synthesizer again", diffusion_folder)
+    ratio = None
+    if config.synthesize.tumor_noise == "real":
+        ratio = tumor_noise_ratio(run.read_cases("registered", "train"))
+        log.info("synthesize: painted tumors get the real tumors' noise relative to the liver: %s",
+                 ", ".join(f"{k} {v:.2f}" for k, v in ratio.items()) or "none measurable (the liver's kept)")
     return LatentDiffusionPainter(codec=codec, diffusion=diffusion, config=config.synthesize,
-                                  close_vox=int(stored.get("close_kernel_vox", 5)), dilate_vox=int(stored.get("dilate_kernel_vox", 3)))
+                                  close_vox=int(stored.get("close_kernel_vox", 5)), dilate_vox=int(stored.get("dilate_kernel_vox", 3)),
+                                  tumor_noise_ratio=ratio)
 
 
 def real_tumor_contrasts(run: RunFolder) -> list[TumorContrast]:
