@@ -8,8 +8,8 @@ from diff4mmlits.synthesize.blend import (
     noise_sigma_hu,
     set_noise_inside,
     synthetic_label,
-    tumor_noise_ratio,
 )
+from diff4mmlits.synthesize.contrast import measure_tumor_contrasts, median_noise_ratio
 from diff4mmlits.synthesize.crops import crop_box, dilate_tumor_mask, extract_crop
 
 
@@ -84,7 +84,7 @@ def test_set_noise_inside_brings_the_tumor_to_the_target_and_leaves_the_rest():
     assert np.array_equal(set_noise_inside(image, tiny, 3.0, rng), image)
 
 
-def test_tumor_noise_ratio_measures_the_tumors_noise_over_their_livers():
+def test_noise_ratio_measures_the_tumors_noise_over_their_livers():
     rng = np.random.default_rng(4)
     shape = (40, 40, 40)
     tumor = _ball(shape, (20, 20, 20), 6)
@@ -94,8 +94,11 @@ def test_tumor_noise_ratio_measures_the_tumors_noise_over_their_livers():
                            (1.0, 1.0, 1.0))
               for name, ratio in (("NC", 0.5), ("PVP", 1.0))}
     case = Case("toy", phases, Volume(label, (1.0, 1.0, 1.0), kind="label"), annotated_phase="PVP")
-    ratio = tumor_noise_ratio([case])
+    tumors = measure_tumor_contrasts(case)
+    assert len(tumors) == 1 and set(tumors[0].noise_ratio) == {"NC", "PVP"}
+    ratio = median_noise_ratio(tumors)
     assert set(ratio) == {"NC", "PVP"}
     assert abs(ratio["NC"] - 0.5) < 0.08 and abs(ratio["PVP"] - 1.0) < 0.1
-    assert tumor_noise_ratio([Case("empty", phases, Volume(liver.astype(np.uint8), (1.0, 1.0, 1.0), kind="label"),
-                                   annotated_phase="PVP")]) == {}
+    assert median_noise_ratio(measure_tumor_contrasts(Case("empty", phases, Volume(liver.astype(np.uint8), (1.0, 1.0, 1.0),
+                                                                                   kind="label"), annotated_phase="PVP"))) == {}
+    assert median_noise_ratio([type(tumors[0]).from_dict({**tumors[0].to_dict(), "noise_ratio": None})]) == {}  # an old record

@@ -8,17 +8,11 @@ reconstruction error never reaches the rest of the volume.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
 import numpy as np
 from scipy import ndimage
 
 from diff4mmlits import LABEL_LIVER, LABEL_TUMOR
 from diff4mmlits.synthesize.crops import CropBox
-
-if TYPE_CHECKING:
-    from diff4mmlits.data.case import Case
 
 
 def feather_weight(mask: np.ndarray, spacing_mm: tuple[float, float, float], feather_mm: float) -> np.ndarray:
@@ -103,29 +97,3 @@ def set_noise_inside(painted: np.ndarray, inside: np.ndarray, target_hu: float, 
         out[region] += sigma * rng.standard_normal(int(region.sum())).astype(np.float32)
     return out
 
-
-def tumor_noise_ratio(cases: Sequence[Case], min_voxels: int = 27) -> dict[str, float]:
-    """Per phase, the median over the cases' tumors (label 2 components of at least ``min_voxels``)
-    of their voxel noise over that of the liver around them (liver within 2–6 voxels of the tumor),
-    both :func:`noise_sigma_hu`; phases without a measurable tumor are left out."""
-    ratios: dict[str, list[float]] = {}
-    structure = np.ones((3, 3, 3), bool)
-    for case in cases:
-        if case.label is None:
-            continue
-        label = case.label.array
-        components, _ = ndimage.label(label == LABEL_TUMOR, structure=structure)
-        for index, box in enumerate(ndimage.find_objects(components), start=1):
-            if box is None:
-                continue
-            grown = tuple(slice(max(s.start - 7, 0), min(s.stop + 7, n)) for s, n in zip(box, label.shape))
-            tumor = components[grown] == index
-            if tumor.sum() < min_voxels:
-                continue
-            ring = (ndimage.binary_dilation(tumor, structure, iterations=6)
-                    & ~ndimage.binary_dilation(tumor, structure, iterations=2) & (label[grown] == LABEL_LIVER))
-            for name, volume in case.phases.items():
-                inside, around = noise_sigma_hu(volume.array[grown], tumor), noise_sigma_hu(volume.array[grown], ring)
-                if inside > 0.0 and around > 0.0:
-                    ratios.setdefault(name, []).append(inside / around)
-    return {name: float(np.median(values)) for name, values in ratios.items()}

@@ -18,11 +18,17 @@ from scipy import ndimage
 
 from diff4mmlits import LABEL_TUMOR, PHASES
 from diff4mmlits.data.case import Case
+from diff4mmlits.synthesize.blend import noise_sigma_hu
 
 RING_VOX = (1, 3)
 """Inner and outer distance (voxels, dilation steps) of the liver ring around a tumor."""
 MIN_VOXELS = 4
 """Tumors and rings smaller than this are skipped (too few voxels for a mean)."""
+NOISE_RING_VOX = (2, 6)
+"""Inner and outer distance (voxels) of the liver around a tumor its voxel noise is compared with
+(wider than ``RING_VOX``: the noise estimate erodes its region)."""
+NOISE_MIN_VOXELS = 27
+"""Tumors smaller than this get no noise ratio (too few voxels once eroded)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,9 @@ class TumorContrast:
         std_hu: phase → standard deviation of the tumor core, HU (its texture and noise).
         semi_axes_mm: semi-axes of the ellipsoid with the tumor's second moments, largest first, mm
             (``None`` in records written before it was measured).
+        noise_ratio: phase → the tumor's voxel noise over that of the liver 2–6 voxels around it
+            (:func:`~diff4mmlits.synthesize.blend.noise_sigma_hu`, both; phases too small to measure
+            left out; ``None`` in records written before it was measured).
     """
 
     case_id: str
@@ -47,6 +56,7 @@ class TumorContrast:
     contrast_hu: dict[str, float]
     std_hu: dict[str, float]
     semi_axes_mm: tuple[float, float, float] | None = None
+    noise_ratio: dict[str, float] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,6 +69,7 @@ class TumorContrast:
             contrast_hu={k: float(v) for k, v in data["contrast_hu"].items()},
             std_hu={k: float(v) for k, v in data["std_hu"].items()},
             semi_axes_mm=tuple(float(a) for a in data["semi_axes_mm"]) if data.get("semi_axes_mm") else None,  # type: ignore[arg-type]
+            noise_ratio={k: float(v) for k, v in data["noise_ratio"].items()} if data.get("noise_ratio") is not None else None,
         )
 
     def vector(self, phases: tuple[str, ...] = PHASES) -> np.ndarray:
@@ -81,7 +92,7 @@ def measure_tumor_contrasts(case: Case, tumor: np.ndarray | None = None) -> list
     for index, box in enumerate(ndimage.find_objects(components), start=1):
         if box is None:
             continue
-        pad = RING_VOX[1] + 1
+        pad = max(RING_VOX[1], NOISE_RING_VOX[1]) + 1
         grown = tuple(slice(max(s.start - pad, 0), min(s.stop + pad, n)) for s, n in zip(box, tumor.shape))
         component = components[grown] == index
         if component.sum() < MIN_VOXELS:
@@ -96,8 +107,35 @@ def measure_tumor_contrasts(case: Case, tumor: np.ndarray | None = None) -> list
             case_id=case.case_id, voxels=int(component.sum()), volume_ml=float(component.sum() * voxel_ml),
             centre_vox=tuple(float(c) for c in centre), contrast_hu=contrast, std_hu=std,  # type: ignore[arg-type]
             semi_axes_mm=ellipsoid_semi_axes_mm(component, case.annotated.spacing_mm),
+            noise_ratio=noise_ratio({name: volume.array[grown] for name, volume in case.phases.items()},
+                                    component, liver_only[grown]),
         ))
     return results
+
+
+def noise_ratio(phases: dict[str, np.ndarray], tumor: np.ndarray, liver: np.ndarray) -> dict[str, float]:
+    """Phase → one tumor's voxel noise over that of the liver ``NOISE_RING_VOX`` around it (both
+    :func:`noise_sigma_hu`); empty for a tumor under ``NOISE_MIN_VOXELS``."""
+    if tumor.sum() < NOISE_MIN_VOXELS:
+        return {}
+    structure = np.ones((3, 3, 3), bool)
+    ring = (ndimage.binary_dilation(tumor, structure, iterations=NOISE_RING_VOX[1])
+            & ~ndimage.binary_dilation(tumor, structure, iterations=NOISE_RING_VOX[0]) & liver)
+    ratios = {}
+    for name, array in phases.items():
+        inside, around = noise_sigma_hu(array, tumor), noise_sigma_hu(array, ring)
+        if inside > 0.0 and around > 0.0:
+            ratios[name] = inside / around
+    return ratios
+
+
+def median_noise_ratio(tumors: list[TumorContrast]) -> dict[str, float]:
+    """Phase → the median of the tumors' :attr:`TumorContrast.noise_ratio` (phases none has are left out)."""
+    values: dict[str, list[float]] = {}
+    for tumor in tumors:
+        for name, ratio in (tumor.noise_ratio or {}).items():
+            values.setdefault(name, []).append(ratio)
+    return {name: float(np.median(v)) for name, v in values.items()}
 
 
 def ring_contrast(phases: dict[str, np.ndarray], tumor: np.ndarray, liver: np.ndarray

@@ -33,9 +33,9 @@ from diff4mmlits.errors import InputError
 from diff4mmlits.files import write_json_atomic
 from diff4mmlits.runfolder import RunFolder
 from diff4mmlits.synthesize.autoencoder import LatentCodec, load_autoencoder
-from diff4mmlits.synthesize.blend import noise_sigma_hu, set_noise_inside, tumor_noise_ratio
+from diff4mmlits.synthesize.blend import noise_sigma_hu, set_noise_inside
 from diff4mmlits.synthesize.config import SynthesizeConfig
-from diff4mmlits.synthesize.contrast import TumorContrast, measure_tumor_contrasts
+from diff4mmlits.synthesize.contrast import TumorContrast, measure_tumor_contrasts, median_noise_ratio
 from diff4mmlits.synthesize.crops import masked_unit
 from diff4mmlits.synthesize.diffusion import (
     LatentDiffusion,
@@ -220,7 +220,7 @@ def load_ldm_painter(run: RunFolder, mode: str = "profile", device: str | torch.
         raise InputError("the autoencoder changed since the synthesizer was trained; run train-synthesizer again", diffusion_folder)
     ratio = None
     if config.synthesize.tumor_noise == "real":
-        ratio = tumor_noise_ratio(run.read_cases("registered", "train"))
+        ratio = median_noise_ratio(real_tumor_contrasts(run))
         log.info("synthesize: painted tumors get the real tumors' noise relative to the liver: %s",
                  ", ".join(f"{k} {v:.2f}" for k, v in ratio.items()) or "none measurable (the liver's kept)")
     return LatentDiffusionPainter(codec=codec, diffusion=diffusion, config=config.synthesize,
@@ -237,8 +237,8 @@ def real_tumor_contrasts(run: RunFolder) -> list[TumorContrast]:
     key = (run.read_stamp("register") or {}).get("fingerprint")
     if cache.is_file():
         stored = json.loads(cache.read_text())
-        if stored.get("register_fingerprint") == key and key is not None:
-            return [TumorContrast.from_dict(t) for t in stored["tumors"]]
+        if stored.get("register_fingerprint") == key and key is not None and all("noise_ratio" in t for t in stored["tumors"]):
+            return [TumorContrast.from_dict(t) for t in stored["tumors"]]  # (a cache without noise ratios is measured again)
     tumors = [t for case in run.read_cases("registered", "train") for t in measure_tumor_contrasts(case)]
     write_json_atomic(cache, {"register_fingerprint": key, "tumors": [t.to_dict() for t in tumors]})
     return tumors
