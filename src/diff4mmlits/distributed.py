@@ -103,6 +103,20 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
+def reset_gpu_memory_peak() -> None:
+    """Start counting this process's peak GPU memory afresh (a no-op where CUDA is not in use)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def gpu_memory_peak_gib() -> float | None:
+    """Peak GPU memory held by tensors of this process since :func:`reset_gpu_memory_peak`, in GiB
+    (``torch.cuda.max_memory_allocated`` on the current device); ``None`` where CUDA was not used."""
+    if not (torch.cuda.is_available() and torch.cuda.is_initialized()):
+        return None
+    return torch.cuda.max_memory_allocated() / 2**30
+
+
 def is_main_process() -> bool:
     """Rank 0 of a ``torchrun`` job, or the only process: the one that writes files and stamps."""
     return os.environ.get("RANK", "0") == "0"

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from diff4mmlits.config import Config
-from diff4mmlits.distributed import barrier_if_distributed, is_main_process
+from diff4mmlits.distributed import barrier_if_distributed, gpu_memory_peak_gib, is_main_process, reset_gpu_memory_peak
 from diff4mmlits.errors import InputError
 from diff4mmlits.runfolder import RunFolder, fingerprint_of
 from diff4mmlits.runlock import run_folder_lock
@@ -129,6 +129,7 @@ def _run_stage_locked(run: RunFolder, stage: Stage, config: Config, force: bool,
         run.clear_stamp(stage.name)
     barrier_if_distributed()
     log.info("%s: running", stage.name)
+    reset_gpu_memory_peak()
     start = time.perf_counter()
     result = stage.work(run, config, **options)
     seconds = time.perf_counter() - start
@@ -136,7 +137,8 @@ def _run_stage_locked(run: RunFolder, stage: Stage, config: Config, force: bool,
     complete = stage.is_complete is None or stage.is_complete(run, config)
     if main and complete and not stage.always_runs:
         run.write_stamp(stage.name, stage_fingerprint(run, stage, config), {"seconds": round(seconds, 2)})
-    log.info("%s: done in %.1f s", stage.name, seconds)
+    peak = gpu_memory_peak_gib()
+    log.info("%s: done in %.1f s%s", stage.name, seconds, "" if peak is None else f", peak GPU memory {peak:.1f} GiB")
     return StageOutcome(ran=True, result=result, seconds=seconds)
 
 

@@ -15,7 +15,7 @@ from diff4mmlits.data.case import Case
 from diff4mmlits.errors import InputError
 from diff4mmlits.inpaint.infer import Inpainter
 from diff4mmlits.inpaint.slices import build_sources, sample_batch
-from diff4mmlits.inpaint.train import InpaintingGAN, train_inpainter
+from diff4mmlits.inpaint.train import InpaintingGAN, _scaled_step, train_inpainter
 
 
 def smoke(*overrides: str):
@@ -104,3 +104,43 @@ def test_perceptual_loss_is_off_by_default_and_never_downloads(small_cases: list
     assert smoke().inpaint.perceptual_weight == 0.0
     with pytest.raises(InputError, match="perceptual_weights"):
         InpaintingGAN(smoke("inpaint.perceptual_weight=1.0").inpaint)
+
+
+def test_the_r1_pass_runs_in_float32_under_mixed_precision(small_cases: list[Case], monkeypatch: pytest.MonkeyPatch) -> None:
+    """R1 is a double backward through the discriminator: the real slices it is computed on go
+    through the discriminator with autocast off; the other passes keep mixed precision. (Under
+    float16 on a GPU, R1's gradient of 1 per logit times the scaler's 2**16 overflowed, and the
+    discriminator's loss was NaN at every step after 150 steps of the paper preset.)"""
+    import diff4mmlits.inpaint.train as train_module
+
+    monkeypatch.setattr(train_module, "autocast", lambda device, enabled=True, dtype=None:
+                        torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled))
+    cfg = smoke("inpaint.r1_weight=0.01").inpaint
+    gan = InpaintingGAN(cfg)
+    gan.amp_checked = True
+    seen: list[tuple[bool, bool]] = []
+    gan.discriminator.register_forward_pre_hook(
+        lambda module, args: seen.append((args[0].is_leaf and args[0].requires_grad, torch.is_autocast_enabled("cpu"))))
+    batch = sample_batch(build_sources(small_cases, PHASES, cfg.window_hu), np.random.default_rng(0), 4, 32, 1.0, 0.5, 0.5,
+                         cfg.context_slices)
+    gan.train_step(batch, apply_r1=True)
+    r1_passes = [autocast_on for r1_input, autocast_on in seen if r1_input]
+    assert r1_passes == [False]
+    assert len(seen) == 4 and all(autocast_on for r1_input, autocast_on in seen if not r1_input)
+    seen.clear()
+    gan.train_step(batch, apply_r1=False)
+    assert all(autocast_on for _, autocast_on in seen)
+
+
+def test_a_step_the_gradient_scaler_skips_is_reported() -> None:
+    network = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(network.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", enabled=True)
+    before = network.weight.detach().clone()
+    scaler.scale(network(torch.tensor([[float("inf"), 1.0]])).sum()).backward()
+    assert _scaled_step(scaler, optimizer) is True
+    assert torch.equal(network.weight, before)  # not updated
+    optimizer.zero_grad()
+    scaler.scale(network(torch.ones(1, 2)).sum()).backward()
+    assert _scaled_step(scaler, optimizer) is False
+    assert _scaled_step(torch.amp.GradScaler("cpu", enabled=False), optimizer) is False

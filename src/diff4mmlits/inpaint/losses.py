@@ -49,15 +49,15 @@ def generator_adversarial_loss(fake_logits: torch.Tensor, valid: torch.Tensor) -
     return (F.softplus(-fake_logits) * weight).sum() / weight.sum().clamp_min(1.0)
 
 
-def r1_penalty(real_logits: torch.Tensor, real_input: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+def r1_penalty(real_logits: torch.Tensor, real_input: torch.Tensor) -> torch.Tensor:
     """R1: mean over the batch of ``‖∇_x D(x)‖²`` at real images (Mescheder et al. 2018).
 
-    ``scale`` is the gradient scaler's factor when the logits were scaled for mixed precision (the
-    gradient is divided back by it).
+    ``real_logits`` should come from a float32 pass: the gradient of 1 per logit that R1 starts from,
+    times a float16 gradient scaler's 2**16, overflows float16 (the trainer runs this pass with
+    autocast off).
     """
-    (grad,) = torch.autograd.grad(real_logits.sum() * scale, real_input, create_graph=True)
-    grad = grad.float() / scale
-    return grad.pow(2).flatten(1).sum(1).mean()
+    (grad,) = torch.autograd.grad(real_logits.float().sum(), real_input, create_graph=True)
+    return grad.float().pow(2).flatten(1).sum(1).mean()
 
 
 def feature_matching_loss(fake_features: list[torch.Tensor], real_features: list[torch.Tensor],

@@ -136,6 +136,15 @@ def _average_gradients(module: nn.Module, context: DistributedContext) -> None:
             parameter.grad /= context.world_size
 
 
+def _scaled_step(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer) -> bool:
+    """``scaler.step`` and ``scaler.update``; whether the update was skipped because the gradient was
+    not finite (the scaler then lowers its scale; always ``False`` without a float16 scaler)."""
+    scale = scaler.get_scale() if scaler.is_enabled() else 1.0
+    scaler.step(optimizer)
+    scaler.update()
+    return scaler.is_enabled() and scaler.get_scale() < scale
+
+
 class InpaintingGAN:
     """The generator, the discriminator, their optimisers and gradient scalers; one :meth:`train_step` at a time."""
 
@@ -191,7 +200,8 @@ class InpaintingGAN:
         self.amp_checked = mixed_precision_checked(self.device, self.amp, networks, forward, "train-inpainter")
 
     def train_step(self, batch: TrainingBatch, apply_r1: bool = True) -> dict[str, float]:
-        """One generator step then one discriminator step; the losses as floats.
+        """One generator step then one discriminator step; the losses as floats, and ``skipped`` 1.0
+        when the float16 gradient scaler skipped either network's update (a non-finite gradient).
 
         ``apply_r1=False`` skips the R1 penalty this step (lazy regularisation: with
         ``r1_every_steps`` = k, the penalty runs every k-th step with k times the weight).
@@ -224,30 +234,31 @@ class InpaintingGAN:
                    + cfg.feature_matching_weight * fm + cfg.perceptual_weight * perceptual)
         self.optimizer_g.zero_grad(set_to_none=True)
         self.scaler_g.scale(g_total).backward()
-        self.scaler_g.step(self.optimizer_g)
-        self.scaler_g.update()
+        skipped_g = _scaled_step(self.scaler_g, self.optimizer_g)
         self._update_ema()
 
         # 2. discriminator: inpainted pixels are fake, R1 on real slices
         self.discriminator.requires_grad_(True)
         use_r1 = apply_r1 and cfg.r1_weight > 0
         real_in = real_d_input.detach().requires_grad_(use_r1)
-        with self._autocast():
+        # R1 differentiates the discriminator's output with respect to its input, then that again with
+        # respect to its weights (a double backward). Under float16 that graph overflowed within 150
+        # steps of the paper preset on a GPU (the discriminator's loss NaN at every step after), so
+        # the real slices go through the discriminator in float32 when R1 is computed.
+        with torch.autocast(device_type=self.device.type, enabled=False) if use_r1 else self._autocast():
             real_logits = self.discriminator(real_in)[-1]
+        with self._autocast():
             fake_logits = self.discriminator(discriminator_input(inpainted.detach(), b.phase_index, self.n_phases))[-1]
         adv_d = discriminator_loss(real_logits.float(), fake_logits.float(), b.hole, b.valid)
-        r1 = torch.zeros((), device=self.device)
-        if use_r1:
-            r1 = r1_penalty(real_logits, real_in, scale=float(self.scaler_d.get_scale()) if self.amp else 1.0)
+        r1 = r1_penalty(real_logits, real_in) if use_r1 else torch.zeros((), device=self.device)
         d_total = adv_d + cfg.r1_weight * cfg.r1_every_steps * r1
         self.optimizer_d.zero_grad(set_to_none=True)
         self.scaler_d.scale(d_total).backward()
         _average_gradients(self.discriminator, self.context)
-        self.scaler_d.step(self.optimizer_d)
-        self.scaler_d.update()
+        skipped = _scaled_step(self.scaler_d, self.optimizer_d) or skipped_g
         values = {"l1_hole": l1_hole, "l1_known": l1_known, "adv_g": adv_g, "feature_matching": fm,
                   "perceptual": perceptual, "adv_d": adv_d, "r1": r1, "g_total": g_total, "d_total": d_total}
-        return {name: float(value.detach()) for name, value in values.items()}
+        return {**{name: float(value.detach()) for name, value in values.items()}, "skipped": float(skipped)}
 
     @torch.no_grad()
     def monitor_mae_hu(self, batch: TrainingBatch, window_hu: tuple[float, float]) -> float:
@@ -392,8 +403,13 @@ def train_inpainter(
         batch = sample_batch(sources, rng, cfg.batch_size, cfg.crop_vox, cfg.liver_slice_fraction,
                              cfg.blob_mask_fraction, cfg.max_hole_fraction, cfg.context_slices)
         losses = gan.train_step(batch, apply_r1=step % cfg.r1_every_steps == 0)
-        running.add(**{name: value for name, value in losses.items() if name != "r1" or step % cfg.r1_every_steps == 0})
-        bar.set_postfix(l1=f"{losses['l1_hole']:.3f}", g=f"{losses['g_total']:.2f}", d=f"{losses['d_total']:.3f}")
+        if losses["skipped"]:  # the scaler skipped a non-finite gradient: no loss of this step is an average's part
+            running.add(skipped=1.0)
+        else:
+            running.add(**{name: value for name, value in losses.items()
+                           if name != "r1" or step % cfg.r1_every_steps == 0})
+        bar.set_postfix(l1=f"{losses['l1_hole']:.3f}", g=f"{losses['g_total']:.2f}", d=f"{losses['d_total']:.3f}",
+                        **({"skipped": "yes"} if losses["skipped"] else {}))
         done = step + 1
         if done % cfg.log_every_steps == 0 or done == cfg.steps:
             training_log.add({
