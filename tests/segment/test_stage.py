@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from diff4mmlits.cli import main
 from diff4mmlits.config import resolve_config
@@ -18,7 +19,8 @@ from diff4mmlits.errors import InputError
 from diff4mmlits.ingest import ingest_dataset
 from diff4mmlits.pipeline import get_stage, run_stage, write_run_report
 from diff4mmlits.runfolder import RunFolder
-from diff4mmlits.segment.stage import train_run
+from diff4mmlits.segment.stage import painter_device, train_run
+from diff4mmlits.segment.train import loader_worker_count
 from finished_stages import mark_finished, put_case
 
 
@@ -87,3 +89,28 @@ def test_missing_upstream_outputs_are_one_line(run_folder) -> None:
     config = resolve_config("smoke", overrides=["segment.synthetic=none"])
     with pytest.raises(InputError, match="registered/case_.* is missing; run 'diff4mmlits register"):
         train_run(run, config, echo=lambda _: None)
+
+
+def test_the_pool_paints_on_the_training_device_and_per_sample_painting_in_the_loader_workers() -> None:
+    """The paper preset on a GPU painted its pool on the CPU (the painter's device followed the loader
+    workers, though the pool paints in a thread of the training process)."""
+    cuda = torch.device("cuda")
+    paper = resolve_config("paper", None, []).segment
+    assert paper.synthetic_pool > 0 and painter_device(paper, cuda) == "cuda"
+    per_sample = paper.model_copy(update={"synthetic_pool": 0})
+    assert painter_device(per_sample, cuda) == "cpu"  # in the loader worker processes
+    assert painter_device(per_sample.model_copy(update={"loader_workers": 0}), cuda) == "cuda"
+    assert painter_device(per_sample.model_copy(update={"loader_workers": 0}), torch.device("cpu")) == "cpu"
+
+
+def test_loader_workers_default_to_the_gpus_share_of_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    import diff4mmlits.segment.train as train_module
+
+    monkeypatch.setattr(train_module, "usable_cores", lambda: 16)
+    cuda = torch.device("cuda")
+    assert loader_worker_count(None, cuda) == 12      # nnU-Net's 12 at most
+    assert loader_worker_count(None, cuda, world_size=4) == 3
+    assert loader_worker_count(None, torch.device("cpu")) == 2
+    assert loader_worker_count(5, cuda) == 5 and loader_worker_count(0, cuda) == 0
+    monkeypatch.setattr(train_module, "usable_cores", lambda: 1)
+    assert loader_worker_count(None, cuda) == 1

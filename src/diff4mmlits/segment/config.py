@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from diff4mmlits.settings import Section
 from diff4mmlits.synthesize.config import DiffusionMode, PainterMethod
@@ -120,8 +120,10 @@ class SegmentConfig(Section):
     """Test-time flips along every axis (8 predictions averaged)."""
     min_tumor_volume_mm3: float = 0.0
     """Predicted tumor components smaller than this are removed (0 keeps all)."""
-    loader_workers: int = 2
-    """DataLoader worker processes (0 loads in the training process)."""
+    loader_workers: int | None = Field(default=None, ge=0)
+    """DataLoader worker processes (0 loads in the training process). Unset: on a GPU, this process's
+    share of the cores less one, at most 12 (nnU-Net's default; with 2 the paper preset's H200 run
+    waited for data 75 % of the time); on a CPU 2 (training takes the cores)."""
     mixed_precision: bool = True
     """Mixed precision: bfloat16 on CUDA (float16 where bf16 is missing) and on a CPU that computes
     bfloat16 in hardware (AVX512-BF16 or AMX: 1.6× faster training steps); float32 on other CPUs."""

@@ -15,6 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from diff4mmlits.config import Config
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.io import write_volume
@@ -23,6 +25,7 @@ from diff4mmlits.errors import InputError
 from diff4mmlits.progress import progress
 from diff4mmlits.register import register_case
 from diff4mmlits.runfolder import RunFolder
+from diff4mmlits.segment.config import SegmentConfig
 from diff4mmlits.segment.dataset import TumorPainter
 from diff4mmlits.segment.predict import Segmenter, load_segmenter, locate_liver, segment_case
 from diff4mmlits.segment.predict_io import (
@@ -35,7 +38,7 @@ from diff4mmlits.segment.predict_io import (
     write_statistics,
 )
 from diff4mmlits.segment.report import section_segmenter
-from diff4mmlits.segment.train import TrainResult, train_model
+from diff4mmlits.segment.train import TrainResult, loader_worker_count, train_model
 from diff4mmlits.stage import Stage
 from diff4mmlits.threads import worker_processes
 
@@ -69,14 +72,23 @@ def train_run(run: RunFolder, config: Config, resume: bool = False, context: Dis
         elif seg.synthetic == "on-the-fly" and seg.synthetic_ratio > 0:
             normal = run.read_cases("normal", "train")
             if painter is None:
-                # paint in the loader workers on the CPU, or in this process on its device
-                painter = load_painter_for(run, config, "cpu" if seg.loader_workers > 0 else str(context.device))
+                painter = load_painter_for(run, config, painter_device(seg, context.device))
         return train_model(train_cases, val_cases, seg, run.segmenter_dir, seed=config.seed, context=context,
                            synthetic=synthetic, normal=normal, painter=painter, resume=resume, echo=echo,
                            extra_config={"run_config": config.model_dump(mode="json")})
     finally:
         if own_context:
             cleanup_distributed()
+
+
+def painter_device(seg: SegmentConfig, device: torch.device) -> str:
+    """Where on-the-fly synthesis paints: with the pool (``synthetic_pool`` > 0) in a thread of the
+    training process, on its device; without it in the loader workers (CPU processes) when there are
+    any. (Before, the pool painted on the CPU whenever loader workers existed: on a GPU the paper
+    preset's diffusion painter then ran on the CPU.)"""
+    if seg.synthetic_pool == 0 and loader_worker_count(seg.loader_workers, device) > 0:
+        return "cpu"
+    return str(device)
 
 
 def stage_train(run: RunFolder, config: Config, resume: bool = False, echo: Callable[[str], None] | None = None) -> TrainResult:

@@ -69,7 +69,7 @@ from diff4mmlits.segment.plan import (
 )
 from diff4mmlits.segment.plan import fingerprint as fingerprint_of_cases
 from diff4mmlits.segment.synthetic_pool import SyntheticPool
-from diff4mmlits.threads import thread_budget
+from diff4mmlits.threads import thread_budget, usable_cores
 from diff4mmlits.training import (
     LOG_STATE_KEY,
     CurveGroup,
@@ -289,7 +289,7 @@ def train_segmenter(
         rank=context.rank, synthetic=synthetic, normal=normal, painter=painter,
         pooled=pool is not None,
     )
-    workers = config.loader_workers
+    workers = loader_worker_count(config.loader_workers, device, context.world_size)
     last_epoch = min(config.epochs, max_epochs) if max_epochs is not None else config.epochs
     threads_before = torch.get_num_threads()
     if workers and device.type == "cpu":  # the loader processes take their cores from the budget
@@ -370,6 +370,21 @@ def train_segmenter(
             pool.close()
     rows = training_log.rows
     return TrainResult(out_dir, len(rows) and int(rows[-1]["epoch"]), best, rows, unwrap(model))
+
+
+MAX_GPU_LOADER_WORKERS = 12
+"""nnU-Net's default number of augmentation processes per GPU."""
+
+
+def loader_worker_count(configured: int | None, device: torch.device, world_size: int = 1) -> int:
+    """DataLoader workers: ``segment.loader_workers`` when set; else on a GPU this process's share of
+    the cores (``world_size`` processes share them) less one for the training loop, at most
+    :data:`MAX_GPU_LOADER_WORKERS`; on a CPU 2 (the training computes on the cores itself)."""
+    if configured is not None:
+        return configured
+    if device.type == "cpu":
+        return 2
+    return max(1, min(MAX_GPU_LOADER_WORKERS, usable_cores() // max(world_size, 1) - 1))
 
 
 def training_liver_ranges(cases: Sequence[Case]) -> dict[str, Any]:
