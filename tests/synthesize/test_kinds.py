@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 from synth_toys import tiny_codec, tiny_diffusion, toy_pair
 
 from diff4mmlits import LABEL_TUMOR
@@ -186,3 +187,30 @@ def test_quality_control_sees_a_seam():
     shifted = painted + 30.0 * (~tumor)  # the painter moved the liver around the tumor
     seam = control.check({"PVP": weight * shifted + (1 - weight) * normal["PVP"]}, normal, tumor, liver, weight)
     assert not seam.accepted and seam.seam_hu > 10.0
+
+
+def test_centres_and_vessels_computed_on_the_livers_box_equal_the_whole_volumes():
+    """The distance transforms and the vessel search run on the liver's box (a clinical-size case
+    spent 1.5 s of its 2 s of painting on the whole volume): the result is the same."""
+    rng = np.random.default_rng(3)
+    liver = np.zeros((40, 64, 72), bool)
+    liver[6:30, 10:50, 20:70] = ndimage.gaussian_filter(rng.random((24, 40, 50)), 3) > 0.5
+    pvp = np.where(liver, 100.0, 40.0) + rng.normal(0, 8, liver.shape)
+    pvp[6:30, 28:31, 40:43] += 90.0  # a vessel, and a bright organ outside the liver
+    pvp[32:38, 5:20, 5:20] += 200.0
+    spacing = (2.0, 1.0, 0.8)
+    vessels = large_vessel_mask({"PVP": pvp.astype(np.float32)}, liver, spacing)
+    bright = liver & (pvp > np.median(pvp[liver]) + max(30.0, 3 * 1.4826 * np.median(np.abs(pvp[liver] - np.median(pvp[liver])))))
+    bright = ndimage.binary_opening(bright, np.ones((2, 2, 2), bool))
+    components, count = ndimage.label(bright)
+    sizes = ndimage.sum_labels(bright, components, np.arange(1, count + 1)) * np.prod(spacing) / 1000
+    assert np.array_equal(vessels, np.isin(components, 1 + np.flatnonzero(sizes >= 0.05))) and vessels.any()
+
+    depth = ndimage.distance_transform_edt(liver, sampling=spacing)
+    away = ndimage.distance_transform_edt(~vessels, sampling=spacing) > 3.0
+    expected = np.argwhere((depth >= 4.0) & away)
+    assert np.array_equal(tumor_centre_candidates(liver, spacing, 4.0, vessels, 3.0), expected)
+    liver_at_edge = np.zeros_like(liver)
+    liver_at_edge[0:20, 0:30, 40:72] = True  # the box reaches the volume's faces
+    depth = ndimage.distance_transform_edt(liver_at_edge, sampling=spacing)
+    assert np.array_equal(tumor_centre_candidates(liver_at_edge, spacing, 3.0), np.argwhere(depth >= 3.0))
