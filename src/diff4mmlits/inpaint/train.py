@@ -242,9 +242,9 @@ class InpaintingGAN:
         use_r1 = apply_r1 and cfg.r1_weight > 0
         real_in = real_d_input.detach().requires_grad_(use_r1)
         # R1 differentiates the discriminator's output with respect to its input, then that again with
-        # respect to its weights (a double backward). Under float16 that graph overflowed within 150
-        # steps of the paper preset on a GPU (the discriminator's loss NaN at every step after), so
-        # the real slices go through the discriminator in float32 when R1 is computed.
+        # respect to its weights (a double backward). Under float16 its gradient of 1 per logit times
+        # the scaler's 2**16 overflows, and on a GPU the paper preset's discriminator loss was NaN from
+        # about step 150 on; so the real slices go through the discriminator in float32 when R1 is computed.
         with torch.autocast(device_type=self.device.type, enabled=False) if use_r1 else self._autocast():
             real_logits = self.discriminator(real_in)[-1]
         with self._autocast():

@@ -55,8 +55,10 @@ class RegisterConfig(Section):
     """Share of the region-of-interest voxels sampled by the metric (random, fixed seed)."""
     sampling_min_points: int = 5000
     """At least this many metric samples per level (coarse levels of small images sample more)."""
-    sampling_max_points: int = 20000
-    """At most this many metric samples per level (large images sample a smaller share)."""
+    sampling_max_points: int = 5000
+    """At most this many metric samples per level (large images sample a smaller share). 5000 rather
+    than 20 000: on 256 × 256 phantom cases the same TRE (default site 0.88 vs 0.90 mm, third site
+    1.04 vs 1.07 mm) in 56–73 % of the CPU time; on 64³ cases no change (docs/register.md)."""
     sampling_seed: int = 0
     """Seed of the metric's random sampling: the same seed gives the same transforms."""
     threads: int = Field(default=1, ge=0)
