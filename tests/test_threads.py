@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -75,3 +76,9 @@ def test_the_cli_option_sets_the_budget_for_the_command(no_thread_settings, caps
         assert "--threads" in (main(["--help"]) == 0 and capsys.readouterr().out)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.skipif(not Path("/proc/meminfo").is_file(), reason="no /proc/meminfo (not Linux)")
+def test_available_memory_is_read_from_meminfo() -> None:
+    available = threads.available_memory_bytes()
+    assert available is not None and 2**20 < available <= os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -95,8 +95,8 @@ class Config(Section):
     """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
     workers: int = Field(default=0, ge=0)
     """Parallel processes for per-case registration; 0: the thread budget (``--threads``; by default
-    the cores not busy with other work), at most 4 (each holds a case's phases in memory; SimpleITK
-    runs one thread in each, see ``register.threads``)."""
+    the cores not busy with other work), at most 4 or as many as the available memory holds at 3 GiB
+    each (each holds a case's phases in memory; SimpleITK runs one thread in each, see ``register.threads``)."""
     # in the paper's order: the data, 1. register, 2. inpaint, 3. synthesize, 4. segment, 5. evaluate
     data: DataConfig = DataConfig()
     phantom: PhantomConfig = PhantomConfig()

@@ -41,6 +41,19 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def available_memory_bytes() -> int | None:
+    """Memory the system can give to new work without swapping (``MemAvailable`` of ``/proc/meminfo``),
+    bytes; ``None`` where that file is missing (not Linux)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def busy_cores(interval_s: float = 0.1) -> float:
     """Of the cores this process may use, how many other processes kept busy over the next
     ``interval_s`` seconds (this one sleeps meanwhile), from the per-CPU lines of ``/proc/stat``

@@ -134,10 +134,12 @@ def test_the_report_shows_the_registration(tmp_path: Path) -> None:
     assert (run / "report" / "figures" / "registered_case_0_qc.png").is_file()  # inside report/: it travels
 
 
-def test_workers_zero_means_the_thread_budget_at_most_four(monkeypatch) -> None:
+def test_workers_zero_means_the_thread_budget_at_most_four_or_what_memory_holds(monkeypatch) -> None:
     from diff4mmlits import threads
+    from diff4mmlits.register import stage
     from diff4mmlits.register.stage import default_workers
 
+    monkeypatch.setattr(stage, "available_memory_bytes", lambda: 8 * 2**30)  # room for 2 cases: the floor of 4 holds
     monkeypatch.delenv(threads.ENV_THREADS, raising=False)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(threads, "_budget", None)
@@ -150,6 +152,15 @@ def test_workers_zero_means_the_thread_budget_at_most_four(monkeypatch) -> None:
     assert default_workers() == 1
     monkeypatch.setenv(threads.ENV_THREADS, "3")  # --threads 3
     assert default_workers() == 3
+    monkeypatch.delenv(threads.ENV_THREADS)
+    monkeypatch.setattr(threads, "busy_cores", lambda interval_s=0.1: 0.0)
+    monkeypatch.setattr(stage, "available_memory_bytes", lambda: 128 * 2**30)  # a 16-core GPU machine
+    monkeypatch.setattr(threads, "usable_cores", lambda: 16)
+    assert default_workers() == 16
+    monkeypatch.setattr(stage, "available_memory_bytes", lambda: 30 * 2**30)  # 10 cases' worth
+    assert default_workers() == 10
+    monkeypatch.setattr(stage, "available_memory_bytes", lambda: None)  # no /proc/meminfo
+    assert default_workers() == 4
     assert resolve_config("paper").workers == 0 and resolve_config("smoke").workers == 1
 
 
