@@ -107,7 +107,7 @@ def tumor_centre_candidates(liver_mask: np.ndarray, spacing_mm: tuple[float, flo
         raise InputError("the liver mask is empty; a tumor needs a liver to go into (check label.nii.gz)")
     # the distance transforms run on the liver's box and one voxel around it (the same distances:
     # the nearest background voxel of a liver voxel is in that box, and so is every vessel voxel that
-    # counts, the vessels being in the liver): at clinical size 5x faster than on the whole volume
+    # counts, the vessels being in the liver): 1.5 -> 0.36 s on a 192 x 192 x 144 case
     (box,) = ndimage.find_objects(liver.astype(np.uint8))
     box = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(box, liver.shape))
     liver = liver[box]
