@@ -121,6 +121,7 @@ class LatentDiffusionPainter:
         decoded = self.codec.to_hu(self.codec.decode(latents))
         painted, added, levels, tumor_noise = {}, {}, {}, {}
         background = liver & ~ndimage.binary_dilation(tumor, np.ones((3, 3, 3), bool), iterations=2)
+        outside = liver & ~condition  # the normal liver the painted crop's noise is matched to
         for i, name in enumerate(names):
             painted[name] = decoded[i, 0]
             if self.config.match_background and background.sum() >= 8:
@@ -129,10 +130,11 @@ class LatentDiffusionPainter:
                 levels[name] = float(np.median(crops_hu[name][background] - painted[name][background]))
                 painted[name] = (painted[name] + levels[name]).astype(np.float32)
             if self.config.match_noise:
-                painted[name], added[name] = self.match_noise(painted[name], crops_hu[name], liver & ~condition, rng,
-                                                              self.config.noise_texture)
+                liver_noise = noise_sigma_hu(crops_hu[name], outside)
+                painted[name], added[name] = self.match_noise(painted[name], crops_hu[name], outside, rng,
+                                                              self.config.noise_texture, liver_noise)
                 if self.tumor_noise_ratio and name in self.tumor_noise_ratio:
-                    target = self.tumor_noise_ratio[name] * noise_sigma_hu(crops_hu[name], liver & ~condition)
+                    target = self.tumor_noise_ratio[name] * liver_noise
                     painted[name] = set_noise_inside(painted[name], tumor, target, rng)
                     tumor_noise[name] = round(target, 2)
         record = {"noise_seed": seed, **({"added_noise_hu": added} if added else {}),
@@ -142,11 +144,14 @@ class LatentDiffusionPainter:
 
     @staticmethod
     def match_noise(decoded: np.ndarray, normal: np.ndarray, region: np.ndarray, rng: np.random.Generator,
-                    texture: str = "white") -> tuple[np.ndarray, float]:
+                    texture: str = "white", normal_noise_hu: float | None = None) -> tuple[np.ndarray, float]:
         """Add noise so the decoded crop's noise level in ``region`` matches the normal CT's (HU):
         white noise, or (``texture="scan"``) the normal crop's own fine residual (crop minus its
-        1-voxel Gaussian blur) at the same voxels, scaled to the missing level."""
-        missing = noise_sigma_hu(normal, region) ** 2 - noise_sigma_hu(decoded, region) ** 2
+        1-voxel Gaussian blur) at the same voxels, scaled to the missing level. ``normal_noise_hu``:
+        the normal CT's level in ``region`` when the caller has measured it already."""
+        if normal_noise_hu is None:
+            normal_noise_hu = noise_sigma_hu(normal, region)
+        missing = normal_noise_hu ** 2 - noise_sigma_hu(decoded, region) ** 2
         sigma = float(np.sqrt(max(missing, 0.0)))
         if texture == "scan" and region.sum() >= 8:
             residual = normal - ndimage.gaussian_filter(normal.astype(np.float32), 1.0)
