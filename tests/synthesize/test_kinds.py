@@ -9,7 +9,14 @@ from synth_toys import tiny_codec, tiny_diffusion, toy_pair
 from diff4mmlits import LABEL_TUMOR
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.synthesize.config import TumorMaskConfig
-from diff4mmlits.synthesize.contrast import TumorContrast, ellipsoid_semi_axes_mm, measure_tumor_contrasts
+from diff4mmlits.synthesize.contrast import (
+    TumorContrast,
+    edge_fraction,
+    ellipsoid_semi_axes_mm,
+    measure_tumor_contrasts,
+    ring_contrast,
+    tumor_layers,
+)
 from diff4mmlits.synthesize.diffusion import PROFILE_SCALE_HU
 from diff4mmlits.synthesize.handcrafted import HandcraftedPainter
 from diff4mmlits.synthesize.painters import LatentDiffusionPainter
@@ -214,3 +221,67 @@ def test_centres_and_vessels_computed_on_the_livers_box_equal_the_whole_volumes(
     liver_at_edge[0:20, 0:30, 40:72] = True  # the box reaches the volume's faces
     depth = ndimage.distance_transform_edt(liver_at_edge, sampling=spacing)
     assert np.array_equal(tumor_centre_candidates(liver_at_edge, spacing, 3.0), np.argwhere(depth >= 3.0))
+
+
+def _sphere(shape=(24, 24, 24), radius=5.0) -> np.ndarray:
+    grid = np.indices(shape) - (np.array(shape)[:, None, None, None] - 1) / 2.0
+    return np.sqrt((grid**2).sum(axis=0)) <= radius
+
+
+def test_edge_fraction_says_where_a_lesion_ends_against_its_label():
+    """A lesion with a soft ramp inside its label shows part of its contrast in its outermost voxels
+    and none outside; a lesion blurred past a tight label shows much of it outside."""
+    tumor, liver = _sphere(), np.ones((24, 24, 24), bool)
+    layers = tumor_layers(tumor, liver & ~tumor)
+    ramp = np.full(tumor.shape, 100.0, np.float32)
+    ramp[layers["core"]] -= 30.0
+    ramp[layers["edge"]] -= 12.0
+    ramp[layers["outside"]] -= 3.0
+    measured = edge_fraction({"NC": ramp, "PVP": 100.0 + 2.0 * (ramp - 100.0)}, tumor, liver & ~tumor)
+    assert measured == pytest.approx({"edge": 0.4, "outside": 0.1}, abs=1e-3)
+
+    blurred = 100.0 - 40.0 * ndimage.gaussian_filter(_sphere(radius=6.0).astype(np.float32), 1.0)
+    tight = edge_fraction({"PVP": blurred}, tumor, liver & ~tumor)
+    assert tight["edge"] > 0.6 and tight["outside"] > 0.3
+    assert edge_fraction({"PVP": np.full(tumor.shape, 100.0)}, tumor, liver & ~tumor) is None  # no contrast
+
+
+def test_layer_calibration_ends_a_blurred_lesion_where_its_label_does():
+    """A decoder's blur carries the painted lesion past its label; calibrating with the reference
+    tumor's edge fraction sets each layer's mean (texture kept) so the case shows that edge."""
+    rng = np.random.default_rng(0)
+    tumor, liver = _sphere(), np.ones((24, 24, 24), bool)
+    normal = {"PVP": (100.0 + rng.normal(0.0, 5.0, tumor.shape)).astype(np.float32)}
+    painted = {"PVP": normal["PVP"] - 35.0 * ndimage.gaussian_filter(_sphere(radius=6.0).astype(np.float32), 1.2)}
+    target = {"edge": 0.35, "outside": 0.05}
+    before = edge_fraction(painted, tumor, liver & ~tumor)
+    assert before["outside"] > 0.3
+
+    layered, shifts = calibrate_contrast(painted, normal, tumor, liver, {"PVP": -25.0}, edge_fraction=target)
+    after = edge_fraction(layered, tumor, liver & ~tumor)
+    assert after == pytest.approx(target, abs=0.02)
+    assert ring_contrast(layered, tumor, liver & ~tumor)[0]["PVP"] == pytest.approx(-25.0, abs=0.5)
+    layers = tumor_layers(tumor, liver & ~tumor)
+    assert abs(layered["PVP"][layers["ring"]].mean() - normal["PVP"][layers["ring"]].mean()) < 0.1
+    for region in ("core", "edge", "outside"):  # one constant per layer: the painted texture is kept
+        moved = (layered["PVP"] - painted["PVP"])[layers[region]]
+        assert np.ptp(moved) < 1e-3
+    assert "PVP" in shifts
+
+    plain, _ = calibrate_contrast(painted, normal, tumor, liver, {"PVP": -25.0})
+    assert edge_fraction(plain, tumor, liver & ~tumor)["outside"] > 0.25  # what the edge calibration removes
+
+
+def test_drawn_tumors_take_their_reference_tumors_edge():
+    real = [TumorContrast(case_id=f"c{i}", voxels=100, volume_ml=1.0, centre_vox=(0.0, 0.0, 0.0),
+                          contrast_hu={p: -20.0 for p in ("NC", "AP", "PVP", "DP")}, std_hu={}, semi_axes_mm=(6.0, 5.0, 4.0),
+                          edge_fraction={"edge": 0.1 * i, "outside": 0.01 * i}) for i in range(1, 5)]
+    assert TumorContrast.from_dict(real[2].to_dict()) == real[2]
+    older = {k: v for k, v in real[2].to_dict().items() if k != "edge_fraction"}
+    assert TumorContrast.from_dict(older).edge_fraction is None  # records written before it was measured
+    liver = np.zeros((32, 32, 32), bool)
+    liver[4:28, 4:28, 4:28] = True
+    params = sample_tumor_params(np.random.default_rng(1), liver, (2.0, 2.0, 2.0), TumorMaskConfig(max_tumors_per_case=4),
+                                 real_tumors=real)
+    assert params and all(p.edge_fraction == real[p.reference].edge_fraction for p in params)
+    assert TumorParams.from_dict(params[0].to_dict()) == params[0]

@@ -41,6 +41,15 @@ def run_folder(tmp_path_factory) -> RunFolder:
     return inpainted_run(tmp_path_factory.mktemp("synth") / "run")
 
 
+def provenance_edge_keys(run: RunFolder) -> set[str]:
+    """The keys of the edge fractions the painted tumors of ``run`` were drawn with."""
+    keys: set[str] = set()
+    for path in run.synthetic_dir.glob("*/provenance.json"):
+        for tumor in json.loads(path.read_text())["tumors"]:
+            keys |= set(tumor.get("edge_fraction") or {})
+    return keys
+
+
 def test_synthesize_needs_trained_models(tmp_path):
     run = inpainted_run(tmp_path / "run")
     with pytest.raises(InputError, match="train-synthesizer"):
@@ -57,6 +66,8 @@ def test_the_three_stages_write_models_synthetic_cases_and_provenance(run_folder
     folders = sorted(p.name for p in run_folder.synthetic_dir.iterdir() if p.is_dir())
     assert folders == [f"toy{i}_s{k:03d}" for i in range(3) for k in range(2)]
     assert summary["cases"] == 6 and set(summary["contrast_hu"]["real"]) == {"NC", "AP", "PVP", "DP"}
+    assert summary["edge_fraction"]["real"]["count"] >= 1  # the edge the real tumors show, beside the painted ones'
+    assert provenance_edge_keys(run_folder) == {"edge", "outside"}  # painted tumors drew a real tumor's edge
     case = read_case_folder(run_folder.synthetic_dir / "toy0_s001")
     assert case.phase_names == ["AP", "PVP"]  # the phases the normal case has
     assert (case.label.array == LABEL_TUMOR).any()

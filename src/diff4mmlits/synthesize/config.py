@@ -186,6 +186,11 @@ class SynthesizeConfig(Section):
     """ldm: after decoding, shift each phase inside the tumor so that its contrast to the liver ring
     equals the drawn enhancement profile (the network paints texture, edge and shape; the profile
     fixes the mean). Off for the paper-mode ablation."""
+    calibrate_edge: bool = True
+    """ldm, with ``calibrate_contrast``: also give the tumor's outermost voxel layer and the liver
+    layer just outside it the share of the contrast that the real tumor its profile was drawn from
+    shows there (:func:`~diff4mmlits.synthesize.contrast.edge_fraction`), so that a painted lesion
+    ends where its label does, as the dataset's own tumors do (docs/synthesize.md, "Edges")."""
     profile_hu: dict[str, float] | None = None
     """One enhancement profile (phase → tumor − liver, HU) for every tumor instead of drawing real
     tumors' profiles, e.g. {"NC": -10, "AP": 40, "PVP": -5, "DP": -20} for a hyper-enhancing lesion."""

@@ -47,6 +47,9 @@ class TumorContrast:
         noise_ratio: phase → the tumor's voxel noise over that of the liver 2–6 voxels around it
             (:func:`~diff4mmlits.synthesize.blend.noise_sigma_hu`, both; phases too small to measure
             left out; ``None`` in records written before it was measured).
+        edge_fraction: ``{"edge": f, "outside": g}``, the share of the core's contrast shown by the
+            tumor's outermost voxel layer and by the liver layer just outside it
+            (:func:`edge_fraction`; ``None`` for a tumor without a core, or in older records).
     """
 
     case_id: str
@@ -57,6 +60,7 @@ class TumorContrast:
     std_hu: dict[str, float]
     semi_axes_mm: tuple[float, float, float] | None = None
     noise_ratio: dict[str, float] | None = None
+    edge_fraction: dict[str, float] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,6 +74,7 @@ class TumorContrast:
             std_hu={k: float(v) for k, v in data["std_hu"].items()},
             semi_axes_mm=tuple(float(a) for a in data["semi_axes_mm"]) if data.get("semi_axes_mm") else None,  # type: ignore[arg-type]
             noise_ratio={k: float(v) for k, v in data["noise_ratio"].items()} if data.get("noise_ratio") is not None else None,
+            edge_fraction={k: float(v) for k, v in data["edge_fraction"].items()} if data.get("edge_fraction") else None,
         )
 
     def vector(self, phases: tuple[str, ...] = PHASES) -> np.ndarray:
@@ -109,6 +114,8 @@ def measure_tumor_contrasts(case: Case, tumor: np.ndarray | None = None) -> list
             semi_axes_mm=ellipsoid_semi_axes_mm(component, case.annotated.spacing_mm),
             noise_ratio=noise_ratio({name: volume.array[grown] for name, volume in case.phases.items()},
                                     component, liver_only[grown]),
+            edge_fraction=edge_fraction({name: volume.array[grown] for name, volume in case.phases.items()},
+                                        component, liver_only[grown]),
         ))
     return results
 
@@ -138,6 +145,52 @@ def median_noise_ratio(tumors: list[TumorContrast]) -> dict[str, float]:
     return {name: float(np.median(v)) for name, v in values.items()}
 
 
+EDGE_MIN_CONTRAST_HU = 8.0
+"""A tumor whose contrast (root sum of squares over the phases) is below this gets no edge fraction
+(the ratio of two small differences is noise)."""
+
+
+def tumor_layers(tumor: np.ndarray, liver: np.ndarray) -> dict[str, np.ndarray]:
+    """The regions a tumor's contrast and edge are measured on (26-connectivity steps, as
+    :func:`ring_contrast`): ``core`` (the tumor eroded by one voxel; the tumor itself when that
+    leaves under :data:`MIN_VOXELS`), ``edge`` (the tumor's outermost layer, empty without a core),
+    ``outside`` (the liver one step outside the tumor) and ``ring`` (the liver ``RING_VOX`` around it)."""
+    structure = np.ones((3, 3, 3), bool)
+    core = ndimage.binary_erosion(tumor, structure)
+    core = core if core.sum() >= MIN_VOXELS else tumor
+    inner = ndimage.binary_dilation(tumor, structure, iterations=RING_VOX[0])
+    outer = ndimage.binary_dilation(tumor, structure, iterations=RING_VOX[1])
+    return {"core": core, "edge": tumor & ~core, "outside": inner & ~tumor & liver, "ring": outer & ~inner & liver}
+
+
+def edge_fraction(phases: dict[str, np.ndarray], tumor: np.ndarray, liver: np.ndarray) -> dict[str, float] | None:
+    """How much of one tumor's contrast shows at its boundary: ``{"edge": f, "outside": g}``.
+
+    With ``c`` the contrast per phase (core − liver ring, as :func:`ring_contrast`) and ``e`` the
+    mean of the tumor's outermost voxel layer minus the ring, ``f`` is the least-squares ratio
+    ``Σ c·e / Σ c²`` over the phases (the phases with the strongest contrast weigh most); ``g``
+    likewise for the liver layer just outside the tumor. A tumor drawn with a soft intensity ramp
+    inside its label has ``f`` well below 1 and ``g`` near 0; a label drawn tight inside a blurred
+    lesion, ``f`` near 1 and ``g`` well above 0. ``None`` for a tumor without a core, an empty
+    layer, or a contrast under :data:`EDGE_MIN_CONTRAST_HU`.
+    """
+    layers = tumor_layers(tumor, liver)
+    if tumor.sum() < MIN_VOXELS or min(int(layers[k].sum()) for k in layers) < MIN_VOXELS:
+        return None
+    contrast, edge, outside = [], [], []
+    for array in phases.values():
+        values = array.astype(np.float64)
+        ring = values[layers["ring"]].mean()
+        contrast.append(values[layers["core"]].mean() - ring)
+        edge.append(values[layers["edge"]].mean() - ring)
+        outside.append(values[layers["outside"]].mean() - ring)
+    c = np.asarray(contrast)
+    power = float(np.dot(c, c))
+    if power < EDGE_MIN_CONTRAST_HU**2:
+        return None
+    return {"edge": round(float(np.dot(c, edge)) / power, 4), "outside": round(float(np.dot(c, outside)) / power, 4)}
+
+
 def ring_contrast(phases: dict[str, np.ndarray], tumor: np.ndarray, liver: np.ndarray
                   ) -> tuple[dict[str, float], dict[str, float]] | None:
     """One tumor's contrast and texture per phase, on arrays that hold it (a crop or a whole case).
@@ -150,14 +203,10 @@ def ring_contrast(phases: dict[str, np.ndarray], tumor: np.ndarray, liver: np.nd
     Returns ``(contrast_hu, std_hu)`` (phase → HU), or ``None`` when the tumor or its liver ring has
     fewer than :data:`MIN_VOXELS` voxels.
     """
-    structure = np.ones((3, 3, 3), bool)
     if tumor.sum() < MIN_VOXELS:
         return None
-    core = ndimage.binary_erosion(tumor, structure)
-    core = core if core.sum() >= MIN_VOXELS else tumor
-    inner = ndimage.binary_dilation(tumor, structure, iterations=RING_VOX[0])
-    outer = ndimage.binary_dilation(tumor, structure, iterations=RING_VOX[1])
-    ring = outer & ~inner & liver
+    layers = tumor_layers(tumor, liver)
+    core, ring = layers["core"], layers["ring"]
     if ring.sum() < MIN_VOXELS:
         return None
     contrast, std = {}, {}
@@ -190,3 +239,12 @@ def summarize_contrasts(tumors: list[TumorContrast], phases: tuple[str, ...] = P
             summary[phase] = {"mean": float(values.mean()), "std": float(values.std()), "count": int(len(values))}
     return summary
 
+
+def summarize_edges(tumors: list[TumorContrast]) -> dict[str, float] | None:
+    """The median ``edge`` and ``outside`` of the tumors' :attr:`TumorContrast.edge_fraction` and how
+    many tumors have one (``None`` when none has)."""
+    edges = [t.edge_fraction for t in tumors if t.edge_fraction]
+    if not edges:
+        return None
+    return {"edge": float(np.median([e["edge"] for e in edges])), "outside": float(np.median([e["outside"] for e in edges])),
+            "count": len(edges)}

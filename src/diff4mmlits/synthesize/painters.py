@@ -96,11 +96,13 @@ class LatentDiffusionPainter:
             self.close_vox, self.dilate_vox, self.diffusion.largest_real_radius_mm, real_tumors=real,
             quality=quality_control(self.config, real), retries=self.config.quality_retries,
             profile_hu=self.config.profile_hu, calibrate=self.config.calibrate_contrast,
+            calibrate_edge=self.config.calibrate_edge,
         )
         sampling = ({"sampler": "ddim", "ddim_steps": self.config.ddim_steps, "ddim_eta": self.config.ddim_eta,
                      "strength": self.config.strength}
                     if self.config.sampler == "ddim" else {"sampler": "ddpm", "steps": self.diffusion.schedule["num_train_timesteps"]})
         return case, {"method": "ldm", "mode": self.diffusion.mode, "calibrate_contrast": self.config.calibrate_contrast,
+                      "calibrate_edge": self.config.calibrate_edge,
                       **sampling, **provenance}
 
     def paint_crop(self, crops_hu: dict[str, np.ndarray], condition: np.ndarray, tumor: np.ndarray,

@@ -24,7 +24,7 @@ from diff4mmlits.data.case import Case
 from diff4mmlits.errors import InputError
 from diff4mmlits.synthesize.blend import blend_crop, feather_weight, synthetic_label
 from diff4mmlits.synthesize.config import TumorMaskConfig
-from diff4mmlits.synthesize.contrast import TumorContrast, ring_contrast
+from diff4mmlits.synthesize.contrast import MIN_VOXELS, TumorContrast, ring_contrast, tumor_layers
 from diff4mmlits.synthesize.crops import crop_box, dilate_tumor_mask, extract_crop
 from diff4mmlits.synthesize.quality import TumorQualityControl
 from diff4mmlits.synthesize.tumor_masks import draw_tumor_mask, large_vessel_mask, sample_tumor_params
@@ -78,6 +78,7 @@ def paint_tumors(
     retries: int = 2,
     profile_hu: dict[str, float] | None = None,
     calibrate: bool = False,
+    calibrate_edge: bool = False,
 ) -> tuple[Case, dict[str, Any]]:
     """Paint random tumors into ``normal`` with ``paint_crop``; return the synthetic case and its provenance.
 
@@ -100,6 +101,9 @@ def paint_tumors(
         profile_hu: one enhancement profile for every tumor (phase → HU), instead of drawn ones.
         calibrate: shift each painted tumor so that the case shows its profile exactly
             (:func:`calibrate_contrast`, measured after the blend).
+        calibrate_edge: with ``calibrate``, also give the tumor's outermost voxels and the liver
+            just outside it the share of the contrast its reference real tumor shows there
+            (its ``edge_fraction``; tumors without one get the plain calibration).
 
     Returns the synthetic case (same id, phases and grid as ``normal``; label 0/1/2) and a dict
     with each tumor's parameters, voxel count, quality verdicts and the method's record, and the
@@ -134,7 +138,8 @@ def paint_tumors(
         for _attempt in range(1 + (retries if quality is not None else 0)):
             painted, record = paint_crop(crops, condition_crop, tumor_crop, liver_crop, rng, target)
             if calibrate and target:
-                painted, shifts = calibrate_contrast(painted, crops, tumor_crop, liver_crop, target, weight)
+                edge = tumor_params.edge_fraction if calibrate_edge else None
+                painted, shifts = calibrate_contrast(painted, crops, tumor_crop, liver_crop, target, weight, edge)
                 record = {**record, "calibration_shift_hu": shifts}
             if quality is None:
                 break
@@ -184,6 +189,7 @@ error shrinks geometrically; three rounds leave a few per cent)."""
 
 def calibrate_contrast(painted: dict[str, np.ndarray], normal: dict[str, np.ndarray], tumor: np.ndarray,
                        liver: np.ndarray, profile_hu: dict[str, float], weight: np.ndarray | None = None,
+                       edge_fraction: dict[str, float] | None = None,
                        ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Shift each painted phase inside the tumor so that its contrast to the liver ring is ``profile_hu``.
 
@@ -193,8 +199,21 @@ def calibrate_contrast(painted: dict[str, np.ndarray], normal: dict[str, np.ndar
     tumor mask softened at its edge (:data:`CALIBRATION_ROUNDS` times). Phases without a profile
     entry, or a tumor too small to measure, are left as painted.
 
-    Returns the shifted crops and the total shift per phase (HU).
+    With ``edge_fraction`` (``{"edge": f, "outside": g}`` of the real tumor the profile was drawn
+    from, :func:`~diff4mmlits.synthesize.contrast.edge_fraction`) the tumor's layers are set one by
+    one instead, against the normal CT's liver ring: the core to the profile, the tumor's outermost
+    voxel layer to ``f`` times it, the liver layer just outside to ``g`` times it and the ring to
+    the normal CT's — so the painted lesion ends where the label does, as the dataset's real ones
+    do (a decoder's blur otherwise carries the lesion a voxel past its label, which then teaches a
+    segmenter that lesion-dark voxels are liver). Each layer keeps the painted texture; only its
+    mean moves.
+
+    Returns the shifted crops and the total shift of the core per phase (HU).
     """
+    if edge_fraction is not None:
+        layered = _calibrate_layers(painted, normal, tumor, liver, profile_hu, weight, edge_fraction)
+        if layered is not None:
+            return layered
     soft = ndimage.gaussian_filter(tumor.astype(np.float32), CALIBRATION_EDGE_SIGMA_VOX)
     out, shifts = dict(painted), {}
     for _ in range(CALIBRATION_ROUNDS):
@@ -207,4 +226,37 @@ def calibrate_contrast(painted: dict[str, np.ndarray], normal: dict[str, np.ndar
                 shift = float(profile_hu[name]) - contrast
                 out[name] = (out[name] + soft * shift).astype(np.float32)
                 shifts[name] = round(shifts.get(name, 0.0) + shift, 2)
+    return out, shifts
+
+
+LAYER_MIN_WEIGHT = 0.05
+"""A layer whose mean blend weight is below this is left as it is (the painting barely shows there)."""
+
+
+def _calibrate_layers(painted: dict[str, np.ndarray], normal: dict[str, np.ndarray], tumor: np.ndarray,
+                      liver: np.ndarray, profile_hu: dict[str, float], weight: np.ndarray | None,
+                      edge_fraction: dict[str, float]) -> tuple[dict[str, np.ndarray], dict[str, float]] | None:
+    """:func:`calibrate_contrast`'s layer by layer calibration; ``None`` when a layer is too small."""
+    layers = tumor_layers(tumor, liver & ~tumor)
+    if min(int(mask.sum()) for mask in layers.values()) < MIN_VOXELS:
+        return None
+    share = {"core": 1.0, "edge": float(edge_fraction["edge"]), "outside": float(edge_fraction["outside"]), "ring": 0.0}
+    blend = np.ones(tumor.shape, np.float32) if weight is None else weight
+    out, shifts = dict(painted), {}
+    for name in painted:
+        if name not in profile_hu:
+            continue
+        base = float(normal[name][layers["ring"]].mean())
+        array = out[name].astype(np.float32).copy()
+        for region, fraction in share.items():
+            mask = layers[region]
+            w = blend[mask]
+            if float(w.mean()) < LAYER_MIN_WEIGHT:
+                continue
+            shown = w * array[mask] + (1.0 - w) * normal[name][mask]
+            need = base + fraction * float(profile_hu[name]) - float(shown.mean())
+            array[mask] += need / float(w.mean())
+            if region == "core":
+                shifts[name] = round(need, 2)
+        out[name] = array
     return out, shifts

@@ -54,6 +54,12 @@ def synthesis_section(run: RunFolder, report_dir: Path) -> str:
         if rows:
             parts.append("<p class='muted'>Tumor − surrounding liver, mean HU per phase (± spread over tumors).</p>"
                          + html_table(["phase", "real tumors", "synthetic tumors"], rows))
+        edges = summary.get("edge_fraction") or {}
+        if edges.get("real") and edges.get("synthetic"):
+            real, synthetic = edges["real"], edges["synthetic"]
+            parts.append(f"<p>Share of the contrast at the tumor's edge (outermost voxels / liver just outside, median): "
+                         f"real {real['edge']:.2f} / {real['outside']:.2f} (n={real['count']}), "
+                         f"synthetic {synthetic['edge']:.2f} / {synthetic['outside']:.2f} (n={synthetic['count']}).</p>")
     curves = [folder / "curves.png" for folder in (run.autoencoder_dir, *(run.diffusion_dir(m) for m in ("paper", "profile", "joint")))]
     parts.extend(figure_html(path, report_dir, f"training curves: {path.parent.name}") for path in curves if path.is_file())
     figures = sorted(run.figures_dir.glob("synthesis_*.png")) if run.figures_dir.is_dir() else []

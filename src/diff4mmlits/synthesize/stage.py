@@ -133,8 +133,8 @@ def stage_synthesize(run: RunFolder, config: Config) -> dict[str, Any]:
 
 def summarize_synthesis(run: RunFolder, config: Config, method: str, mode: str, per_case: int,
                         seconds_per_case: float) -> dict[str, Any]:
-    """``synthetic/summary.json`` (per-phase contrast, synthetic vs real) and the report's figures."""
-    from diff4mmlits.synthesize.contrast import measure_tumor_contrasts, summarize_contrasts
+    """``synthetic/summary.json`` (per-phase contrast and edge fraction, synthetic vs real) and the report's figures."""
+    from diff4mmlits.synthesize.contrast import measure_tumor_contrasts, summarize_contrasts, summarize_edges
     from diff4mmlits.synthesize.figures import plot_synthesis_examples
 
     synthetic = run.read_cases("synthetic")
@@ -145,6 +145,7 @@ def summarize_synthesis(run: RunFolder, config: Config, method: str, mode: str, 
         "method": method, "mode": mode if method == "ldm" else None, "per_case": per_case, "cases": len(synthetic),
         "seconds_per_case": round(seconds_per_case, 3),
         "contrast_hu": {"synthetic": summarize_contrasts(synthetic_tumors), "real": summarize_contrasts(real_tumors)},
+        "edge_fraction": {"synthetic": summarize_edges(synthetic_tumors), "real": summarize_edges(real_tumors)},
         "quality": quality_summary([c.case_id for c in synthetic], run),
     }
     write_json_atomic(run.synthetic_dir / SUMMARY_FILE, summary)

@@ -58,6 +58,8 @@ class TumorParams:
         reference: index of the real tumor whose shape and profile were drawn (-1: none).
         profile_hu: phase → the tumor-to-liver contrast this tumor is painted with, HU (``None``:
             the painter decides).
+        edge_fraction: the reference real tumor's edge (``{"edge", "outside"}``, see
+            :func:`~diff4mmlits.synthesize.contrast.edge_fraction`; ``None``: not known).
     """
 
     size_class: str
@@ -69,6 +71,7 @@ class TumorParams:
     elastic_seed: int
     reference: int = -1
     profile_hu: dict[str, float] | None = None
+    edge_fraction: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,6 +88,7 @@ class TumorParams:
             elastic_seed=int(data["elastic_seed"]),
             reference=int(data.get("reference", -1)),
             profile_hu={k: float(v) for k, v in data["profile_hu"].items()} if data.get("profile_hu") else None,
+            edge_fraction={k: float(v) for k, v in data["edge_fraction"].items()} if data.get("edge_fraction") else None,
         )
 
     @property
@@ -176,7 +180,8 @@ def sample_tumor_params(
             diffusion model paints); a dataset shape is scaled down as a whole, keeping its elongation.
         real_tumors: the measured real tumors of the training split. Each synthetic tumor then takes
             a random real tumor's enhancement profile (jittered by ``profile_jitter`` of each phase's
-            spread) and, with ``source = "dataset"``, its shape and its case's tumor count.
+            spread) and edge fraction and, with ``source = "dataset"``, its shape and its case's
+            tumor count.
         vessels: boolean large-vessel mask; centres stay ``vessel_margin_mm`` away from it.
     """
     real = [t for t in real_tumors or [] if t.contrast_hu]
@@ -201,7 +206,7 @@ def sample_tumor_params(
     spread = summarize_contrasts(real) if real else {}
     tumors = []
     for _ in range(count):
-        reference, profile = -1, None
+        reference, profile, edge = -1, None, None
         if from_dataset:
             reference = shaped[int(rng.integers(len(shaped)))]
             size_class = "dataset"
@@ -221,6 +226,7 @@ def sample_tumor_params(
             source = real[reference].contrast_hu
             profile = {phase: round(float(source[phase] + config.profile_jitter * spread[phase]["std"] * rng.standard_normal()), 2)
                        for phase in PHASES if phase in source}
+            edge = real[reference].edge_fraction
         centre = candidates[int(rng.integers(len(candidates)))]
         quat = rng.normal(size=4)
         quat /= np.linalg.norm(quat) or 1.0
@@ -235,6 +241,7 @@ def sample_tumor_params(
             elastic_seed=int(rng.integers(2**31 - 1)),
             reference=reference,
             profile_hu=profile,
+            edge_fraction=dict(edge) if edge else None,
         ))
     return tumors
 
