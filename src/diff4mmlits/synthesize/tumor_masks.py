@@ -98,13 +98,15 @@ class TumorParams:
 
 
 def tumor_centre_candidates(liver_mask: np.ndarray, spacing_mm: tuple[float, float, float], erode_mm: float,
-                            vessels: np.ndarray | None = None, vessel_margin_mm: float = 0.0) -> np.ndarray:
+                            vessels: np.ndarray | None = None, vessel_margin_mm: float = 0.0,
+                            return_depth: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Voxel indices ``(N, 3)`` where a tumor centre may go: the liver eroded by ``erode_mm``, farther
     than ``vessel_margin_mm`` from ``vessels`` (boolean, e.g. :func:`large_vessel_mask`; only their
     part inside the liver counts).
 
     A liver thinner than ``2·erode_mm`` is eroded as far as it allows (its deepest voxels); when the
-    vessels leave no candidate, they are ignored.
+    vessels leave no candidate, they are ignored. With ``return_depth``, also each candidate's
+    distance to the liver surface, mm ``(N,)``.
     """
     liver = np.asarray(liver_mask, dtype=bool)
     if not liver.any():
@@ -124,7 +126,10 @@ def tumor_centre_candidates(liver_mask: np.ndarray, spacing_mm: tuple[float, flo
             away = ndimage.distance_transform_edt(~vessels_in_liver, sampling=spacing_mm) > vessel_margin_mm
             if np.any(inside & away):
                 inside &= away
-    return np.argwhere(inside) + np.array([s.start for s in box])
+    candidates = np.argwhere(inside)
+    if return_depth:
+        return candidates + np.array([s.start for s in box]), depth[tuple(candidates.T)]
+    return candidates + np.array([s.start for s in box])
 
 
 VESSEL_MIN_ML = 0.05
@@ -183,6 +188,9 @@ def sample_tumor_params(
             spread) and edge fraction and, with ``source = "dataset"``, its shape and its case's
             tumor count.
         vessels: boolean large-vessel mask; centres stay ``vessel_margin_mm`` away from it.
+
+    A centre lies at least ``erode_liver_mm`` and ``depth_factor`` times the tumor's mean semi-axis
+    inside the liver surface (as deep as the liver allows).
     """
     real = [t for t in real_tumors or [] if t.contrast_hu]
     shaped = [i for i, t in enumerate(real) if t.semi_axes_mm]
@@ -197,7 +205,8 @@ def sample_tumor_params(
     lo, hi = config.tumors_per_case
     if not 1 <= lo <= hi:
         raise InputError(f"synthesize.tumor.tumors_per_case {config.tumors_per_case}: need 1 ≤ smallest ≤ largest")
-    candidates = tumor_centre_candidates(liver_mask, spacing_mm, config.erode_liver_mm, vessels, config.vessel_margin_mm)
+    candidates, depth = tumor_centre_candidates(liver_mask, spacing_mm, config.erode_liver_mm, vessels,
+                                                config.vessel_margin_mm, return_depth=True)
     if from_dataset:
         counts = np.unique([real[i].case_id for i in shaped], return_counts=True)[1]
         count = int(min(max(int(counts[int(rng.integers(len(counts)))]), 1), config.max_tumors_per_case))
@@ -227,7 +236,10 @@ def sample_tumor_params(
             profile = {phase: round(float(source[phase] + config.profile_jitter * spread[phase]["std"] * rng.standard_normal()), 2)
                        for phase in PHASES if phase in source}
             edge = real[reference].edge_fraction
-        centre = candidates[int(rng.integers(len(candidates)))]
+        # deep enough that the liver surface does not cut the tumor (a cut tumor is smaller and flatter
+        # than the real one it was drawn from); a liver too thin for it offers its deepest voxels
+        deep = candidates[depth >= min(config.depth_factor * float(np.mean(axes)), float(depth.max()))]
+        centre = deep[int(rng.integers(len(deep)))]
         quat = rng.normal(size=4)
         quat /= np.linalg.norm(quat) or 1.0
         mean_axis = float(axes.mean())
