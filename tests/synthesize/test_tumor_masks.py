@@ -97,8 +97,8 @@ def _kept_share(config: TumorMaskConfig, real_axes_mm: tuple[float, float, float
 
 
 def test_big_tumors_are_placed_deep_enough_that_the_liver_does_not_cut_them():
-    """A centre anywhere in the liver cut a big tumor at the surface: painted tumors came out at 0.6×
-    the real ones' volume. Now a centre lies a mean semi-axis deep (where the liver allows)."""
+    """A centre anywhere in the liver let the surface cut a big tumor (a smaller, flattened copy of the
+    real one it was drawn from). Now a centre lies a mean semi-axis deep (where the liver allows)."""
     big = (14.0, 10.0, 9.0)
     assert _kept_share(TumorMaskConfig(depth_factor=1.0), big) > 0.95
     assert _kept_share(TumorMaskConfig(depth_factor=0.0), big) < 0.9  # as before
