@@ -192,7 +192,7 @@ class SynthesizeConfig(Section):
     equals the drawn enhancement profile (the network paints texture, edge and shape; the profile
     fixes the mean). Off for the paper-mode ablation."""
     calibrate_edge: bool = True
-    """ldm, with ``calibrate_contrast``: also give the tumor's outermost voxel layer and the liver
+    """ldm with ``calibrate_contrast``, and handcrafted: also give the tumor's outermost voxel layer and the liver
     layer just outside it the share of the contrast that the real tumor its profile was drawn from
     shows there (:func:`~diff4mmlits.synthesize.contrast.edge_fraction`), so that a painted lesion
     ends where its label does, as the dataset's own tumors do (docs/synthesize.md, "Edges")."""

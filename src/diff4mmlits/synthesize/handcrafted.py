@@ -64,9 +64,9 @@ class HandcraftedPainter:
             normal, rng, self.paint_crop, self.config.tumor, self.crop_vox, self.config.feather_mm,
             self.close_vox, self.dilate_vox, largest, real_tumors=self.real_tumors,
             quality=quality_control(self.config, self.real_tumors), retries=self.config.quality_retries,
-            profile_hu=self.config.profile_hu, calibrate=True,
+            profile_hu=self.config.profile_hu, calibrate=True, calibrate_edge=self.config.calibrate_edge,
         )
-        return case, {"method": "handcrafted", **provenance, "real_tumors": len(self.real_tumors)}
+        return case, {"method": "handcrafted", "calibrate_edge": self.config.calibrate_edge, **provenance, "real_tumors": len(self.real_tumors)}
 
     def paint_crop(self, crops_hu: dict[str, np.ndarray], condition: np.ndarray, tumor: np.ndarray,
                    liver: np.ndarray, rng: np.random.Generator, profile_hu: dict[str, float] | None = None,
