@@ -98,16 +98,21 @@ class TumorParams:
 
 
 def tumor_centre_candidates(liver_mask: np.ndarray, spacing_mm: tuple[float, float, float], erode_mm: float,
-                            vessels: np.ndarray | None = None, vessel_margin_mm: float = 0.0,
-                            return_depth: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+                            vessels: np.ndarray | None = None, vessel_margin_mm: float = 0.0) -> np.ndarray:
     """Voxel indices ``(N, 3)`` where a tumor centre may go: the liver eroded by ``erode_mm``, farther
     than ``vessel_margin_mm`` from ``vessels`` (boolean, e.g. :func:`large_vessel_mask`; only their
     part inside the liver counts).
 
     A liver thinner than ``2·erode_mm`` is eroded as far as it allows (its deepest voxels); when the
-    vessels leave no candidate, they are ignored. With ``return_depth``, also each candidate's
-    distance to the liver surface, mm ``(N,)``.
+    vessels leave no candidate, they are ignored.
     """
+    return centre_candidates_and_depth(liver_mask, spacing_mm, erode_mm, vessels, vessel_margin_mm)[0]
+
+
+def centre_candidates_and_depth(liver_mask: np.ndarray, spacing_mm: tuple[float, float, float], erode_mm: float,
+                                vessels: np.ndarray | None = None, vessel_margin_mm: float = 0.0,
+                                ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`tumor_centre_candidates` and each candidate's distance to the liver surface, mm ``(N,)``."""
     liver = np.asarray(liver_mask, dtype=bool)
     if not liver.any():
         raise InputError("the liver mask is empty; a tumor needs a liver to go into (check label.nii.gz)")
@@ -127,9 +132,7 @@ def tumor_centre_candidates(liver_mask: np.ndarray, spacing_mm: tuple[float, flo
             if np.any(inside & away):
                 inside &= away
     candidates = np.argwhere(inside)
-    if return_depth:
-        return candidates + np.array([s.start for s in box]), depth[tuple(candidates.T)]
-    return candidates + np.array([s.start for s in box])
+    return candidates + np.array([s.start for s in box]), depth[tuple(candidates.T)]
 
 
 VESSEL_MIN_ML = 0.05
@@ -205,8 +208,8 @@ def sample_tumor_params(
     lo, hi = config.tumors_per_case
     if not 1 <= lo <= hi:
         raise InputError(f"synthesize.tumor.tumors_per_case {config.tumors_per_case}: need 1 ≤ smallest ≤ largest")
-    candidates, depth = tumor_centre_candidates(liver_mask, spacing_mm, config.erode_liver_mm, vessels,
-                                                config.vessel_margin_mm, return_depth=True)
+    candidates, depth = centre_candidates_and_depth(liver_mask, spacing_mm, config.erode_liver_mm, vessels,
+                                                    config.vessel_margin_mm)
     if from_dataset:
         counts = np.unique([real[i].case_id for i in shaped], return_counts=True)[1]
         count = int(min(max(int(counts[int(rng.integers(len(counts)))]), 1), config.max_tumors_per_case))
