@@ -55,7 +55,7 @@ from diff4mmlits.config import resolve_config  # noqa: E402
 from diff4mmlits.data.case import Case  # noqa: E402
 from diff4mmlits.data.io import from_sitk, to_sitk  # noqa: E402
 from diff4mmlits.data.volume import Volume  # noqa: E402
-from diff4mmlits.evaluate.metrics import case_metrics  # noqa: E402
+from diff4mmlits.evaluate.metrics import SIZE_CLASSES, case_metrics  # noqa: E402
 from diff4mmlits.evaluate.tables import PAPER_METRICS, pooled_metrics  # noqa: E402
 from diff4mmlits.segment.dataset import prepare_case, prepare_resampled, resample_case  # noqa: E402
 from diff4mmlits.segment.plan import fingerprint, plan_segmenter  # noqa: E402
@@ -241,7 +241,12 @@ def scores(model_dir: Path, cases: list[Case]) -> dict[str, float]:
     segmenter = load_segmenter(model_dir, device="cpu")
     rows = [case_metrics(segment_case(c, segmenter).array, c.label.array, c.label.spacing_mm) for c in cases]
     pooled = {r["metric"]: r["mean"] for r in pooled_metrics(rows)}
-    return {m: float(pooled[m]) if m in pooled else float(np.mean([r[m] for r in rows])) for m in REPORTED}
+    out = {m: float(pooled[m]) if m in pooled else float(np.mean([r[m] for r in rows])) for m in REPORTED}
+    for size in SIZE_CLASSES:  # lesion recall by size (equivalent diameter < 10, 10-20, >= 20 mm), pooled
+        true = sum(int(r[f"lesions_true_{size}"]) for r in rows)
+        out[f"lesion_recall_{size}"] = sum(int(r[f"lesions_detected_{size}"]) for r in rows) / true if true else float("nan")
+        out[f"lesions_true_{size}"] = float(true)
+    return out
 
 
 def quality(args: argparse.Namespace, out: Path) -> dict[str, Any]:

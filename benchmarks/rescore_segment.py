@@ -30,6 +30,7 @@ os.environ.setdefault("DIFF4MMLITS_NO_PROGRESS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_segment  # noqa: E402  (benchmarks/bench_segment.py: the same cases, the same scores)
+from diff4mmlits.evaluate.metrics import SIZE_CLASSES  # noqa: E402
 
 
 def group_name(model_dir: Path) -> str:
@@ -73,12 +74,15 @@ def main() -> None:
     groups: dict[str, list[str]] = {}
     for model in args.models:
         groups.setdefault(group_name(model), []).append(str(model))
-    print("\ngroup: test per case / global / per lesion; second site per case (mean ± sd over models)")
+    print("\ngroup: test per case / global / per lesion; lesion recall small / medium / large; "
+          "second site per case (mean ± sd over models)")
+    first = rows[str(args.models[0])]["test"]
+    print("true lesions in the test set: " + ", ".join(f"{size} {first[f'lesions_true_{size}']:.0f}" for size in SIZE_CLASSES))
     for name, members in groups.items():
         cells = [mean_sd([rows[m][split][metric] for m in members]) for split, metric in
                  (("test", "tumor_dice_per_case"), ("test", "tumor_dice_global"), ("test", "tumor_dice_per_lesion"),
-                  ("second", "tumor_dice_per_case"))]
-        print(f"{name} ({len(members)}): {cells[0]} / {cells[1]} / {cells[2]}; {cells[3]}")
+                  *(("test", f"lesion_recall_{size}") for size in SIZE_CLASSES), ("second", "tumor_dice_per_case"))]
+        print(f"{name} ({len(members)}): {cells[0]} / {cells[1]} / {cells[2]}; {cells[3]} / {cells[4]} / {cells[5]}; {cells[6]}")
     out = args.out or args.models[0].parent.parent / "rescore.json"
     out.write_text(json.dumps({"test": args.test, "second": args.second, "size": args.size, "models": rows}, indent=1))
     print(f"\nscores in {out}")
