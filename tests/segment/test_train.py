@@ -87,3 +87,24 @@ def test_mixed_precision_on_a_cpu_trains_in_bfloat16_when_the_kernels_agree(data
     train_segmenter(train, validation, plan, config.model_copy(update={"mixed_precision": False}), tmp_path / "off",
                     seed=0, fingerprint=fp)
     assert dtypes and set(dtypes) == {torch.float32}
+
+
+def test_per_sample_dice_weighs_a_missed_small_tumor_as_much_as_a_found_large_one() -> None:
+    """batch_dice=False: the tumor Dice of each sample, then the mean; a sample whose few tumor
+    voxels are missed costs as much as a large tumor found, where batch Dice hardly sees it."""
+    from diff4mmlits.segment.train import make_loss
+
+    label = torch.zeros(2, 1, 8, 8, 8, dtype=torch.long)
+    label[:, :, 1:7, 1:7, 1:7] = 1  # liver in both samples
+    label[0, :, 2:6, 2:6, 2:6] = 2  # sample 0: a large tumor (64 voxels), predicted
+    label[1, :, 3, 3, 3] = 2  # sample 1: one tumor voxel, missed
+    logits = torch.full((2, 3, 8, 8, 8), -20.0)
+    logits[:, 0][label[:, 0] == 0] = 20.0
+    logits[:, 1][label[:, 0] == 1] = 20.0
+    logits[:, 2][label[:, 0] == 2] = 20.0
+    logits[1, 1, 3, 3, 3], logits[1, 2, 3, 3, 3] = 20.0, -20.0  # the small tumor read as liver
+    config = resolve_config("smoke").segment.model_copy(update={"lambda_ce": 0.0})
+    batch = float(make_loss(config)(logits, label))
+    per_sample = float(make_loss(config.model_copy(update={"batch_dice": False}))(logits, label))
+    assert batch < 0.02  # one voxel of 65 tumor voxels missed: tumor Dice ≈ 0.99, liver ≈ 1
+    assert per_sample > 0.2  # sample 1's tumor Dice is 0: the mean over samples and classes loses 1/4

@@ -102,3 +102,24 @@ def test_big_tumors_are_placed_deep_enough_that_the_liver_does_not_cut_them():
     big = (14.0, 10.0, 9.0)
     assert _kept_share(TumorMaskConfig(depth_factor=1.0), big) > 0.95
     assert _kept_share(TumorMaskConfig(depth_factor=0.0), big) < 0.9  # as before
+
+
+def test_size_emphasis_draws_the_small_real_tumors_more_often():
+    """size_emphasis = 1: a real tumor ten times smaller is drawn ten times as often; 0 keeps the
+    dataset's distribution (each real tumor alike)."""
+    from diff4mmlits.synthesize.contrast import TumorContrast
+
+    profile = {"NC": -10.0, "AP": 5.0, "PVP": -20.0, "DP": -15.0}
+    real = [TumorContrast(f"c{i}", voxels, 1.0, (0, 0, 0), profile, {}, axes)
+            for i, (voxels, axes) in enumerate([(10, (2.0, 2.0, 2.0)), (100, (5.0, 4.0, 4.0))])]
+
+    def share_small(emphasis: float) -> float:
+        config = TumorMaskConfig(size_emphasis=emphasis, size_jitter=0.0)
+        drawn = [t.reference for seed in range(300)
+                 for t in sample_tumor_params(np.random.default_rng(seed), _liver(), SPACING, config, real_tumors=real)]
+        return float(np.mean(np.array(drawn) == 0))
+
+    assert 0.4 < share_small(0.0) < 0.6
+    assert 0.85 < share_small(1.0) < 0.96  # 10 / 11 expected
+    with pytest.raises(ValueError):
+        TumorMaskConfig(size_emphasis=-1.0)

@@ -75,6 +75,10 @@ class SegmentConfig(Section):
     """Poly learning-rate schedule: lr = lr0 · (1 − step/steps)^power."""
     lambda_ce: float = 0.5
     """γ of the paper's loss Dice + γ·CE."""
+    batch_dice: bool = True
+    """Dice over the whole batch's voxels (nnU-Net's batch Dice); false: one Dice per sample, then
+    the mean, so a patch whose tumors are a few voxels weighs as much as one with a large tumor (the
+    rule of the per-case Dice the paper reports)."""
     crop_class_ratios: tuple[float, float, float] = (1.0, 1.0, 2.0)
     """Relative chance that a crop is centred on background, liver, tumor."""
     # augmentation: nnU-Net v2's default pipeline and strengths (Isensee et al. 2021), each step a

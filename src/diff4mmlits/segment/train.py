@@ -122,7 +122,7 @@ def make_loss(config: SegmentConfig) -> torch.nn.Module:
     from monai.losses import DiceCELoss
 
     return DiceCELoss(
-        to_onehot_y=True, softmax=True, include_background=False, batch=True,
+        to_onehot_y=True, softmax=True, include_background=False, batch=config.batch_dice,
         lambda_dice=1.0, lambda_ce=config.lambda_ce, smooth_nr=1e-5, smooth_dr=1e-5,
     )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+from pydantic import Field
+
 from diff4mmlits.settings import Section
 
 DiffusionMode = Literal["paper", "profile", "joint"]
@@ -130,6 +132,11 @@ class TumorMaskConfig(Section):
     """dataset: log-normal jitter of each drawn semi-axis (standard deviation of its log)."""
     max_tumors_per_case: int = 6
     """dataset: at most this many tumors in one synthetic case."""
+    size_emphasis: float = Field(default=0.0, ge=0.0)
+    """dataset: a real tumor is drawn as a shape with weight ``voxels ** -size_emphasis``: 0 keeps
+    the dataset's size distribution; 1 draws a tumor ten times smaller ten times as often (more
+    practice on the small tumors a segmenter misses, as DiffTumor's early-tumor synthesis does);
+    its profile and edge come with it."""
     profile_jitter: float = 0.15
     """Jitter of a drawn enhancement profile, as a share of each phase's spread over the real tumors."""
     vessel_margin_mm: float = 3.0

@@ -216,11 +216,17 @@ def sample_tumor_params(
     else:
         count = int(rng.integers(lo, hi + 1))
     spread = summarize_contrasts(real) if real else {}
+    if from_dataset and config.size_emphasis > 0:  # small tumors drawn more often (TumorMaskConfig.size_emphasis)
+        weight = np.array([max(real[i].voxels, 1) for i in shaped], float) ** -config.size_emphasis
+        shape_share = weight / weight.sum()
     tumors = []
     for _ in range(count):
         reference, profile, edge = -1, None, None
         if from_dataset:
-            reference = shaped[int(rng.integers(len(shaped)))]
+            if config.size_emphasis > 0:
+                reference = shaped[int(rng.choice(len(shaped), p=shape_share))]
+            else:
+                reference = shaped[int(rng.integers(len(shaped)))]
             size_class = "dataset"
             axes = np.asarray(real[reference].semi_axes_mm) * np.exp(config.size_jitter * rng.standard_normal(3))
             axes = np.maximum(axes, 0.5 * min(spacing_mm))
