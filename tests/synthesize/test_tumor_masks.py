@@ -123,3 +123,29 @@ def test_size_emphasis_draws_the_small_real_tumors_more_often():
     assert 0.85 < share_small(1.0) < 0.96  # 10 / 11 expected
     with pytest.raises(ValueError):
         TumorMaskConfig(size_emphasis=-1.0)
+
+
+def test_profile_from_any_draws_the_kind_apart_from_the_shape():
+    """profile_from = shape: a small tumor always has the small real tumor's profile; any: the
+    profile is drawn on its own, so small tumors get the large one's kind too, and the record says
+    which real tumor gave it."""
+    from diff4mmlits.synthesize.contrast import TumorContrast
+
+    dark = {"NC": -20.0, "AP": -30.0, "PVP": -60.0, "DP": -40.0}
+    bright = {"NC": -5.0, "AP": 40.0, "PVP": -10.0, "DP": -10.0}
+    real = [TumorContrast("a", 10, 0.1, (0, 0, 0), bright, {}, (2.0, 2.0, 2.0)),
+            TumorContrast("b", 200, 2.0, (0, 0, 0), dark, {}, (6.0, 5.0, 5.0))]
+
+    def small_tumors(profile_from: str) -> list:
+        config = TumorMaskConfig(profile_from=profile_from, size_jitter=0.0, profile_jitter=0.0)
+        return [t for seed in range(200)
+                for t in sample_tumor_params(np.random.default_rng(seed), _liver(), SPACING, config, real_tumors=real)
+                if t.reference == 0]
+
+    same = small_tumors("shape")
+    assert same and all(t.profile_hu["PVP"] == -10.0 and t.profile_reference == -1 for t in same)
+    mixed = small_tumors("any")
+    dark_small = [t for t in mixed if t.profile_hu["PVP"] == -60.0]
+    assert 0.3 < len(dark_small) / len(mixed) < 0.7
+    assert all(t.profile_reference == 1 for t in dark_small)
+    assert all(TumorParams.from_dict(t.to_dict()) == t for t in mixed[:5])

@@ -137,6 +137,11 @@ class TumorMaskConfig(Section):
     the dataset's size distribution; 1 draws a tumor ten times smaller ten times as often (more
     practice on the small tumors a segmenter misses, as DiffTumor's early-tumor synthesis does);
     its profile and edge come with it."""
+    profile_from: Literal["shape", "any"] = "shape"
+    """dataset: a tumor's enhancement profile and edge come from the real tumor whose shape was drawn
+    (``shape``: kind and size stay together), or from another real tumor drawn on its own (``any``:
+    every kind at every size, e.g. a small tumor dark in every phase where the training split has
+    such kinds only large)."""
     profile_jitter: float = 0.15
     """Jitter of a drawn enhancement profile, as a share of each phase's spread over the real tumors."""
     vessel_margin_mm: float = 3.0

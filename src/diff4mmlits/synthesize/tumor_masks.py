@@ -56,6 +56,8 @@ class TumorParams:
         elastic_sigma_mm: Gaussian smoothing of the elastic field, mm.
         elastic_seed: seed of the elastic field's white noise.
         reference: index of the real tumor whose shape and profile were drawn (-1: none).
+        profile_reference: with ``profile_from = any``, the real tumor whose profile and edge were
+            drawn apart from the shape (-1: the profile is ``reference``'s).
         profile_hu: phase → the tumor-to-liver contrast this tumor is painted with, HU (``None``:
             the painter decides).
         edge_fraction: the reference real tumor's edge (``{"edge", "outside"}``, see
@@ -72,6 +74,7 @@ class TumorParams:
     reference: int = -1
     profile_hu: dict[str, float] | None = None
     edge_fraction: dict[str, float] | None = None
+    profile_reference: int = -1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,6 +92,7 @@ class TumorParams:
             reference=int(data.get("reference", -1)),
             profile_hu={k: float(v) for k, v in data["profile_hu"].items()} if data.get("profile_hu") else None,
             edge_fraction={k: float(v) for k, v in data["edge_fraction"].items()} if data.get("edge_fraction") else None,
+            profile_reference=int(data.get("profile_reference", -1)),
         )
 
     @property
@@ -221,7 +225,7 @@ def sample_tumor_params(
         shape_share = weight / weight.sum()
     tumors = []
     for _ in range(count):
-        reference, profile, edge = -1, None, None
+        reference, profile, edge, kind = -1, None, None, -1
         if from_dataset:
             if config.size_emphasis > 0:
                 reference = shaped[int(rng.choice(len(shaped), p=shape_share))]
@@ -240,11 +244,14 @@ def sample_tumor_params(
                 axes = np.minimum(axes, max_semi_axis_mm)
             if real:
                 reference = int(rng.integers(len(real)))
+        if from_dataset and config.profile_from == "any":  # the kind drawn apart from the shape
+            kind = int(rng.integers(len(real)))
         if reference >= 0:
-            source = real[reference].contrast_hu
-            profile = {phase: round(float(source[phase] + config.profile_jitter * spread[phase]["std"] * rng.standard_normal()), 2)
-                       for phase in PHASES if phase in source}
-            edge = real[reference].edge_fraction
+            tumor_kind = real[kind if kind >= 0 else reference]
+            profile = {phase: round(float(tumor_kind.contrast_hu[phase] + config.profile_jitter * spread[phase]["std"]
+                                          * rng.standard_normal()), 2)
+                       for phase in PHASES if phase in tumor_kind.contrast_hu}
+            edge = tumor_kind.edge_fraction
         # deep enough that the liver surface does not cut the tumor (a cut tumor is smaller and flatter
         # than the real one it was drawn from); a liver too thin for it offers its deepest voxels
         deep = candidates[depth >= min(config.depth_factor * float(np.mean(axes)), float(depth.max()))]
@@ -263,6 +270,7 @@ def sample_tumor_params(
             reference=reference,
             profile_hu=profile,
             edge_fraction=dict(edge) if edge else None,
+            profile_reference=kind,
         ))
     return tumors
 
