@@ -55,12 +55,13 @@ class TumorParams:
         elastic_amplitude_mm: standard deviation of the elastic displacement, mm.
         elastic_sigma_mm: Gaussian smoothing of the elastic field, mm.
         elastic_seed: seed of the elastic field's white noise.
-        reference: index of the real tumor whose shape and profile were drawn (-1: none).
+        reference: index of the real tumor whose shape (and, without ``profile_reference``, whose
+            profile and edge) were drawn (-1: none).
         profile_reference: with ``profile_from = any``, the real tumor whose profile and edge were
             drawn apart from the shape (-1: the profile is ``reference``'s).
         profile_hu: phase → the tumor-to-liver contrast this tumor is painted with, HU (``None``:
             the painter decides).
-        edge_fraction: the reference real tumor's edge (``{"edge", "outside"}``, see
+        edge_fraction: the edge of the real tumor the profile came from (``{"edge", "outside"}``, see
             :func:`~diff4mmlits.synthesize.contrast.edge_fraction`; ``None``: not known).
     """
 
@@ -193,7 +194,8 @@ def sample_tumor_params(
         real_tumors: the measured real tumors of the training split. Each synthetic tumor then takes
             a random real tumor's enhancement profile (jittered by ``profile_jitter`` of each phase's
             spread) and edge fraction and, with ``source = "dataset"``, its shape and its case's
-            tumor count.
+            tumor count (small shapes drawn more often with ``size_emphasis``; the profile from
+            another real tumor with ``profile_from = "any"``).
         vessels: boolean large-vessel mask; centres stay ``vessel_margin_mm`` away from it.
 
     A centre lies at least ``erode_liver_mm`` and ``depth_factor`` times the tumor's mean semi-axis
