@@ -227,7 +227,7 @@ def sample_tumor_params(
         shape_share = weight / weight.sum()
     tumors = []
     for _ in range(count):
-        reference, profile, edge, kind = -1, None, None, -1
+        reference, profile, edge, profile_reference = -1, None, None, -1
         if from_dataset:
             if config.size_emphasis > 0:
                 reference = shaped[int(rng.choice(len(shaped), p=shape_share))]
@@ -247,13 +247,13 @@ def sample_tumor_params(
             if real:
                 reference = int(rng.integers(len(real)))
         if from_dataset and config.profile_from == "any":  # the kind drawn apart from the shape
-            kind = int(rng.integers(len(real)))
+            profile_reference = int(rng.integers(len(real)))
         if reference >= 0:
-            tumor_kind = real[kind if kind >= 0 else reference]
-            profile = {phase: round(float(tumor_kind.contrast_hu[phase] + config.profile_jitter * spread[phase]["std"]
+            source = real[profile_reference if profile_reference >= 0 else reference]
+            profile = {phase: round(float(source.contrast_hu[phase] + config.profile_jitter * spread[phase]["std"]
                                           * rng.standard_normal()), 2)
-                       for phase in PHASES if phase in tumor_kind.contrast_hu}
-            edge = tumor_kind.edge_fraction
+                       for phase in PHASES if phase in source.contrast_hu}
+            edge = source.edge_fraction
         # deep enough that the liver surface does not cut the tumor (a cut tumor is smaller and flatter
         # than the real one it was drawn from); a liver too thin for it offers its deepest voxels
         deep = candidates[depth >= min(config.depth_factor * float(np.mean(axes)), float(depth.max()))]
@@ -272,7 +272,7 @@ def sample_tumor_params(
             reference=reference,
             profile_hu=profile,
             edge_fraction=dict(edge) if edge else None,
-            profile_reference=kind,
+            profile_reference=profile_reference,
         ))
     return tumors
 
