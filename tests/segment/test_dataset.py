@@ -129,7 +129,7 @@ def test_noise_with_a_grain_joins_the_augmentation_when_its_probability_is_set()
 def plan_for_names():
     from types import SimpleNamespace
 
-    return SimpleNamespace(patch_size_vox=(16, 16, 16))
+    return SimpleNamespace(patch_size_vox=(16, 16, 16), data_voxels_to_plan=lambda: (1.0, 1.0, 1.0))
 
 
 def test_liver_normalisation_takes_the_label_or_stage_ones_liver(setup) -> None:
@@ -148,3 +148,26 @@ def test_liver_normalisation_takes_the_label_or_stage_ones_liver(setup) -> None:
         prepare_case(unlabelled, plan, ("NC", "AP", "PVP", "DP"))
     given = Case(case.case_id, case.phases, None, case.annotated_phase, {LIVER_EXTRA: case.label})
     np.testing.assert_array_equal(prepare_case(given, plan, ("NC", "AP", "PVP", "DP")).image, labelled.image)
+
+
+def test_blur_and_grain_are_set_in_the_datas_voxels() -> None:
+    """On stage two's grid, twice as fine in-plane as the data, the blur and the noise grain span
+    twice as many voxels in-plane (the same mm as on the data), and as many across slices."""
+    from types import SimpleNamespace
+
+    from diff4mmlits.segment.augment import RandCorrelatedNoised
+    from diff4mmlits.segment.dataset import build_augmentation
+
+    config = resolve_config("demo").segment.model_copy(update={"grain_noise_prob": 0.3})
+    fine = SimpleNamespace(patch_size_vox=(16, 16, 16), data_voxels_to_plan=lambda: (1.0, 2.0, 2.0))
+
+    def steps(plan):
+        transforms = build_augmentation(plan, config).transforms
+        blur = next(t for t in transforms if type(t).__name__ == "RandGaussianSmoothd").rand_smooth
+        grain = next(t for t in transforms if isinstance(t, RandCorrelatedNoised))
+        return (blur.sigma_x, blur.sigma_y, blur.sigma_z), grain.grain_vox
+
+    (bz, by, bx), grain = steps(plan_for_names())
+    (fz, fy, fx), fine_grain = steps(fine)
+    assert fz == pytest.approx(bz) and fy == pytest.approx(tuple(2 * v for v in by)) and fx == pytest.approx(tuple(2 * v for v in bx))
+    assert fine_grain == pytest.approx(tuple(2 * v for v in grain))

@@ -108,3 +108,18 @@ def test_the_plan_says_which_z_score_it_uses(tiny_case) -> None:
     assert "dataset z-score NC" in plan.describe()
     liver = dataclasses.replace(plan, normalization="liver")
     assert "about each case's own liver median, sd NC" in liver.describe() and "±" not in liver.describe().splitlines()[-1]
+
+
+def test_the_plan_records_the_data_spacing_that_augmentation_is_set_in(tmp_path) -> None:
+    """A plan finer than the data (the cascade's stage two) says how many of its voxels one of the
+    data's spans; an older plan without the record reads as the data's own grid."""
+    fp = _fp([(5.0, 5.0, 5.0), (5.0, 4.6, 4.6), (5.0, 5.0, 5.0)], [(30, 48, 48)] * 3)
+    at_data = plan_segmenter(fp, AUTO)
+    fine = plan_segmenter(fp, AUTO, (5.0, 2.5, 2.5))
+    assert at_data.data_spacing_mm == fine.data_spacing_mm == (5.0, 5.0, 5.0)
+    assert at_data.data_voxels_to_plan() == (1.0, 1.0, 1.0)
+    assert fine.data_voxels_to_plan() == pytest.approx((1.0, 2.0, 2.0))
+    write_plan(fine, fp, tmp_path / "plan.json")
+    assert read_plan(tmp_path / "plan.json") == fine
+    older = dataclasses.replace(fine, data_spacing_mm=None)
+    assert older.data_voxels_to_plan() == (1.0, 1.0, 1.0)

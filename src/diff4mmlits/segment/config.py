@@ -96,12 +96,15 @@ class SegmentConfig(Section):
     """Largest noise sd (z-score units; nnU-Net's variance up to 0.1); each sample draws an sd below it."""
     blur_prob: float = 0.2
     blur_sigma_vox: tuple[float, float] = (0.5, 1.0)
+    """Gaussian blur sigma range, in voxels of the training data's own (median) spacing; on the
+    cascade's finer stage-two grid it spans as many mm as on the data's."""
     grain_noise_prob: float = 0.0
     """Noise correlated in-plane, as a reconstruction kernel makes it (segment/augment.py): 0 is off."""
     grain_noise_std: float = 0.5
     """Largest sd of that noise (z-score units)."""
     grain_noise_vox: tuple[float, float] = (0.5, 1.5)
-    """Range of its in-plane grain (Gaussian sigma, voxels of the plan's grid)."""
+    """Range of its in-plane grain: Gaussian sigma, in voxels of the training data's own (median)
+    spacing, as a reconstruction kernel's grain is (about 0.5–1.5 of a scan's pixels)."""
     brightness_prob: float = 0.15
     brightness_factor: float = 0.25
     """Multiplicative brightness: intensities × (1 ± factor)."""

@@ -134,14 +134,20 @@ def build_augmentation(plan: SegmenterPlan, config: SegmentConfig) -> Any:
                                           mode=("bilinear", "nearest"), padding_mode="border"))
     if config.noise_prob > 0:
         transforms.append(RandGaussianNoised(keys="image", prob=config.noise_prob, std=config.noise_std))
+    # blur and grain are set in the data's voxels (the scans' own reconstruction grid): on a plan
+    # grid finer than the data (the cascade's stage two) the same setting spans more plan voxels
+    scale = plan.data_voxels_to_plan()
     if config.grain_noise_prob > 0:
         from diff4mmlits.segment.augment import RandCorrelatedNoised
 
+        in_plane = (scale[1] + scale[2]) / 2
         transforms.append(RandCorrelatedNoised(keys="image", prob=config.grain_noise_prob, std=config.grain_noise_std,
-                                               grain_vox=config.grain_noise_vox))
+                                               grain_vox=tuple(v * in_plane for v in config.grain_noise_vox)))
     if config.blur_prob > 0:
-        sigma = config.blur_sigma_vox
-        transforms.append(RandGaussianSmoothd(keys="image", prob=config.blur_prob, sigma_x=sigma, sigma_y=sigma, sigma_z=sigma))
+        # MONAI's sigma_x, _y, _z are the first, second and third spatial axes: our z, y, x
+        sigma_z, sigma_y, sigma_x = (tuple(v * s for v in config.blur_sigma_vox) for s in scale)
+        transforms.append(RandGaussianSmoothd(keys="image", prob=config.blur_prob, sigma_x=sigma_z, sigma_y=sigma_y,
+                                              sigma_z=sigma_x))
     if config.brightness_prob > 0:
         transforms.append(RandScaleIntensityd(keys="image", factors=config.brightness_factor, prob=config.brightness_prob,
                                               channel_wise=config.intensity_per_channel))

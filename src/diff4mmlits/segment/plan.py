@@ -123,6 +123,17 @@ class SegmenterPlan:
     intensity_stats: dict[str, IntensityStats]
     window_hu: tuple[float, float]
     normalization: str
+    data_spacing_mm: tuple[float, float, float] | None = None
+    """The training cases' median spacing, (z, y, x) mm: the grid the scans were reconstructed on,
+    which voxel-sized augmentation (blur, noise grain) is set in. None in plans written before it
+    was recorded (then taken as the target spacing)."""
+
+    def data_voxels_to_plan(self) -> tuple[float, float, float]:
+        """Per axis (z, y, x): how many of this plan's voxels one of the data's voxels spans (1 where
+        the plan keeps the data's spacing; about 2.2 in-plane for the cascade's fine stage two)."""
+        if self.data_spacing_mm is None:
+            return (1.0, 1.0, 1.0)
+        return tuple(float(d / t) for d, t in zip(self.data_spacing_mm, self.target_spacing_mm))  # type: ignore[return-value]
 
     @property
     def depth(self) -> int:
@@ -137,8 +148,9 @@ class SegmenterPlan:
     def from_dict(cls, data: dict[str, Any]) -> SegmenterPlan:
         values = dict(data)
         values["intensity_stats"] = {k: IntensityStats(**v) for k, v in data["intensity_stats"].items()}
-        for key in ("target_spacing_mm", "median_shape_vox", "patch_size_vox", "window_hu"):
-            values[key] = tuple(data[key])
+        for key in ("target_spacing_mm", "median_shape_vox", "patch_size_vox", "window_hu", "data_spacing_mm"):
+            if data.get(key) is not None:
+                values[key] = tuple(data[key])
         values["kernel_sizes"] = [tuple(k) for k in data["kernel_sizes"]]
         values["strides"] = [tuple(s) for s in data["strides"]]
         return cls(**values)
@@ -289,6 +301,7 @@ def plan_segmenter(fp: Fingerprint, config: SegmentConfig, spacing_mm: Sequence[
         intensity_stats=stats,
         window_hu=tuple(config.window_hu),  # type: ignore[arg-type]
         normalization="dataset" if config.normalization == "auto" else config.normalization,
+        data_spacing_mm=tuple(float(round(v, 4)) for v in np.median(np.asarray(fp.spacings_mm, dtype=np.float64), axis=0)),  # type: ignore[arg-type]
     )
 
 
