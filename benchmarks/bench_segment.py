@@ -1,6 +1,8 @@
 """Benchmark of the multimodal segmenter on the built-in phantom (paper Tables I, II, IV; issue 7).
 
-Quality: phantom train / validation / test cases and a ``--site second`` test set; the tumor DSC,
+Quality: phantom train / validation / test cases and a ``--site second`` test set (by default the
+test cases' patients scanned at the second site, ``--second-patients test``, so the two sets differ
+in the scanner alone; ``own``: the second site's own patients, as before December 2026); the tumor DSC,
 Jaccard, sensitivity and precision of
 
 * ``pvp``        — PVP only (the unimodal baseline: four copies of PVP),
@@ -108,17 +110,28 @@ def register(case: Case, tumor_free: dict[str, Any] | None) -> tuple[Case, Case 
     return registered, normal, how
 
 
-def make_cases(indices: range, seed: int, site: str, size: int, with_normal: bool) -> tuple[list[Case], list[Case], str]:
+def make_cases(indices: range, seed: int, site: str, size: int, with_normal: bool,
+               patients: str | None = None) -> tuple[list[Case], list[Case], str]:
     from diff4mmlits.data.phantom import make_phantom_case
 
     cases, normals, how = [], [], ""
     for index in indices:
-        phantom = make_phantom_case(index, seed=seed, site=site, size=size)
+        phantom = make_phantom_case(index, seed=seed, site=site, size=size, patients=patients)
         registered, normal, how = register(phantom.case, phantom.truth.tumor_free if with_normal else None)
         cases.append(registered)
         if normal is not None:
             normals.append(normal)
     return cases, normals, how
+
+
+def second_site_cases(count: int, seed: int, size: int, patients: str) -> list[Case]:
+    """The out-of-distribution test set: the first ``count`` test patients (phantom indices 100…)
+    scanned at the second site (``patients="test"``: the same patients, tumors of the same kinds
+    and sizes, so the two sets differ in the scanner alone), or the second site's own patients
+    (indices 200…; ``"own"``, whose first 18 cases hold far fewer large tumors than the test set)."""
+    if patients == "test":
+        return make_cases(range(100, 100 + count), seed, "second", size, False, patients="default")[0]
+    return make_cases(range(200, 200 + count), seed, "second", size, False)[0]
 
 
 def train_bench_painter(train: list[Case], normal: list[Case], out: Path, mode: str, overrides: list[str] | None = None) -> Any:
@@ -259,8 +272,9 @@ def quality(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         print(f"real share {args.real_share:.0%}: {kept} of {n_train} training cases", flush=True)
     val, _, _ = make_cases(range(n_train, n_train + n_val), args.data_seed, "default", args.size, False)
     test, _, _ = make_cases(range(100, 100 + args.test), args.data_seed, "default", args.size, False)
-    second, _, _ = make_cases(range(200, 200 + args.second), args.data_seed, "second", args.size, False)
-    print(f"data: {n_train} train, {n_val} val, {args.test} test, {args.second} second-site cases of size {args.size} "
+    second = second_site_cases(args.second, args.data_seed, args.size, args.second_patients)
+    print(f"data: {n_train} train, {n_val} val, {args.test} test, {args.second} second-site cases "
+          f"({args.second_patients} patients) of size {args.size} "
           f"in {time.time() - t0:.0f} s; {how}", flush=True)
     if args.normal_site != "default" and "truth" in args.normal:
         _, normal, _ = make_cases(range(300, 300 + len(train)), args.data_seed, args.normal_site, args.size, True)
@@ -477,6 +491,9 @@ def main() -> int:
     parser.add_argument("--val", type=int, default=2)
     parser.add_argument("--test", type=int, default=4)
     parser.add_argument("--second", type=int, default=4)
+    parser.add_argument("--second-patients", default="test", choices=["test", "own"],
+                        help="the second-site test set: the test cases' patients scanned at the second site "
+                        "(the site alone differs), or the second site's own patients (before December 2026)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--preset", default="bench", help="the segment settings' preset (bench: ~15 min per model)")

@@ -3,9 +3,11 @@
 ``bench_segment.py`` tests on a few cases (``--test 6``): with two or three tumors per case, which
 six cases are drawn moves the per-case Dice by several points, on top of what the training seed
 moves. This script makes ``--test`` default-site and ``--second`` second-site cases once (the same
-phantom indices and registration as ``bench_segment.py``: test cases from 100, second-site from
-200, so its first six test cases are the benchmark's own) and scores every model folder given on
-them, printing one row per model and writing ``rescore.json`` beside the first folder's parent.
+phantom indices and registration as ``bench_segment.py``: test cases from 100, so its first six
+test cases are the benchmark's own; second-site cases are by default the first ``--second`` test
+patients scanned at the second site, ``--second-patients own`` the second site's own from 200) and
+scores every model folder given on them, printing one row per model and writing ``rescore.json``
+beside the first folder's parent.
 
     python benchmarks/rescore_segment.py /tmp/bench_segment/multi-cascade_seed* \
         /tmp/bench_segment/multi-syn-cascade_seed* --test 30 --second 18
@@ -50,6 +52,8 @@ def main() -> None:
     parser.add_argument("models", type=Path, nargs="+", help="model folders written by bench_segment.py (NAME_seedN)")
     parser.add_argument("--test", type=int, default=30, help="default-site test cases (indices 100…)")
     parser.add_argument("--second", type=int, default=18, help="second-site test cases (indices 200…)")
+    parser.add_argument("--second-patients", default="test", choices=["test", "own"],
+                        help="second-site cases: the test patients scanned at the second site, or its own (from 200)")
     parser.add_argument("--size", type=int, default=48, help="the phantom size the models were trained on")
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="rescore.json (default: beside the first model's folder)")
@@ -59,9 +63,9 @@ def main() -> None:
         raise SystemExit(f"not a segmenter folder (no plan.json): {', '.join(missing)}")
     start = time.time()
     test, _, _ = bench_segment.make_cases(range(100, 100 + args.test), args.data_seed, "default", args.size, False)
-    second, _, _ = bench_segment.make_cases(range(200, 200 + args.second), args.data_seed, "second", args.size, False)
-    print(f"data: {args.test} test and {args.second} second-site cases of size {args.size} in {time.time() - start:.0f} s",
-          flush=True)
+    second = bench_segment.second_site_cases(args.second, args.data_seed, args.size, args.second_patients)
+    print(f"data: {args.test} test and {args.second} second-site cases ({args.second_patients} patients) of size "
+          f"{args.size} in {time.time() - start:.0f} s", flush=True)
     rows: dict[str, dict[str, dict[str, float]]] = {}
     for model in args.models:
         rows[str(model)] = {"test": bench_segment.scores(model, test), "second": bench_segment.scores(model, second)}
@@ -84,7 +88,8 @@ def main() -> None:
                   *(("test", f"lesion_recall_{size}") for size in SIZE_CLASSES), ("second", "tumor_dice_per_case"))]
         print(f"{name} ({len(members)}): {cells[0]} / {cells[1]} / {cells[2]}; {cells[3]} / {cells[4]} / {cells[5]}; {cells[6]}")
     out = args.out or args.models[0].parent.parent / "rescore.json"
-    out.write_text(json.dumps({"test": args.test, "second": args.second, "size": args.size, "models": rows}, indent=1))
+    out.write_text(json.dumps({"test": args.test, "second": args.second, "second_patients": args.second_patients,
+                              "size": args.size, "models": rows}, indent=1))
     print(f"\nscores in {out}")
 
 

@@ -139,6 +139,7 @@ def phantom(
     site: Annotated[str, typer.Option("--site", help="default; second: other noise, blur, slice thickness and contrast timing; third: thick slices, wide field of view (out-of-distribution tests).")] = "default",
     size: Annotated[int, typer.Option("--size", min=16, help="In-plane size in voxels (the volume is size × size × 0.75·size slices; fewer, thicker slices for --site second).")] = 64,
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="Cases generated in parallel (processes; default: the thread budget, see --threads). A case does not depend on it.")] = None,
+    patients: Annotated[str | None, typer.Option("--patients", help="Scan another site's patients with --site's scanner: e.g. --site second --patients default gives the default site's cases (same anatomy, tumors of the same kinds and sizes) as the second site images them, so an out-of-distribution test measures the site alone.")] = None,
     modality: Annotated[str, typer.Option("--modality", help="ct (four phases), or mri: the same anatomy as a T1 post-contrast-like MRI study (PVP.nii.gz + label), for train-translator; use another --seed than the CT set so the patients differ.")] = "ct",
 ) -> None:
     """Write the built-in four-phase phantom: misaligned phases, PVP labels and per-phase truth."""
@@ -148,6 +149,10 @@ def phantom(
         raise InputError(f"--site {site!r}: choose one of {', '.join(SITES)}")
     if modality not in ("ct", "mri"):
         raise InputError(f"--modality {modality!r}: choose ct or mri")
+    if patients is not None and patients not in SITES:
+        raise InputError(f"--patients {patients!r}: choose one of {', '.join(SITES)}")
+    if patients is not None and modality == "mri":
+        raise InputError("--patients is for the CT phantom; the MRI phantom draws its own patients (use --seed)")
     start = time.time()
     if modality == "mri":
         from diff4mmlits.data.phantom.mri import write_mri_phantom_dataset
@@ -159,8 +164,9 @@ def phantom(
     from diff4mmlits.threads import worker_processes
 
     write_phantom_dataset(out, cases=cases, seed=seed, site=site, size=size,
-                          workers=workers or worker_processes(jobs=cases))
-    typer.echo(f"phantom: {cases} case(s) ({site} site, size {size}) written in {time.time() - start:.1f} s")
+                          workers=workers or worker_processes(jobs=cases), patients=patients)
+    whose = f", the {patients} site's patients" if patients else ""
+    typer.echo(f"phantom: {cases} case(s) ({site} site{whose}, size {size}) written in {time.time() - start:.1f} s")
     typer.echo(f"  dataset: {out}   (<case>/{{NC,AP,PVP,DP}}.nii.gz, label.nii.gz)")
     typer.echo(f"  truth:   {out / TRUTH_FOLDER}   (per-phase labels, tumor-free images, displacement fields, tumors.json)")
 

@@ -278,6 +278,19 @@ def test_cli_writes_the_phantom_and_says_where(tmp_path, capsys) -> None:
     assert (out / TRUTH_FOLDER / "case_000" / "AP_displacement.nii.gz").is_file()
     assert main(["phantom", str(tmp_path / "x"), "--site", "moon"]) == 2
     assert "error:" in capsys.readouterr().err
+    assert main(["phantom", str(tmp_path / "y"), "--site", "second", "--patients", "moon"]) == 2
+    assert "--patients 'moon'" in capsys.readouterr().err and not (tmp_path / "y").exists()
+
+
+def test_cli_scans_the_default_sites_patients_at_the_second_site(tmp_path, capsys) -> None:
+    out = tmp_path / "ph"
+    assert main(["phantom", str(out), "--cases", "1", "--size", "24", "--site", "second", "--patients", "default",
+                 "--workers", "1"]) == 0
+    assert "the default site's patients" in capsys.readouterr().out
+    truth = read_phantom_truth(out, "case_000")
+    assert truth.parameters["site"] == "second" and truth.parameters["patients"] == "default"
+    expected = plan_phantom_case(0, seed=0, site="second", size=24, patients="default")
+    assert [t["kind"] for t in truth.tumors] == [t.kind for t in expected.tumors]
 
 
 def test_displacement_field_is_itk_convention_on_disk(phantom_dataset) -> None:
@@ -290,3 +303,26 @@ def test_displacement_field_is_itk_convention_on_disk(phantom_dataset) -> None:
         point_zyx = pvp.index_to_world(np.array(index))
         moved_xyz = transform.TransformPoint(tuple(point_zyx[::-1]))
         np.testing.assert_allclose(np.array(moved_xyz)[::-1], point_zyx + field[index], atol=1e-6)
+
+
+def test_the_default_sites_patients_can_be_scanned_at_the_second_site() -> None:
+    """``patients="default"``: the same patient (anatomy, tumor count and kinds, timing quantile) with
+    the second site's scanner; without it the second site draws patients of its own."""
+    def plan(site: str, patients: str | None = None):
+        return plan_phantom_case(3, seed=0, site=site, size=32, patients=patients)
+
+    default, rescanned, own = plan("default"), plan("second", "default"), plan("second")
+    def liver(anatomy) -> np.ndarray:
+        return np.concatenate([np.r_[lobe.centre, lobe.radii] for lobe in anatomy.liver_lobes])
+
+    assert np.array_equal(liver(rescanned.anatomy), liver(default.anatomy))
+    assert rescanned.anatomy.body_radii_yx == default.anatomy.body_radii_yx != own.anatomy.body_radii_yx
+    assert [t.kind for t in rescanned.tumors] == [t.kind for t in default.tumors]
+    assert rescanned.acquisition.grids["PVP"].spacing_mm[0] > 1.4 * default.acquisition.grids["PVP"].spacing_mm[0]
+    ap = SITES["default"].timing["AP"], SITES["second"].timing["AP"]
+    quantile = [(plan_.contrast.timing["AP"] - low) / (high - low) for plan_, (low, high) in zip((default, rescanned), ap)]
+    assert quantile[0] == pytest.approx(quantile[1])  # the same draw, in the second site's range
+    case = make_phantom_case(3, seed=0, site="second", size=32, patients="default")
+    assert case.truth.parameters["site"] == "second" and case.truth.parameters["patients"] == "default"
+    with pytest.raises(InputError, match="patients"):
+        plan("second", "elsewhere")

@@ -24,7 +24,13 @@ from diff4mmlits import PHASES
 from diff4mmlits.data.io import read_displacement_field, read_volume, write_displacement_field, write_volume
 from diff4mmlits.data.native import write_case_folder
 from diff4mmlits.data.phantom.anatomy import TISSUES
-from diff4mmlits.data.phantom.generate import PhantomCase, PhantomTruth, check_phantom_arguments, make_phantom_case
+from diff4mmlits.data.phantom.generate import (
+    PhantomCase,
+    PhantomTruth,
+    check_phantom_arguments,
+    make_phantom_case,
+    patient_stream,
+)
 from diff4mmlits.errors import InputError
 from diff4mmlits.files import write_json_atomic
 from diff4mmlits.progress import progress
@@ -49,23 +55,25 @@ def write_phantom_case(phantom: PhantomCase, out: str | Path) -> Path:
     return folder
 
 
-def _make_and_write(out: Path, index: int, seed: int, site: str, size: int) -> str:
-    phantom = make_phantom_case(index, seed=seed, site=site, size=size)
+def _make_and_write(out: Path, index: int, seed: int, site: str, size: int, patients: str | None = None) -> str:
+    phantom = make_phantom_case(index, seed=seed, site=site, size=size, patients=patients)
     write_phantom_case(phantom, out)
     return phantom.case.case_id
 
 
 def write_phantom_dataset(out: str | Path, cases: int, seed: int, site: str = "default", size: int = 64,
-                          workers: int = 1) -> Path:
+                          workers: int = 1, patients: str | None = None) -> Path:
     """Generate ``cases`` phantom cases (``case_000``…) into ``out``; returns ``out``.
 
     Args:
         out: dataset folder (created; existing phantom files of the same case ids are replaced).
         cases: number of cases (≥ 1). Case ``i`` depends only on ``(seed, i, site, size)``.
         seed: the dataset seed.
-        site: ``"default"`` or ``"second"``.
+        site: ``"default"``, ``"second"`` or ``"third"``.
         size: in-plane voxels of each case.
         workers: processes generating cases in parallel (1: in this process).
+        patients: scan this site's patients with ``site``'s scanner (the same patients at another
+            site, generate.py); None: ``site``'s own.
 
     Raises:
         InputError: ``out`` is a file, ``cases`` or ``workers`` below 1, or a bad ``site``/``size``.
@@ -78,17 +86,18 @@ def write_phantom_dataset(out: str | Path, cases: int, seed: int, site: str = "d
     if workers < 1:
         raise InputError(f"--workers {workers}: use at least one worker")
     check_phantom_arguments(0, seed, site, size)
+    patient_stream(site, patients)  # an unknown ``patients`` stops here, before anything is written
     out.mkdir(parents=True, exist_ok=True)
     bar = progress(total=cases, desc="phantom", unit="case")
     case_ids = []
     if workers == 1:
         for index in range(cases):
-            case_ids.append(_make_and_write(out, index, seed, site, size))
+            case_ids.append(_make_and_write(out, index, seed, site, size, patients))
             bar.update(1)
     else:
         pool = ProcessPoolExecutor(max_workers=workers)
         try:
-            jobs = [pool.submit(_make_and_write, out, index, seed, site, size) for index in range(cases)]
+            jobs = [pool.submit(_make_and_write, out, index, seed, site, size, patients) for index in range(cases)]
             for job in jobs:
                 case_ids.append(job.result())
                 bar.update(1)
@@ -99,6 +108,7 @@ def write_phantom_dataset(out: str | Path, cases: int, seed: int, site: str = "d
     bar.close()
     write_json_atomic(out / TRUTH_FOLDER / "phantom.json", {
         "seed": seed, "site": site, "size": size, "cases": case_ids,
+        **({"patients": patients} if patients else {}),
         "tissues": {str(tissue_id): name for tissue_id, name in TISSUES.items()},
         "displacement_convention": "ITK: the anatomy at PVP point p lies at p + d(p) in the phase; mm",
     })
