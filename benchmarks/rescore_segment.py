@@ -10,7 +10,7 @@ scores every model folder given on them, printing one row per model and writing 
 beside the first folder's parent.
 
     python benchmarks/rescore_segment.py /tmp/bench_segment/multi-cascade_seed* \
-        /tmp/bench_segment/multi-syn-cascade_seed* --test 30 --second 18
+        /tmp/bench_segment/multi-syn-cascade_seed* --test 30 --second 30
 
 Models are grouped by their folder name without ``_seedN`` (and the parent folder, where two
 groups share a name); each group's mean ± sd over its models is printed after the rows.
@@ -51,7 +51,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", type=Path, nargs="+", help="model folders written by bench_segment.py (NAME_seedN)")
     parser.add_argument("--test", type=int, default=30, help="default-site test cases (indices 100…)")
-    parser.add_argument("--second", type=int, default=18, help="second-site test cases (indices 200…)")
+    parser.add_argument("--second", type=int, default=30, help="second-site test cases (the first N test patients at the second site; "
+                        "with --second-patients own, the site's own from index 200)")
     parser.add_argument("--second-patients", default="test", choices=["test", "own"],
                         help="second-site cases: the test patients scanned at the second site, or its own (from 200)")
     parser.add_argument("--size", type=int, default=48, help="the phantom size the models were trained on")

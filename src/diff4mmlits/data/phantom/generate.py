@@ -19,9 +19,9 @@ centres follow the liver on the site's grid). Where the site's grid is too coars
 small tumor widened to 1.6 of its voxels past 20 mm, no room left for a tumor — the draws after it
 differ. At the benchmark's size 48 all of 30 test patients keep their tumors' count and kinds and
 the large tumors their sizes; a small one is at least 1.6 of the site's thicker slices wide (13 mm
-against 8). An out-of-distribution test on such cases measures
-the site alone: the second site's own cases differ in their patients too (issue 14: its first 18
-cases hold 8 tumors of 20 mm or more where the default site's test cases hold 21 in 30).
+against 8). An out-of-distribution test on such cases measures the site alone: the second site's
+own cases differ in their patients too (issue 14: its first 18 cases hold 8 tumors of 20 mm or
+more where the default site's first 30 test cases hold 21).
 """
 
 from __future__ import annotations
