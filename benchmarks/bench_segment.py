@@ -164,6 +164,14 @@ def train_bench_painter(train: list[Case], normal: list[Case], out: Path, mode: 
                                   config=config.synthesize, close_vox=close, dilate_vox=dilate)
 
 
+class NoTumors:
+    """The control of a painter: "paints" nothing, so a synthetic case is its tumor-free CT with the
+    liver label alone (``--painter none``: what the normal CT adds without painted tumors)."""
+
+    def paint(self, normal: Case, rng: np.random.Generator) -> Case:
+        return normal
+
+
 def load_bench_painter(args: argparse.Namespace, train: list[Case], method: str, normal: list[Case] | None = None) -> Any:
     """The synthesize stage's painter ``method``, or None when that stage is not installed.
 
@@ -172,6 +180,8 @@ def load_bench_painter(args: argparse.Namespace, train: list[Case], method: str,
     or CUT painter of an existing run folder (``--painter-run``, e.g. after ``diff4mmlits demo``);
     without ``--painter-run``, ``ldm`` is trained here on the training split (``--ldm-mode``).
     """
+    if method == "none":
+        return NoTumors()
     try:
         from diff4mmlits.synthesize.contrast import measure_tumor_contrasts
         from diff4mmlits.synthesize.handcrafted import HandcraftedPainter
@@ -226,7 +236,8 @@ def paint_pool(painter: Any, normals: list[Case], count: int, figures: Path, rea
     pool = [painter.paint(normals[i % len(normals)], rng) for i in range(count)]
     seconds = time.time() - start
     pool = [Case(f"{c.case_id}_s{i:03d}", c.phases, c.label) for i, c in enumerate(pool)]
-    plot_synthesis_examples(pool[:4], real, figures)
+    if not isinstance(painter, NoTumors):
+        plot_synthesis_examples(pool[:4], real, figures)
     return pool, seconds
 
 
@@ -514,8 +525,9 @@ def main() -> int:
     parser.add_argument("--ratio", type=float, nargs="+", default=[0.5],
                         help="synthetic share of training samples; several: multi-syn once per share, and for each "
                         "seed the share with the best validation Dice is reported as VARIANT@val")
-    parser.add_argument("--painter", nargs="+", default=["handcrafted"], choices=["handcrafted", "ldm", "cut"],
-                        help="how synthetic tumors are painted on the fly; several: multi-syn once per painter (Table V)")
+    parser.add_argument("--painter", nargs="+", default=["handcrafted"], choices=["handcrafted", "ldm", "cut", "none"],
+                        help="how synthetic tumors are painted on the fly; several: multi-syn once per painter (Table V); "
+                        "none: the tumor-free CT itself, liver label only (the control of painting)")
     parser.add_argument("--painter-run", type=Path, default=None,
                         help="run folder with trained painters (for --painter cut; for ldm, else it is trained here)")
     parser.add_argument("--ldm-mode", default="profile", choices=["paper", "profile", "joint"], help="the diffusion painter's mode")
