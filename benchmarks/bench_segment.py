@@ -166,7 +166,7 @@ def train_bench_painter(train: list[Case], normal: list[Case], out: Path, mode: 
 
 class NoTumors:
     """The control of a painter: "paints" nothing, so a synthetic case is its tumor-free CT with the
-    liver label alone (``--painter none``: what the normal CT adds without painted tumors)."""
+    liver label alone (``--painter none``: what the normal CT adds without painted tumors; offline or on the fly)."""
 
     def paint(self, normal: Case, rng: np.random.Generator) -> Case:
         return normal

@@ -109,10 +109,13 @@ def case_id_for(index: int) -> str:
     return f"case_{index:03d}"
 
 
-def check_phantom_arguments(index: int, seed: int, site: str, size: int) -> None:
-    """Raise :class:`InputError` for an unknown site, a size below 16 or a negative index or seed."""
+def check_phantom_arguments(index: int, seed: int, site: str, size: int, patients: str | None = None) -> None:
+    """Raise :class:`InputError` for an unknown site or patients' site, a size below 16 or a negative
+    index or seed."""
     if site not in SITES:
         raise InputError(f"unknown phantom site {site!r}; choose one of {', '.join(SITES)}")
+    if patients is not None and patients not in SITES:
+        raise InputError(f"unknown phantom patients {patients!r}; choose one of {', '.join(SITES)}")
     if size < MIN_SIZE:
         raise InputError(f"phantom size {size} is too small; use at least {MIN_SIZE} voxels")
     if index < 0 or seed < 0:
@@ -120,9 +123,8 @@ def check_phantom_arguments(index: int, seed: int, site: str, size: int) -> None
 
 
 def patient_stream(site: str, patients: str | None) -> int:
-    """The random stream a case's draws come from: its patients' site's (``site``'s when None)."""
-    if patients is not None and patients not in SITES:
-        raise InputError(f"unknown phantom patients {patients!r}; choose one of {', '.join(SITES)}")
+    """The random stream a case's draws come from: its patients' site's (``site``'s when None);
+    both names checked by :func:`check_phantom_arguments`."""
     return list(SITES).index(patients or site)
 
 
@@ -130,7 +132,7 @@ def plan_phantom_case(index: int, seed: int = 0, site: str = "default", size: in
                       patients: str | None = None) -> PhantomPlan:
     """Draw every random choice of case ``index`` (deterministic in ``seed``, ``index``, ``site`` and
     ``patients``: whose streams the draws come from, ``site``'s own when None; module doc)."""
-    check_phantom_arguments(index, seed, site, size)
+    check_phantom_arguments(index, seed, site, size, patients)
     stream = patient_stream(site, patients)
     rng = np.random.default_rng([seed, index, stream])
     # issue 17's harder motion and grids draw from a stream of their own: the anatomy, tumors,

@@ -29,7 +29,6 @@ from diff4mmlits.data.phantom.generate import (
     PhantomTruth,
     check_phantom_arguments,
     make_phantom_case,
-    patient_stream,
 )
 from diff4mmlits.errors import InputError
 from diff4mmlits.files import write_json_atomic
@@ -67,7 +66,7 @@ def write_phantom_dataset(out: str | Path, cases: int, seed: int, site: str = "d
 
     Args:
         out: dataset folder (created; existing phantom files of the same case ids are replaced).
-        cases: number of cases (≥ 1). Case ``i`` depends only on ``(seed, i, site, size)``.
+        cases: number of cases (≥ 1). Case ``i`` depends only on ``(seed, i, site, size, patients)``.
         seed: the dataset seed.
         site: ``"default"``, ``"second"`` or ``"third"``.
         size: in-plane voxels of each case.
@@ -76,7 +75,7 @@ def write_phantom_dataset(out: str | Path, cases: int, seed: int, site: str = "d
             site, generate.py); None: ``site``'s own.
 
     Raises:
-        InputError: ``out`` is a file, ``cases`` or ``workers`` below 1, or a bad ``site``/``size``.
+        InputError: ``out`` is a file, ``cases`` or ``workers`` below 1, or a bad ``site``/``size``/``patients``.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -85,8 +84,7 @@ def write_phantom_dataset(out: str | Path, cases: int, seed: int, site: str = "d
         raise InputError(f"--cases {cases}: generate at least one case")
     if workers < 1:
         raise InputError(f"--workers {workers}: use at least one worker")
-    check_phantom_arguments(0, seed, site, size)
-    patient_stream(site, patients)  # an unknown ``patients`` stops here, before anything is written
+    check_phantom_arguments(0, seed, site, size, patients)
     out.mkdir(parents=True, exist_ok=True)
     bar = progress(total=cases, desc="phantom", unit="case")
     case_ids = []
