@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from diff4mmlits.segment.augment import RandCorrelatedNoised
+from diff4mmlits import PHASES
+from diff4mmlits.segment.augment import RandCorrelatedNoised, RandPhaseDropoutd
 
 
 def _neighbour_correlation(noise: np.ndarray, axis: int) -> float:
@@ -40,3 +41,43 @@ def test_bad_settings_are_refused() -> None:
         RandCorrelatedNoised(keys="image", std=-1.0)
     with pytest.raises(ValueError):
         RandCorrelatedNoised(keys="image", grain_vox=(2.0, 1.0))
+
+
+def _phase_image() -> torch.Tensor:
+    """(4, 2, 3, 3): channel c holds the value c + 1 everywhere."""
+    return torch.arange(1.0, 5.0)[:, None, None, None].expand(4, 2, 3, 3).clone()
+
+
+def test_phase_dropout_fills_dropped_channels_as_prediction_fills_missing_phases() -> None:
+    from diff4mmlits.segment.inputs import phase_sources
+
+    transform = RandPhaseDropoutd(keys="image", prob=1.0).set_random_state(0)
+    seen_kept = set()
+    for _ in range(40):
+        out = transform({"image": _phase_image()})["image"]
+        values = [int(out[c, 0, 0, 0]) for c in range(4)]
+        kept = sorted(set(values))
+        assert 1 <= len(kept) <= 3  # at least one phase dropped, at least one kept
+        expected = phase_sources(PHASES[v - 1] for v in kept)
+        assert [PHASES[v - 1] for v in values] == [expected[name] for name in PHASES]
+        seen_kept.add(len(kept))
+    assert seen_kept == {1, 2, 3}
+
+
+def test_phase_dropout_keeps_to_the_model_phases_and_is_seeded() -> None:
+    # a two-phase model (AP, PVP): its NC and DP channels are copies; dropping leaves one of the two
+    image = _phase_image()
+    image[0], image[3] = image[1], image[2]
+    transform = RandPhaseDropoutd(keys="image", prob=1.0, phases=("AP", "PVP")).set_random_state(1)
+    for _ in range(10):
+        values = {int(v) for v in transform({"image": image})["image"][:, 0, 0, 0]}
+        assert values in ({2}, {3})
+    single = RandPhaseDropoutd(keys="image", prob=1.0, phases=("PVP",))
+    assert torch.equal(single({"image": image})["image"], image)
+    first = RandPhaseDropoutd(keys="image", prob=0.5).set_random_state(5)
+    again = RandPhaseDropoutd(keys="image", prob=0.5).set_random_state(5)
+    runs = [[first({"image": _phase_image()})["image"] for _ in range(6)], [again({"image": _phase_image()})["image"] for _ in range(6)]]
+    assert all(torch.equal(a, b) for a, b in zip(*runs, strict=True))
+    assert any(not torch.equal(a, _phase_image()) for a in runs[0]) and any(torch.equal(a, _phase_image()) for a in runs[0])
+    with pytest.raises(ValueError):
+        RandPhaseDropoutd(keys="image", phases=("XX",))

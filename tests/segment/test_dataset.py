@@ -126,6 +126,19 @@ def test_noise_with_a_grain_joins_the_augmentation_when_its_probability_is_set()
     assert names.index("RandCorrelatedNoised") == names.index("RandGaussianNoised") + 1
 
 
+def test_phase_dropout_comes_after_the_intensity_steps_when_its_probability_is_set() -> None:
+    from diff4mmlits.segment.dataset import build_augmentation
+
+    config = resolve_config("demo").segment
+    names = [type(t).__name__ for t in build_augmentation(plan_for_names(), config).transforms]
+    assert "RandPhaseDropoutd" not in names  # off by default
+    on = config.model_copy(update={"phase_dropout_prob": 0.25})
+    names = [type(t).__name__ for t in build_augmentation(plan_for_names(), on).transforms]
+    # a dropped phase's channel is an exact copy of a kept one, as prediction fills a missing phase
+    assert names.index("RandPhaseDropoutd") > max(i for i, n in enumerate(names) if n == "RandAdjustContrastd")
+    assert names.index("RandPhaseDropoutd") < names.index("RandFlipd")
+
+
 def plan_for_names():
     from types import SimpleNamespace
 

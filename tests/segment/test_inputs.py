@@ -47,6 +47,11 @@ def test_every_missing_phase_pattern_is_filled_by_the_nearest_present_phase(pres
         assert PHASES.index(source) == max(PHASES.index(p) for p in tie)  # the later one on a tie
 
 
+def test_phases_given_as_a_generator_are_read_once() -> None:
+    # a generator used to be read up for the first channel, leaving the others "no usable phase"
+    assert phase_sources(name for name in ("AP", "PVP")) == phase_sources({"AP", "PVP"})
+
+
 def test_no_phase_at_all_is_an_input_error() -> None:
     with pytest.raises(InputError, match="at least one"):
         phase_sources([])

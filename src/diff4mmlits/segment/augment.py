@@ -1,4 +1,4 @@
-"""CT-specific training augmentation that MONAI does not have: noise with a grain.
+"""CT-specific training augmentation that MONAI does not have: noise with a grain, missing phases.
 
 A CT scan's noise is not white: the reconstruction kernel correlates it in-plane, so a scanner with a
 smoother kernel or thicker slices shows coarser, blotchier grain at the same level in HU. A model that
@@ -7,6 +7,11 @@ tumor-like texture at that: on the phantom's second site, with the default site'
 back, the tumor Dice recovered from 15 to 35 % (docs/segment.md). :class:`RandCorrelatedNoised` adds
 Gaussian noise smoothed in-plane by a random grain, each phase with its own draw (the phases are
 separate acquisitions).
+
+:class:`RandPhaseDropoutd` drops phases from a sample and fills their channels as prediction fills a
+study's missing phases (segment/inputs.py: a copy of the nearest present phase in time): a model so
+trained has seen the two- and three-phase studies it is given, and cannot lean on one phase alone,
+whose noise is its own (the phases are separate acquisitions, a tumor is in all of them).
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ import numpy as np
 import torch
 from monai.transforms import MapTransform, RandomizableTransform
 from scipy import ndimage
+
+from diff4mmlits import PHASES
+from diff4mmlits.segment.inputs import phase_sources
 
 
 class RandCorrelatedNoised(RandomizableTransform, MapTransform):
@@ -60,4 +68,48 @@ class RandCorrelatedNoised(RandomizableTransform, MapTransform):
             image = d[key]
             noise = self.noise(tuple(image.shape))
             d[key] = image + (torch.from_numpy(noise).to(image.device, image.dtype) if isinstance(image, torch.Tensor) else noise)
+        return d
+
+
+class RandPhaseDropoutd(RandomizableTransform, MapTransform):
+    """Drop phases from ``(4, z, y, x)`` images whose channels are NC, AP, PVP, DP.
+
+    With probability ``prob`` a sample loses between one and all but one of the model's ``phases``
+    (the number, then which, drawn uniformly); every channel then holds the kept phase that
+    prediction would put there (:func:`~diff4mmlits.segment.inputs.phase_sources`: its own, or a
+    copy of the kept phase nearest in acquisition time). A model of one phase is left as it is.
+
+    Args:
+        keys: the image keys.
+        prob: probability of dropping phases from a sample.
+        phases: the phases the model is trained on (its channels' sources; the others are copies).
+    """
+
+    def __init__(self, keys: Sequence[Hashable] | Hashable, prob: float = 0.1, phases: Sequence[str] = PHASES) -> None:
+        MapTransform.__init__(self, keys)
+        RandomizableTransform.__init__(self, prob)
+        unknown = [name for name in phases if name not in PHASES]
+        if unknown or not phases:
+            raise ValueError(f"phases must be a non-empty subset of {', '.join(PHASES)}")
+        self.phases = tuple(name for name in PHASES if name in set(phases))
+        self.sources: list[int] = list(range(len(PHASES)))
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+        count = len(self.phases)
+        if not self._do_transform or count < 2:
+            self._do_transform = False
+            return
+        dropped = int(self.R.randint(1, count))
+        kept = self.R.choice(count, size=count - dropped, replace=False)
+        source_of = phase_sources(self.phases[int(i)] for i in kept)
+        self.sources = [PHASES.index(source_of[name]) for name in PHASES]
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize(None)
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            d[key] = d[key][self.sources]
         return d

@@ -105,6 +105,9 @@ class SegmentConfig(Section):
     grain_noise_vox: tuple[float, float] = (0.5, 1.5)
     """Range of its in-plane grain: Gaussian sigma, in voxels of the training data's own (median)
     spacing, as a reconstruction kernel's grain is (about 0.5–1.5 of a scan's pixels)."""
+    phase_dropout_prob: float = 0.0
+    """Share of samples that lose one or more phases (not all), their channels filled as prediction
+    fills a study's missing phases (segment/augment.py): 0 is off."""
     brightness_prob: float = 0.15
     brightness_factor: float = 0.25
     """Multiplicative brightness: intensities × (1 ± factor)."""

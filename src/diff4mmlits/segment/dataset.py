@@ -95,8 +95,8 @@ def prepare_resampled(case: Case, plan: SegmenterPlan, phases: Sequence[str]) ->
 def build_augmentation(plan: SegmenterPlan, config: SegmentConfig) -> Any:
     """MONAI dict transforms in nnU-Net v2's order: pad, tumor-biased crop, rotation and scaling,
     Gaussian noise, noise with a grain (ours, segment/augment.py), Gaussian blur, brightness,
-    contrast, simulated low resolution, gamma (inverted and plain), mirroring. Each step is off when
-    its probability is 0 (the smoke preset)."""
+    contrast, simulated low resolution, gamma (inverted and plain), phase dropout (ours), mirroring.
+    Each step is off when its probability is 0 (the smoke preset)."""
     from monai.transforms import (
         Compose,
         RandAdjustContrastd,
@@ -163,6 +163,11 @@ def build_augmentation(plan: SegmenterPlan, config: SegmentConfig) -> Any:
     if config.gamma_prob > 0:
         transforms.append(RandAdjustContrastd(keys="image", prob=config.gamma_prob, gamma=config.gamma_range,
                                               retain_stats=True))
+    if config.phase_dropout_prob > 0:
+        # last of the intensity steps: a dropped phase's channel is an exact copy, as at prediction
+        from diff4mmlits.segment.augment import RandPhaseDropoutd
+
+        transforms.append(RandPhaseDropoutd(keys="image", prob=config.phase_dropout_prob, phases=config.phases))
     if config.flip_prob > 0:
         transforms += [RandFlipd(keys=keys, prob=config.flip_prob, spatial_axis=axis) for axis in range(3)]
     return Compose(transforms)

@@ -49,7 +49,8 @@ def phase_sources(present: Iterable[str]) -> dict[str, str]:
     A present phase fills its own channel; an absent one copies the present phase nearest in
     acquisition time, the later one on a tie. Raises :class:`InputError` when nothing is present.
     """
-    available = [name for name in PHASES if name in set(present)]
+    given = set(present)  # once: a generator is read a single time
+    available = [name for name in PHASES if name in given]
     if not available:
         raise InputError(f"no usable phase: a case needs at least one of {', '.join(PHASES)}")
     sources: dict[str, str] = {}
