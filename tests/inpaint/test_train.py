@@ -47,6 +47,20 @@ def test_2_5d_batches_carry_the_neighbour_slices_with_their_holes(small_cases: l
     assert sample_batch(sources, np.random.default_rng(0), 4, 32, 1.0, 0.5, 0.5).context.shape[1] == 0
 
 
+def test_batches_move_in_channels_last_and_the_networks_train_in_it(small_cases: list[Case]) -> None:
+    cfg = smoke().inpaint
+    batch = sample_batch(build_sources(small_cases, PHASES, cfg.window_hu), np.random.default_rng(0), 4, 32, 1.0, 0.5, 0.5,
+                         context_slices=1)
+    moved = batch.to(torch.device("cpu"), torch.channels_last)
+    # the 2.5D context (B, 2, S, S): one channel is the same in either layout
+    assert moved.context.is_contiguous(memory_format=torch.channels_last)
+    assert not batch.context.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(moved.context, batch.context) and torch.equal(moved.phase_index, batch.phase_index)
+    gan = InpaintingGAN(cfg)
+    conv = next(m for m in gan.generator.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
 @pytest.mark.parametrize("residual", [True, False])
 def test_a_few_smoke_steps_lower_the_hole_loss(small_cases: list[Case], residual: bool) -> None:
     cfg = smoke(f"inpaint.coarse_residual={residual}").inpaint

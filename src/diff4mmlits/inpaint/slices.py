@@ -80,8 +80,14 @@ class TrainingBatch:
     context: torch.Tensor
     context_hole: torch.Tensor
 
-    def to(self, device: torch.device) -> TrainingBatch:
-        return TrainingBatch(*(getattr(self, f).to(device, non_blocking=True) for f in self.__dataclass_fields__))
+    def to(self, device: torch.device, memory_format: torch.memory_format = torch.contiguous_format) -> TrainingBatch:
+        """On ``device``; the ``(B, C, S, S)`` fields in ``memory_format`` (``phase_index`` as it is)."""
+        def move(tensor: torch.Tensor) -> torch.Tensor:
+            if tensor.dim() == 4:
+                return tensor.to(device, non_blocking=True, memory_format=memory_format)
+            return tensor.to(device, non_blocking=True)
+
+        return TrainingBatch(*(move(getattr(self, f)) for f in self.__dataclass_fields__))
 
 
 def _crop_window(length: int, crop: int, centre: int, rng: np.random.Generator) -> int:
