@@ -18,7 +18,8 @@ every method is scored by MAE in the mask. The phantom-trained model is scored t
 
 Speed, as ratios in the same process: training steps/s of the FFC generator against the same
 generator without the spectral branch (a plain convolutional ResNet of the same width,
-``ratio_global = 0``), and inference slices/s against that plain network and the median filter.
+``ratio_global = 0``), the same training in channels-last (the default) against NCHW, and
+inference slices/s against that plain network and the median filter.
 
     python benchmarks/bench_inpaint.py [--cases 18] [--train 10] [--threads 2] [--device cpu] [--out DIR]
 """
@@ -206,13 +207,15 @@ def print_table(table: dict, title: str) -> None:
 
 
 # --- speed -------------------------------------------------------------------------------------------
-def steps_per_second(config: Config, cases: list[Case], device: str, steps: int = 15) -> float:
-    """Training steps per second of the GAN step (generator + discriminator) at ``config``."""
+def steps_per_second(config: Config, cases: list[Case], device: str, steps: int = 15,
+                     memory_format: torch.memory_format = torch.channels_last) -> float:
+    """Training steps per second of the GAN step (generator + discriminator) at ``config``, its
+    networks and batches in ``memory_format``."""
     from diff4mmlits.distributed import DistributedContext, resolve_device
     from diff4mmlits.inpaint.slices import build_sources, sample_batch
 
     cfg = config.inpaint
-    gan = InpaintingGAN(cfg, DistributedContext(device=resolve_device(device)))
+    gan = InpaintingGAN(cfg, DistributedContext(device=resolve_device(device)), memory_format=memory_format)
     sources = build_sources(cases, PHASES, cfg.window_hu)
     batches = [sample_batch(sources, np.random.default_rng(i), cfg.batch_size, cfg.crop_vox, cfg.liver_slice_fraction,
                             cfg.blob_mask_fraction, cfg.max_hole_fraction, cfg.context_slices) for i in range(steps + 2)]
@@ -337,6 +340,7 @@ def main() -> int:
 
         plain = resolve_config(args.preset, None, [f"seed={args.seed}", "inpaint.ratio_global=0.0", *args.overrides])
         ffc_sps = steps_per_second(config, train_cases, args.device)
+        nchw_sps = steps_per_second(config, train_cases, args.device, memory_format=torch.contiguous_format)
         plain_sps = steps_per_second(plain, train_cases, args.device)
         plain_dir = Path(tmp) / "plain"
         train_inpainter(train_cases, resolve_config(args.preset, None, ["inpaint.ratio_global=0.0", "inpaint.steps=1"]),
@@ -346,6 +350,8 @@ def main() -> int:
         print(f"\nspeed ({args.device}, {args.threads} threads):")
         print(f"  training: ffc {ffc_sps:.2f} steps/s, plain conv ResNet {plain_sps:.2f} steps/s "
               f"→ ratio {ffc_sps / plain_sps:.2f}")
+        print(f"  training layout: ffc channels-last {ffc_sps:.2f} steps/s, NCHW {nchw_sps:.2f} "
+              f"→ ratio {ffc_sps / nchw_sps:.2f}")
         print(f"  inference: ffc {rate['ffc']:.0f} slices/s, plain conv {rate['plain']:.0f}, median {rate['median']:.0f}, "
               f"mean-fill {rate['mean-fill']:.0f} → ffc/plain {rate['ffc'] / rate['plain']:.2f}, "
               f"ffc/median {rate['ffc'] / rate['median']:.2f}")
@@ -359,7 +365,8 @@ def main() -> int:
             save_inpaint_figure(case, args.out / f"inpaint_{case.case_id}.png", config, model)
             (args.out / "results.json").write_text(json.dumps({
                 "phantom": table, "train_seconds": train_s, "steps": trained.steps, "steps_per_second": ffc_sps,
-                "plain_steps_per_second": plain_sps, "slices_per_second": rate, "real_ct_mae_hu": real,
+                "plain_steps_per_second": plain_sps,
+                "nchw_steps_per_second": nchw_sps, "slices_per_second": rate, "real_ct_mae_hu": real,
                 "target_met": bool(passed),
             }, indent=2, default=float))
     return 0

@@ -148,16 +148,19 @@ def _scaled_step(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer)
 class InpaintingGAN:
     """The generator, the discriminator, their optimisers and gradient scalers; one :meth:`train_step` at a time."""
 
-    def __init__(self, config: InpaintConfig, context: DistributedContext | None = None) -> None:
+    def __init__(self, config: InpaintConfig, context: DistributedContext | None = None,
+                 memory_format: torch.memory_format = torch.channels_last) -> None:
+        """``memory_format``: the networks' and batches' layout. Channels-last (NHWC) is the one oneDNN's
+        and cuDNN's 2D convolutions compute in: on a CPU with bfloat16 hardware a step takes 12 % less
+        time than in NCHW at the demo's crops (``benchmarks/bench_inpaint.py`` prints the ratio)."""
         self.config = config
+        self.memory_format = memory_format
         self.context = context or DistributedContext()
         self.device = self.context.device
         self.architecture = architecture_from_config(config)
         self.n_phases = len(self.architecture.phases)
-        # channels-last (NHWC) is the layout oneDNN's and cuDNN's 2D convolutions compute in: on a CPU
-        # with bfloat16 hardware a training step took 12 % less time than in NCHW (the demo's crops)
-        self.generator = FFCInpainter(self.architecture).to(self.device, memory_format=torch.channels_last)
-        self.discriminator = build_discriminator(config, self.n_phases).to(self.device, memory_format=torch.channels_last)
+        self.generator = FFCInpainter(self.architecture).to(self.device, memory_format=memory_format)
+        self.discriminator = build_discriminator(config, self.n_phases).to(self.device, memory_format=memory_format)
         self.optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_generator)
         self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_discriminator)
         self.amp = bool(config.mixed_precision)  # float16 autocast on CUDA (one scaler per network), bfloat16 on a CPU
@@ -209,7 +212,7 @@ class InpaintingGAN:
         ``r1_every_steps`` = k, the penalty runs every k-th step with k times the weight).
         """
         cfg = self.config
-        b = batch.to(self.device, torch.channels_last)
+        b = batch.to(self.device, self.memory_format)
         self.generator_ddp.train()
         self.discriminator.train()
         real_d_input = discriminator_input(b.image, b.phase_index, self.n_phases)
@@ -265,7 +268,7 @@ class InpaintingGAN:
     @torch.no_grad()
     def monitor_mae_hu(self, batch: TrainingBatch, window_hu: tuple[float, float]) -> float:
         """Mean absolute error (HU) of the generator inside the supervised holes of a fixed batch."""
-        b = batch.to(self.device, torch.channels_last)
+        b = batch.to(self.device, self.memory_format)
         generator = self.inference_generator
         generator.eval()
         with self._autocast():
