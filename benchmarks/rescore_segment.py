@@ -12,6 +12,10 @@ beside the first folder's parent.
     python benchmarks/rescore_segment.py /tmp/bench_segment/multi-cascade_seed* \
         /tmp/bench_segment/multi-syn-cascade_seed* --test 30 --second 30
 
+``--phases AP,PVP`` scores studies that hold only those phases (the others removed from every case,
+so prediction fills their channels by its missing-phase rule, segment/inputs.py): what a model
+trained with ``segment.phase_dropout_prob`` is for.
+
 Models are grouped by their folder name without ``_seedN`` (and the parent folder, where two
 groups share a name); each group's mean ± sd over its models is printed after the rows.
 """
@@ -19,6 +23,7 @@ groups share a name); each group's mean ± sd over its models is printed after t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -47,6 +52,11 @@ def mean_sd(values: list[float]) -> str:
     return f"{array.mean():.1f} ± {array.std(ddof=1) if len(array) > 1 else 0.0:.1f}"
 
 
+def keep_phases(case: bench_segment.Case, phases: list[str]) -> bench_segment.Case:
+    """The case with only ``phases`` (a study that lacks the others)."""
+    return dataclasses.replace(case, phases={name: volume for name, volume in case.phases.items() if name in phases})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", type=Path, nargs="+", help="model folders written by bench_segment.py (NAME_seedN)")
@@ -57,16 +67,23 @@ def main() -> None:
                         help="second-site cases: the test patients scanned at the second site, or its own (from 200)")
     parser.add_argument("--size", type=int, default=48, help="the phantom size the models were trained on")
     parser.add_argument("--data-seed", type=int, default=0)
+    parser.add_argument("--phases", default=None,
+                        help="keep only these phases of every case, e.g. PVP or AP,PVP (the annotated PVP among them)")
     parser.add_argument("--out", type=Path, default=None, help="rescore.json (default: beside the first model's folder)")
     args = parser.parse_args()
+    kept = None if args.phases is None else [name.strip() for name in args.phases.split(",")]
+    if kept is not None and ("PVP" not in kept or not set(kept) <= {"NC", "AP", "PVP", "DP"}):
+        raise SystemExit(f"--phases {args.phases}: give phases of NC, AP, PVP, DP, the annotated PVP among them")
     missing = [str(m) for m in args.models if not (m / "plan.json").is_file() and not any(m.glob("*/plan.json"))]
     if missing:
         raise SystemExit(f"not a segmenter folder (no plan.json): {', '.join(missing)}")
     start = time.time()
     test, _, _ = bench_segment.make_cases(range(100, 100 + args.test), args.data_seed, "default", args.size, False)
     second = bench_segment.second_site_cases(args.second, args.data_seed, args.size, args.second_patients)
+    if kept is not None:
+        test, second = ([keep_phases(case, kept) for case in cases] for cases in (test, second))
     print(f"data: {args.test} test and {args.second} second-site cases ({args.second_patients} patients) of size "
-          f"{args.size} in {time.time() - start:.0f} s", flush=True)
+          f"{args.size} in {time.time() - start:.0f} s; phases {','.join(kept or ['NC', 'AP', 'PVP', 'DP'])}", flush=True)
     rows: dict[str, dict[str, dict[str, float]]] = {}
     for model in args.models:
         rows[str(model)] = {"test": bench_segment.scores(model, test), "second": bench_segment.scores(model, second)}
@@ -90,7 +107,7 @@ def main() -> None:
         print(f"{name} ({len(members)}): {cells[0]} / {cells[1]} / {cells[2]}; {cells[3]} / {cells[4]} / {cells[5]}; {cells[6]}")
     out = args.out or args.models[0].parent.parent / "rescore.json"
     out.write_text(json.dumps({"test": args.test, "second": args.second, "second_patients": args.second_patients,
-                              "size": args.size, "models": rows}, indent=1))
+                              "size": args.size, "phases": kept, "models": rows}, indent=1))
     print(f"\nscores in {out}")
 
 
