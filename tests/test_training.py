@@ -134,6 +134,10 @@ def test_bfloat16_disagreement_names_the_convolution_whose_gradient_is_wrong_and
                     reason="the kernel error measured with torch 2.13 on a CPU with AVX512-BF16")
 def test_bfloat16_disagreement_finds_torchs_wrong_3d_weight_gradient_at_two_slices() -> None:
     conv = torch.nn.Sequential(torch.nn.Conv3d(16, 16, 3, padding=1))
+    if training._convolution_agrees(conv[0], (2, 16, 2, 6, 6), training.BFLOAT16_GRADIENT_TOLERANCE):
+        # the kernel's error shows on some CPUs only (measured on AVX512-BF16; right where oneDNN takes
+        # another path, e.g. with AMX); the detector's logic is tested on a faked kernel below
+        pytest.skip("this CPU's bfloat16 3-D convolution kernel is right at two slices")
     assert training.bfloat16_disagreement(conv, lambda: conv(torch.randn(2, 16, 2, 6, 6))) == "0"
     assert training.bfloat16_disagreement(conv, lambda: conv(torch.randn(2, 16, 3, 6, 6))) is None
     # every shape a convolution sees is checked, not only the first

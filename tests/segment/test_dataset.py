@@ -69,7 +69,7 @@ def test_real_only_never_draws_synthetic(setup, painter) -> None:
 
 ALWAYS = {"flip_prob": 1.0, "rotate_prob": 1.0, "scale_prob": 1.0, "noise_prob": 1.0, "blur_prob": 1.0,
           "brightness_prob": 1.0, "contrast_prob": 1.0, "low_resolution_prob": 1.0, "gamma_prob": 1.0,
-          "gamma_inverted_prob": 1.0}
+          "gamma_inverted_prob": 1.0, "phase_dropout_prob": 1.0}
 NEVER = {key: 0.0 for key in ALWAYS}
 
 
@@ -130,10 +130,10 @@ def test_phase_dropout_comes_after_the_intensity_steps_when_its_probability_is_s
     from diff4mmlits.segment.dataset import build_augmentation
 
     config = resolve_config("demo").segment
+    off = config.model_copy(update={"phase_dropout_prob": 0.0})
+    assert "RandPhaseDropoutd" not in [type(t).__name__ for t in build_augmentation(plan_for_names(), off).transforms]
+    assert config.phase_dropout_prob == 0.25  # on by default
     names = [type(t).__name__ for t in build_augmentation(plan_for_names(), config).transforms]
-    assert "RandPhaseDropoutd" not in names  # off by default
-    on = config.model_copy(update={"phase_dropout_prob": 0.25})
-    names = [type(t).__name__ for t in build_augmentation(plan_for_names(), on).transforms]
     # a dropped phase's channel is an exact copy of a kept one, as prediction fills a missing phase
     assert names.index("RandPhaseDropoutd") > max(i for i, n in enumerate(names) if n == "RandAdjustContrastd")
     assert names.index("RandPhaseDropoutd") < names.index("RandFlipd")

@@ -187,3 +187,14 @@ def test_dicom_seg_needs_a_dicom_series(model, tiny_case, tmp_path) -> None:
         from diff4mmlits.segment.stage import predict_path
 
         predict_path(model, tmp_path / "x.nii.gz", tmp_path / "out", output_type="dicom-seg")
+
+
+def test_a_study_missing_phases_is_flagged_only_for_a_model_trained_without_phase_dropout() -> None:
+    from diff4mmlits.segment.predict_io import missing_phases_note
+
+    phases = ("NC", "AP", "PVP", "DP")
+    note = missing_phases_note(["PVP"], phases, 0.0)
+    assert note is not None and note.startswith("NC, AP, DP missing") and "phase_dropout_prob" in note
+    assert missing_phases_note(["PVP"], phases, 0.25) is None  # it saw such studies in training
+    assert missing_phases_note(list(phases), phases, 0.0) is None  # nothing missing
+    assert missing_phases_note(["PVP"], ("PVP",), 0.0) is None  # a PVP-only model needs nothing else

@@ -105,9 +105,12 @@ class SegmentConfig(Section):
     grain_noise_vox: tuple[float, float] = (0.5, 1.5)
     """Range of its in-plane grain: Gaussian sigma, in voxels of the training data's own (median)
     spacing, as a reconstruction kernel's grain is (about 0.5–1.5 of a scan's pixels)."""
-    phase_dropout_prob: float = 0.0
+    phase_dropout_prob: float = 0.25
     """Share of samples that lose one or more phases (not all), their channels filled as prediction
-    fills a study's missing phases (segment/augment.py): 0 is off."""
+    fills a study's missing phases (segment/augment.py); 0 is off. On the phantom (five seeds) it
+    costs nothing measurable on four-phase studies (−0.9 ± 2.3 per-case tumor Dice) and doubles the
+    Dice on PVP-only studies (6.5 → 13.7 %, liver 76 → 91 %): a model a study with missing phases
+    does not break."""
     brightness_prob: float = 0.15
     brightness_factor: float = 0.25
     """Multiplicative brightness: intensities × (1 ± factor)."""

@@ -145,6 +145,18 @@ def out_of_domain(label: Volume, phases: Mapping[str, Volume], training: Mapping
     return reasons
 
 
+def missing_phases_note(present: Sequence[str], model_phases: Sequence[str], phase_dropout_prob: float) -> str | None:
+    """A warning when a study lacks phases the model reads and the model never saw a study like that
+    (trained with ``segment.phase_dropout_prob`` 0); ``None`` otherwise. On the phantom, PVP alone
+    gave such a model 6.5 % tumor Dice per case against 13.7 % trained with phase dropout (docs/segment.md)."""
+    missing = [name for name in model_phases if name not in set(present)]
+    if not missing or phase_dropout_prob > 0:
+        return None
+    return (f"{', '.join(missing)} missing (filled by duplicating the nearest phase), and this model was trained "
+            "without phase dropout (segment.phase_dropout_prob 0): it never saw a study like this, expect a much "
+            "lower tumor Dice; re-train with phase dropout, or with --phases set to the phases you have")
+
+
 # --- statistics -----------------------------------------------------------------------------------
 def label_statistics(label: Volume, phases: Mapping[str, Volume]) -> dict[str, Any]:
     """Liver and tumor volumes (mL), lesion count, and per lesion its volume (mL), centre (world mm,

@@ -33,6 +33,7 @@ from diff4mmlits.segment.predict_io import (
     is_dicom_series_folder,
     label_paths,
     label_statistics,
+    missing_phases_note,
     out_of_domain,
     read_prediction_inputs,
     write_statistics,
@@ -149,6 +150,9 @@ def predict_cases(cases: Sequence[Case], segmenter: Segmenter, output: str | Pat
         bar.set_postfix(case=case.case_id)
         keep = paths[case.case_id].parent / f"{case.case_id}_registered" if save_registered else None
         ready = (registered or {}).get(case.case_id) or ensure_registered(case, segmenter.model_config.get("run_config"), keep, segmenter)
+        note = missing_phases_note(ready.phase_names, segmenter.phases, segmenter.config.phase_dropout_prob)
+        if note:
+            log.warning("%s: %s", case.case_id, note)
         label = segment_case(ready, segmenter, tta=tta)
         reasons = out_of_domain(label, ready.phases, segmenter.model_config.get("training_livers") or {})
         if reasons:
