@@ -138,3 +138,29 @@ def test_an_implausible_liver_before_registration_falls_back_to_the_body(trained
     ensure_registered(unlabelled, segmenter.model_config["run_config"], tmp_path / "kept", segmenter)
     qc = json.loads((tmp_path / "kept" / "qc.json").read_text())
     assert qc["region"]["source"] == "body" and "found_by" not in qc["region"]
+
+
+def test_a_model_saved_before_phase_dropout_reads_as_trained_without_it(trained, tiny_case, tmp_path, caplog) -> None:
+    import json
+    import shutil
+
+    from diff4mmlits.data.case import Case
+    from diff4mmlits.segment.stage import predict_cases
+
+    assert load_segmenter(trained, device="cpu").config.phase_dropout_prob == 0.25  # saved with its setting
+    old = tmp_path / "old_model"
+    shutil.copytree(trained, old)
+    saved = json.loads((old / "config.json").read_text())
+    del saved["segment"]["phase_dropout_prob"]  # as an older version wrote it
+    (old / "config.json").write_text(json.dumps(saved))
+    segmenter = load_segmenter(old, device="cpu")
+    assert segmenter.config.phase_dropout_prob == 0.0
+    full = tiny_case("pvp_only", seed=4)
+    study = Case(full.case_id, {"PVP": full.phases["PVP"]}, None, "PVP")
+    with caplog.at_level("WARNING", logger="diff4mmlits"):
+        predict_cases([study], segmenter, tmp_path / "out")
+    assert "NC, AP, DP missing" in caplog.text and "phase_dropout_prob" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="diff4mmlits"):
+        predict_cases([study], load_segmenter(trained, device="cpu"), tmp_path / "out2")
+    assert "missing" not in caplog.text  # a model trained with phase dropout saw such studies

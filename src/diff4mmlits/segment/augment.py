@@ -10,8 +10,8 @@ separate acquisitions).
 
 :class:`RandPhaseDropoutd` drops phases from a sample and fills their channels as prediction fills a
 study's missing phases (segment/inputs.py: a copy of the nearest present phase in time): a model so
-trained has seen the two- and three-phase studies it is given, and cannot lean on one phase alone,
-whose noise is its own (the phases are separate acquisitions, a tumor is in all of them).
+trained has seen the two- and three-phase studies it is given (on the phantom's PVP-only studies
+13.7 % tumor Dice per case against 6.5 without it; no change on four-phase studies, docs/segment.md).
 """
 
 from __future__ import annotations

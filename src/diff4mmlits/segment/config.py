@@ -109,8 +109,8 @@ class SegmentConfig(Section):
     """Share of samples that lose one or more phases (not all), their channels filled as prediction
     fills a study's missing phases (segment/augment.py); 0 is off. On the phantom (five seeds) it
     costs nothing measurable on four-phase studies (−0.9 ± 2.3 per-case tumor Dice) and doubles the
-    Dice on PVP-only studies (6.5 → 13.7 %, liver 76 → 91 %): a model a study with missing phases
-    does not break."""
+    Dice on PVP-only studies (6.5 → 13.7 %, liver 76 → 91 %): a study with missing phases no
+    longer breaks the model. Models saved before it existed read as 0."""
     brightness_prob: float = 0.15
     brightness_factor: float = 0.25
     """Multiplicative brightness: intensities × (1 ± factor)."""

@@ -72,7 +72,8 @@ def load_segmenter(model_dir: str | Path, device: str = "auto", weights: str = "
     plan = read_plan(model_dir / PLAN_FILE)
     resolved = resolve_device(device)
     with model_config_errors(model_dir):
-        config = SegmentConfig.model_validate(model_config["segment"])
+        # a model saved before phase dropout existed was trained without it (the default is now on)
+        config = SegmentConfig.model_validate({"phase_dropout_prob": 0.0, **model_config["segment"]})
         network = build_network(plan, config)
         cascade = model_config.get("cascade")
         liver_model, margin_mm = (cascade["liver_model"], float(cascade["margin_mm"])) if cascade else (None, 0.0)
