@@ -95,7 +95,8 @@ def bfloat16_disagreement(network: torch.nn.Module, forward: Callable[[], Any],
     ``forward()`` (a float32 forward pass of the training shapes), or ``None`` when all agree.
 
     Why: torch 2.13's oneDNN computes a wrong weight gradient for a 3-D convolution whose kernel is
-    3 deep when its input is 2 slices deep (relative error 0.8 to inf, measured; the input gradient
+    3 deep when its input is 2 slices deep on some CPUs (relative error 0.8 to inf, measured on one;
+    right on another with AMX, so it is checked on the machine that trains; the input gradient
     and 2-D convolutions are right), which silently wrecks training (the diffusion U-Net reached NaN
     in one step). Each convolution is checked alone, on a copy, with a well-conditioned loss (a whole
     random network's gradients differ by ~0.35 from rounding alone); ``network`` is not changed."""
