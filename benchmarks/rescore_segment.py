@@ -37,6 +37,7 @@ os.environ.setdefault("DIFF4MMLITS_NO_PROGRESS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_segment  # noqa: E402  (benchmarks/bench_segment.py: the same cases, the same scores)
+from diff4mmlits import PHASES  # noqa: E402
 from diff4mmlits.evaluate.metrics import SIZE_CLASSES  # noqa: E402
 
 
@@ -72,8 +73,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="rescore.json (default: beside the first model's folder)")
     args = parser.parse_args()
     kept = None if args.phases is None else [name.strip() for name in args.phases.split(",")]
-    if kept is not None and ("PVP" not in kept or not set(kept) <= {"NC", "AP", "PVP", "DP"}):
-        raise SystemExit(f"--phases {args.phases}: give phases of NC, AP, PVP, DP, the annotated PVP among them")
+    if kept is not None and ("PVP" not in kept or not set(kept) <= set(PHASES)):
+        raise SystemExit(f"--phases {args.phases}: give phases of {', '.join(PHASES)}, the annotated PVP among them")
     missing = [str(m) for m in args.models if not (m / "plan.json").is_file() and not any(m.glob("*/plan.json"))]
     if missing:
         raise SystemExit(f"not a segmenter folder (no plan.json): {', '.join(missing)}")
@@ -83,7 +84,7 @@ def main() -> None:
     if kept is not None:
         test, second = ([keep_phases(case, kept) for case in cases] for cases in (test, second))
     print(f"data: {args.test} test and {args.second} second-site cases ({args.second_patients} patients) of size "
-          f"{args.size} in {time.time() - start:.0f} s; phases {','.join(kept or ['NC', 'AP', 'PVP', 'DP'])}", flush=True)
+          f"{args.size} in {time.time() - start:.0f} s; phases {','.join(kept or PHASES)}", flush=True)
     rows: dict[str, dict[str, dict[str, float]]] = {}
     for model in args.models:
         rows[str(model)] = {"test": bench_segment.scores(model, test), "second": bench_segment.scores(model, second)}

@@ -28,7 +28,28 @@ from diff4mmlits import PHASES
 from diff4mmlits.segment.inputs import phase_sources
 
 
-class RandCorrelatedNoised(RandomizableTransform, MapTransform):
+class _RandImageTransformd(RandomizableTransform, MapTransform):
+    """A MONAI dict transform that draws once per sample (:meth:`randomize`: whether to act, and how),
+    then calls :meth:`apply` on each image key."""
+
+    def __init__(self, keys: Sequence[Hashable] | Hashable, prob: float) -> None:
+        MapTransform.__init__(self, keys)
+        RandomizableTransform.__init__(self, prob)
+
+    def apply(self, image: Any) -> Any:
+        raise NotImplementedError
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize(None)
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            d[key] = self.apply(d[key])
+        return d
+
+
+class RandCorrelatedNoised(_RandImageTransformd):
     """Add in-plane-correlated Gaussian noise to ``(C, z, y, x)`` images, each channel on its own.
 
     Args:
@@ -41,8 +62,7 @@ class RandCorrelatedNoised(RandomizableTransform, MapTransform):
 
     def __init__(self, keys: Sequence[Hashable] | Hashable, prob: float = 0.1, std: float = 0.3,
                  grain_vox: tuple[float, float] = (0.5, 1.5)) -> None:
-        MapTransform.__init__(self, keys)
-        RandomizableTransform.__init__(self, prob)
+        super().__init__(keys, prob)
         if std < 0 or not 0 <= grain_vox[0] <= grain_vox[1]:
             raise ValueError("std must be ≥ 0 and grain_vox a range (low ≤ high, ≥ 0)")
         self.std = std
@@ -59,19 +79,12 @@ class RandCorrelatedNoised(RandomizableTransform, MapTransform):
             out[channel] = smooth * np.float32(sd / max(float(smooth.std()), 1e-6))
         return out
 
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        self.randomize(None)
-        if not self._do_transform:
-            return d
-        for key in self.key_iterator(d):
-            image = d[key]
-            noise = self.noise(tuple(image.shape))
-            d[key] = image + (torch.from_numpy(noise).to(image.device, image.dtype) if isinstance(image, torch.Tensor) else noise)
-        return d
+    def apply(self, image: Any) -> Any:
+        noise = self.noise(tuple(image.shape))
+        return image + (torch.from_numpy(noise).to(image.device, image.dtype) if isinstance(image, torch.Tensor) else noise)
 
 
-class RandPhaseDropoutd(RandomizableTransform, MapTransform):
+class RandPhaseDropoutd(_RandImageTransformd):
     """Drop phases from ``(4, z, y, x)`` images whose channels are NC, AP, PVP, DP.
 
     With probability ``prob`` a sample loses between one and all but one of the model's ``phases``
@@ -86,8 +99,7 @@ class RandPhaseDropoutd(RandomizableTransform, MapTransform):
     """
 
     def __init__(self, keys: Sequence[Hashable] | Hashable, prob: float = 0.1, phases: Sequence[str] = PHASES) -> None:
-        MapTransform.__init__(self, keys)
-        RandomizableTransform.__init__(self, prob)
+        super().__init__(keys, prob)
         unknown = [name for name in phases if name not in PHASES]
         if unknown or not phases:
             raise ValueError(f"phases must be a non-empty subset of {', '.join(PHASES)}")
@@ -105,11 +117,5 @@ class RandPhaseDropoutd(RandomizableTransform, MapTransform):
         source_of = phase_sources(self.phases[int(i)] for i in kept)
         self.sources = [PHASES.index(source_of[name]) for name in PHASES]
 
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        self.randomize(None)
-        if not self._do_transform:
-            return d
-        for key in self.key_iterator(d):
-            d[key] = d[key][self.sources]
-        return d
+    def apply(self, image: Any) -> Any:
+        return image[self.sources]

@@ -149,7 +149,8 @@ def missing_phases_note(present: Sequence[str], model_phases: Sequence[str], pha
     """A warning when a study lacks phases the model reads and the model never saw a study like that
     (trained with ``segment.phase_dropout_prob`` 0); ``None`` otherwise. On the phantom, PVP alone
     gave such a model 6.5 % tumor Dice per case against 13.7 % trained with phase dropout (docs/segment.md)."""
-    missing = [name for name in model_phases if name not in set(present)]
+    given = set(present)
+    missing = [name for name in model_phases if name not in given]
     if not missing or phase_dropout_prob > 0:
         return None
     return (f"{', '.join(missing)} missing (filled by duplicating the nearest phase), and this model was trained "
