@@ -50,7 +50,9 @@ from diff4mmlits.inpaint.infer import Inpainter  # noqa: E402
 from diff4mmlits.inpaint.train import InpaintingGAN, train_inpainter  # noqa: E402
 
 METHODS = ("ffc", "median", "mean-fill")
-TARGET_RATIO = 0.7
+TARGET_RATIO = 0.6
+TARGET_FLOOR_HU = 1.0
+"""Issue 14's target, per phase: ffc MAE ≤ 0.6 × the median filter's, or within 1 HU of the noise-free floor."""
 REAL_CT = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "wasserth__TotalSegmentator"
 """``../shared/data/real/...`` beside the checkout (``--real-ct`` points elsewhere)."""
 
@@ -103,20 +105,13 @@ def noise_free_truth(dataset: Path, case: Case, seed: int, size: int) -> dict[st
     No method can know the noise inside the hole, so filling it with the noise-free truth is the best
     that can be done; its MAE is what the noise alone costs. Redrawn from the phantom's plan.
     """
-    from diff4mmlits.data.phantom import read_phantom_truth
-    from diff4mmlits.data.phantom.generate import draw_phase, plan_phantom_case
+    from diff4mmlits.data.phantom import noise_free_phases, read_phantom_truth
 
     index = int(case.case_id.rsplit("_", 1)[-1])
-    plan = plan_phantom_case(index, seed=seed, size=size)
     truth = read_phantom_truth(dataset, case.case_id)
-    clean = {}
-    for name in case.phases:
-        grid = plan.acquisition.grids[name]
-        sigma = [s / d for s, d in zip(plan.acquisition.blur_sigma_mm, grid.spacing_mm)]
-        blurred = ndimage.gaussian_filter(draw_phase(plan, name).hu_tumor_free, sigma=sigma, mode="nearest")
-        volume = truth.tumor_free[name].with_array(blurred.astype(np.float32))
-        clean[name] = warp_to_pvp(volume, case.annotated, truth.displacement_mm[name], order=1).array
-    return clean
+    clean = noise_free_phases(index, seed=seed, size=size)
+    return {name: warp_to_pvp(clean[name], case.annotated, truth.displacement_mm[name], order=1).array
+            for name in case.phases}
 
 
 # --- metrics ---------------------------------------------------------------------------------------
@@ -137,15 +132,29 @@ def masked_ssim(prediction: np.ndarray, truth: np.ndarray, hole: np.ndarray, win
     return float(np.concatenate(values).mean()) if values else float("nan")
 
 
+def fine_residual(image: np.ndarray) -> np.ndarray:
+    """The image minus its in-plane Gaussian blur (sigma 1 voxel): the scan's grain and noise, HU."""
+    image = np.asarray(image, dtype=np.float32)
+    return image - ndimage.gaussian_filter(image, sigma=(0, 1, 1))
+
+
 def score(prediction: np.ndarray, truth: np.ndarray, hole: np.ndarray, liver: np.ndarray,
           window_hu: tuple[float, float]) -> dict[str, float]:
-    """MAE, squared error sum, SSIM, conspicuity inside the hole of one phase."""
+    """MAE, squared error sum, SSIM, conspicuity and texture inside the hole of one phase.
+
+    Texture: the sd of the fill's fine residual in the hole over the truth's in its liver ring
+    (1: the fill carries the scan's grain; 0: smooth). A fill that minimises MAE is smooth: the noise
+    cannot be known, so its best estimate is the noise-free image.
+    """
     error = prediction[hole] - truth[hole]
     ring = liver_ring(hole, liver)
+    texture = float(fine_residual(prediction)[hole].std() / max(float(fine_residual(truth)[ring].std()), 1e-6)) \
+        if ring.any() else float("nan")
     return {
         "abs_sum": float(np.abs(error).sum()), "sq_sum": float((error ** 2).sum()), "count": int(hole.sum()),
         "ssim": masked_ssim(prediction, truth, hole, window_hu),
         "conspicuity": abs(float(prediction[hole].mean() - prediction[ring].mean())) if ring.any() else float("nan"),
+        "texture": texture,
     }
 
 
@@ -158,6 +167,7 @@ def summarise(scores: list[dict[str, float]], window_hu: tuple[float, float]) ->
         "psnr_db": float(20 * np.log10((window_hu[1] - window_hu[0]) / rmse)) if rmse > 0 else float("inf"),
         "ssim": float(np.nanmean([s["ssim"] for s in scores])),
         "conspicuity_hu": float(np.nanmean([s["conspicuity"] for s in scores])),
+        "texture": float(np.nanmean([s["texture"] for s in scores])),
     }
 
 
@@ -200,10 +210,11 @@ def evaluate(pairs, methods: dict[str, Inpainter | None], config: Config,
 
 def print_table(table: dict, title: str) -> None:
     print(f"\n{title}")
-    print(f"{'method':<22}{'phase':<6}{'MAE HU':>9}{'PSNR dB':>9}{'SSIM':>7}{'consp. HU':>11}")
+    print(f"{'method':<22}{'phase':<6}{'MAE HU':>9}{'PSNR dB':>9}{'SSIM':>7}{'consp. HU':>11}{'texture':>9}")
     for label, per in table.items():
         for phase, s in per.items():
-            print(f"{label:<22}{phase:<6}{s['mae_hu']:>9.2f}{s['psnr_db']:>9.2f}{s['ssim']:>7.3f}{s['conspicuity_hu']:>11.2f}")
+            print(f"{label:<22}{phase:<6}{s['mae_hu']:>9.2f}{s['psnr_db']:>9.2f}{s['ssim']:>7.3f}{s['conspicuity_hu']:>11.2f}"
+                  f"{s['texture']:>9.2f}")
 
 
 # --- speed -------------------------------------------------------------------------------------------
@@ -325,15 +336,16 @@ def main() -> int:
                   if args.registration == "truth" else None)
         table, timing = evaluate(pairs[args.train:], {"ffc": model, "median": None, "mean-fill": None}, config, floors)
         print_table(table, f"phantom, {args.cases - args.train} unseen cases, inside the inpainting mask:")
-        print(f"\ntarget ffc MAE ≤ {TARGET_RATIO} × median on every phase:")
+        print(f"\ntarget (issue 14), every phase: ffc MAE ≤ {TARGET_RATIO} × median, or ≤ {TARGET_FLOOR_HU} HU above "
+              "the noise-free floor:")
         passed = True
         for phase in PHASES:
-            ratio = table["ffc"][phase]["mae_hu"] / table["median"][phase]["mae_hu"]
-            passed &= ratio <= TARGET_RATIO
-            floor = ""
-            if "noise-free truth" in table:
-                floor = f"   (floor: noise-free truth / median = {table['noise-free truth'][phase]['mae_hu'] / table['median'][phase]['mae_hu']:.2f})"
-            print(f"  {phase:<4} ffc / median = {ratio:.2f}  {'ok' if ratio <= TARGET_RATIO else 'MISSED'}{floor}")
+            ffc = table["ffc"][phase]["mae_hu"]
+            ratio = ffc / table["median"][phase]["mae_hu"]
+            above = ffc - table["noise-free truth"][phase]["mae_hu"] if "noise-free truth" in table else float("nan")
+            met = ratio <= TARGET_RATIO or above <= TARGET_FLOOR_HU
+            passed &= met
+            print(f"  {phase:<4} ffc / median = {ratio:.2f}, ffc − floor = {above:+.2f} HU  {'ok' if met else 'MISSED'}")
         inpaint_s = sum(t for t, _ in timing.values())
         print(f"inpaint (all three methods, {args.cases - args.train} cases) took {inpaint_s:.1f} s; "
               f"ffc alone {timing['ffc'][0]:.1f} s")

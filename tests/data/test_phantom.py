@@ -16,6 +16,7 @@ from diff4mmlits.data.phantom import (
     TISSUES,
     TRUTH_FOLDER,
     make_phantom_case,
+    noise_free_phases,
     read_phantom_truth,
     write_phantom_dataset,
 )
@@ -161,6 +162,23 @@ def test_tumor_free_truth_equals_the_case_away_from_tumors(phantom_case) -> None
         np.testing.assert_array_equal(image[~near], free[~near])
         changed += int(np.sum(image[tumor] != free[tumor]))
     assert changed > 0, "the tumor-free truth should differ from the case inside tumors"
+
+
+def test_noise_free_phases_are_the_case_without_its_noise(phantom_case) -> None:
+    """Stored like the case's phases (case 0 has AP and DP stored flipped): the case minus its
+    noise-free twin is the noise alone, zero-mean at the site's level in every phase."""
+    case = phantom_case.case
+    clean = noise_free_phases(0, seed=0, size=32)
+    levels = phantom_case.truth.parameters["acquisition"]["noise_hu"]
+    for phase in PHASES:
+        assert clean[phase].same_grid(case.phases[phase])
+        body = clean[phase].array > -900  # away from air, where the int16 image is clipped at -1024
+        residual = case.phases[phase].array[body] - clean[phase].array[body]
+        assert abs(float(residual.mean())) < 2.0, phase
+        assert float(residual.std()) == pytest.approx(levels[phase], rel=0.15), phase
+    tumor_free = noise_free_phases(0, seed=0, size=32)["PVP"].array
+    with_tumors = noise_free_phases(0, seed=0, size=32, tumors=True)["PVP"].array
+    assert np.abs(with_tumors - tumor_free)[case.label.array == LABEL_TUMOR].mean() > 5.0
 
 
 def test_phase_labels_differ_only_by_breathing(phantom_case) -> None:

@@ -13,7 +13,7 @@ contrast timing), :mod:`.tumors`, :mod:`.breathing` (displacement fields), :mod:
 
 from diff4mmlits.data.phantom.acquisition import SITES
 from diff4mmlits.data.phantom.anatomy import TISSUES
-from diff4mmlits.data.phantom.generate import PhantomCase, PhantomTruth, make_phantom_case
+from diff4mmlits.data.phantom.generate import PhantomCase, PhantomTruth, make_phantom_case, noise_free_phases
 from diff4mmlits.data.phantom.writer import TRUTH_FOLDER, read_phantom_truth, write_phantom_case, write_phantom_dataset
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "PhantomCase",
     "PhantomTruth",
     "make_phantom_case",
+    "noise_free_phases",
     "read_phantom_truth",
     "write_phantom_case",
     "write_phantom_dataset",

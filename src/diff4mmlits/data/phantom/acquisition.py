@@ -158,12 +158,14 @@ def acquire(clean: list[np.ndarray], acquisition: Acquisition, phase: str, rng: 
     are identical wherever the blurred inputs are.
     """
     grid = acquisition.grids[phase]
-    sigma_voxels = [s / d for s, d in zip(acquisition.blur_sigma_mm, grid.spacing_mm)]
     grain = acquisition.noise_grain_voxels
     noise = ndimage.gaussian_filter(rng.standard_normal(grid.shape, dtype=np.float32), sigma=(0.3, grain, grain), mode="wrap")
     noise *= np.float32(acquisition.noise_hu[phase] / max(float(noise.std()), 1e-6))
-    out = []
-    for volume in clean:
-        blurred = ndimage.gaussian_filter(volume, sigma=sigma_voxels, mode="nearest")
-        out.append(np.clip(np.rint(blurred + noise), -1024, 3071).astype(np.int16))
-    return out
+    return [np.clip(np.rint(blur(volume, acquisition, phase) + noise), -1024, 3071).astype(np.int16) for volume in clean]
+
+
+def blur(clean: np.ndarray, acquisition: Acquisition, phase: str) -> np.ndarray:
+    """The scanner's PSF on a noise-free HU volume of ``phase``'s grid (HU, the input's float type):
+    what the scan would hold without noise."""
+    sigma_voxels = [s / d for s, d in zip(acquisition.blur_sigma_mm, acquisition.grids[phase].spacing_mm)]
+    return ndimage.gaussian_filter(clean, sigma=sigma_voxels, mode="nearest")

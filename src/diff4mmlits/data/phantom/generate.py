@@ -34,7 +34,15 @@ import numpy as np
 
 from diff4mmlits import LABEL_BACKGROUND, LABEL_LIVER, LABEL_TUMOR, PHASES
 from diff4mmlits.data.case import ANNOTATED_PHASE, Case
-from diff4mmlits.data.phantom.acquisition import SITES, Acquisition, Grid, acquire, sample_acquisition, stored_geometry
+from diff4mmlits.data.phantom.acquisition import (
+    SITES,
+    Acquisition,
+    Grid,
+    acquire,
+    blur,
+    sample_acquisition,
+    stored_geometry,
+)
 from diff4mmlits.data.phantom.anatomy import LIVER_TISSUES, TUMOR_TISSUES, Anatomy, render_anatomy, sample_anatomy
 from diff4mmlits.data.phantom.breathing import Breathing, sample_breathing
 from diff4mmlits.data.phantom.enhancement import Contrast, clean_hu, sample_contrast
@@ -221,6 +229,24 @@ def make_phantom_case(index: int, seed: int = 0, site: str = "default", size: in
         parameters=_parameters(plan, index, seed, site, size, pvp_points) | ({"patients": patients} if patients else {}),
     )
     return PhantomCase(case=case, truth=truth)
+
+
+def noise_free_phases(index: int, seed: int = 0, site: str = "default", size: int = 64, patients: str | None = None,
+                      tumors: bool = False) -> dict[str, Volume]:
+    """Case ``index``'s phases as its scanner would see them without noise (float32 HU, blurred by the
+    PSF), stored exactly as ``make_phantom_case`` stores the phases (same grid, flips and direction).
+
+    The noise is what no method can know: a fill of an inpainting hole that equals this volume (with
+    ``tumors=False``, the tumor-free twin) scores the lowest MAE any method can expect (the floor
+    of ``benchmarks/bench_inpaint.py``). Arguments as ``make_phantom_case``.
+    """
+    plan = plan_phantom_case(index, seed=seed, site=site, size=size, patients=patients)
+    volumes = {}
+    for phase in PHASES:
+        drawing = draw_phase(plan, phase)
+        clean = blur(drawing.hu if tumors else drawing.hu_tumor_free, plan.acquisition, phase)
+        volumes[phase] = _volume(clean.astype(np.float32), plan.acquisition.grids[phase], "image")
+    return volumes
 
 
 def _volume(array: np.ndarray, grid: Grid, kind: str) -> Volume:
