@@ -237,7 +237,7 @@ def noise_free_phases(index: int, seed: int = 0, site: str = "default", size: in
     PSF), stored exactly as ``make_phantom_case`` stores the phases (same grid, flips and direction).
 
     The noise is what no method can know: a fill of an inpainting hole that equals this volume (with
-    ``tumors=False``, the tumor-free twin) scores the lowest MAE any method can expect (the floor
+    ``tumors=False``, the tumor-free twin) scores about the lowest MAE a method can expect (the floor
     of ``benchmarks/bench_inpaint.py``). Arguments as ``make_phantom_case``.
     """
     plan = plan_phantom_case(index, seed=seed, site=site, size=size, patients=patients)
