@@ -102,8 +102,9 @@ def phantom_cases(dataset: Path, registration: str = "truth", config: Config | N
 def noise_free_truth(dataset: Path, case: Case, seed: int, size: int) -> dict[str, np.ndarray]:
     """The tumor-free phases *without noise* on the PVP grid (true fields): the floor of any fill.
 
-    No method can know the noise inside the hole, so filling it with the noise-free truth is the best
-    that can be done; its MAE is what the noise alone costs. Redrawn from the phantom's plan.
+    No method can know the noise inside the hole, so filling it with the noise-free truth is about the
+    best that can be done; its MAE is what the noise alone costs (not a strict floor: the linear warp
+    onto the PVP grid smooths the noisy truth it is compared with). Redrawn from the phantom's plan.
     """
     from diff4mmlits.data.phantom import noise_free_phases, read_phantom_truth
 
