@@ -105,6 +105,9 @@ class SegmentConfig(Section):
     grain_noise_vox: tuple[float, float] = (0.5, 1.5)
     """Range of its in-plane grain: Gaussian sigma, in voxels of the training data's own (median)
     spacing, as a reconstruction kernel's grain is (about 0.5–1.5 of a scan's pixels)."""
+    synthetic_grain_noise_prob: float | None = Field(default=None, ge=0.0, le=1.0)
+    """``grain_noise_prob`` for the synthetic samples alone (None: the same as the real ones'): the
+    synthetic cases then carry other scanners' noise while the real cases stay as scanned."""
     phase_dropout_prob: float = 0.25
     """Share of samples that lose one or more phases (not all), their channels filled as prediction
     fills a study's missing phases (segment/augment.py); 0 is off. On the phantom (five seeds) it

@@ -211,6 +211,10 @@ class HybridDataset(Dataset):
         self.rank = rank
         self.epoch = 0
         self.transforms = build_augmentation(plan, config)
+        grain = config.synthetic_grain_noise_prob
+        self.synthetic_transforms = (self.transforms if grain is None or grain == config.grain_noise_prob else
+                                     build_augmentation(plan, config.model_copy(update={"grain_noise_prob": grain})))
+        """The synthetic samples' augmentation: ``segment.synthetic_grain_noise_prob`` their grain."""
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -235,9 +239,10 @@ class HybridDataset(Dataset):
         prepared, is_synthetic = self.draw_case(rng)
         if prepared.label is None:
             raise ValueError(f"{prepared.case_id}: a training case needs a label")
-        self.transforms.set_random_state(seed=int(rng.integers(2**31 - 1)))
+        transforms = self.synthetic_transforms if is_synthetic else self.transforms
+        transforms.set_random_state(seed=int(rng.integers(2**31 - 1)))
         sample = {"image": torch.from_numpy(prepared.image), "label": torch.from_numpy(prepared.label[None].astype(np.int64))}
-        out = self.transforms(sample)
+        out = transforms(sample)
         out = out[0] if isinstance(out, list) else out
         return {
             "image": _plain(out["image"]).float(),
