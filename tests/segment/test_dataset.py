@@ -12,6 +12,11 @@ from diff4mmlits.config import resolve_config
 from diff4mmlits.segment.dataset import HybridDataset, prepare_case, resample_case
 from diff4mmlits.segment.plan import fingerprint, plan_segmenter
 
+ALWAYS = {"flip_prob": 1.0, "rotate_prob": 1.0, "scale_prob": 1.0, "noise_prob": 1.0, "blur_prob": 1.0,
+          "brightness_prob": 1.0, "contrast_prob": 1.0, "low_resolution_prob": 1.0, "gamma_prob": 1.0,
+          "gamma_inverted_prob": 1.0, "phase_dropout_prob": 1.0}
+NEVER = {key: 0.0 for key in ALWAYS}
+
 
 @pytest.fixture
 def setup(tiny_case):
@@ -46,12 +51,16 @@ def test_crops_are_biased_toward_tumors(setup) -> None:
     assert tumor_voxels > np.mean([(uniform[i]["label"] == 2).float().mean().item() for i in range(12)])
 
 
+def tumor_free_normal_cases(case, plan) -> list:
+    """``case`` with its tumors relabelled as liver, resampled to the plan: normal CT to paint into."""
+    label = case.label.with_array(np.minimum(case.label.array, 1))
+    return [resample_case(type(case)(case.case_id, case.phases, label), plan.target_spacing_mm)]
+
+
 def test_on_the_fly_synthesis_mixes_in_painted_cases(setup, painter) -> None:
     cases, config, plan = setup
     prepared = [prepare_case(cases[0], plan, config.phases)]
-    normal_case = cases[1]
-    normal_label = normal_case.label.with_array(np.minimum(normal_case.label.array, 1))  # tumor-free liver
-    normal = [resample_case(type(normal_case)(normal_case.case_id, normal_case.phases, normal_label), plan.target_spacing_mm)]
+    normal = tumor_free_normal_cases(cases[1], plan)
     config = config.model_copy(update={"synthetic_ratio": 0.5, "crop_class_ratios": (0.0, 0.0, 1.0)})
     dataset = HybridDataset(prepared, plan, config, 40, seed=0, normal=normal, painter=painter)
     items = [dataset[i] for i in range(40)]
@@ -65,9 +74,7 @@ def test_synthetic_grain_noise_reaches_the_synthetic_samples_alone(setup, painte
     exactly as without the setting."""
     cases, config, plan = setup
     prepared = [prepare_case(cases[0], plan, config.phases)]
-    normal_case = cases[1]
-    normal_label = normal_case.label.with_array(np.minimum(normal_case.label.array, 1))
-    normal = [resample_case(type(normal_case)(normal_case.case_id, normal_case.phases, normal_label), plan.target_spacing_mm)]
+    normal = tumor_free_normal_cases(cases[1], plan)
     # the other random steps off: a step added to MONAI's Compose shifts the seeds of those after it
     config = config.model_copy(update=NEVER | {"synthetic_ratio": 0.5, "grain_noise_prob": 0.0})
     plain = HybridDataset(prepared, plan, config, 12, seed=1, normal=normal, painter=painter)
@@ -88,12 +95,6 @@ def test_real_only_never_draws_synthetic(setup, painter) -> None:
     prepared = [prepare_case(c, plan, config.phases) for c in cases]
     dataset = HybridDataset(prepared, plan, config.model_copy(update={"synthetic_ratio": 0.9}), 10, seed=0)
     assert not any(dataset[i]["synthetic"] for i in range(10))
-
-
-ALWAYS = {"flip_prob": 1.0, "rotate_prob": 1.0, "scale_prob": 1.0, "noise_prob": 1.0, "blur_prob": 1.0,
-          "brightness_prob": 1.0, "contrast_prob": 1.0, "low_resolution_prob": 1.0, "gamma_prob": 1.0,
-          "gamma_inverted_prob": 1.0, "phase_dropout_prob": 1.0}
-NEVER = {key: 0.0 for key in ALWAYS}
 
 
 def test_nnunet_augmentation_is_seeded_and_keeps_labels_whole(setup) -> None:
