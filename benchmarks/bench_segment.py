@@ -18,7 +18,9 @@ The paper's Table V: ``--painter`` and ``--normal`` take several values, and ``m
 once per (normal CT, painter) pair with the same steps, synthetic share and seeds — diffusion- or
 CUT-painted tumors (``ldm``, ``cut``), painted into normal CT from the FFC inpainter or the median
 filter (``ffc``, ``median``). The models come from ``--painter-run RUN``, e.g. after
-``diff4mmlits demo`` and ``diff4mmlits train-translator --run RUN --painter``.
+``diff4mmlits demo`` and ``diff4mmlits train-translator --run RUN --painter``. ``--normal-extra N``
+adds the tumor-free CT of ``N`` unlabelled patients to every normal set: healthy scans of other
+anatomies to paint into, which need no annotation.
 
 Speed: training steps/s with and without on-the-fly synthesis (and the share of the loop spent
 waiting for data), and prediction seconds per case — the whole ``segment_case`` (channels,
@@ -292,6 +294,10 @@ def quality(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         print(f"normal CT: the tumor-free CT of {len(normal)} unlabelled {args.normal_site}-site cases", flush=True)
     painters = {method: load_bench_painter(args, train, method, normal) for method in args.painter}
     normal_sets = {source: normal_cases(args, train, normal, source) for source in args.normal}
+    if args.normal_extra:  # healthy scans of other patients: more anatomies to paint into, no annotation needed
+        _, extra, _ = make_cases(range(400, 400 + args.normal_extra), args.data_seed, args.normal_site, args.size, True)
+        normal_sets = {source: cases + extra for source, cases in normal_sets.items()}
+        print(f"normal CT: + the tumor-free CT of {len(extra)} unlabelled {args.normal_site}-site patients", flush=True)
     runs = [(variant, None, None, 0.0) for variant in args.variants if VARIANTS[variant]["synthetic"] == "none"]
     runs += [(variant, source, method, ratio) for variant in args.variants if VARIANTS[variant]["synthetic"] != "none"
              for source in args.normal for method in args.painter for ratio in args.ratio]
@@ -541,6 +547,9 @@ def main() -> int:
                         help="--normal truth: the tumor-free CT of the training cases (default), or of --train "
                              "unlabelled cases of the second site (other anatomies than its test cases): normal "
                              "CT from a new scanner, which needs no annotation, as a site adapting the model would")
+    parser.add_argument("--normal-extra", type=int, default=0,
+                        help="add to every --normal set the tumor-free CT of this many unlabelled --normal-site "
+                             "patients (phantom indices 400…): healthy scans of other anatomies to paint into")
     parser.add_argument("--synthetic", default="on-the-fly", choices=["on-the-fly", "offline"],
                         help="multi-syn: paint in the loader, or train on a pool painted once (as the pipeline does)")
     parser.add_argument("--pool", type=int, default=32, help="synthetic cases painted per painter with --synthetic offline")
