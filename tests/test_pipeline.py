@@ -72,6 +72,48 @@ def test_ingest_refuses_a_bad_dataset_with_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "run" / "manifest.json").exists()
 
 
+def healthy_scan(case_id: str, seed: int) -> Case:
+    """``tiny_case`` without its tumor: the label liver only."""
+    case = tiny_case(case_id, seed)
+    return Case(case_id, case.phases, case.label.with_array((case.label.array > 0).astype(case.label.array.dtype)))
+
+
+def test_healthy_scans_are_kept_out_of_every_split(tiny_dataset: Path, tmp_path: Path) -> None:
+    for i in range(2):
+        write_case_folder(healthy_scan(f"healthy_{i}", 10 + i), tiny_dataset / f"healthy_{i}")
+    without = ingest_dataset(tiny_dataset, RunFolder(tmp_path / "without"), resolve_config("smoke"))
+    assert "healthy" not in without["split"]  # an unused setting leaves the manifest as it was
+    assert len(sum((without["split"][k] for k in ("train", "validation", "test")), [])) == 7
+    config = resolve_config("smoke", overrides=["data.healthy_cases=healthy_*"])
+    run = RunFolder(tmp_path / "with")
+    manifest = ingest_dataset(tiny_dataset, run, config)
+    assert manifest["split"]["healthy"] == ["healthy_0", "healthy_1"]
+    rest = [i for k in ("train", "validation", "test") for i in manifest["split"][k]]
+    assert sorted(rest) == [f"case_{i:03d}" for i in range(5)]
+    # the real cases split as in a dataset without the healthy scans
+    plain = split_cases([f"case_{i:03d}" for i in range(5)], config.seed, config.data.test_fraction,
+                        config.data.validation_fraction)
+    assert {k: manifest["split"][k] for k in plain} == plain
+    assert run.split("healthy") == ["healthy_0", "healthy_1"]
+    assert run.case_ids(("train", "healthy"))[-2:] == ["healthy_0", "healthy_1"]
+    assert RunFolder(tmp_path / "without").split("healthy") == []
+
+
+def test_healthy_cases_that_are_not_healthy_or_missing_are_one_line(tiny_dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="'scan_\\*' matches no case"):
+        ingest_dataset(tiny_dataset, RunFolder(tmp_path / "a"), resolve_config("smoke", overrides=["data.healthy_cases=scan_*"]))
+    with pytest.raises(InputError, match="case_001: named in data.healthy_cases but its label holds a tumor"):
+        ingest_dataset(tiny_dataset, RunFolder(tmp_path / "b"), resolve_config("smoke", overrides=["data.healthy_cases=case_001"]))
+    assert not (tmp_path / "a" / "manifest.json").exists() and not (tmp_path / "b" / "manifest.json").exists()
+
+
+def test_healthy_cases_setting_takes_one_pattern_or_a_list() -> None:
+    assert resolve_config("smoke", overrides=["data.healthy_cases=healthy_*"]).data.healthy_cases == ("healthy_*",)
+    assert resolve_config("smoke", overrides=["data.healthy_cases=[a, b_*]"]).data.healthy_cases == ("a", "b_*")
+    assert resolve_config("smoke", overrides=["data.healthy_cases=a,b"]).data.healthy_cases == ("a", "b")
+    assert resolve_config("smoke").data.healthy_cases == ()
+
+
 def test_run_pipeline_writes_config_previews_report_and_skips_when_up_to_date(tiny_dataset: Path, tmp_path: Path, monkeypatch) -> None:
     calls: list[str] = []
     probe = Stage("probe", "counts its runs", lambda run, config: calls.append("probe"), ("preview",), ())

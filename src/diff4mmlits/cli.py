@@ -141,6 +141,7 @@ def phantom(
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="Cases generated in parallel (processes; default: the thread budget, see --threads). A case does not depend on it.")] = None,
     patients: Annotated[str | None, typer.Option("--patients", help="Scan another site's patients with --site's scanner: e.g. --site second --patients default gives the default site's cases (same anatomy, tumors of the same kinds and sizes) as the second site images them, so an out-of-distribution test measures the site alone.")] = None,
     modality: Annotated[str, typer.Option("--modality", help="ct (four phases), or mri: the same anatomy as a T1 post-contrast-like MRI study (PVP.nii.gz + label), for train-translator; use another --seed than the CT set so the patients differ.")] = "ct",
+    healthy: Annotated[int, typer.Option("--healthy", min=0, help="Also write this many healthy scans (healthy_000…: other patients without tumors, label liver only) to paint synthetic tumors into: run with --set data.healthy_cases=healthy_*.")] = 0,
 ) -> None:
     """Write the built-in four-phase phantom: misaligned phases, PVP labels and per-phase truth."""
     from diff4mmlits.data.phantom import SITES, TRUTH_FOLDER, write_phantom_dataset
@@ -153,6 +154,8 @@ def phantom(
         raise InputError(f"--patients {patients!r}: choose one of {', '.join(SITES)}")
     if patients is not None and modality == "mri":
         raise InputError("--patients is for the CT phantom; the MRI phantom draws its own patients (use --seed)")
+    if healthy and modality == "mri":
+        raise InputError("--healthy is for the CT phantom; the MRI phantom is for train-translator")
     start = time.time()
     if modality == "mri":
         from diff4mmlits.data.phantom.mri import write_mri_phantom_dataset
@@ -164,10 +167,13 @@ def phantom(
     from diff4mmlits.threads import worker_processes
 
     write_phantom_dataset(out, cases=cases, seed=seed, site=site, size=size,
-                          workers=workers or worker_processes(jobs=cases), patients=patients)
+                          workers=workers or worker_processes(jobs=cases + healthy), patients=patients, healthy=healthy)
     whose = f", the {patients} site's patients" if patients else ""
-    typer.echo(f"phantom: {cases} case(s) ({site} site{whose}, size {size}) written in {time.time() - start:.1f} s")
+    scans = f" and {healthy} healthy scan(s)" if healthy else ""
+    typer.echo(f"phantom: {cases} case(s){scans} ({site} site{whose}, size {size}) written in {time.time() - start:.1f} s")
     typer.echo(f"  dataset: {out}   (<case>/{{NC,AP,PVP,DP}}.nii.gz, label.nii.gz)")
+    if healthy:
+        typer.echo("  healthy scans: paint into them with 'diff4mmlits run DATASET --set data.healthy_cases=healthy_*'")
     typer.echo(f"  truth:   {out / TRUTH_FOLDER}   (per-phase labels, tumor-free images, displacement fields, tumors.json)")
 
 

@@ -8,6 +8,7 @@ applied on top).
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import html
 import logging
@@ -58,6 +59,31 @@ def split_cases(case_ids: list[str], seed: int, test_fraction: float, validation
     return {"train": sorted(train), "validation": sorted(validation), "test": sorted(test)}
 
 
+def healthy_case_ids(cases: Sequence[Case], patterns: Sequence[str]) -> list[str]:
+    """The ids of ``cases`` that ``data.healthy_cases`` names (ids or shell patterns), sorted.
+
+    Raises:
+        InputError: a pattern matches no case, or a named case has no liver or holds a tumor (a
+            healthy scan is labelled liver only: the painter needs its liver, and a tumor would be
+            painted over and lost).
+    """
+    ids = [case.case_id for case in cases]
+    for pattern in patterns:
+        if not fnmatch.filter(ids, pattern):
+            raise InputError(f"data.healthy_cases: {pattern!r} matches no case of the dataset; check the name or pattern")
+    healthy = sorted(i for i in ids if any(fnmatch.fnmatchcase(i, p) for p in patterns))
+    for case in cases:
+        if case.case_id not in healthy:
+            continue
+        if case.label is None or not (case.label.array == 1).any():
+            raise InputError(f"{case.case_id}: named in data.healthy_cases but its label holds no liver (1); "
+                             "label the liver of a healthy scan so tumors can be painted into it")
+        if (case.label.array > 1).any():
+            raise InputError(f"{case.case_id}: named in data.healthy_cases but its label holds a tumor (2); "
+                             "a healthy scan is labelled liver only; take it out of data.healthy_cases")
+    return healthy
+
+
 def describe_case(case: Case) -> dict[str, Any]:
     """Manifest entry of one case: phases with geometry and checksums, label volumes."""
     entry: dict[str, Any] = {"id": case.case_id, "phases": {}}
@@ -86,12 +112,18 @@ def ingest_dataset(dataset: str | Path, run: RunFolder, config: Config, require_
         log.warning("%s", warning)
     log.info("validate: %d case(s) in %s, no errors, %d warning(s)", len(report.rows), dataset, len(report.warnings))
     cases = load_dataset(dataset, require_label=require_label, annotated_phase=config.data.annotated_phase)
+    healthy = healthy_case_ids(cases, config.data.healthy_cases)
+    split = split_cases([c.case_id for c in cases if c.case_id not in healthy], config.seed,
+                        config.data.test_fraction, config.data.validation_fraction)
+    if healthy:  # the key only when used: a manifest without healthy scans stays as it was
+        split["healthy"] = healthy
+        log.info("validate: %d healthy scan(s) to paint into (data.healthy_cases), not in any split", len(healthy))
     manifest = {
         "dataset": str(dataset),
         "layout": detect_layout(dataset),
         "annotated_phase": config.data.annotated_phase,
         "cases": [describe_case(case) for case in cases],
-        "split": split_cases([c.case_id for c in cases], config.seed, config.data.test_fraction, config.data.validation_fraction),
+        "split": split,
     }
     run.save_manifest(manifest)
     return manifest

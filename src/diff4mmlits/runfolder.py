@@ -42,6 +42,10 @@ INPAINT_MASK = "inpaint_mask"
 """The closed and dilated tumor mask the inpainter filled, kept beside each normal case."""
 PROVENANCE_FILE = "provenance.json"
 QC_FILE = "qc.json"
+OPTIONAL_SPLITS = ("healthy",)
+"""Splits a manifest holds only when used (``healthy``: the tumor-free scans of ``data.healthy_cases``)."""
+PAINTED_SPLITS = ("train", "healthy")
+"""The cases whose normal CT synthetic tumors are painted into: the training cases and the healthy scans."""
 
 
 @dataclass(frozen=True)
@@ -186,8 +190,9 @@ class RunFolder:
         return Path(self.load_manifest()["dataset"])
 
     def split(self, name: str) -> list[str]:
-        """Case ids of a split: ``train``, ``validation`` or ``test`` (from the manifest)."""
-        return list(self.load_manifest()["split"][name])
+        """Case ids of a split: ``train``, ``validation``, ``test``, or ``healthy`` (the tumor-free scans
+        of ``data.healthy_cases``, only painted into; empty when the manifest has none)."""
+        return self.case_ids(name)
 
     def case_ids(self, split: str | Iterable[str] | None = None) -> list[str]:
         """The dataset's case ids, sorted; or those of one split, or of several splits one after the
@@ -195,7 +200,9 @@ class RunFolder:
         manifest = self.load_manifest()
         if split is None:
             return sorted(entry["id"] for entry in manifest["cases"])
-        return [case_id for name in ([split] if isinstance(split, str) else split) for case_id in manifest["split"][name]]
+        splits = manifest["split"]
+        return [case_id for name in ([split] if isinstance(split, str) else split)
+                for case_id in (splits.get(name, []) if name in OPTIONAL_SPLITS else splits[name])]
 
     def annotated_phase(self) -> str:
         """The phase the labels are drawn on, as the dataset was ingested (``manifest.json``)."""

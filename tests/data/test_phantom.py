@@ -22,7 +22,7 @@ from diff4mmlits.data.phantom import (
 )
 from diff4mmlits.data.phantom.anatomy import TISSUE_ID
 from diff4mmlits.data.phantom.breathing import CRANIOCAUDAL_MM
-from diff4mmlits.data.phantom.generate import draw_phase, plan_phantom_case
+from diff4mmlits.data.phantom.generate import HEALTHY_PATIENT_OFFSET, draw_phase, make_healthy_case, plan_phantom_case
 from diff4mmlits.errors import InputError
 
 DESIGN_HU = {  # DESIGN.md's table, "The built-in phantom"
@@ -343,3 +343,27 @@ def test_the_default_sites_patients_can_be_scanned_at_the_second_site() -> None:
     assert case.truth.parameters["site"] == "second" and case.truth.parameters["patients"] == "default"
     with pytest.raises(InputError, match="patients"):
         plan("second", "elsewhere")
+
+
+def test_a_healthy_scan_is_another_patients_tumor_free_twin_labelled_liver_only() -> None:
+    healthy = make_healthy_case(1, seed=0, size=24)
+    twin = make_phantom_case(HEALTHY_PATIENT_OFFSET + 1, seed=0, size=24)
+    assert healthy.case.case_id == "healthy_001" and twin.truth.tumors  # the patient had tumors
+    for phase in PHASES:
+        np.testing.assert_array_equal(healthy.case.phases[phase].array, twin.truth.tumor_free[phase].array)
+        assert set(np.unique(healthy.truth.phase_labels[phase].array)) == {0, 1}
+    np.testing.assert_array_equal(healthy.case.label.array > 0, twin.case.label.array > 0)  # the whole liver
+    assert healthy.truth.tumors == [] and not np.isin(healthy.truth.tissues.array, [i for i in TISSUES if i >= 30]).any()
+    assert healthy.case.label.array.max() == 1
+
+
+def test_cli_writes_healthy_scans_beside_the_cases(tmp_path, capsys) -> None:
+    out = tmp_path / "ph"
+    assert main(["phantom", str(out), "--cases", "1", "--healthy", "1", "--size", "24", "--workers", "1"]) == 0
+    assert "data.healthy_cases=healthy_*" in capsys.readouterr().out
+    scan = read_case_folder(out / "healthy_000")
+    np.testing.assert_array_equal(scan.phases["PVP"].array, make_healthy_case(0, seed=0, size=24).case.phases["PVP"].array)
+    assert scan.label.array.max() == 1 and (out / "case_000" / "PVP.nii.gz").is_file()
+    assert (out / TRUTH_FOLDER / "healthy_000" / "AP_displacement.nii.gz").is_file()
+    assert main(["phantom", str(tmp_path / "m"), "--modality", "mri", "--healthy", "1"]) == 2
+    assert "--healthy is for the CT phantom" in capsys.readouterr().err

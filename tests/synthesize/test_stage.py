@@ -8,10 +8,13 @@ from diff4mmlits import LABEL_TUMOR
 from diff4mmlits.checkpoint import file_sha256
 from diff4mmlits.cli import main
 from diff4mmlits.config import apply_overrides, resolve_config
+from diff4mmlits.data.case import Case
 from diff4mmlits.data.native import read_case_folder
 from diff4mmlits.errors import InputError
+from diff4mmlits.ingest import describe_case
 from diff4mmlits.pipeline import write_run_report
 from diff4mmlits.runfolder import RunFolder
+from diff4mmlits.segment.stage import read_offline_synthetic
 from diff4mmlits.synthesize.painters import load_painter
 from diff4mmlits.synthesize.stage import stage_synthesize, stage_train_autoencoder, stage_train_synthesizer
 from finished_stages import mark_finished, put_case, write_manifest
@@ -85,6 +88,29 @@ def test_the_three_stages_write_models_synthetic_cases_and_provenance(run_folder
     after = read_case_folder(run_folder.synthetic_dir / "toy1_s000")
     assert all(np.array_equal(before.phases[p].array, after.phases[p].array) for p in before.phase_names)
     assert not (run_folder.synthetic_dir / "toy1_s001").exists()
+
+
+def test_healthy_scans_are_painted_into_after_the_training_cases(tmp_path):
+    run = inpainted_run(tmp_path / "run")
+    normal = toy_pair(9)[1]  # tumor-free, liver label only: a healthy scan (data.healthy_cases)
+    healthy = Case("healthy_0", normal.phases, normal.label)
+    put_case(run, "registered", healthy)
+    put_case(run, "normal", healthy)
+    manifest = run.load_manifest()
+    manifest["cases"].append(describe_case(healthy))
+    manifest["split"]["healthy"] = ["healthy_0"]
+    run.save_manifest(manifest)
+    config = apply_overrides(run.load_config(), ["synthesize.method=handcrafted"])
+    stage_synthesize(run, config)
+    folders = sorted(p.name for p in run.synthetic_dir.iterdir() if p.is_dir())
+    assert folders == ["healthy_0_s000", "toy0_s000", "toy1_s000", "toy2_s000"]
+    provenance = json.loads((run.synthetic_dir / "healthy_0_s000" / "provenance.json").read_text())
+    assert provenance["normal_case"] == "healthy_0" and provenance["seed"] == [config.seed, 3, 0]
+    # the training cases keep the seeds they have without healthy scans
+    assert json.loads((run.synthetic_dir / "toy2_s000" / "provenance.json").read_text())["seed"] == [config.seed, 2, 0]
+    assert (read_case_folder(run.synthetic_dir / "healthy_0_s000").label.array == LABEL_TUMOR).any()
+    # the segmenter trains on every one of them; the validation case's normal CT is never painted
+    assert sorted(c.case_id for c in read_offline_synthetic(run)) == folders
 
 
 def test_cli_commands(tmp_path, capsys):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+from pydantic import field_validator
+
 from diff4mmlits import Phase
 from diff4mmlits.settings import Section
 
@@ -16,6 +18,19 @@ class DataConfig(Section):
     """Share of cases held out from every training stage, for evaluation (at least one case)."""
     validation_fraction: float = 0.2
     """Share of the remaining cases used for validation during training."""
+    healthy_cases: tuple[str, ...] = ()
+    """Case ids or shell patterns (``healthy_*``) of tumor-free scans, labelled liver only: normal CT
+    that synthetic tumors are painted into (paper step 3), never a training, validation or test case.
+    More anatomies to paint into is what made the synthetic cases help (docs/synthesize.md)."""
+
+    @field_validator("healthy_cases", mode="before")
+    @classmethod
+    def _parse_patterns(cls, value: Any) -> tuple[str, ...]:
+        """One pattern, a comma-separated string (``--set data.healthy_cases=healthy_*``) or a list."""
+        if value is None:
+            return ()
+        names = value.split(",") if isinstance(value, str) else list(value)
+        return tuple(str(n).strip() for n in names if str(n).strip())
 
 
 class PhantomConfig(Section):

@@ -1,8 +1,8 @@
 """Run-folder side of the segment stage: what ``train`` and ``predict`` read and write.
 
 ``train``: registered cases of the train and validation splits (``RUN/registered/``), synthetic
-cases (``RUN/synthetic/``, offline) or the normal CT of the *train* split (``RUN/normal/``, for
-on-the-fly synthesis) → ``RUN/models/segmenter/``. ``predict``: one case folder or a dataset of
+cases (``RUN/synthetic/``, offline) or the normal CT of the *train* split and the healthy scans
+(``RUN/normal/``, for on-the-fly synthesis) → ``RUN/models/segmenter/``. ``predict``: one case folder or a dataset of
 any layout, registered here when it is not already → ``OUTPUT/<case>.nii.gz`` on each case's
 annotated-phase grid.
 """
@@ -24,7 +24,7 @@ from diff4mmlits.distributed import DistributedContext, cleanup_distributed, ini
 from diff4mmlits.errors import InputError
 from diff4mmlits.progress import progress
 from diff4mmlits.register import register_case
-from diff4mmlits.runfolder import RunFolder
+from diff4mmlits.runfolder import PAINTED_SPLITS, RunFolder
 from diff4mmlits.segment.config import SegmentConfig
 from diff4mmlits.segment.dataset import TumorPainter
 from diff4mmlits.segment.predict import Segmenter, load_segmenter, locate_liver, segment_case
@@ -71,7 +71,7 @@ def train_run(run: RunFolder, config: Config, resume: bool = False, context: Dis
         if seg.synthetic == "offline" and seg.synthetic_ratio > 0:
             synthetic = read_offline_synthetic(run)
         elif seg.synthetic == "on-the-fly" and seg.synthetic_ratio > 0:
-            normal = run.read_cases("normal", "train")
+            normal = run.read_cases("normal", PAINTED_SPLITS)
             if painter is None:
                 painter = load_painter_for(run, config, painter_device(seg, context.device))
         return train_model(train_cases, val_cases, seg, run.segmenter_dir, seed=config.seed, context=context,
@@ -98,8 +98,9 @@ def stage_train(run: RunFolder, config: Config, resume: bool = False, echo: Call
 
 
 def read_offline_synthetic(run: RunFolder) -> list[Case]:
-    """Synthetic cases made from train-split normal CT only (validation and test never leak in)."""
-    cases = run.read_cases("synthetic", "train")
+    """Synthetic cases painted into the normal CT of the training cases and healthy scans only
+    (validation and test never leak in)."""
+    cases = run.read_cases("synthetic", PAINTED_SPLITS)
     if not cases:
         raise InputError("no synthetic case made from a training case; run 'diff4mmlits synthesize' first "
                          "or use --synthetic none", run.synthetic_dir)

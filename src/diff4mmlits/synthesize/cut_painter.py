@@ -38,7 +38,7 @@ from diff4mmlits.config import Config
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.intensity import IntensityMap
 from diff4mmlits.errors import InputError
-from diff4mmlits.runfolder import RunFolder
+from diff4mmlits.runfolder import PAINTED_SPLITS, RunFolder
 from diff4mmlits.synthesize.contrast import TumorContrast
 from diff4mmlits.synthesize.crops import crop_box, dilate_tumor_mask, extract_crop
 from diff4mmlits.synthesize.painting import largest_semi_axis_mm, paint_tumors
@@ -114,8 +114,9 @@ def painter_settings(config: Config) -> TranslateConfig:
 
 
 def train_cut_painter(run: RunFolder, config: Config, resume: bool = False) -> Path:
-    """``train-translator --run RUN --painter``: train the CUT tumor painter on the run's normal and registered cases."""
-    normal = run.read_cases("normal", "train")
+    """``train-translator --run RUN --painter``: train the CUT tumor painter on the run's normal CT (training
+    cases and healthy scans) and the training cases' real tumors."""
+    normal = run.read_cases("normal", PAINTED_SPLITS)
     real = run.read_cases("registered", "train")
     data = painter_training_data(normal, real, config, np.random.default_rng([config.seed, 31]))
     log.info("cut painter: %d normal crops with random masks, %d real tumor crops", len(data.source.images), len(data.target.images))

@@ -1,10 +1,10 @@
 """The synthesize stages over a run folder: what they read, what they write.
 
-* ``train-autoencoder``: ``normal/<case>/`` (training split; validation split for the metrics)
-  → ``models/autoencoder/``.
+* ``train-autoencoder``: ``normal/<case>/`` (training split and the healthy scans of
+  ``data.healthy_cases``; validation split for the metrics) → ``models/autoencoder/``.
 * ``train-synthesizer``: ``registered/<case>/`` (training split, real tumors) and the autoencoder
   → ``models/diffusion/`` (paper mode) or ``models/diffusion-joint/``.
-* ``synthesize``: ``normal/<case>/`` (training split) → ``synthetic/<case>_s<NNN>/`` with
+* ``synthesize``: ``normal/<case>/`` (training split, then the healthy scans) → ``synthetic/<case>_s<NNN>/`` with
   ``<PHASE>.nii.gz``, ``label.nii.gz``, ``provenance.json``; ``synthetic/summary.json``;
   ``report/figures/synthesis_*.png``.
 
@@ -28,7 +28,7 @@ from diff4mmlits.distributed import barrier, init_distributed, shard
 from diff4mmlits.errors import InputError
 from diff4mmlits.files import write_json_atomic
 from diff4mmlits.progress import progress
-from diff4mmlits.runfolder import PROVENANCE_FILE, RunFolder
+from diff4mmlits.runfolder import PAINTED_SPLITS, PROVENANCE_FILE, RunFolder
 from diff4mmlits.stage import Stage
 from diff4mmlits.synthesize.cut_painter import train_cut_painter
 from diff4mmlits.synthesize.painters import load_painter
@@ -41,12 +41,12 @@ SUMMARY_FILE = "summary.json"
 
 # --- training ------------------------------------------------------------------------------------
 def stage_train_autoencoder(run: RunFolder, config: Config, resume: bool = False) -> dict[str, Any]:
-    """Train the VQVAE on the normal CT of the training cases (and, a share of the patches, their real
-    tumors); validation cases give the metrics."""
+    """Train the VQVAE on the normal CT of the training cases and healthy scans (and, a share of the
+    patches, the training cases' real tumors); validation cases give the metrics."""
     from diff4mmlits.synthesize.train_autoencoder import train_autoencoder
 
     context = init_distributed(config.device)
-    train = run.read_cases("normal", "train")
+    train = run.read_cases("normal", PAINTED_SPLITS)
     validation = run.read_cases("normal", "validation")
     tumors = run.read_cases("registered", "train") if config.autoencoder.tumor_patch_fraction > 0 else None
     folder = run.autoencoder_dir
@@ -98,8 +98,8 @@ def stage_synthesize(run: RunFolder, config: Config) -> dict[str, Any]:
         raise InputError(f"--per-case {per_case}: must be at least 1")
     context = init_distributed(config.device)
     painter = load_painter(run, method=method, mode=mode, device=context.device, config=config)
-    case_ids = sorted(run.split("train"))
-    if not case_ids:
+    case_ids = sorted(run.split("train")) + sorted(run.split("healthy"))  # training cases first: their seeds
+    if not run.split("train"):                                                # do not depend on healthy scans
         raise InputError("the training split is empty; nothing to synthesize from", run.manifest_path)
     models = {}
     for name, folder in (("autoencoder", run.autoencoder_dir), (run.diffusion_dir(mode).name, run.diffusion_dir(mode))):

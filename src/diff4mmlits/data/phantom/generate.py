@@ -231,6 +231,33 @@ def make_phantom_case(index: int, seed: int = 0, site: str = "default", size: in
     return PhantomCase(case=case, truth=truth)
 
 
+HEALTHY_PATIENT_OFFSET = 400
+"""Healthy scan ``i`` is phantom patient ``400 + i`` (other patients than the cases ``0…399``)."""
+
+
+def make_healthy_case(index: int, seed: int = 0, site: str = "default", size: int = 64) -> PhantomCase:
+    """Healthy scan ``index`` (``healthy_{index:03d}``): phantom patient ``HEALTHY_PATIENT_OFFSET + index``
+    as its tumor-free twin — the same phases, noise and breathing without the tumors, the label liver
+    only (tumor voxels become liver, 1). The normal CT a site has in plenty and needs no tumor drawn
+    for: ``data.healthy_cases`` paints synthetic tumors into such scans (paper step 3)."""
+    phantom = make_phantom_case(HEALTHY_PATIENT_OFFSET + index, seed=seed, site=site, size=size)
+    truth = phantom.truth
+
+    def liver_only(label: Volume) -> Volume:
+        return label.with_array(np.minimum(label.array, LABEL_LIVER).astype(label.array.dtype))
+
+    labels = {phase: liver_only(label) for phase, label in truth.phase_labels.items()}
+    tissues = truth.tissues.array.copy()
+    tissues[np.isin(tissues, TUMOR_TISSUES)] = LIVER_TISSUES[0]
+    case = Case(case_id=f"healthy_{index:03d}", phases=dict(truth.tumor_free), label=labels[ANNOTATED_PHASE])
+    healthy = PhantomTruth(
+        phase_labels=MappingProxyType(labels), tumor_free=truth.tumor_free, displacement_mm=truth.displacement_mm,
+        tumors=[], tissues=truth.tissues.with_array(tissues),
+        parameters={**truth.parameters, "healthy_of_patient": HEALTHY_PATIENT_OFFSET + index},
+    )
+    return PhantomCase(case=case, truth=healthy)
+
+
 def noise_free_phases(index: int, seed: int = 0, site: str = "default", size: int = 64, patients: str | None = None,
                       tumors: bool = False) -> dict[str, Volume]:
     """Case ``index``'s phases as its scanner would see them without noise (float32 HU, blurred by the

@@ -3,6 +3,7 @@
 ::
 
     OUT/<case>/{NC,AP,PVP,DP}.nii.gz, label.nii.gz          what any dataset holds (label on PVP)
+    OUT/healthy_NNN/…                                        with ``healthy``: tumor-free scans, liver label only
     OUT/_truth/phantom.json                                  seed, site, size, cases, tissue ids
     OUT/_truth/<case>/<PHASE>_label.nii.gz                    label on that phase's grid
     OUT/_truth/<case>/<PHASE>_tumor_free.nii.gz               the phase without tumors (same noise)
@@ -28,6 +29,7 @@ from diff4mmlits.data.phantom.generate import (
     PhantomCase,
     PhantomTruth,
     check_phantom_arguments,
+    make_healthy_case,
     make_phantom_case,
 )
 from diff4mmlits.errors import InputError
@@ -54,15 +56,20 @@ def write_phantom_case(phantom: PhantomCase, out: str | Path) -> Path:
     return folder
 
 
-def _make_and_write(out: Path, index: int, seed: int, site: str, size: int, patients: str | None = None) -> str:
-    phantom = make_phantom_case(index, seed=seed, site=site, size=size, patients=patients)
+def _make_and_write(out: Path, index: int, seed: int, site: str, size: int, patients: str | None = None,
+                    healthy: bool = False) -> str:
+    if healthy:
+        phantom = make_healthy_case(index, seed=seed, site=site, size=size)
+    else:
+        phantom = make_phantom_case(index, seed=seed, site=site, size=size, patients=patients)
     write_phantom_case(phantom, out)
     return phantom.case.case_id
 
 
 def write_phantom_dataset(out: str | Path, cases: int, seed: int, site: str = "default", size: int = 64,
-                          workers: int = 1, patients: str | None = None) -> Path:
-    """Generate ``cases`` phantom cases (``case_000``…) into ``out``; returns ``out``.
+                          workers: int = 1, patients: str | None = None, healthy: int = 0) -> Path:
+    """Generate ``cases`` phantom cases (``case_000``…) and ``healthy`` healthy scans (``healthy_000``…,
+    :func:`~diff4mmlits.data.phantom.generate.make_healthy_case`) into ``out``; returns ``out``.
 
     Args:
         out: dataset folder (created; existing phantom files of the same case ids are replaced).
@@ -73,6 +80,7 @@ def write_phantom_dataset(out: str | Path, cases: int, seed: int, site: str = "d
         workers: processes generating cases in parallel (1: in this process).
         patients: scan this site's patients with ``site``'s scanner (the same patients at another
             site, generate.py); None: ``site``'s own.
+        healthy: tumor-free scans of other patients, labelled liver only (``data.healthy_cases``).
 
     Raises:
         InputError: ``out`` is a file, ``cases`` or ``workers`` below 1, or a bad ``site``/``size``/``patients``.
@@ -84,18 +92,22 @@ def write_phantom_dataset(out: str | Path, cases: int, seed: int, site: str = "d
         raise InputError(f"--cases {cases}: generate at least one case")
     if workers < 1:
         raise InputError(f"--workers {workers}: use at least one worker")
+    if healthy < 0:
+        raise InputError(f"--healthy {healthy}: give 0 or more healthy scans")
     check_phantom_arguments(0, seed, site, size, patients)
     out.mkdir(parents=True, exist_ok=True)
-    bar = progress(total=cases, desc="phantom", unit="case")
+    bar = progress(total=cases + healthy, desc="phantom", unit="case")
     case_ids = []
+    todo = [(index, False) for index in range(cases)] + [(index, True) for index in range(healthy)]
     if workers == 1:
-        for index in range(cases):
-            case_ids.append(_make_and_write(out, index, seed, site, size, patients))
+        for index, is_healthy in todo:
+            case_ids.append(_make_and_write(out, index, seed, site, size, patients, is_healthy))
             bar.update(1)
     else:
         pool = ProcessPoolExecutor(max_workers=workers)
         try:
-            jobs = [pool.submit(_make_and_write, out, index, seed, site, size, patients) for index in range(cases)]
+            jobs = [pool.submit(_make_and_write, out, index, seed, site, size, patients, is_healthy)
+                    for index, is_healthy in todo]
             for job in jobs:
                 case_ids.append(job.result())
                 bar.update(1)
