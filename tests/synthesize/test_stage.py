@@ -101,7 +101,7 @@ def test_healthy_scans_are_painted_into_after_the_training_cases(tmp_path):
     manifest["split"]["healthy"] = ["healthy_0"]
     run.save_manifest(manifest)
     config = apply_overrides(run.load_config(), ["synthesize.method=handcrafted"])
-    stage_synthesize(run, config)
+    assert stage_synthesize(run, config)["healthy_scans"] == 1
     folders = sorted(p.name for p in run.synthetic_dir.iterdir() if p.is_dir())
     assert folders == ["healthy_0_s000", "toy0_s000", "toy1_s000", "toy2_s000"]
     provenance = json.loads((run.synthetic_dir / "healthy_0_s000" / "provenance.json").read_text())

@@ -44,7 +44,9 @@ def synthesis_section(run: RunFolder, report_dir: Path) -> str:
                              f"{real['mean']:+.1f} ± {real['std']:.1f} (n={real['count']})" if real else "–",
                              f"{synthetic['mean']:+.1f} ± {synthetic['std']:.1f} (n={synthetic['count']})" if synthetic else "–"])
         method = summary["method"] + (f" ({summary['mode']} mode)" if summary.get("mode") else "")
-        parts.append(f"<p>{summary['cases']} synthetic case(s) by {html.escape(method)}, {summary['per_case']} per training case, "
+        healthy = summary.get("healthy_scans", 0)
+        into = f"per training case and healthy scan ({healthy} healthy)" if healthy else "per training case"
+        parts.append(f"<p>{summary['cases']} synthetic case(s) by {html.escape(method)}, {summary['per_case']} {into}, "
                      f"{summary['seconds_per_case']:.2f} s per case.</p>")
         quality = summary.get("quality")
         if quality:

@@ -143,6 +143,7 @@ def summarize_synthesis(run: RunFolder, config: Config, method: str, mode: str, 
     real_tumors = [t for case in real for t in measure_tumor_contrasts(case)]
     summary = {
         "method": method, "mode": mode if method == "ldm" else None, "per_case": per_case, "cases": len(synthetic),
+        "healthy_scans": len(run.split("healthy")),
         "seconds_per_case": round(seconds_per_case, 3),
         "contrast_hu": {"synthetic": summarize_contrasts(synthetic_tumors), "real": summarize_contrasts(real_tumors)},
         "edge_fraction": {"synthetic": summarize_edges(synthetic_tumors), "real": summarize_edges(real_tumors)},
