@@ -78,3 +78,35 @@ def test_keyboard_interrupt(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
     monkeypatch.setattr(cli, "app", interrupted)
     assert main(["validate", str(tmp_path)]) == 130
     assert "interrupted" in capsys.readouterr().err
+
+
+def test_export_nnunet_of_a_run_leaves_its_healthy_scans_out(tmp_path) -> None:
+    import json
+
+    from builders import liver_case
+    from diff4mmlits.config import resolve_config
+    from diff4mmlits.data.case import Case
+    from diff4mmlits.runfolder import RunFolder
+    from finished_stages import put_case, write_manifest
+
+    run = RunFolder(tmp_path / "run")
+    run.root.mkdir()
+    run.save_config(resolve_config("smoke"))
+    cases = [liver_case(f"case_{i}", seed=i, shape=(12, 12, 12)) for i in range(3)]
+    scan = liver_case("healthy_0", seed=9, shape=(12, 12, 12))
+    healthy = Case("healthy_0", scan.phases, scan.label.with_array((scan.label.array > 0).astype(scan.label.array.dtype)))
+    for case in [*cases, healthy]:
+        put_case(run, "registered", case)
+    for source in ("case_0", "healthy_0"):
+        painted = Case(f"{source}_s000", cases[0].phases, cases[0].label)
+        put_case(run, "synthetic", painted, **{"provenance.json": {"case": painted.case_id, "normal_case": source}})
+    write_manifest(run, [*cases, healthy], train=["case_0", "case_1"], validation=[], test=["case_2"])
+    manifest = run.load_manifest()
+    manifest["split"]["healthy"] = ["healthy_0"]
+    run.save_manifest(manifest)
+    assert main(["export-nnunet", "--run", str(run.root), str(tmp_path / "raw"), "--dataset-id", "7", "--folds", "2"]) == 0
+    target = tmp_path / "raw" / "Dataset007_Diff4MMLiTS"
+    assert sorted(p.name for p in (target / "labelsTr").iterdir()) == [
+        "case_0.nii.gz", "case_0_s000.nii.gz", "case_1.nii.gz", "healthy_0_s000.nii.gz"]
+    splits = json.loads((target / "splits_final.json").read_text())
+    assert all("healthy_0_s000" in fold["train"] for fold in splits)  # no fold validates the healthy patient

@@ -248,13 +248,15 @@ def export_nnunet(
 
 
 def _run_export_cases(run_dir: Path, extra: list[Any]) -> tuple[list[Any], dict[str, Any]]:
-    """A run folder's registered cases (all splits) and synthetic cases, with patients and the test split."""
+    """A run folder's registered cases (all splits; not its healthy scans, which are only painted into)
+    and synthetic cases, with patients and the test split."""
     from diff4mmlits.runfolder import RunFolder
 
     run = RunFolder(run_dir)
     if not run.exists():
         raise InputError("not a run folder (no config.yaml); give the folder 'diff4mmlits run' wrote", run_dir)
-    registered = run.read_cases("registered", require_label=False)
+    healthy = set(run.split("healthy")) if run.manifest_path.is_file() else set()
+    registered = [c for c in run.read_cases("registered", require_label=False) if c.case_id not in healthy]
     synthetic_ids = run.complete_case_ids("synthetic") if run.area_dir("synthetic").is_dir() else []
     synthetic = [run.read_case("synthetic", case_id) for case_id in synthetic_ids]
     patients = {case_id: run.case_source("synthetic", case_id) or case_id for case_id in synthetic_ids}
