@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from diff4mmlits import LABEL_LIVER, LABEL_TUMOR
 from diff4mmlits.config import Config, apply_overrides, resolve_config
 from diff4mmlits.data.case import Case, liver_and_tumor_volume_ml
 from diff4mmlits.data.dataset import detect_layout, load_dataset
@@ -71,17 +72,17 @@ def healthy_case_ids(cases: Sequence[Case], patterns: Sequence[str]) -> list[str
     for pattern in patterns:
         if not fnmatch.filter(ids, pattern):
             raise InputError(f"data.healthy_cases: {pattern!r} matches no case of the dataset; check the name or pattern")
-    healthy = sorted(i for i in ids if any(fnmatch.fnmatchcase(i, p) for p in patterns))
+    healthy = {i for i in ids if any(fnmatch.fnmatchcase(i, p) for p in patterns)}
     for case in cases:
         if case.case_id not in healthy:
             continue
-        if case.label is None or not (case.label.array == 1).any():
+        if case.label is None or not (case.label.array == LABEL_LIVER).any():
             raise InputError(f"{case.case_id}: named in data.healthy_cases but its label holds no liver (1); "
                              "label the liver of a healthy scan so tumors can be painted into it")
-        if (case.label.array > 1).any():
+        if (case.label.array == LABEL_TUMOR).any():
             raise InputError(f"{case.case_id}: named in data.healthy_cases but its label holds a tumor (2); "
                              "a healthy scan is labelled liver only; take it out of data.healthy_cases")
-    return healthy
+    return sorted(healthy)
 
 
 def describe_case(case: Case) -> dict[str, Any]:

@@ -365,5 +365,8 @@ def test_cli_writes_healthy_scans_beside_the_cases(tmp_path, capsys) -> None:
     np.testing.assert_array_equal(scan.phases["PVP"].array, make_healthy_case(0, seed=0, size=24).case.phases["PVP"].array)
     assert scan.label.array.max() == 1 and (out / "case_000" / "PVP.nii.gz").is_file()
     assert (out / TRUTH_FOLDER / "healthy_000" / "AP_displacement.nii.gz").is_file()
+    with pytest.raises(InputError, match="at most 400 cases"):
+        write_phantom_dataset(tmp_path / "many", cases=401, seed=0, healthy=1)
+    assert not (tmp_path / "many").exists()
     assert main(["phantom", str(tmp_path / "m"), "--modality", "mri", "--healthy", "1"]) == 2
     assert "--healthy is for the CT phantom" in capsys.readouterr().err

@@ -26,6 +26,7 @@ from diff4mmlits.data.io import read_displacement_field, read_volume, write_disp
 from diff4mmlits.data.native import write_case_folder
 from diff4mmlits.data.phantom.anatomy import TISSUES
 from diff4mmlits.data.phantom.generate import (
+    HEALTHY_PATIENT_OFFSET,
     PhantomCase,
     PhantomTruth,
     check_phantom_arguments,
@@ -83,7 +84,8 @@ def write_phantom_dataset(out: str | Path, cases: int, seed: int, site: str = "d
         healthy: tumor-free scans of other patients, labelled liver only (``data.healthy_cases``).
 
     Raises:
-        InputError: ``out`` is a file, ``cases`` or ``workers`` below 1, or a bad ``site``/``size``/``patients``.
+        InputError: ``out`` is a file, ``cases`` or ``workers`` below 1, a bad ``site``/``size``/``patients``,
+            or healthy scans beside more than ``HEALTHY_PATIENT_OFFSET`` cases.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -94,6 +96,9 @@ def write_phantom_dataset(out: str | Path, cases: int, seed: int, site: str = "d
         raise InputError(f"--workers {workers}: use at least one worker")
     if healthy < 0:
         raise InputError(f"--healthy {healthy}: give 0 or more healthy scans")
+    if healthy and cases > HEALTHY_PATIENT_OFFSET:
+        raise InputError(f"--cases {cases} with --healthy: at most {HEALTHY_PATIENT_OFFSET} cases (the healthy "
+                         f"scans are patients {HEALTHY_PATIENT_OFFSET}…, which more cases would repeat)")
     check_phantom_arguments(0, seed, site, size, patients)
     out.mkdir(parents=True, exist_ok=True)
     bar = progress(total=cases + healthy, desc="phantom", unit="case")
