@@ -58,6 +58,7 @@ import clinical  # noqa: E402  (benchmarks/clinical.py)
 from diff4mmlits.config import resolve_config  # noqa: E402
 from diff4mmlits.data.case import Case  # noqa: E402
 from diff4mmlits.data.io import from_sitk, to_sitk  # noqa: E402
+from diff4mmlits.data.phantom.generate import HEALTHY_PATIENT_OFFSET  # noqa: E402
 from diff4mmlits.data.volume import Volume  # noqa: E402
 from diff4mmlits.evaluate.metrics import SIZE_CLASSES, case_metrics  # noqa: E402
 from diff4mmlits.evaluate.tables import PAPER_METRICS, pooled_metrics  # noqa: E402
@@ -295,7 +296,8 @@ def quality(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     painters = {method: load_bench_painter(args, train, method, normal) for method in args.painter}
     normal_sets = {source: normal_cases(args, train, normal, source) for source in args.normal}
     if args.normal_extra:  # healthy scans of other patients: more anatomies to paint into, no annotation needed
-        _, extra, _ = make_cases(range(400, 400 + args.normal_extra), args.data_seed, args.normal_site, args.size, True)
+        first = HEALTHY_PATIENT_OFFSET  # the phantom's healthy scans: other patients than every split's
+        _, extra, _ = make_cases(range(first, first + args.normal_extra), args.data_seed, args.normal_site, args.size, True)
         normal_sets = {source: cases + extra for source, cases in normal_sets.items()}
         print(f"normal CT: + the tumor-free CT of {len(extra)} unlabelled {args.normal_site}-site patients", flush=True)
     runs = [(variant, None, None, 0.0) for variant in args.variants if VARIANTS[variant]["synthetic"] == "none"]

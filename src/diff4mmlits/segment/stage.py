@@ -2,9 +2,9 @@
 
 ``train``: registered cases of the train and validation splits (``RUN/registered/``), synthetic
 cases (``RUN/synthetic/``, offline) or the normal CT of the *train* split and the healthy scans
-(``RUN/normal/``, for on-the-fly synthesis) → ``RUN/models/segmenter/``. ``predict``: one case folder or a dataset of
-any layout, registered here when it is not already → ``OUTPUT/<case>.nii.gz`` on each case's
-annotated-phase grid.
+(``RUN/normal/``, for on-the-fly synthesis) → ``RUN/models/segmenter/``. ``predict``: one case
+folder or a dataset of any layout, registered here when it is not already → ``OUTPUT/<case>.nii.gz``
+on each case's annotated-phase grid.
 """
 
 from __future__ import annotations

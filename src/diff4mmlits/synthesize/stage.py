@@ -98,9 +98,10 @@ def stage_synthesize(run: RunFolder, config: Config) -> dict[str, Any]:
         raise InputError(f"--per-case {per_case}: must be at least 1")
     context = init_distributed(config.device)
     painter = load_painter(run, method=method, mode=mode, device=context.device, config=config)
-    case_ids = sorted(run.split("train")) + sorted(run.split("healthy"))  # training cases first: their seeds
-    if not run.split("train"):                                                # do not depend on healthy scans
+    train_ids = sorted(run.split("train"))
+    if not train_ids:
         raise InputError("the training split is empty; nothing to synthesize from", run.manifest_path)
+    case_ids = train_ids + sorted(run.split("healthy"))  # the training cases first: their seeds do not depend on healthy scans
     models = {}
     for name, folder in (("autoencoder", run.autoencoder_dir), (run.diffusion_dir(mode).name, run.diffusion_dir(mode))):
         if method == "ldm" and (folder / WEIGHTS_NAME).is_file():
