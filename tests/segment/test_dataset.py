@@ -69,23 +69,24 @@ def test_on_the_fly_synthesis_mixes_in_painted_cases(setup, painter) -> None:
     assert all((item["label"] == 2).any() for item in items if item["synthetic"])  # painted tumors are cropped
 
 
-def test_synthetic_grain_noise_reaches_the_synthetic_samples_alone(setup, painter) -> None:
-    """``synthetic_grain_noise_prob``: the painted samples get the grain, the real ones are drawn
-    exactly as without the setting."""
+@pytest.mark.parametrize("augmentation", [{"grain_noise_prob": 1.0}, {"blur_prob": 1.0, "low_resolution_prob": 1.0}])
+def test_synthetic_augmentation_reaches_the_synthetic_samples_alone(setup, painter, augmentation) -> None:
+    """``synthetic_augmentation``: the painted samples get the grain (or blur and low resolution), the
+    real ones are drawn exactly as without the setting."""
     cases, config, plan = setup
     prepared = [prepare_case(cases[0], plan, config.phases)]
     normal = tumor_free_normal_cases(cases[1], plan)
     # the other random steps off: a step added to MONAI's Compose shifts the seeds of those after it
     config = config.model_copy(update=NEVER | {"synthetic_ratio": 0.5, "grain_noise_prob": 0.0})
     plain = HybridDataset(prepared, plan, config, 12, seed=1, normal=normal, painter=painter)
-    grainy = HybridDataset(prepared, plan, config.model_copy(update={"synthetic_grain_noise_prob": 1.0}), 12, seed=1,
-                           normal=normal, painter=painter)
-    pairs = [(plain[i], grainy[i]) for i in range(12)]
+    varied = HybridDataset(prepared, plan, config.model_copy(update={"synthetic_augmentation": augmentation}), 12,
+                           seed=1, normal=normal, painter=painter)
+    pairs = [(plain[i], varied[i]) for i in range(12)]
     assert {a["synthetic"] for a, _ in pairs} == {True, False}
     for a, b in pairs:
         assert a["synthetic"] == b["synthetic"] and torch.equal(a["label"], b["label"])
         if a["synthetic"]:
-            assert (b["image"] - a["image"]).abs().mean() > 0.05  # grain added (z-score units)
+            assert (b["image"] - a["image"]).abs().mean() > 0.05  # grain or blur (z-score units)
         else:
             assert torch.equal(a["image"], b["image"])
 

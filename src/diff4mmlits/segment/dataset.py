@@ -211,10 +211,10 @@ class HybridDataset(Dataset):
         self.rank = rank
         self.epoch = 0
         self.transforms = build_augmentation(plan, config)
-        # the synthetic samples' augmentation: the same, with segment.synthetic_grain_noise_prob their grain
-        grain = config.synthetic_grain_noise_prob
-        self.synthetic_transforms = (self.transforms if grain is None or grain == config.grain_noise_prob else
-                                     build_augmentation(plan, config.model_copy(update={"grain_noise_prob": grain})))
+        # the synthetic samples' augmentation: the same, with segment.synthetic_augmentation's settings
+        synthetic_config = config.synthetic_sample_config()
+        self.synthetic_transforms = (self.transforms if synthetic_config == config
+                                     else build_augmentation(plan, synthetic_config))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
