@@ -36,7 +36,7 @@ __all__ = [
     "AutoencoderConfig", "Config", "DataConfig", "DiffusionConfig", "EvaluateConfig", "InpaintConfig", "PhantomConfig",
     "PreviewConfig", "RegisterConfig", "Section", "SegmentBackbone", "SegmentConfig", "SynthesizeConfig",
     "SyntheticSource", "TranslateConfig", "TumorMaskConfig", "apply_overrides", "config_to_yaml", "parse_override",
-    "read_run_config", "resolve_config", "setting_choices", "validate_config",
+    "read_run_config", "rename_old_settings", "resolve_config", "setting_choices", "validate_config",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,22 +55,31 @@ RENAMED: dict[str, str] = {
     # the paper's one mask preparation (§III-A) serves the inpainter and the synthesizer alike
     "diffusion.close_kernel_vox": "inpaint.close_kernel_vox",
     "diffusion.dilate_kernel_vox": "inpaint.dilate_kernel_vox",
+    # one setting for any augmentation of the synthetic samples alone (a key of a dict setting)
+    "segment.synthetic_grain_noise_prob": "segment.synthetic_augmentation.grain_noise_prob",
 }
 """Old setting name → its name now; old names in config files and ``--set`` still work."""
 
 
-def _rename_old_settings(values: dict[str, Any], source: str) -> dict[str, Any]:
-    """``values`` (nested sections) with settings under old names moved to their new names."""
+def rename_old_settings(values: dict[str, Any], source: str) -> dict[str, Any]:
+    """``values`` (nested sections: a config file, ``--set``, or the settings a model folder saved)
+    with settings under old names moved to their new names. A new name may be a key of a dict
+    setting (``section.field.key``); an old value of None there meant "unset" and is dropped."""
     values = copy.deepcopy(values)
     for old, new in RENAMED.items():
         old_section, old_key = old.split(".")
         section = values.get(old_section)
-        if isinstance(section, dict) and old_key in section:
-            new_section, new_key = new.split(".")
-            target = values.setdefault(new_section, {})
+        if not (isinstance(section, dict) and old_key in section):
+            continue
+        value = section.pop(old_key)
+        *path, new_key = new.split(".")
+        target: Any = values
+        for part in path:
             if isinstance(target, dict):
-                target[new_key] = section.pop(old_key)
-                log.info("%s: setting %s is now called %s", source, old, new)
+                target = target.setdefault(part, {})
+        if isinstance(target, dict) and not (len(path) > 1 and value is None):
+            target[new_key] = value
+            log.info("%s: setting %s is now called %s", source, old, new)
     return values
 
 PRESET_NAMES: tuple[str, ...] = ("smoke", "demo", "bench", "paper")
@@ -164,7 +173,7 @@ def parse_override(text: str) -> dict[str, Any]:
     for part in parts[:-1]:
         node = node.setdefault(part, {})
     node[parts[-1]] = value
-    return _rename_old_settings(result, "--set")
+    return rename_old_settings(result, "--set")
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -180,7 +189,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise InputError(f"not valid YAML{where}; fix the syntax", path) from None
     if not isinstance(data, dict):
         raise InputError("a config file must hold a mapping of sections (e.g. 'segment: {epochs: 3}')", path)
-    return _rename_old_settings(data, str(path))
+    return rename_old_settings(data, str(path))
 
 
 def resolve_config(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from diff4mmlits.config import resolve_config
+from diff4mmlits.config import rename_old_settings, resolve_config
 from diff4mmlits.errors import InputError
 from diff4mmlits.segment.config import SegmentConfig
 
@@ -33,9 +33,8 @@ def test_bad_synthetic_augmentation_is_one_line(override: str, match: str) -> No
 
 
 def test_synthetic_grain_noise_prob_still_loads() -> None:
-    """Configs and models saved before ``synthetic_augmentation`` (December 2026) still load."""
+    """Configs saved before ``synthetic_augmentation`` still load: the old name is a key of it now."""
     by_set = resolve_config("smoke", overrides=["segment.synthetic_grain_noise_prob=0.6"]).segment
     assert by_set.synthetic_augmentation == {"grain_noise_prob": 0.6}
-    saved_model = SegmentConfig.model_validate({"synthetic_grain_noise_prob": None})  # a model's config.json
-    assert saved_model.synthetic_augmentation == {}
-    assert "synthetic_grain_noise_prob" not in saved_model.model_dump()
+    unset = rename_old_settings({"segment": {"synthetic_grain_noise_prob": None}}, "old config")  # null: as the real ones
+    assert SegmentConfig.model_validate(unset["segment"]).synthetic_augmentation == {}

@@ -164,3 +164,20 @@ def test_a_model_saved_before_phase_dropout_reads_as_trained_without_it(trained,
     with caplog.at_level("WARNING", logger="diff4mmlits"):
         predict_cases([study], load_segmenter(trained, device="cpu"), tmp_path / "out2")
     assert "missing" not in caplog.text  # a model trained with phase dropout saw such studies
+
+
+def test_a_model_saved_under_old_setting_names_loads(trained, tmp_path) -> None:
+    """A model folder's config.json goes through the same renames as config files (config.RENAMED)."""
+    import json
+    import shutil
+
+    old = tmp_path / "old_names"
+    shutil.copytree(trained, old)
+    saved = json.loads((old / "config.json").read_text())
+    saved["segment"]["amp"] = saved["segment"].pop("mixed_precision")
+    del saved["segment"]["synthetic_augmentation"]
+    saved["segment"]["synthetic_grain_noise_prob"] = None
+    (old / "config.json").write_text(json.dumps(saved))
+    segmenter = load_segmenter(old, device="cpu")
+    assert segmenter.config.mixed_precision == load_segmenter(trained, device="cpu").config.mixed_precision
+    assert segmenter.config.synthetic_augmentation == {}

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, TypeAdapter, field_validator, model_validator
+from pydantic import Field, TypeAdapter, field_validator
 
 from diff4mmlits.settings import Section
 from diff4mmlits.synthesize.config import DiffusionMode, PainterMethod
 
 SegmentBackbone = Literal["dynunet", "unet", "attention-unet", "segresnet", "swin-unetr", "vnet"]
 SyntheticSource = Literal["none", "offline", "on-the-fly"]
-
-log = logging.getLogger(__name__)
 
 SYNTHETIC_AUGMENTATION_KEYS: tuple[str, ...] = (
     "noise_prob", "noise_std", "grain_noise_prob", "grain_noise_std", "grain_noise_vox", "blur_prob", "blur_sigma_vox",
@@ -123,7 +120,7 @@ class SegmentConfig(Section):
     scanners' noise, blur and resolution while the real cases stay as scanned (SynthSeg's
     randomised acquisition, applied to the synthetic half only). Measured (docs/segment.md): grain
     on 60 % of the painted samples gave +0.7 ± 1.8 on the second site over plain painting — within
-    the spread, so empty by default. Was ``synthetic_grain_noise_prob`` (still read)."""
+    the spread, so empty by default. Was ``synthetic_grain_noise_prob`` (still read: config.RENAMED)."""
     phase_dropout_prob: float = 0.25
     """Share of samples that lose one or more phases (not all), their channels filled as prediction
     fills a study's missing phases (segment/augment.py); 0 is off. On the phantom (five seeds) it
@@ -194,21 +191,6 @@ class SegmentConfig(Section):
         if not names or unknown:
             raise ValueError(f"phases must be a non-empty subset of {','.join(PHASES)}")
         return tuple(p for p in PHASES if p in names)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _read_synthetic_grain_noise_prob(cls, values: Any) -> Any:
-        """``synthetic_grain_noise_prob`` (before December 2026) is ``synthetic_augmentation.grain_noise_prob``:
-        read here, so that configs and models saved with it still load wherever they are validated."""
-        if isinstance(values, dict) and "synthetic_grain_noise_prob" in values:
-            values = dict(values)
-            grain = values.pop("synthetic_grain_noise_prob")
-            augmentation = dict(values.get("synthetic_augmentation") or {})
-            if grain is not None:
-                augmentation.setdefault("grain_noise_prob", grain)
-                log.info("setting segment.synthetic_grain_noise_prob is now segment.synthetic_augmentation.grain_noise_prob")
-            values["synthetic_augmentation"] = augmentation
-        return values
 
     @field_validator("synthetic_augmentation")
     @classmethod

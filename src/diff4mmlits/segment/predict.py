@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from diff4mmlits.checkpoint import WEIGHTS_NAME, load_weights, model_config_errors, read_model_config
+from diff4mmlits.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_weights, model_config_errors, read_model_config
+from diff4mmlits.config import rename_old_settings
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.orientation import orientation_code, reorient
 from diff4mmlits.data.volume import Volume
@@ -73,7 +74,8 @@ def load_segmenter(model_dir: str | Path, device: str = "auto", weights: str = "
     resolved = resolve_device(device)
     with model_config_errors(model_dir):
         # a model saved before phase dropout existed was trained without it (the default is now on)
-        config = SegmentConfig.model_validate({"phase_dropout_prob": 0.0, **model_config["segment"]})
+        saved = rename_old_settings({"segment": model_config["segment"]}, str(model_dir / CONFIG_NAME))["segment"]
+        config = SegmentConfig.model_validate({"phase_dropout_prob": 0.0, **saved})
         network = build_network(plan, config)
         cascade = model_config.get("cascade")
         liver_model, margin_mm = (cascade["liver_model"], float(cascade["margin_mm"])) if cascade else (None, 0.0)

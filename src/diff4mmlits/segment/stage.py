@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from diff4mmlits.config import Config
+from diff4mmlits.config import Config, rename_old_settings
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.io import write_volume
 from diff4mmlits.distributed import DistributedContext, cleanup_distributed, init_distributed
@@ -118,7 +118,7 @@ def ensure_registered(case: Case, run_config: dict[str, Any] | None, keep_in: Pa
     """
     if case.is_registered():
         return case
-    config = Config.model_validate(run_config or {})
+    config = Config.model_validate(rename_old_settings(run_config or {}, "the model's run_config"))
     target = case
     if case.label is None and segmenter is not None:
         liver = locate_liver(case, segmenter)
