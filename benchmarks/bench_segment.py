@@ -280,6 +280,7 @@ def quality(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     n_train, n_val = args.train, args.val
     t0 = time.time()
     train, normal, how = make_cases(range(n_train), args.data_seed, "default", args.size, with_normal="truth" in args.normal)
+    painter_train, painter_normal = train, normal  # --painter-cases all: the painter learns every training case's tumors
     if args.real_share < 1.0:  # Table IV: the multimodal segmenter with a share of the real cases
         kept = max(1, round(args.real_share * n_train))
         train, normal = train[:kept], normal[:kept]
@@ -293,13 +294,22 @@ def quality(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     if args.normal_site != "default" and "truth" in args.normal:
         _, normal, _ = make_cases(range(300, 300 + len(train)), args.data_seed, args.normal_site, args.size, True)
         print(f"normal CT: the tumor-free CT of {len(normal)} unlabelled {args.normal_site}-site cases", flush=True)
-    painters = {method: load_bench_painter(args, train, method, normal) for method in args.painter}
+    if args.painter_cases == "kept":
+        painter_train, painter_normal = train, normal
+    else:
+        print(f"painter: trained on all {len(painter_train)} training cases' tumors", flush=True)
+    painters = {method: load_bench_painter(args, painter_train, method, painter_normal) for method in args.painter}
     normal_sets = {source: normal_cases(args, train, normal, source) for source in args.normal}
     if args.normal_extra:  # healthy scans of other patients: more anatomies to paint into, no annotation needed
         first = HEALTHY_PATIENT_OFFSET  # the phantom's healthy scans: other patients than every split's
         _, extra, _ = make_cases(range(first, first + args.normal_extra), args.data_seed, args.normal_site, args.size, True)
         normal_sets = {source: cases + extra for source, cases in normal_sets.items()}
         print(f"normal CT: + the tumor-free CT of {len(extra)} unlabelled {args.normal_site}-site patients", flush=True)
+    if args.normal_extra_second:  # a new scanner's healthy scans beside the training site's
+        first = HEALTHY_PATIENT_OFFSET + args.normal_extra  # other anatomies than --normal-extra's
+        _, extra, _ = make_cases(range(first, first + args.normal_extra_second), args.data_seed, "second", args.size, True)
+        normal_sets = {source: cases + extra for source, cases in normal_sets.items()}
+        print(f"normal CT: + the tumor-free CT of {len(extra)} unlabelled second-site patients", flush=True)
     runs = [(variant, None, None, 0.0) for variant in args.variants if VARIANTS[variant]["synthetic"] == "none"]
     runs += [(variant, source, method, ratio) for variant in args.variants if VARIANTS[variant]["synthetic"] != "none"
              for source in args.normal for method in args.painter for ratio in args.ratio]
@@ -398,19 +408,21 @@ def training_speed(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     ratio = args.ratio[0]
     # "real only" trains under mixed precision where the device has it (bfloat16 on a CPU that
     # computes it in hardware); "float32" is the same without
-    settings = [("real only", 0.0, 0, 0, True), ("real only, float32", 0.0, 0, 0, False)] + (
-        [("on the fly, pool (default)", ratio, 0, 16, True),
-         ("on the fly, painted per sample", ratio, 0, 0, True),
-         ("per sample, 1 loader worker", ratio, 1, 0, True)] if painter is not None else [])
-    for name, ratio, workers, pool, mixed in settings:
-        config = segment_config(args, {"epochs": args.speed_epochs, "steps_per_epoch": args.speed_steps,
-                                       "loader_workers": workers, "synthetic_ratio": ratio, "synthetic_pool": pool,
-                                       "mixed_precision": mixed})
+    real = {"synthetic_ratio": 0.0, "loader_workers": 0, "synthetic_pool": 0, "mixed_precision": True}
+    painted = {**real, "synthetic_ratio": ratio}
+    settings = [("real only", real), ("real only, float32", {**real, "mixed_precision": False}),
+                ("real only, batches drawn in the loop", {**real, "loader_thread": False})] + (
+        [("on the fly, pool (default)", {**painted, "synthetic_pool": 16}),
+         ("on the fly, painted per sample", painted),
+         ("per sample, 1 loader worker", {**painted, "loader_workers": 1})] if painter is not None else [])
+    for name, update in settings:
+        config = segment_config(args, {"epochs": args.speed_epochs, "steps_per_epoch": args.speed_steps, **update})
+        painting = update["synthetic_ratio"] > 0
         plan = plan_segmenter(fingerprint(train), config)
         prepared = [prepare_case(c, plan, config.phases) for c in train]
-        normals = [resample_case(c, plan.target_spacing_mm) for c in normal] if ratio > 0 else []
+        normals = [resample_case(c, plan.target_spacing_mm) for c in normal] if painting else []
         start = time.perf_counter()
-        run = train_segmenter(prepared, [], plan, config, out / "speed", seed=0, normal=normals, painter=painter if ratio > 0 else None)
+        run = train_segmenter(prepared, [], plan, config, out / "speed", seed=0, normal=normals, painter=painter if painting else None)
         wall = time.perf_counter() - start
         steps = config.epochs * config.steps_per_epoch
         result[name] = {"steps_per_s": steps / wall, "loop_steps_per_s": run.steps_per_second, "wall_s": wall,
@@ -552,6 +564,14 @@ def main() -> int:
     parser.add_argument("--normal-extra", type=int, default=0,
                         help="add to every --normal set the tumor-free CT of this many unlabelled --normal-site "
                              "patients (phantom indices 400…): healthy scans of other anatomies to paint into")
+    parser.add_argument("--painter-cases", default="kept", choices=["kept", "all"],
+                        help="with --real-share: the painter trained here learns the kept cases' tumors (Table IV, like "
+                             "for like) or all --train cases' (a painter that has seen more tumors than the segmenter's "
+                             "real cases, as one trained on another dataset)")
+    parser.add_argument("--normal-extra-second", type=int, default=0,
+                        help="add to every --normal set the tumor-free CT of this many unlabelled second-site "
+                             "patients (anatomies after --normal-extra's): a new scanner's healthy scans mixed into "
+                             "the pool, as a site adapting the model would add them")
     parser.add_argument("--synthetic", default="on-the-fly", choices=["on-the-fly", "offline"],
                         help="multi-syn: paint in the loader, or train on a pool painted once (as the pipeline does)")
     parser.add_argument("--pool", type=int, default=32, help="synthetic cases painted per painter with --synthetic offline")
