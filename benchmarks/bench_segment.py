@@ -410,8 +410,7 @@ def training_speed(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     # computes it in hardware); "float32" is the same without
     real = {"synthetic_ratio": 0.0, "loader_workers": 0, "synthetic_pool": 0, "mixed_precision": True}
     painted = {**real, "synthetic_ratio": ratio}
-    settings = [("real only", real), ("real only, float32", {**real, "mixed_precision": False}),
-                ("real only, batches drawn in the loop", {**real, "loader_thread": False})] + (
+    settings = [("real only", real), ("real only, float32", {**real, "mixed_precision": False})] + (
         [("on the fly, pool (default)", {**painted, "synthetic_pool": 16}),
          ("on the fly, painted per sample", painted),
          ("per sample, 1 loader worker", {**painted, "loader_workers": 1})] if painter is not None else [])

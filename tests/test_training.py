@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import threading
 
 import pytest
 import torch
@@ -22,7 +21,6 @@ from diff4mmlits.training import (
     autocast,
     grad_scaler,
     half_dtype,
-    prefetched,
     read_log,
     step_rng,
 )
@@ -158,44 +156,3 @@ def test_mixed_precision_checked_on_cpu(monkeypatch, caplog) -> None:
     assert "net: trains in float32" in caplog.text and "gradient of 2 differs" in caplog.text
     monkeypatch.setattr(training, "cpu_computes_bfloat16", lambda: False)
     assert training.mixed_precision_checked(cpu, True, good, lambda: good(x), "net") is False
-
-
-def test_prefetched_yields_the_same_items_in_order_and_draws_ahead() -> None:
-    drawn = [threading.Event() for _ in range(4)]
-
-    def source():
-        for i in range(4):
-            drawn[i].set()
-            yield {"batch": i}
-
-    batches = prefetched(source(), depth=2)
-    assert next(batches) == {"batch": 0}
-    assert drawn[2].wait(timeout=10), "the thread did not draw ahead while the consumer held batch 0"
-    assert list(batches) == [{"batch": 1}, {"batch": 2}, {"batch": 3}]
-
-
-def test_prefetched_raises_a_drawing_error_at_its_item() -> None:
-    def source():
-        yield 0
-        yield 1
-        raise ValueError("case c7: unreadable")
-
-    seen = []
-    with pytest.raises(ValueError, match="c7"):
-        for item in prefetched(source()):
-            seen.append(item)
-    assert seen == [0, 1]
-
-
-def test_prefetched_stops_its_thread_when_the_loop_leaves_early() -> None:
-    def endless():
-        i = 0
-        while True:
-            yield i
-            i += 1
-
-    before = threading.active_count()
-    batches = prefetched(endless(), depth=1)
-    assert [next(batches) for _ in range(3)] == [0, 1, 2]
-    batches.close()
-    assert threading.active_count() == before

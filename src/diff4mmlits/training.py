@@ -4,9 +4,6 @@ batch generators and the mixed-precision policy.
 A leaf module: it imports no stage package, so every trainer (inpaint, segment, translate, the
 synthesizer's two) can use it.
 
-Batches can be drawn ahead in a background thread (:func:`prefetched`) where no loader process
-draws them.
-
 The log is a list of rows, one per logged step, keyed by the number of steps (or epochs) *done*
 when the row was logged. It is written atomically to ``log.csv`` and plotted to ``curves.png``.
 The rows travel in ``training_state.pt`` (``TrainingLog.rows``, under the key ``"log"``); on
@@ -23,13 +20,11 @@ import csv
 import io
 import logging
 import math
-import queue
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -326,54 +321,6 @@ def _finite(value: Any) -> bool:
         return value is not None and value != "" and math.isfinite(float(value))
     except (TypeError, ValueError):
         return False
-
-
-T = TypeVar("T")
-_END = object()
-
-
-def prefetched(batches: Iterable[T], depth: int = 2) -> Iterator[T]:
-    """``batches`` in their order, drawn up to ``depth`` ahead in a background thread: where the
-    loader has no worker processes (``loader_workers`` 0, the CPU presets), the next batch's
-    augmentation overlaps the training step, which releases the GIL while torch computes. The items
-    are the same as iterating ``batches`` directly; an exception raised while drawing one is raised
-    here, at that item (MONAI's ``ThreadBuffer`` leaves it in the thread and ends the iteration early,
-    a shorter epoch in silence). Leaving the loop early stops the thread before returning."""
-    ahead: queue.Queue = queue.Queue(maxsize=max(1, depth))
-    stop = threading.Event()
-
-    def offer(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                ahead.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def draw() -> None:
-        try:
-            for batch in batches:
-                if not offer((batch, None)):
-                    return
-        except BaseException as error:  # noqa: BLE001 - handed to the consuming thread, raised there
-            offer((None, error))
-            return
-        offer((_END, None))
-
-    thread = threading.Thread(target=draw, name="batch-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            batch, error = ahead.get()
-            if error is not None:
-                raise error
-            if batch is _END:
-                return
-            yield batch
-    finally:
-        stop.set()
-        thread.join()
 
 
 class RunningMean:

@@ -52,25 +52,6 @@ def test_resume_continues_to_the_same_weights_as_an_uninterrupted_run(data, tmp_
         torch.testing.assert_close(cut[key], full[key], rtol=1e-5, atol=1e-6)
 
 
-def test_drawing_batches_in_a_thread_trains_the_same_model(data, tmp_path, monkeypatch) -> None:
-    from diff4mmlits.segment import train as segment_train
-
-    train, validation, plan, config, fp = data
-    config = config.model_copy(update={"epochs": 2, "loader_workers": 0})
-    threaded = segment_train.prefetched
-    used = []
-    monkeypatch.setattr(segment_train, "prefetched", lambda batches: used.append(1) or threaded(batches))
-    train_segmenter(train, validation, plan, config, tmp_path / "thread", seed=0, fingerprint=fp)
-    assert len(used) == 2  # one per epoch
-    direct_config = config.model_copy(update={"loader_thread": False})
-    train_segmenter(train, validation, plan, direct_config, tmp_path / "direct", seed=0, fingerprint=fp)
-    assert len(used) == 2
-    thread = load_file(str(tmp_path / "thread" / "weights.safetensors"))
-    direct = load_file(str(tmp_path / "direct" / "weights.safetensors"))
-    for key in direct:
-        torch.testing.assert_close(thread[key], direct[key], rtol=0, atol=0)
-
-
 def test_resume_refuses_another_network(data, tmp_path) -> None:
     train, validation, plan, config, fp = data
     with pytest.raises(InputError, match="nothing to resume"):

@@ -153,9 +153,6 @@ class SegmentConfig(Section):
     """DataLoader worker processes (0 loads in the training process). Unset: on a GPU, this process's
     share of the cores less one, at most 12 (nnU-Net's default; with 2 the paper preset's H200 run
     waited for data 75 % of the time); on a CPU 2 (training takes the cores)."""
-    loader_thread: bool = True
-    """With ``loader_workers`` 0: draw the next batches in a background thread while the network
-    trains (the same batches in the same order, so the same model); false draws them in the loop."""
     mixed_precision: bool = True
     """Mixed precision: bfloat16 on CUDA (float16 where bf16 is missing) and on a CPU that computes
     bfloat16 in hardware (AVX512-BF16 or AMX: 1.6× faster training steps); float32 on other CPUs."""

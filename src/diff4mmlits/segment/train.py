@@ -78,7 +78,6 @@ from diff4mmlits.training import (
     grad_scaler,
     half_dtype,
     mixed_precision_checked,
-    prefetched,
     save_checkpoint,
 )
 
@@ -310,7 +309,7 @@ def train_segmenter(
             losses, synthetic_count, steps = [], 0, 0
             bar = progress(total=config.steps_per_epoch, desc=f"train {epoch + 1}/{config.epochs}", unit="step", leave=False)
             tick = time.perf_counter()
-            for batch in prefetched(loader) if config.loader_thread and not workers else loader:
+            for batch in loader:
                 got = time.perf_counter()
                 wait_s += got - tick
                 image = batch["image"].to(device, non_blocking=True)
