@@ -280,7 +280,7 @@ def quality(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     n_train, n_val = args.train, args.val
     t0 = time.time()
     train, normal, how = make_cases(range(n_train), args.data_seed, "default", args.size, with_normal="truth" in args.normal)
-    painter_train, painter_normal = train, normal  # --painter-cases all: the painter learns every training case's tumors
+    every_train, every_normal = train, normal  # --painter-cases all: the painter learns every training case's tumors
     if args.real_share < 1.0:  # Table IV: the multimodal segmenter with a share of the real cases
         kept = max(1, round(args.real_share * n_train))
         train, normal = train[:kept], normal[:kept]
@@ -294,22 +294,20 @@ def quality(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     if args.normal_site != "default" and "truth" in args.normal:
         _, normal, _ = make_cases(range(300, 300 + len(train)), args.data_seed, args.normal_site, args.size, True)
         print(f"normal CT: the tumor-free CT of {len(normal)} unlabelled {args.normal_site}-site cases", flush=True)
-    if args.painter_cases == "kept":
-        painter_train, painter_normal = train, normal
-    else:
+    painter_train, painter_normal = (every_train, every_normal) if args.painter_cases == "all" else (train, normal)
+    if args.painter_cases == "all":
         print(f"painter: trained on all {len(painter_train)} training cases' tumors", flush=True)
     painters = {method: load_bench_painter(args, painter_train, method, painter_normal) for method in args.painter}
     normal_sets = {source: normal_cases(args, train, normal, source) for source in args.normal}
-    if args.normal_extra:  # healthy scans of other patients: more anatomies to paint into, no annotation needed
-        first = HEALTHY_PATIENT_OFFSET  # the phantom's healthy scans: other patients than every split's
-        _, extra, _ = make_cases(range(first, first + args.normal_extra), args.data_seed, args.normal_site, args.size, True)
-        normal_sets = {source: cases + extra for source, cases in normal_sets.items()}
-        print(f"normal CT: + the tumor-free CT of {len(extra)} unlabelled {args.normal_site}-site patients", flush=True)
-    if args.normal_extra_second:  # a new scanner's healthy scans beside the training site's
-        first = HEALTHY_PATIENT_OFFSET + args.normal_extra  # other anatomies than --normal-extra's
-        _, extra, _ = make_cases(range(first, first + args.normal_extra_second), args.data_seed, "second", args.size, True)
-        normal_sets = {source: cases + extra for source, cases in normal_sets.items()}
-        print(f"normal CT: + the tumor-free CT of {len(extra)} unlabelled second-site patients", flush=True)
+    # healthy scans of other patients (the phantom's healthy scans: other patients than every split's), no
+    # annotation needed: more anatomies to paint into, and with --normal-extra-second a new scanner's beside them
+    healthy = [(args.normal_site, args.normal_extra, HEALTHY_PATIENT_OFFSET),
+               ("second", args.normal_extra_second, HEALTHY_PATIENT_OFFSET + args.normal_extra)]
+    for site, count, first in healthy:
+        if count:
+            _, extra, _ = make_cases(range(first, first + count), args.data_seed, site, args.size, True)
+            normal_sets = {source: cases + extra for source, cases in normal_sets.items()}
+            print(f"normal CT: + the tumor-free CT of {len(extra)} unlabelled {site}-site patients", flush=True)
     runs = [(variant, None, None, 0.0) for variant in args.variants if VARIANTS[variant]["synthetic"] == "none"]
     runs += [(variant, source, method, ratio) for variant in args.variants if VARIANTS[variant]["synthetic"] != "none"
              for source in args.normal for method in args.painter for ratio in args.ratio]
@@ -553,6 +551,10 @@ def main() -> int:
     parser.add_argument("--painter-set", action="append", default=[], help="settings of the painter trained here, e.g. "
                         "synthesize.calibrate_contrast=false synthesize.quality_control=false synthesize.tumor.source=classes "
                         "(with --ldm-mode paper: the paper's scheme)")
+    parser.add_argument("--painter-cases", default="kept", choices=["kept", "all"],
+                        help="with --real-share: the painter trained here learns the kept cases' tumors (Table IV, like "
+                             "for like) or all --train cases' (a painter that has seen more tumors than the segmenter's "
+                             "real cases, as one trained on another dataset)")
     parser.add_argument("--normal", nargs="+", default=["truth"], choices=["truth", "ffc", "median"],
                         help="tumor-free CT to paint into: the phantom's truth, or the training cases inpainted by "
                              "the run's FFC inpainter or the median filter (Table V's inpainter rows)")
@@ -563,10 +565,6 @@ def main() -> int:
     parser.add_argument("--normal-extra", type=int, default=0,
                         help="add to every --normal set the tumor-free CT of this many unlabelled --normal-site "
                              "patients (phantom indices 400…): healthy scans of other anatomies to paint into")
-    parser.add_argument("--painter-cases", default="kept", choices=["kept", "all"],
-                        help="with --real-share: the painter trained here learns the kept cases' tumors (Table IV, like "
-                             "for like) or all --train cases' (a painter that has seen more tumors than the segmenter's "
-                             "real cases, as one trained on another dataset)")
     parser.add_argument("--normal-extra-second", type=int, default=0,
                         help="add to every --normal set the tumor-free CT of this many unlabelled second-site "
                              "patients (anatomies after --normal-extra's): a new scanner's healthy scans mixed into "
