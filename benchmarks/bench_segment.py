@@ -408,7 +408,10 @@ def training_speed(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     # computes it in hardware); "float32" is the same without
     real = {"synthetic_ratio": 0.0, "loader_workers": 0, "synthetic_pool": 0, "mixed_precision": True}
     painted = {**real, "synthetic_ratio": ratio}
-    settings = [("real only", real), ("real only, float32", {**real, "mixed_precision": False})] + (
+    # "NCDHW": the same as "real only" with the network and batches in the plain layout instead
+    # of channels-last (train_segmenter's memory_format)
+    layouts = {"real only, NCDHW": torch.contiguous_format}
+    settings = [("real only", real), ("real only, NCDHW", real), ("real only, float32", {**real, "mixed_precision": False})] + (
         [("on the fly, pool (default)", {**painted, "synthetic_pool": 16}),
          ("on the fly, painted per sample", painted),
          ("per sample, 1 loader worker", {**painted, "loader_workers": 1})] if painter is not None else [])
@@ -419,7 +422,8 @@ def training_speed(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         prepared = [prepare_case(c, plan, config.phases) for c in train]
         normals = [resample_case(c, plan.target_spacing_mm) for c in normal] if painting else []
         start = time.perf_counter()
-        run = train_segmenter(prepared, [], plan, config, out / "speed", seed=0, normal=normals, painter=painter if painting else None)
+        run = train_segmenter(prepared, [], plan, config, out / "speed", seed=0, normal=normals, painter=painter if painting else None,
+                              memory_format=layouts.get(name, torch.channels_last_3d))
         wall = time.perf_counter() - start
         steps = config.epochs * config.steps_per_epoch
         result[name] = {"steps_per_s": steps / wall, "loop_steps_per_s": run.steps_per_second, "wall_s": wall,
@@ -578,11 +582,16 @@ def main() -> int:
     parser.add_argument("--skip-prediction-speed", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--layout", default="channels-last", choices=["channels-last", "ncdhw"],
+                        help="the quality runs' network and batch layout (train_segmenter's memory_format): "
+                             "whether channels-last changes what is learned, not only how fast")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench_segment"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.layout == "ncdhw":  # every train_segmenter call of this process, the cascade's stage one included
+        train_segmenter.__kwdefaults__["memory_format"] = torch.contiguous_format
     args.out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}}
     if not args.skip_speed:

@@ -130,6 +130,31 @@ def test_bfloat16_disagreement_names_the_convolution_whose_gradient_is_wrong_and
     assert training.bfloat16_disagreement(bad, lambda: bad(x)) == "2"
 
 
+class _RecordingConv3d(torch.nn.Conv3d):
+    """A 3-D convolution that records whether each input it computes on is channels-last."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.layouts.append(x.is_contiguous(memory_format=torch.channels_last_3d))
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_convolution_check_computes_in_the_layout_the_network_trains_in(channels_last: bool) -> None:
+    """A channels-last network runs other oneDNN kernels than an NCDHW one: the check uses its layout."""
+    conv = _RecordingConv3d(2, 3, 3, padding=1)
+    conv.layouts = []
+    if channels_last:
+        conv = conv.to(memory_format=torch.channels_last_3d)
+    assert training._convolution_agrees(conv, (2, 2, 4, 6, 6), training.BFLOAT16_GRADIENT_TOLERANCE)
+    assert conv.layouts == []  # the check runs on a copy
+    copies = []
+    original = training.copy.deepcopy
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(training.copy, "deepcopy", lambda module: copies.append(original(module)) or copies[-1])
+        training._convolution_agrees(conv, (2, 2, 4, 6, 6), training.BFLOAT16_GRADIENT_TOLERANCE)
+    assert copies[0].layouts == [channels_last, channels_last]
+
+
 @pytest.mark.skipif(not torch.__version__.startswith("2.13") or not training.cpu_computes_bfloat16(),
                     reason="the kernel error measured with torch 2.13 on a CPU with AVX512-BF16")
 def test_bfloat16_disagreement_finds_torchs_wrong_3d_weight_gradient_at_two_slices() -> None:

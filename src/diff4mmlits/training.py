@@ -136,9 +136,12 @@ def bfloat16_disagreement(network: torch.nn.Module, forward: Callable[[], Any],
 def _convolution_agrees(module: torch.nn.Module, input_shape: tuple[int, ...], tolerance: float) -> bool:
     """A float32 copy of one convolution: its weight gradients for a random input of ``(B, C, ...)``
     shape, under bfloat16 autocast and in float32, agree within ``tolerance``."""
-    layer = copy.deepcopy(module).float().cpu()
+    layer = copy.deepcopy(module).float().cpu()  # the weights keep their layout (NCDHW or channels-last)
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(input_shape, generator=generator)
+    channels_last = {4: torch.channels_last, 5: torch.channels_last_3d}.get(layer.weight.dim())
+    if channels_last is not None and not layer.weight.is_contiguous() and layer.weight.is_contiguous(memory_format=channels_last):
+        x = x.contiguous(memory_format=channels_last)  # the kernel that trains: the one of that layout
     gradients = []
     for bfloat16 in (False, True):
         layer.zero_grad(set_to_none=True)

@@ -52,6 +52,38 @@ def test_resume_continues_to_the_same_weights_as_an_uninterrupted_run(data, tmp_
         torch.testing.assert_close(cut[key], full[key], rtol=1e-5, atol=1e-6)
 
 
+def test_training_computes_in_channels_last_and_matches_the_nchw_layout(data, tmp_path, monkeypatch) -> None:
+    """The network and its batches train in channels-last (NDHWC, the faster oneDNN kernels); the
+    layout changes how the convolutions are computed, not what is learned."""
+    from diff4mmlits.segment import train as segment_train
+
+    train, validation, plan, config, fp = data
+    config = config.model_copy(update={"epochs": 1, "steps_per_epoch": 3, "mixed_precision": False})
+    layouts: list[bool] = []
+    build = segment_train.build_network
+
+    def recording_network(plan, config):
+        network = build(plan, config)
+        network.register_forward_pre_hook(lambda module, args: layouts.append(
+            args[0].is_contiguous(memory_format=torch.channels_last_3d)) if module.training else None)
+        return network
+
+    monkeypatch.setattr(segment_train, "build_network", recording_network)
+    fast = train_segmenter(train, [], plan, config, tmp_path / "ndhwc", seed=0, fingerprint=fp)
+    assert layouts and all(layouts)  # every training batch in channels-last
+    convolutions = [m for m in fast.network.modules() if isinstance(m, torch.nn.Conv3d)]
+    assert convolutions and all(m.weight.is_contiguous(memory_format=torch.channels_last_3d) for m in convolutions)
+    assert not all(m.weight.is_contiguous() for m in convolutions)
+    plain = train_segmenter(train, [], plan, config, tmp_path / "ncdhw", seed=0, fingerprint=fp,
+                            memory_format=torch.contiguous_format)
+    assert all(m.weight.is_contiguous() for m in plain.network.modules() if isinstance(m, torch.nn.Conv3d))
+    losses = [[float(r["train_loss"]) for r in run.rows] for run in (fast, plain)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-3)
+    saved = [load_file(str(tmp_path / name / "weights.safetensors")) for name in ("ndhwc", "ncdhw")]
+    for key in saved[0]:
+        torch.testing.assert_close(saved[0][key], saved[1][key], rtol=1e-3, atol=1e-4)
+
+
 def test_resume_refuses_another_network(data, tmp_path) -> None:
     train, validation, plan, config, fp = data
     with pytest.raises(InputError, match="nothing to resume"):
