@@ -238,8 +238,8 @@ def train_segmenter(
         memory_format: the layout of the network's weights and of the batches. Channels-last
             (NDHWC) is the one oneDNN's 3-D convolutions compute in: a training step of the demo's
             DynUNet runs 1.4–1.6× as fast as in NCDHW on a CPU with AVX512-BF16 (and about as fast
-            on one with AMX); ``benchmarks/bench_segment.py`` prints the ratio. The saved weights
-            are the same tensors either way.
+            on one with AMX); ``benchmarks/bench_segment.py`` prints the ratio. The weights are
+            saved as plain tensors either way: a model trained in one layout loads into the other.
     """
     context = context or DistributedContext()
     out_dir = Path(out_dir)
