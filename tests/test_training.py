@@ -138,21 +138,26 @@ class _RecordingConv3d(torch.nn.Conv3d):
         return super().forward(x)
 
 
+@pytest.mark.parametrize("kernel", [3, 1])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_the_convolution_check_computes_in_the_layout_the_network_trains_in(channels_last: bool) -> None:
-    """A channels-last network runs other oneDNN kernels than an NCDHW one: the check uses its layout."""
-    conv = _RecordingConv3d(2, 3, 3, padding=1)
+def test_the_convolution_check_computes_in_the_layout_the_network_trains_in(channels_last: bool, kernel: int,
+                                                                           monkeypatch) -> None:
+    """A channels-last network runs other oneDNN kernels than an NCDHW one: each convolution is
+    checked in the layout it computed in (for a 1×1×1 kernel, whose weight is both, the input's)."""
+    first, conv = torch.nn.Conv3d(2, 2, 3, padding=1), _RecordingConv3d(2, 3, kernel, padding=kernel // 2)
     conv.layouts = []
+    network = torch.nn.Sequential(first, conv)
+    x = torch.randn(2, 2, 4, 6, 6)
     if channels_last:
-        conv = conv.to(memory_format=torch.channels_last_3d)
-    assert training._convolution_agrees(conv, (2, 2, 4, 6, 6), training.BFLOAT16_GRADIENT_TOLERANCE)
-    assert conv.layouts == []  # the check runs on a copy
-    copies = []
-    original = training.copy.deepcopy
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(training.copy, "deepcopy", lambda module: copies.append(original(module)) or copies[-1])
-        training._convolution_agrees(conv, (2, 2, 4, 6, 6), training.BFLOAT16_GRADIENT_TOLERANCE)
-    assert copies[0].layouts == [channels_last, channels_last]
+        network, x = network.to(memory_format=torch.channels_last_3d), x.contiguous(memory_format=torch.channels_last_3d)
+    copies: list[torch.nn.Module] = []
+    deepcopy = training.copy.deepcopy
+    monkeypatch.setattr(training.copy, "deepcopy", lambda module: copies.append(deepcopy(module)) or copies[-1])
+    assert training.bfloat16_disagreement(network, lambda: network(x)) is None
+    checked = [c for c in copies if isinstance(c, _RecordingConv3d)]
+    assert conv.layouts == [channels_last]  # the network itself ran once, in its own layout
+    # the copy (made after that run, so its record starts with it) computed in that layout too: float32, then bfloat16
+    assert len(checked) == 1 and checked[0].layouts == [channels_last] * 3
 
 
 @pytest.mark.skipif(not torch.__version__.startswith("2.13") or not training.cpu_computes_bfloat16(),

@@ -100,13 +100,14 @@ def bfloat16_disagreement(network: torch.nn.Module, forward: Callable[[], Any],
     and 2-D convolutions are right), which silently wrecks training (the diffusion U-Net reached NaN
     in one step). Each convolution is checked alone, on a copy, with a well-conditioned loss (a whole
     random network's gradients differ by ~0.35 from rounding alone); ``network`` is not changed."""
-    seen: dict[str, list[tuple[int, ...]]] = {}
+    seen: dict[str, list[tuple[tuple[int, ...], torch.memory_format]]] = {}
 
     def record(name: str):
-        def hook(_: torch.nn.Module, args: tuple) -> None:  # returns None: the input is left as it is
-            shapes = seen.setdefault(name, [])
-            if tuple(args[0].shape) not in shapes:
-                shapes.append(tuple(args[0].shape))
+        def hook(module: torch.nn.Module, args: tuple) -> None:  # returns None: the input is left as it is
+            inputs = seen.setdefault(name, [])
+            entry = (tuple(args[0].shape), _convolution_layout(module.weight, args[0]))
+            if entry not in inputs:
+                inputs.append(entry)
         return hook
 
     hooks = [module.register_forward_pre_hook(record(name))
@@ -121,27 +122,36 @@ def bfloat16_disagreement(network: torch.nn.Module, forward: Callable[[], Any],
             hook.remove()
         network.train(was_training)
     checked: dict[tuple, bool] = {}
-    for name, shapes in seen.items():
+    for name, inputs in seen.items():
         module = network.get_submodule(name)
-        for shape in shapes:  # every shape it saw: whether the kernel errs depends on the batch and channels too
+        for shape, layout in inputs:  # every input it saw: whether the kernel errs depends on the batch and channels too
             key = (type(module), tuple(module.weight.shape), module.stride, module.padding, module.dilation,
-                   module.groups, shape)
+                   module.groups, shape, layout)
             if key not in checked:
-                checked[key] = _convolution_agrees(module, shape, tolerance)
+                checked[key] = _convolution_agrees(module, shape, tolerance, layout)
             if not checked[key]:
                 return name
     return None
 
 
-def _convolution_agrees(module: torch.nn.Module, input_shape: tuple[int, ...], tolerance: float) -> bool:
+def _convolution_layout(weight: torch.Tensor, x: torch.Tensor) -> torch.memory_format:
+    """The layout a convolution computes in: channels-last when its weight or its input is stored
+    so (PyTorch then picks oneDNN's NHWC / NDHWC kernels, which are other code than NCHW's)."""
+    channels_last = {4: torch.channels_last, 5: torch.channels_last_3d}.get(weight.dim())
+    if channels_last is None:
+        return torch.contiguous_format
+    if any(not t.is_contiguous() and t.is_contiguous(memory_format=channels_last) for t in (weight, x)):
+        return channels_last
+    return torch.contiguous_format
+
+
+def _convolution_agrees(module: torch.nn.Module, input_shape: tuple[int, ...], tolerance: float,
+                        layout: torch.memory_format = torch.contiguous_format) -> bool:
     """A float32 copy of one convolution: its weight gradients for a random input of ``(B, C, ...)``
-    shape, under bfloat16 autocast and in float32, agree within ``tolerance``."""
-    layer = copy.deepcopy(module).float().cpu()  # the weights keep their layout (NCDHW or channels-last)
+    shape in ``layout``, under bfloat16 autocast and in float32, agree within ``tolerance``."""
+    layer = copy.deepcopy(module).float().cpu()  # the weights keep their layout
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(input_shape, generator=generator)
-    channels_last = {4: torch.channels_last, 5: torch.channels_last_3d}.get(layer.weight.dim())
-    if channels_last is not None and not layer.weight.is_contiguous() and layer.weight.is_contiguous(memory_format=channels_last):
-        x = x.contiguous(memory_format=channels_last)  # the kernel that trains: the one of that layout
+    x = torch.randn(input_shape, generator=generator).contiguous(memory_format=layout)
     gradients = []
     for bfloat16 in (False, True):
         layer.zero_grad(set_to_none=True)
