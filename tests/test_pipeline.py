@@ -135,6 +135,27 @@ def test_run_pipeline_writes_config_previews_report_and_skips_when_up_to_date(ti
     assert calls == ["probe"] * 3
 
 
+def test_a_run_folder_saved_by_another_version_is_rerun_with_the_given_configuration(
+        tiny_dataset: Path, tmp_path: Path, monkeypatch, caplog) -> None:
+    """``run`` and ``demo`` give the whole configuration; the run folder's saved one is only compared.
+    One that no longer validates (a setting since removed, e.g. segment.loader_thread) is replaced
+    with a warning instead of stopping the run (it did: 'unknown setting')."""
+    calls: list[str] = []
+    probe = Stage("probe", "counts its runs", lambda run, config: calls.append("probe"), ("preview",), ())
+    monkeypatch.setattr("diff4mmlits.pipeline.STAGES", [probe])
+    config = resolve_config("smoke")
+    run = RunFolder(tmp_path / "run")
+    run_pipeline(tiny_dataset, run, config)
+    run.config_path.write_text(run.config_path.read_text().replace("segment:\n", "segment:\n  loader_thread: true\n", 1))
+    with pytest.raises(InputError, match="unknown setting 'segment.loader_thread'"):
+        run.load_config()
+    with caplog.at_level("WARNING", logger="diff4mmlits"):
+        run_pipeline(tiny_dataset, run, config)
+    assert run.load_config() == config
+    assert any("loader_thread" in r.getMessage() and "replaced" in r.getMessage() for r in caplog.records)
+    assert calls == ["probe"]  # its own settings (preview) are what its stamp recorded: still up to date
+
+
 def test_a_failed_stage_leaves_no_stamp(tiny_dataset: Path, tmp_path: Path) -> None:
     def explode(run: RunFolder, config) -> None:
         raise InputError("boom")

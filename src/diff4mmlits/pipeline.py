@@ -15,6 +15,7 @@ from pathlib import Path
 
 from diff4mmlits import ingest
 from diff4mmlits.config import Config
+from diff4mmlits.errors import InputError
 from diff4mmlits.evaluate import stage as evaluate_stage
 from diff4mmlits.ingest import ingest_dataset
 from diff4mmlits.inpaint import stage as inpaint_stage
@@ -76,10 +77,14 @@ def run_pipeline(
 
 def _run_pipeline_locked(dataset: str | Path, run: RunFolder, config: Config, only: Iterable[str] | None,
                          force: bool) -> RunFolder:
-    if run.exists():
-        previous = run.load_config()
-        if previous.model_dump() != config.model_dump():
-            log.info("configuration changed since the last run; stages it affects will run again")
+    if run.exists():  # the saved configuration is only compared here: this run's is given in full
+        try:
+            previous = run.load_config()
+        except InputError as err:  # written by another version of diff4mmlits (a setting since removed), or edited
+            log.warning("%s; replaced by this run's configuration (the stages whose settings differ from their stamps' run again)", err)
+        else:
+            if previous.model_dump() != config.model_dump():
+                log.info("configuration changed since the last run; stages it affects will run again")
     run.save_config(config)
     ingest_dataset(dataset, run, config)
     wanted = set(only) if only is not None else None
