@@ -77,6 +77,8 @@ VARIANTS = {
 }
 REPORTED = PAPER_METRICS + ("tumor_dice_global", "tumor_dice_per_lesion", "liver_dsc")
 """Per case (the paper's four), global and per-lesion tumor Dice, liver Dice."""
+LAYOUTS = {"channels-last": torch.channels_last_3d, "ncdhw": torch.contiguous_format}
+"""``--layout``: the segmenter's network and batch layout (train_segmenter's ``memory_format``)."""
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -352,10 +354,11 @@ def quality(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             start = time.time()
             if config.cascade:  # both stages, as 'diff4mmlits train' does
                 train_model(train, val, config, model_dir, seed=seed, synthetic=pool_cases, normal=normals,
-                            painter=painter if normals else None, echo=lambda _: None)
+                            painter=painter if normals else None, echo=lambda _: None, memory_format=LAYOUTS[args.layout])
             else:
                 train_segmenter(prepared, prepared_val, plan, config, model_dir, seed=seed, fingerprint=fp,
-                                synthetic=synthetic, normal=normals, painter=painter if normals else None)
+                                synthetic=synthetic, normal=normals, painter=painter if normals else None,
+                                memory_format=LAYOUTS[args.layout])
             seconds = time.time() - start
             per_seed.append({"seed": seed, "train_s": seconds, "val": scores(model_dir, val), "test": scores(model_dir, test),
                              "second": scores(model_dir, second)})
@@ -410,12 +413,13 @@ def training_speed(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     painted = {**real, "synthetic_ratio": ratio}
     # "NCDHW": the same as "real only" with the network and batches in the plain layout instead
     # of channels-last (train_segmenter's memory_format)
-    layouts = {"real only, NCDHW": torch.contiguous_format}
-    settings = [("real only", real), ("real only, NCDHW", real), ("real only, float32", {**real, "mixed_precision": False})] + (
-        [("on the fly, pool (default)", {**painted, "synthetic_pool": 16}),
-         ("on the fly, painted per sample", painted),
-         ("per sample, 1 loader worker", {**painted, "loader_workers": 1})] if painter is not None else [])
-    for name, update in settings:
+    default, plain = LAYOUTS["channels-last"], LAYOUTS["ncdhw"]
+    settings = [("real only", real, default), ("real only, NCDHW", real, plain),
+                ("real only, float32", {**real, "mixed_precision": False}, default)] + (
+        [("on the fly, pool (default)", {**painted, "synthetic_pool": 16}, default),
+         ("on the fly, painted per sample", painted, default),
+         ("per sample, 1 loader worker", {**painted, "loader_workers": 1}, default)] if painter is not None else [])
+    for name, update, memory_format in settings:
         config = segment_config(args, {"epochs": args.speed_epochs, "steps_per_epoch": args.speed_steps, **update})
         painting = update["synthetic_ratio"] > 0
         plan = plan_segmenter(fingerprint(train), config)
@@ -423,7 +427,7 @@ def training_speed(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         normals = [resample_case(c, plan.target_spacing_mm) for c in normal] if painting else []
         start = time.perf_counter()
         run = train_segmenter(prepared, [], plan, config, out / "speed", seed=0, normal=normals, painter=painter if painting else None,
-                              memory_format=layouts.get(name, torch.channels_last_3d))
+                              memory_format=memory_format)
         wall = time.perf_counter() - start
         steps = config.epochs * config.steps_per_epoch
         result[name] = {"steps_per_s": steps / wall, "loop_steps_per_s": run.steps_per_second, "wall_s": wall,
@@ -582,7 +586,7 @@ def main() -> int:
     parser.add_argument("--skip-prediction-speed", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--layout", default="channels-last", choices=["channels-last", "ncdhw"],
+    parser.add_argument("--layout", default="channels-last", choices=list(LAYOUTS),
                         help="the quality runs' network and batch layout (train_segmenter's memory_format): "
                              "whether channels-last changes what is learned, not only how fast")
     parser.add_argument("--skip-quality", action="store_true")
@@ -590,8 +594,6 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench_segment"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.layout == "ncdhw":  # every train_segmenter call of this process, the cascade's stage one included
-        train_segmenter.__kwdefaults__["memory_format"] = torch.contiguous_format
     args.out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}}
     if not args.skip_speed:

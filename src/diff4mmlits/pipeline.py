@@ -81,7 +81,7 @@ def _run_pipeline_locked(dataset: str | Path, run: RunFolder, config: Config, on
         try:
             previous = run.load_config()
         except InputError as err:  # written by another version of diff4mmlits (a setting since removed), or edited
-            log.warning("%s; replaced by this run's configuration (the stages whose settings differ from their stamps' run again)", err)
+            log.warning("%s; replaced by this run's configuration (stages whose settings differ from their stamps run again)", err)
         else:
             if previous.model_dump() != config.model_dump():
                 log.info("configuration changed since the last run; stages it affects will run again")

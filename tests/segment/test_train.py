@@ -84,6 +84,25 @@ def test_training_computes_in_channels_last_and_matches_the_nchw_layout(data, tm
         torch.testing.assert_close(saved[0][key], saved[1][key], rtol=1e-3, atol=1e-4)
 
 
+def test_train_model_trains_both_cascade_stages_in_the_layout_it_is_given(tiny_case, tmp_path, monkeypatch) -> None:
+    from diff4mmlits.segment import train as segment_train
+
+    cases = [tiny_case(f"c{i}", seed=i) for i in range(3)]
+    config = resolve_config("smoke").segment.model_copy(update={"cascade": True, "epochs": 1, "steps_per_epoch": 1})
+    layouts: list[torch.memory_format] = []
+    train_segmenter_itself = segment_train.train_segmenter
+
+    def recording(*args, memory_format, **kwargs):
+        layouts.append(memory_format)
+        return train_segmenter_itself(*args, memory_format=memory_format, **kwargs)
+
+    monkeypatch.setattr(segment_train, "train_segmenter", recording)
+    segment_train.train_model(cases[:2], cases[2:], config, tmp_path / "default", seed=0, echo=lambda _: None)
+    segment_train.train_model(cases[:2], cases[2:], config, tmp_path / "plain", seed=0, echo=lambda _: None,
+                              memory_format=torch.contiguous_format)
+    assert layouts == [torch.channels_last_3d] * 2 + [torch.contiguous_format] * 2
+
+
 def test_resume_refuses_another_network(data, tmp_path) -> None:
     train, validation, plan, config, fp = data
     with pytest.raises(InputError, match="nothing to resume"):

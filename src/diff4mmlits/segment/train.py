@@ -424,6 +424,7 @@ def train_model(
     resume: bool = False,
     echo: Callable[[str], None] = print,
     extra_config: dict[str, Any] | None = None,
+    memory_format: torch.memory_format = torch.channels_last_3d,
 ) -> TrainResult:
     """The segmenter from registered, labelled cases in memory: plan, prepare, train, write ``out_dir``.
 
@@ -431,7 +432,8 @@ def train_model(
     liver on a coarse grid (``out_dir/liver/``), stage two segments liver and tumor in the liver's
     box at a fine spacing (``out_dir``); its result is returned. ``synthetic``: offline synthetic
     cases; ``normal`` + ``painter``: on-the-fly synthesis. The training cases' orientation code (the
-    most common) is kept in ``config.json`` as ``orientation``.
+    most common) is kept in ``config.json`` as ``orientation``. ``memory_format``: both stages'
+    layout (:func:`train_segmenter`).
     """
     context = context or DistributedContext()
     out_dir = Path(out_dir)
@@ -459,7 +461,7 @@ def train_model(
         start = time.time()
         result = train_segmenter(prepared_train, prepared_val, plan, seg, folder, seed=seed, context=context,
                                  synthetic=prepared_synthetic, normal=ready_normal, painter=painter if ready_normal else None,
-                                 fingerprint=fp, resume=resume, extra_config=extra)
+                                 fingerprint=fp, resume=resume, extra_config=extra, memory_format=memory_format)
         if context.is_main:
             echo(f"trained {result.epochs_done} epoch(s) in {time.time() - start:.0f} s; best validation Dice "
                  f"{'–' if result.best_val_dice is None else f'{result.best_val_dice:.3f}'}; "
