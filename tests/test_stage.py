@@ -22,7 +22,7 @@ from diff4mmlits.data.native import write_case_folder
 from diff4mmlits.errors import InputError
 from diff4mmlits.ingest import ingest_dataset
 from diff4mmlits.pipeline import get_stage, run_pipeline
-from diff4mmlits.runfolder import RunFolder
+from diff4mmlits.runfolder import RunFolder, fingerprint_of
 from diff4mmlits.stage import Stage, is_up_to_date, run_stage
 from finished_stages import mark_finished
 from test_pipeline import tiny_case
@@ -148,3 +148,54 @@ def test_kill_9_during_a_stage_command_leaves_it_to_be_redone(phantom_dataset: P
     assert not is_up_to_date(run, get_stage("register"), config)
     assert run_stage(run, get_stage("register"), config).ran
     assert is_up_to_date(run, get_stage("register"), config)
+
+
+def _configs_of_every_method():
+    """A smoke configuration for each way a stage can read upstream results."""
+    for painter in ("ldm", "handcrafted", "cut"):
+        for source in ("none", "offline", "on-the-fly"):
+            for inpainter in ("ffc", "median"):
+                yield resolve_config("smoke", overrides=[
+                    f"synthesize.method={painter}", f"segment.synthesis_method={painter}",
+                    f"segment.synthetic={source}", "segment.synthetic_ratio=0.5", f"inpaint.method={inpainter}"])
+
+
+def test_every_stage_fingerprints_every_stage_it_reads_from() -> None:
+    """What a stage needs (``needs``) is part of its fingerprint (``upstream``): a synthesize or train
+    run with the CUT painter was called up to date after the painter had been retrained."""
+    configs = list(_configs_of_every_method())
+    for stage in [*pipeline.STAGES, *pipeline.OTHER_STAGES]:
+        for config in configs:
+            missing = set(stage.required_upstream(config)) - set(stage.upstream)
+            assert not missing, (stage.name, missing, config.synthesize.method, config.segment.synthetic)
+
+
+def test_a_retrained_cut_painter_makes_synthesis_and_training_stale(started_run) -> None:
+    _, run = started_run
+    config = resolve_config("smoke", overrides=["synthesize.method=cut", "segment.synthesis_method=cut"])
+    mark_finished(run, config, "register", "train-inpainter", "inpaint", "train-cut-painter", "synthesize", "train")
+    assert is_up_to_date(run, get_stage("synthesize"), config) and is_up_to_date(run, get_stage("train"), config)
+    run.write_stamp("train-cut-painter", "retrained")
+    assert not is_up_to_date(run, get_stage("synthesize"), config)
+    assert not is_up_to_date(run, get_stage("train"), config)
+
+
+def test_another_annotated_phase_makes_registration_stale(started_run) -> None:
+    """``run ... --set data.annotated_phase=AP`` over a run registered onto PVP registers again (it
+    was skipped, and every later stage read the PVP-registered cases as AP-annotated)."""
+    from diff4mmlits.register.stage import case_fingerprint
+
+    dataset, run = started_run
+    config = run.load_config()
+    mark_finished(run, config, "register")
+    pvp_stamp = run.read_stamp("register")["fingerprint"]
+    # a run folder annotated on PVP keeps the stamp it had before the phase was fingerprinted
+    manifest = run.load_manifest()
+    assert pvp_stamp == fingerprint_of("register", {"register": config.register.model_dump(mode="json")}, config.seed,
+                                       {}, manifest["cases"], manifest["split"])
+    assert case_fingerprint(config.register, manifest["cases"][0]) == fingerprint_of(
+        "register", config.register.model_dump(mode="json"), manifest["cases"][0])
+    ap = resolve_config("smoke", overrides=["data.annotated_phase=AP"])
+    ingest_dataset(dataset, run, ap)
+    assert not is_up_to_date(run, get_stage("register"), ap)
+    assert case_fingerprint(ap.register, manifest["cases"][0], "AP") != case_fingerprint(config.register, manifest["cases"][0])

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from diff4mmlits.config import Config
+from diff4mmlits.data.case import ANNOTATED_PHASE
 from diff4mmlits.distributed import barrier_if_distributed, gpu_memory_peak_gib, is_main_process, reset_gpu_memory_peak
 from diff4mmlits.errors import InputError
 from diff4mmlits.runfolder import RunFolder, fingerprint_of
@@ -74,11 +75,19 @@ class StageOutcome:
 
 
 def stage_fingerprint(run: RunFolder, stage: Stage, config: Config) -> str:
-    """What a stage's result depends on: its config sections, the seed, upstream results, the manifest."""
+    """What a stage's result depends on: its config sections, the seed, upstream results, the manifest
+    (its cases, split and annotated phase).
+
+    An upstream stage that has not finished adds nothing (as if it were not listed), and the annotated
+    phase adds itself only when it is not PVP: so a run folder that never ran a stage added to
+    ``upstream`` since, or that was annotated on PVP, keeps its stamps across that change."""
     sections = {key: _section_values(config, key) for key in stage.config_sections}
-    upstream = {name: (run.read_stamp(name) or {}).get("fingerprint") for name in stage.upstream}
+    upstream = {name: stamp["fingerprint"] for name in stage.upstream
+                if (stamp := run.read_stamp(name)) is not None and stamp.get("fingerprint") is not None}
     manifest = run.load_manifest() if run.manifest_path.is_file() else {}
-    return fingerprint_of(stage.name, sections, config.seed, upstream, manifest.get("cases"), manifest.get("split"))
+    phase = manifest.get("annotated_phase", ANNOTATED_PHASE)
+    return fingerprint_of(stage.name, sections, config.seed, upstream, manifest.get("cases"), manifest.get("split"),
+                          *([] if phase == ANNOTATED_PHASE else [{"annotated_phase": phase}]))
 
 
 def _section_values(config: Config, key: str) -> Any:

@@ -26,7 +26,7 @@ import SimpleITK as sitk
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from diff4mmlits.config import Config
-from diff4mmlits.data.case import Case
+from diff4mmlits.data.case import ANNOTATED_PHASE, Case
 from diff4mmlits.data.casefiles import CaseFiles, read_case_files
 from diff4mmlits.data.dataset import list_case_files
 from diff4mmlits.data.native import read_case_folder
@@ -150,9 +150,12 @@ class CaseJob:
     figure: bool
 
 
-def case_fingerprint(config: RegisterConfig, manifest_entry: Mapping[str, Any] | None) -> str:
-    """What a case's registration depends on: the ``register`` settings and the input checksums."""
-    return fingerprint_of("register", config.model_dump(mode="json"), manifest_entry)
+def case_fingerprint(config: RegisterConfig, manifest_entry: Mapping[str, Any] | None,
+                     annotated_phase: str = ANNOTATED_PHASE) -> str:
+    """What a case's registration depends on: the ``register`` settings, the input checksums and the
+    phase the others are registered onto (left out when PVP, so earlier fingerprints still hold)."""
+    phase = [] if annotated_phase == ANNOTATED_PHASE else [{"annotated_phase": annotated_phase}]
+    return fingerprint_of("register", config.model_dump(mode="json"), manifest_entry, *phase)
 
 
 WORKER_MEMORY_GIB = 3.0
@@ -233,7 +236,7 @@ def _case_jobs(run: RunFolder, config: Config, entries: Mapping[str, Any]) -> li
     annotated = config.data.annotated_phase
     return [
         CaseJob(files.case_id, files, run.registered_dir / files.case_id, config.register, annotated,
-                truth_dataset, case_fingerprint(config.register, entries.get(files.case_id)), config.preview.enabled)
+                truth_dataset, case_fingerprint(config.register, entries.get(files.case_id), annotated), config.preview.enabled)
         for files in sorted(list_case_files(dataset, require_label=False, annotated_phase=annotated), key=lambda f: f.case_id)
     ]
 
@@ -251,7 +254,8 @@ def every_case_registered(run: RunFolder, config: Config) -> bool:
     """Every case of the dataset has a complete ``registered/<case>/`` made with these settings
     (what a sharded ``register`` checks before it stamps the stage)."""
     entries = {entry["id"]: entry for entry in run.load_manifest()["cases"]}
-    return all((read_qc(run.registered_dir / case_id) or {}).get("fingerprint") == case_fingerprint(config.register, entry)
+    phase = config.data.annotated_phase
+    return all((read_qc(run.registered_dir / case_id) or {}).get("fingerprint") == case_fingerprint(config.register, entry, phase)
                for case_id, entry in entries.items())
 
 

@@ -211,11 +211,13 @@ def _train_needs(config: Config) -> tuple[str, ...]:
         return ("register",)
     if seg.synthetic == "offline":
         return ("register", "synthesize")
-    return ("register", "inpaint") + (("train-autoencoder", "train-synthesizer") if seg.synthesis_method == "ldm" else ())
+    painter = {"ldm": ("train-autoencoder", "train-synthesizer"), "cut": ("train-cut-painter",)}
+    return ("register", "inpaint") + painter.get(seg.synthesis_method, ())
 
 
 STAGES: list[Stage] = [
     Stage("train", "the 4-phase segmenter trained on real + synthetic cases (models/segmenter/)", stage_train,
-          ("segment",), ("register", "inpaint", "synthesize"), needs=_train_needs, report=section_segmenter),
+          ("segment",), ("register", "inpaint", "train-autoencoder", "train-synthesizer", "train-cut-painter", "synthesize"),
+          needs=_train_needs, report=section_segmenter),
     Stage("predict", "labels of the held-out test cases (predictions/)", stage_predict, ("segment",), ("train",)),
 ]

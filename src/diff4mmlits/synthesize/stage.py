@@ -195,7 +195,7 @@ STAGES: list[Stage] = [
           ("autoencoder", "diffusion", "inpaint.close_kernel_vox", "inpaint.dilate_kernel_vox"),
           ("register", "train-autoencoder")),
     Stage("synthesize", "synthetic cases with aligned tumors in every phase (synthetic/)", stage_synthesize,
-          ("synthesize", "diffusion"), ("register", "inpaint", "train-autoencoder", "train-synthesizer"),
+          ("synthesize", "diffusion"), ("register", "inpaint", "train-autoencoder", "train-synthesizer", "train-cut-painter"),
           needs=_painter_needs, report=synthesis_section),
 ]
 
