@@ -9,11 +9,11 @@ TORCH_CPU := torch==2.13.0
 
 # The venv: install the machine's CPU torch first when none is there (never let a bare `torch`
 # requirement pull a multi-GB CUDA build), keep a torch that is already installed.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH_CPU)
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,elastix,convexadam]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,elastix,convexadam,dicom]"
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -33,3 +33,5 @@ def test_a_ras_stored_preview_is_the_picture_of_its_lps_twin(tmp_path) -> None:
     second = plot_case_preview(Case("same", ras_twin(case).phases, ras_twin(case).label, case.annotated_phase),
                                tmp_path / "ras.png")
     np.testing.assert_array_equal(mpimg.imread(first), mpimg.imread(second))
+    other = plot_case_preview(make_case("other", seed=4), tmp_path / "other.png")
+    assert not np.array_equal(mpimg.imread(first), mpimg.imread(other))  # the picture shows the case

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,9 +50,27 @@ def test_a_busy_machine_is_not_oversubscribed(no_thread_settings, monkeypatch: p
     assert threads.choose_threads() == 7
 
 
-def test_busy_cores_is_a_share_of_the_machine() -> None:
-    busy = threads.busy_cores(0.05)
-    assert 0.0 <= busy <= threads.usable_cores() + 1e-6
+def test_busy_cores_sums_the_busy_share_of_the_cores_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two readings of ``/proc/stat`` (user nice system idle iowait irq softirq steal): cpu0 busy 3
+    of 4 ticks, cpu1 1 of 4 (iowait counts as idle), cpu2 outside the affinity mask, the "cpu" total
+    line ignored."""
+    readings = iter([
+        "cpu  900 0 0 900 0 0 0 0 0 0\ncpu0 100 0 0 100 0 0 0 0\ncpu1 100 0 0 100 0 0 0 0\ncpu2 100 0 0 100 0 0 0 0\n",
+        "cpu  999 0 0 999 0 0 0 0 0 0\ncpu0 102 0 1 101 0 0 0 0\ncpu1 100 0 1 101 2 0 0 0\ncpu2 104 0 0 100 0 0 0 0\n",
+    ])
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(threads.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(threads, "open", lambda path, encoding=None: io.StringIO(next(readings)), raising=False)
+    assert threads.busy_cores(0.05) == pytest.approx(0.75 + 0.25)
+
+
+def test_busy_cores_is_0_where_proc_stat_cannot_be_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreadable(path, encoding=None):
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr(threads.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(threads, "open", unreadable, raising=False)
+    assert threads.busy_cores() == 0.0
 
 
 def test_apply_sets_torch_and_the_children_environment(no_thread_settings) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -154,7 +153,7 @@ def test_real_three_slice_dicom_series() -> None:
     [
         (lambda p: p.write_bytes(b""), "empty"),
         (lambda p: p.write_text("hello, not an image"), "cannot be read as an image"),
-        (lambda p: p.write_bytes(os.urandom(2000)), "cannot be read as an image"),
+        (lambda p: p.write_bytes(np.random.default_rng(0).bytes(2000)), "cannot be read as an image"),
     ],
     ids=["empty", "text", "random-bytes"],
 )

@@ -49,6 +49,10 @@ def test_test_time_flips_average_eight_predictions(trained, tiny_case) -> None:
     assert plain.shape == flipped.shape == (3, *prepared.image.shape[1:])
     np.testing.assert_allclose(flipped.sum(0), 1.0, atol=1e-4)
     assert not np.allclose(plain, flipped)
+    # the mean of the 8 predictions of the flipped image (each flipped back): z, y and x, alone and combined
+    expected = np.mean([np.flip(predict_probabilities(segmenter, np.flip(prepared.image, axes).copy(), tta=False), axes)
+                        for axes in [(), (1,), (2,), (3,), (1, 2), (1, 3), (2, 3), (1, 2, 3)]], axis=0)
+    np.testing.assert_allclose(flipped, expected, atol=1e-5)
 
 
 def test_predict_reads_a_case_folder_or_a_dataset_and_writes_one_label_per_case(trained, tiny_case, tmp_path) -> None:

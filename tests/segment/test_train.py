@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from diff4mmlits.config import resolve_config
 from diff4mmlits.errors import InputError
 from diff4mmlits.segment.dataset import prepare_case
 from diff4mmlits.segment.plan import fingerprint, plan_segmenter
-from diff4mmlits.segment.train import train_segmenter
+from diff4mmlits.segment.train import TrainResult, train_segmenter
 
 
 @pytest.fixture
@@ -36,7 +37,15 @@ def test_smoke_training_lowers_the_loss_and_writes_the_model_folder(data, tmp_pa
         rows = list(csv.DictReader(handle))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert all(0.0 <= float(r["val_dice_liver"]) <= 1.0 for r in rows)
-    assert 0.0 <= result.loader_wait_fraction < 1.0 and result.steps_per_second > 0
+    assert all(math.isfinite(float(r[key])) and float(r[key]) >= 0 for r in rows for key in ("loader_wait_s", "compute_s"))
+    assert [int(r["steps"]) for r in rows] == [config.steps_per_epoch] * 3
+
+
+def test_the_loop_figures_are_shares_of_the_logged_times(tmp_path) -> None:
+    rows = [{"loader_wait_s": 1.0, "compute_s": 3.0, "steps": 4}, {"loader_wait_s": "0.5", "compute_s": "3.5", "steps": "4"}]
+    result = TrainResult(tmp_path, epochs_done=2, best_val_dice=None, rows=rows)
+    assert result.loader_wait_fraction == pytest.approx(1.5 / 8.0)
+    assert result.steps_per_second == pytest.approx(1.0)
 
 
 def test_resume_continues_to_the_same_weights_as_an_uninterrupted_run(data, tmp_path) -> None:

@@ -32,8 +32,15 @@ def test_slices_are_cropped_padded_and_labels_follow_the_image() -> None:
 
 def test_cubes_in_3d() -> None:
     source = source_with_coordinates()
-    images, labels = source.sample(2, 16, 3, torch.Generator().manual_seed(1))
-    assert images.shape == (2, 1, 16, 16, 16) and labels.shape == (2, 1, 16, 16, 16)
+    images, labels = source.sample(8, 16, 3, torch.Generator().manual_seed(1))
+    assert images.shape == (8, 1, 16, 16, 16) and labels.shape == (8, 1, 16, 16, 16)
+    inside = images > -1  # padding value is -1
+    assert torch.equal(labels[inside], (images[inside] % 7).long())
+    first_case = images.amax(dim=(1, 2, 3, 4)) < 1000
+    assert first_case.any() and not first_case.all()  # the seed draws from both cases
+    assert (~inside[first_case]).any()  # the first case's 3 slices were padded to 16
+    both = inside[..., 1:] & inside[..., :-1]  # a crop of the volume: x steps by 1 (y by 10, z by 100)
+    assert both.any() and torch.equal(images.diff(dim=-1)[both], torch.ones(int(both.sum())))
 
 
 def test_slices_are_drawn_from_every_case_and_the_seed_fixes_them() -> None:
