@@ -52,7 +52,7 @@ log = logging.getLogger("diff4mmlits")
 
 # Shared option types -------------------------------------------------------------------------
 RunOption = Annotated[Path, typer.Option("--run", help="Run folder (created if needed), e.g. runs/demo.")]
-PresetOption = Annotated[str, typer.Option("--preset", help="smoke (seconds, tests), demo (minutes on a CPU) or paper (the paper's settings, GPU).")]
+PresetOption = Annotated[str, typer.Option("--preset", help="smoke (seconds, tests), demo (minutes on a CPU), bench (the demo trained longer, for benchmarks) or paper (the paper's settings, GPU).")]
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML file of settings (sections as in RUN/config.yaml).")]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override one setting, e.g. --set segment.epochs=3 (repeatable).")]
 DeviceOption = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N (default: the config's, auto).")]

@@ -82,6 +82,7 @@ def rename_old_settings(values: dict[str, Any], source: str) -> dict[str, Any]:
             log.info("%s: setting %s is now called %s", source, old, new)
     return values
 
+
 PRESET_NAMES: tuple[str, ...] = ("smoke", "demo", "bench", "paper")
 Preset = Literal["smoke", "demo", "bench", "paper"]
 PRESET_BASES: dict[str, str] = {"bench": "demo"}

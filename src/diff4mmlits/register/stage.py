@@ -126,7 +126,7 @@ def write_registered_case(result: RegisteredCase, original: Case, folder: str | 
                                  writers, last_file=QC_JSON)
 
 
-def read_registered_case(folder: str | Path, annotated_phase: str = "PVP") -> Case:
+def read_registered_case(folder: str | Path, annotated_phase: str = ANNOTATED_PHASE) -> Case:
     """Read a ``registered/<case>/`` folder back into a :class:`Case` (every phase on one grid)."""
     case = read_case_folder(folder, annotated_phase=annotated_phase, require_label=False)
     case.require_registered()

@@ -10,6 +10,7 @@ which patch sizes they need.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 
@@ -19,9 +20,20 @@ from diff4mmlits import PHASES
 from diff4mmlits.errors import InputError
 from diff4mmlits.segment.config import SegmentConfig
 from diff4mmlits.segment.plan import SegmenterPlan, divisibility
+from diff4mmlits.training import autocast, half_dtype
 
 IN_CHANNELS = len(PHASES)
 OUT_CHANNELS = 3
+
+BEST_NAME = "best.safetensors"
+"""The weights of the best validation epoch in a segmenter's model folder (``weights.safetensors``: the last)."""
+
+
+def network_autocast(device: torch.device, config: SegmentConfig) -> contextlib.AbstractContextManager:
+    """The segmenter's precision, in training and inference alike: ``segment.mixed_precision`` is
+    bfloat16 on CUDA (float16 with a gradient scaler where bf16 is missing) and on a CPU that computes
+    bfloat16 in hardware."""
+    return autocast(device, config.mixed_precision, half_dtype(device))
 
 
 def deep_supervision_heads(plan: SegmenterPlan, config: SegmentConfig) -> int:

@@ -35,12 +35,11 @@ from diff4mmlits.errors import InputError
 from diff4mmlits.segment.cascade import crop_case, largest_component, liver_box, paste_label
 from diff4mmlits.segment.config import SegmentConfig
 from diff4mmlits.segment.dataset import LIVER_EXTRA, prepare_case
-from diff4mmlits.segment.networks import build_network, main_output
+from diff4mmlits.segment.networks import BEST_NAME, build_network, main_output, network_autocast
 from diff4mmlits.segment.plan import PLAN_FILE, SegmenterPlan, read_plan
 from diff4mmlits.segment.postprocess import postprocess_label
 from diff4mmlits.segment.predict_io import VOLUME_FACTOR
 from diff4mmlits.segment.resample import resample_channels_onto, resample_onto, target_grid
-from diff4mmlits.segment.train import BEST_NAME, _autocast
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +98,7 @@ def predict_probabilities(segmenter: Segmenter, image: np.ndarray, tta: bool = F
     total = None
     for axes in flips:
         x = torch.flip(inputs, axes) if axes else inputs
-        with _autocast(segmenter.device, config):
+        with network_autocast(segmenter.device, config):
             logits = sliding_window_inference(
                 x, roi_size=list(plan.patch_size_vox), sw_batch_size=config.sliding_window_batch,
                 predictor=lambda patch: main_output(segmenter.network(patch)),

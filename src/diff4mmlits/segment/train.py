@@ -58,7 +58,7 @@ from diff4mmlits.segment.cascade import (
 )
 from diff4mmlits.segment.config import SegmentConfig
 from diff4mmlits.segment.dataset import HybridDataset, PreparedCase, TumorPainter, prepare_case, resample_case
-from diff4mmlits.segment.networks import build_network, main_output
+from diff4mmlits.segment.networks import BEST_NAME, build_network, main_output, network_autocast
 from diff4mmlits.segment.plan import (
     PLAN_FILE,
     Fingerprint,
@@ -83,7 +83,6 @@ from diff4mmlits.training import (
 
 log = logging.getLogger(__name__)
 
-BEST_NAME = "best.safetensors"
 LOG_FIELDS = ["epoch", "steps", "train_loss", "val_dice_liver", "val_dice_tumor", "val_dice_mean", "lr", "synthetic_share",
               "loader_wait_s", "compute_s", "epoch_s"]
 CURVES = (CurveGroup("training loss", ("train_loss",), ylabel="Dice + γ·CE"),
@@ -148,7 +147,7 @@ def predict_logits(model: torch.nn.Module, image: np.ndarray, plan: SegmenterPla
     from monai.inferers import sliding_window_inference
 
     inputs = torch.from_numpy(np.ascontiguousarray(image))[None].to(device)
-    with _autocast(device, config):
+    with network_autocast(device, config):
         logits = sliding_window_inference(
             inputs, roi_size=list(plan.patch_size_vox), sw_batch_size=config.sliding_window_batch,
             predictor=lambda x: main_output(model(x)), overlap=config.sliding_window_overlap, mode="gaussian",
@@ -177,12 +176,6 @@ def validate(model: torch.nn.Module, cases: Sequence[PreparedCase], plan: Segmen
     count = max(sums[2], 1)
     liver, tumor = sums[0] / count, sums[1] / count
     return {"liver": float(liver), "tumor": float(tumor), "mean": float((liver + tumor) / 2)}
-
-
-def _autocast(device: torch.device, config: SegmentConfig) -> Any:
-    """The segmenter's precision: ``segment.mixed_precision`` is bfloat16 on CUDA (float16 with a
-    gradient scaler where bf16 is missing) and on a CPU that computes bfloat16 in hardware."""
-    return autocast(device, config.mixed_precision, half_dtype(device))
 
 
 def _probe_forward(model: torch.nn.Module, plan: SegmenterPlan, config: SegmentConfig, device: torch.device):

@@ -231,7 +231,8 @@ def load_ldm_painter(run: RunFolder, mode: str = "profile", device: str | torch.
         log.info("synthesize: painted tumors get the real tumors' noise relative to the liver: %s",
                  ", ".join(f"{k} {v:.2f}" for k, v in ratio.items()) or "none measurable (the liver's kept)")
     return LatentDiffusionPainter(codec=codec, diffusion=diffusion, config=config.synthesize,
-                                  close_vox=int(stored.get("close_kernel_vox", 5)), dilate_vox=int(stored.get("dilate_kernel_vox", 3)),
+                                  close_vox=int(stored.get("close_kernel_vox", config.inpaint.close_kernel_vox)),
+                                  dilate_vox=int(stored.get("dilate_kernel_vox", config.inpaint.dilate_kernel_vox)),
                                   tumor_noise_ratio=ratio)
 
 
