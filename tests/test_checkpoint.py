@@ -1,11 +1,16 @@
-"""Weights of networks that register one submodule under two names save once and load back whole."""
+"""Weights of networks that register one submodule under two names save once and load back whole; a
+failed write is one line."""
 
 from __future__ import annotations
 
+import pytest
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from diff4mmlits import checkpoint
 from diff4mmlits.checkpoint import load_weights, save_weights
+from diff4mmlits.errors import StorageError
 
 
 class Aliased(torch.nn.Module):
@@ -28,3 +33,16 @@ def test_aliased_weights_round_trip(tmp_path) -> None:
     for (name, a), (_, b) in zip(source.state_dict().items(), target.state_dict().items()):
         torch.testing.assert_close(a, b, msg=name)
     assert target.skip.block is target.block
+
+
+def test_a_weights_write_that_fails_on_a_full_disk_is_one_line_naming_the_file(tmp_path, monkeypatch) -> None:
+    """safetensors reports ENOSPC as its own SafetensorError (not an OSError): it reached the user as a traceback."""
+    def full_disk(state, path):
+        open(path, "wb").close()
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(checkpoint, "save_file", full_disk)
+    with pytest.raises(StorageError, match="No space left on device.*free some space") as err:
+        save_weights(torch.nn.Linear(2, 2), tmp_path / "m" / "w.safetensors")
+    assert str(tmp_path / "m" / "w.safetensors") in str(err.value) and "\n" not in str(err.value)
+    assert [p.name for p in (tmp_path / "m").iterdir()] == []  # nothing half-written is left

@@ -110,3 +110,54 @@ def test_export_nnunet_of_a_run_leaves_its_healthy_scans_out(tmp_path) -> None:
         "case_0.nii.gz", "case_0_s000.nii.gz", "case_1.nii.gz", "healthy_0_s000.nii.gz"]
     splits = json.loads((target / "splits_final.json").read_text())
     assert all("healthy_0_s000" in fold["train"] for fold in splits)  # no fold validates the healthy patient
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    """The one ``error:`` line on stderr (log lines such as "inpaint: running" may come before it)."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "internal error" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_a_file_where_a_folder_must_be_is_one_line(tmp_path: Path, phantom_dataset: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A path whose parent is a file, or an output folder that is a file, was a traceback (exit 1)."""
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    assert main(["phantom", str(afile / "x"), "--cases", "1", "--size", "16"]) == 2
+    assert str(afile) in _one_error_line(capsys)
+    assert main(["register", str(phantom_dataset), "--run", str(afile), "--preset", "smoke"]) == 2
+    assert str(afile) in _one_error_line(capsys)
+    assert afile.read_text() == "not a folder"
+
+
+def test_a_damaged_manifest_or_saved_configuration_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from diff4mmlits.config import resolve_config
+    from diff4mmlits.runfolder import RunFolder
+
+    run = RunFolder(tmp_path / "run")
+    run.save_config(resolve_config("smoke"))
+    run.write_stamp("register", "finished")
+    for text in ("{bad json", "{}", "[1, 2]"):
+        run.manifest_path.write_text(text)
+        assert main(["inpaint", "--run", str(run.root), "--method", "median"]) == 2
+        line = _one_error_line(capsys)
+        assert "manifest.json: damaged" in line and "diff4mmlits run DATASET" in line
+    run.config_path.write_text("")  # an empty saved configuration is not the defaults
+    assert main(["train", "--run", str(run.root)]) == 2
+    assert "config.yaml: is empty" in _one_error_line(capsys)
+
+
+def test_a_model_zip_with_a_damaged_manifest_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import zipfile
+
+    from diff4mmlits.modelzip import MANIFEST_NAME
+
+    with zipfile.ZipFile(tmp_path / "m.zip", "w") as archive:
+        archive.writestr(MANIFEST_NAME, "{x")
+        archive.writestr("config.json", "{}")
+    assert main(["import-model", str(tmp_path / "m.zip"), str(tmp_path / "model")]) == 2
+    assert f"{MANIFEST_NAME} in the zip is damaged" in _one_error_line(capsys)
+    assert not (tmp_path / "model").exists()

@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 from pydantic import ValidationError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from diff4mmlits.errors import InputError, StorageError
@@ -62,7 +63,7 @@ def write_file_group(folder: str | Path, writers: Mapping[str, Callable[[Path], 
             pending = folder / f"{PENDING_PREFIX}{name}"
             try:
                 write(pending)
-            except (RuntimeError, ValueError) as err:  # torch and safetensors report a failed write so
+            except (RuntimeError, ValueError, SafetensorError) as err:  # torch and safetensors report a failed write so
                 line = str(err).splitlines()[0] if str(err) else type(err).__name__
                 raise StorageError(f"could not be written ({line}){free_space_note(folder)}; free some space and "
                                    "rerun", folder / name) from None

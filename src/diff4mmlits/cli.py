@@ -29,7 +29,7 @@ import typer
 from diff4mmlits import PHASES
 from diff4mmlits.distributed import is_main_process
 from diff4mmlits.errors import InputError, StorageError
-from diff4mmlits.files import STORAGE_ERRNOS, describe_os_error
+from diff4mmlits.files import PATH_ERRNOS, STORAGE_ERRNOS, describe_os_error, describe_path_error
 from diff4mmlits.runlock import run_folder_lock
 
 app = typer.Typer(
@@ -669,6 +669,9 @@ def _run(args: list[str]) -> int:
         typer.echo(f"error: {err}", err=True)
         return 2
     except OSError as err:
+        if err.errno in PATH_ERRNOS:
+            typer.echo(f"error: {describe_path_error(err)}", err=True)
+            return 2
         if err.errno not in STORAGE_ERRNOS:
             return _internal_error(args, err)
         typer.echo(f"error: {describe_os_error(err)}", err=True)

@@ -181,7 +181,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file into a nested dict (``safe_load``: no code in configs)."""
     path = Path(path)
     if not path.is_file():
-        raise InputError("config file not found", path)
+        raise InputError("is a folder, not a config file" if path.is_dir() else "config file not found", path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
@@ -242,8 +242,13 @@ def config_to_yaml(config: Config) -> str:
 
 
 def read_run_config(path: str | Path) -> Config:
-    """Load a saved ``config.yaml`` back into a :class:`Config`."""
-    return validate_config(load_config_file(path), source=str(path))
+    """Load a saved ``config.yaml`` back into a :class:`Config` (a saved one holds every section: an
+    empty file is damaged, not the defaults)."""
+    values = load_config_file(path)
+    if not values:
+        raise InputError("is empty, not a saved configuration (damaged?); write it again with 'diff4mmlits run "
+                         "DATASET --run RUN' and the preset and settings the run was made with", path)
+    return validate_config(values, source=str(path))
 
 
 def apply_overrides(config: Config, overrides: list[str] | tuple[str, ...] = ()) -> Config:

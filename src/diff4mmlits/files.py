@@ -71,6 +71,19 @@ STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCE
 """OS errors that come from the environment (the disk, the file system, permissions), not from a bug."""
 
 
+PATH_ERRNOS = frozenset({errno.ENOTDIR, errno.EEXIST, errno.EISDIR})
+"""OS errors from a path the user gave: a file where a folder must be, or a folder where a file must be."""
+
+
+def describe_path_error(err: OSError) -> str:
+    """One line for a path that cannot be used as given (:data:`PATH_ERRNOS`)."""
+    where = err.filename or "a path"
+    if err.errno == errno.EISDIR:
+        return f"{where}: is a folder where a file is needed; choose another path"
+    return (f"{where}: a file stands where a folder is needed (the path or one of its parents is a file); "
+            "choose another path")
+
+
 def free_space_mb(path: str | Path) -> float | None:
     """Free space (MB) of the file system holding ``path`` (or its nearest existing parent)."""
     path = Path(path).absolute()
@@ -99,7 +112,7 @@ def describe_os_error(err: OSError) -> str:
         return (f"cannot write {where}: {what}{left}; free some space and rerun (files written so far are "
                 "complete, unfinished ones were not kept)")
     if err.errno == errno.EROFS:
-        return f"cannot write {where}: the file system is read-only; choose a writable folder (--run, --out)"
+        return f"cannot write {where}: the file system is read-only; choose a folder on a writable disk"
     if err.errno in (errno.EACCES, errno.EPERM):
         return f"cannot access {where}: permission denied; choose a folder you may write to, or fix its permissions"
     return f"cannot access {where}: {err.strerror or err}; check the disk and rerun"

@@ -67,7 +67,12 @@ def import_model(zip_path: str | Path, model_dir: str | Path) -> Path:
         names = set(archive.namelist())
         if MANIFEST_NAME not in names:
             raise InputError(f"no {MANIFEST_NAME}: not a model zip written by 'diff4mmlits export-model'", zip_path)
-        manifest = json.loads(archive.read(MANIFEST_NAME))
+        try:
+            manifest = json.loads(archive.read(MANIFEST_NAME))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            manifest = None
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("files", {}), dict):
+            raise InputError(f"{MANIFEST_NAME} in the zip is damaged; export the model again", zip_path)
         listed: dict[str, str] = manifest.get("files", {})
         for name in sorted(names - {MANIFEST_NAME}):
             if name.endswith("/"):

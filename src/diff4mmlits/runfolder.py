@@ -38,6 +38,8 @@ from diff4mmlits.files import read_json_or_none, write_json_atomic, write_text_a
 
 CONFIG_FILE = "config.yaml"
 MANIFEST_FILE = "manifest.json"
+MANIFEST_KEYS = ("dataset", "cases", "split")
+"""What every ``manifest.json`` holds (``ingest.ingest_dataset`` writes it)."""
 INPAINT_MASK = "inpaint_mask"
 """The closed and dilated tumor mask the inpainter filled, kept beside each normal case."""
 PROVENANCE_FILE = "provenance.json"
@@ -183,7 +185,16 @@ class RunFolder:
                 f"no {MANIFEST_FILE} in the run folder; run 'diff4mmlits run DATASET --run {self.root}' first",
                 self.root,
             )
-        return json.loads(self.manifest_path.read_text())
+        try:
+            manifest = json.loads(self.manifest_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise InputError(f"damaged ({type(err).__name__}); write it again with 'diff4mmlits run DATASET --run "
+                             f"{self.root}' (finished stages whose inputs did not change are kept)", self.manifest_path) from None
+        missing = [key for key in MANIFEST_KEYS if not isinstance(manifest, dict) or key not in manifest]
+        if missing:
+            raise InputError(f"damaged (no '{missing[0]}'); write it again with 'diff4mmlits run DATASET --run "
+                             f"{self.root}' (finished stages whose inputs did not change are kept)", self.manifest_path)
+        return manifest
 
     def dataset_path(self) -> Path:
         """The dataset this run was made from (recorded in the manifest)."""
