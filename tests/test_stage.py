@@ -199,3 +199,25 @@ def test_another_annotated_phase_makes_registration_stale(started_run) -> None:
     ingest_dataset(dataset, run, ap)
     assert not is_up_to_date(run, get_stage("register"), ap)
     assert case_fingerprint(ap.register, manifest["cases"][0], "AP") != case_fingerprint(config.register, manifest["cases"][0])
+
+
+def test_a_bad_option_leaves_a_finished_stage_finished(started_run, tmp_path: Path, capsys) -> None:
+    """``--device tpu`` or an ``--init-from`` folder of another model kind was refused only after the
+    stage had cleared its stamp: a good model then counted as unfinished."""
+    _, run = started_run
+    mark_finished(run, run.load_config(), "register", "train-inpainter")
+    stamp = run.read_stamp("train-inpainter")
+    segmenter = tmp_path / "segmenter"
+    segmenter.mkdir()
+    (segmenter / "config.json").write_text('{"kind": "segmenter"}')
+    for options in (["--device", "tpu"], ["--init-from", str(segmenter)]):
+        assert main(["train-inpainter", "--run", str(run.root), *options]) == 2
+        assert run.read_stamp("train-inpainter") == stamp, options
+    assert "not a ffc-inpainter model folder" in capsys.readouterr().err
+
+
+def test_run_with_a_bad_option_writes_nothing(tmp_path: Path, started_run) -> None:
+    dataset, _ = started_run
+    for options in (["--only", "bogus"], ["--device", "tpu"]):
+        assert main(["run", str(dataset), "--run", str(tmp_path / "fresh"), "--preset", "smoke", *options]) == 2
+        assert not (tmp_path / "fresh").exists(), options

@@ -353,8 +353,13 @@ def train_inpainter(
     overrides: SetOption = None,
 ) -> None:
     """Train the FFC inpainter (LaMa-style) on the run's registered train and validation cases."""
-    if init_from is not None and not init_from.is_dir():
-        raise InputError("--init-from: not a folder; give a model folder with config.json and weights.safetensors", init_from)
+    if init_from is not None:  # checked before the stage clears its stamp
+        if not init_from.is_dir():
+            raise InputError("--init-from: not a folder; give a model folder with config.json and weights.safetensors", init_from)
+        from diff4mmlits.checkpoint import read_model_config
+        from diff4mmlits.inpaint.train import MODEL_KIND
+
+        read_model_config(init_from, kind=MODEL_KIND)
     _, _, folder = _run_stage_command("train-inpainter", run_dir, device, overrides, resume=resume, init_from=init_from)
     if is_main_process():
         typer.echo(f"train-inpainter: model, log.csv and curves.png in {folder}")
@@ -612,11 +617,13 @@ def demo(
     """The built-in phantom, then every stage on it with the demo preset (minutes on a CPU)."""
     from diff4mmlits.config import resolve_config
     from diff4mmlits.data.phantom import write_phantom_dataset
+    from diff4mmlits.distributed import resolve_device
     from diff4mmlits.pipeline import run_pipeline
     from diff4mmlits.runfolder import RunFolder
 
     extra = list(overrides or []) + ([f"device={device}"] if device else [])
     config = resolve_config(preset, None, extra)
+    resolve_device(config.device)  # before the phantom is written
     dataset = out / "phantom"
     start = time.time()
     if not (dataset / "_truth").is_dir():

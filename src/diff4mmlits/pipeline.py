@@ -15,6 +15,7 @@ from pathlib import Path
 
 from diff4mmlits import ingest
 from diff4mmlits.config import Config
+from diff4mmlits.distributed import resolve_device
 from diff4mmlits.errors import InputError
 from diff4mmlits.evaluate import stage as evaluate_stage
 from diff4mmlits.ingest import ingest_dataset
@@ -71,11 +72,15 @@ def run_pipeline(
     force: bool = False,
 ) -> RunFolder:
     """Ingest ``dataset`` into ``run`` and run every stage (or ``only`` those), skipping up-to-date ones."""
+    wanted = set(only) if only is not None else None
+    for name in wanted or ():  # the options first: nothing is written for a command that cannot run
+        find_stage(STAGES, name)
+    resolve_device(config.device)
     with run_folder_lock(run.root):
-        return _run_pipeline_locked(dataset, run, config, only, force)
+        return _run_pipeline_locked(dataset, run, config, wanted, force)
 
 
-def _run_pipeline_locked(dataset: str | Path, run: RunFolder, config: Config, only: Iterable[str] | None,
+def _run_pipeline_locked(dataset: str | Path, run: RunFolder, config: Config, wanted: set[str] | None,
                          force: bool) -> RunFolder:
     if run.exists():  # the saved configuration is only compared here: this run's is given in full
         try:
@@ -87,10 +92,6 @@ def _run_pipeline_locked(dataset: str | Path, run: RunFolder, config: Config, on
                 log.info("configuration changed since the last run; stages it affects will run again")
     run.save_config(config)
     ingest_dataset(dataset, run, config)
-    wanted = set(only) if only is not None else None
-    if wanted is not None:
-        for name in wanted:
-            find_stage(STAGES, name)
     for stage in STAGES:
         if wanted is None or stage.name in wanted:
             run_stage(run, stage, config, force=force)

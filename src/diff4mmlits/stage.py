@@ -23,7 +23,13 @@ from typing import Any
 
 from diff4mmlits.config import Config
 from diff4mmlits.data.case import ANNOTATED_PHASE
-from diff4mmlits.distributed import barrier_if_distributed, gpu_memory_peak_gib, is_main_process, reset_gpu_memory_peak
+from diff4mmlits.distributed import (
+    barrier_if_distributed,
+    gpu_memory_peak_gib,
+    is_main_process,
+    reset_gpu_memory_peak,
+    resolve_device,
+)
 from diff4mmlits.errors import InputError
 from diff4mmlits.runfolder import RunFolder, fingerprint_of
 from diff4mmlits.runlock import run_folder_lock
@@ -133,6 +139,7 @@ def _run_stage_locked(run: RunFolder, stage: Stage, config: Config, force: bool,
         log.info("%s: up to date, skipped", stage.name)
         return StageOutcome(ran=False)
     check_upstream(run, stage, config)
+    resolve_device(config.device)  # a device this machine lacks is refused before the stamp is cleared
     main = is_main_process()
     if main:
         run.clear_stamp(stage.name)
