@@ -187,3 +187,13 @@ def test_every_section_lives_with_its_stage() -> None:
     assert {homes[s] for s in ("autoencoder", "diffusion", "synthesize")} == {"diff4mmlits.synthesize.config"}
     assert list(Config.model_fields)[-8:] == ["register", "inpaint", "autoencoder", "diffusion", "synthesize", "segment",
                                               "evaluate", "translate"]
+
+
+@pytest.mark.parametrize("setting", ["segment.epochs=-3", "segment.epochs=0", "segment.steps_per_epoch=0",
+                                     "segment.batch_size=0", "segment.flip_prob=1.5", "segment.learning_rate=0",
+                                     "diffusion.batch_size=0", "synthesize.strength=2", "translate.steps=-1",
+                                     "register.sampling_percentage=0"])
+def test_settings_out_of_their_range_are_refused(setting: str) -> None:
+    """``segment.epochs=-3`` trained 0 epochs and exited 0, rewriting the model's config.json."""
+    with pytest.raises(InputError, match=f"setting '{setting.split('=')[0]}'"):
+        resolve_config("smoke", overrides=[setting])

@@ -25,7 +25,7 @@ class RegisterConfig(Section):
 
     method: RegistrationMethod = "bspline"
     """How far the chain goes; ``none`` only resamples every phase onto the annotated grid."""
-    margin_mm: float = 20.0
+    margin_mm: float = Field(20.0, ge=0)
     """The region of interest is the annotated liver (label > 0) dilated by this margin, mm."""
     working_spacing_mm: float = Field(default=2.0, ge=0.0)
     """Registration runs on the phases shrunk (block means) to voxels about this wide, mm; coarser
@@ -35,13 +35,13 @@ class RegisterConfig(Section):
     """Multi-resolution levels, coarse to fine: shrink factor of each level (voxels)."""
     smoothing_sigmas_mm: tuple[float, ...] = (4.0, 2.0, 0.0)
     """Gaussian smoothing of each level, mm (same length as ``shrink_factors``)."""
-    rigid_iterations: int = 200
+    rigid_iterations: int = Field(200, ge=0)
     """Optimizer iterations per level of the rigid stage."""
-    affine_iterations: int = 200
+    affine_iterations: int = Field(200, ge=0)
     """Optimizer iterations per level of the affine stage."""
-    bspline_iterations: int = 100
+    bspline_iterations: int = Field(100, ge=0)
     """Optimizer iterations per level of the B-spline stage."""
-    bspline_grid_mm: float = 60.0
+    bspline_grid_mm: float = Field(60.0, gt=0)
     """Control-point spacing of the coarse B-spline grid, mm (over the annotated phase's extent)."""
     bspline_shrink_factors: tuple[int, ...] = (2,)
     """Levels of the B-spline stage (it starts from the affine result, so coarse levels suffice)."""
@@ -49,9 +49,9 @@ class RegisterConfig(Section):
     """Smoothing of each B-spline level, mm: keeps the deformation from fitting the noise."""
     bspline_max_displacement_mm: float = 3.0
     """Bound on each control point's displacement beyond the affine result, mm (the residual is small)."""
-    histogram_bins: int = 32
+    histogram_bins: int = Field(32, ge=2)
     """Bins of the Mattes mutual information histogram."""
-    sampling_percentage: float = 0.25
+    sampling_percentage: float = Field(0.25, gt=0, le=1)
     """Share of the region-of-interest voxels sampled by the metric (random, fixed seed)."""
     sampling_min_points: int = 5000
     """At least this many metric samples per level (coarse levels of small images sample more)."""

@@ -39,10 +39,10 @@ class SegmentConfig(Section):
     synthesis_method: PainterMethod = "ldm"
     """Painter used on the fly (diff4mmlits.synthesize.painters.load_painter's method)."""
     synthesis_mode: DiffusionMode = "profile"
-    synthetic_pool: int = 16
+    synthetic_pool: int = Field(16, ge=1)
     """On the fly: synthetic cases kept painted in a pool (0 = paint a new case for every synthetic
     sample, slow); see segment/synthetic_pool.py."""
-    synthetic_pool_refresh: int = 4
+    synthetic_pool_refresh: int = Field(4, ge=1)
     """On the fly: pool cases replaced per epoch, painted in the background during the epoch before."""
     window_hu: tuple[float, float] = (-21.0, 189.0)
     """Intensity window applied before normalisation, HU (the paper's)."""
@@ -54,31 +54,31 @@ class SegmentConfig(Section):
     ``liver`` for the cascade's stage two, ``dataset`` for stage one and for a single model."""
     patch_size_vox: tuple[int, int, int] | None = (96, 96, 96)
     """Training patch (z, y, x) in voxels; None lets the plan derive it from spacing and memory budget."""
-    memory_budget_mb: float = 8000.0
+    memory_budget_mb: float = Field(8000.0, gt=0)
     """Estimated activation memory the plan may use for one training batch, MB."""
-    base_filters: int = 32
-    max_filters: int = 320
-    max_pooling_steps: int = 5
+    base_filters: int = Field(32, ge=1)
+    max_filters: int = Field(320, ge=1)
+    max_pooling_steps: int = Field(5, ge=0)
     deep_supervision: bool = True
     cascade: bool = True
     """The liver-region cascade (segment/cascade.py): stage one finds the liver on a coarse grid, stage
     two segments liver and tumor in the liver's bounding box at a fine spacing; false: one model on
     the whole volume at the median spacing."""
-    cascade_margin_mm: float = 15.0
+    cascade_margin_mm: float = Field(15.0, ge=0)
     """Margin around the liver's bounding box that stage two sees, mm."""
-    cascade_liver_max_vox: int = 128
+    cascade_liver_max_vox: int = Field(128, ge=8)
     """Stage one's grid: the median image's longest side spans at most this many voxels."""
-    cascade_min_tumor_vox: float = 4.0
+    cascade_min_tumor_vox: float = Field(4.0, gt=0)
     """Stage two's in-plane spacing makes the training set's small tumors (10th percentile of their
     equivalent diameters) span at least this many voxels."""
-    cascade_liver_epochs: int | None = None
+    cascade_liver_epochs: int | None = Field(None, ge=1)
     """Stage one's epochs (None: ``epochs``); finding the liver needs less training than the tumors."""
-    batch_size: int = 2
-    epochs: int = 1000
-    steps_per_epoch: int = 250
+    batch_size: int = Field(2, ge=1)
+    epochs: int = Field(1000, ge=1)
+    steps_per_epoch: int = Field(250, ge=1)
     optimizer: Literal["sgd", "adamw"] = "sgd"
-    learning_rate: float = 0.01
-    weight_decay: float = 3e-5
+    learning_rate: float = Field(0.01, gt=0)
+    weight_decay: float = Field(3e-5, ge=0)
     poly_power: float = 0.9
     """Poly learning-rate schedule: lr = lr0 · (1 − step/steps)^power."""
     lambda_ce: float = 0.5
@@ -91,22 +91,22 @@ class SegmentConfig(Section):
     """Relative chance that a crop is centred on background, liver, tumor."""
     # augmentation: nnU-Net v2's default pipeline and strengths (Isensee et al. 2021), each step a
     # MONAI transform applied with its probability per sample (segment/dataset.py, build_augmentation)
-    flip_prob: float = 0.5
+    flip_prob: float = Field(0.5, ge=0, le=1)
     """Mirroring, along each axis."""
-    rotate_prob: float = 0.2
+    rotate_prob: float = Field(0.2, ge=0, le=1)
     rotate_range_deg: float = 30.0
     """In-plane (axial) rotation, ±degrees (nnU-Net rotates in-plane on anisotropic data)."""
-    scale_prob: float = 0.2
+    scale_prob: float = Field(0.2, ge=0, le=1)
     scale_range: tuple[float, float] = (0.7, 1.4)
     """Zoom factor of the spatial scaling."""
-    noise_prob: float = 0.1
+    noise_prob: float = Field(0.1, ge=0, le=1)
     noise_std: float = 0.3
     """Largest noise sd (z-score units; nnU-Net's variance up to 0.1); each sample draws an sd below it."""
-    blur_prob: float = 0.2
+    blur_prob: float = Field(0.2, ge=0, le=1)
     blur_sigma_vox: tuple[float, float] = (0.5, 1.0)
     """Gaussian blur sigma range, in voxels of the training data's own (median) spacing; on the
     cascade's finer stage-two grid it spans as many mm as on the data's."""
-    grain_noise_prob: float = 0.0
+    grain_noise_prob: float = Field(0.0, ge=0, le=1)
     """Noise correlated in-plane, as a reconstruction kernel makes it (segment/augment.py): 0 is off."""
     grain_noise_std: float = 0.5
     """Largest sd of that noise (z-score units)."""
@@ -121,33 +121,33 @@ class SegmentConfig(Section):
     randomised acquisition, applied to the synthetic half only). Measured (docs/segment.md): grain
     on 60 % of the painted samples gave +0.7 ± 1.8 on the second site over plain painting — within
     the spread, so empty by default. Was ``synthetic_grain_noise_prob`` (still read: config.RENAMED)."""
-    phase_dropout_prob: float = 0.25
+    phase_dropout_prob: float = Field(0.25, ge=0, le=1)
     """Share of samples that lose one or more phases (not all), their channels filled as prediction
     fills a study's missing phases (segment/augment.py); 0 is off. On the phantom (five seeds) it
     costs nothing measurable on four-phase studies (−0.9 ± 2.3 per-case tumor Dice) and doubles the
     Dice on PVP-only studies (6.5 → 13.7 %, liver 76 → 91 %): a study with missing phases no
     longer breaks the model. Models saved before it existed read as 0."""
-    brightness_prob: float = 0.15
+    brightness_prob: float = Field(0.15, ge=0, le=1)
     brightness_factor: float = 0.25
     """Multiplicative brightness: intensities × (1 ± factor)."""
-    contrast_prob: float = 0.15
+    contrast_prob: float = Field(0.15, ge=0, le=1)
     contrast_factor: float = 0.25
     """Contrast: spread around the mean × (1 ± factor), range preserved."""
     intensity_per_channel: bool = True
     """Brightness and contrast drawn for each phase on its own (nnU-Net's unsynchronised channels):
     a phase imaged earlier or later than in training brightens or darkens alone."""
-    low_resolution_prob: float = 0.25
+    low_resolution_prob: float = Field(0.25, ge=0, le=1)
     low_resolution_zoom: tuple[float, float] = (0.5, 1.0)
     """Simulated low resolution: down-sampled by this zoom, then back up."""
-    gamma_prob: float = 0.3
-    gamma_inverted_prob: float = 0.1
+    gamma_prob: float = Field(0.3, ge=0, le=1)
+    gamma_inverted_prob: float = Field(0.1, ge=0, le=1)
     gamma_range: tuple[float, float] = (0.7, 1.5)
-    validate_every_epochs: int = 1
-    sliding_window_overlap: float = 0.5
-    sliding_window_batch: int = 2
+    validate_every_epochs: int = Field(1, ge=1)
+    sliding_window_overlap: float = Field(0.5, ge=0, lt=1)
+    sliding_window_batch: int = Field(2, ge=1)
     tta: bool = False
     """Test-time flips along every axis (8 predictions averaged)."""
-    min_tumor_volume_mm3: float = 0.0
+    min_tumor_volume_mm3: float = Field(0.0, ge=0)
     """Predicted tumor components smaller than this are removed (0 keeps all)."""
     loader_workers: int | None = Field(default=None, ge=0)
     """DataLoader worker processes (0 loads in the training process). Unset: on a GPU, this process's

@@ -26,23 +26,23 @@ class AutoencoderConfig(Section):
 
     window_hu: tuple[float, float] = (-175.0, 250.0)
     """HU mapped to [-1, 1] (values outside are clipped)."""
-    patch_vox: int = 96
+    patch_vox: int = Field(96, ge=8)
     """Cubic training patch edge, voxels (divisible by 2**len(channels))."""
     channels: tuple[int, ...] = (64, 128)
     """Channels per encoder level; each level halves the grid (96³ → 24³ with two levels)."""
     num_res_layers: int = 2
-    num_embeddings: int = 1024
+    num_embeddings: int = Field(1024, ge=2)
     """Codebook size of the vector quantizer."""
     restart_dead_codes_every: int = 20
     """Every so many steps, codebook entries that no latent uses are moved onto encoder outputs (0 = never)."""
-    embedding_dim: int = 8
+    embedding_dim: int = Field(8, ge=1)
     """Latent channels (the diffusion model works on these)."""
-    batch_size: int = 2
-    steps: int = 20000
-    learning_rate: float = 1e-4
-    liver_patch_fraction: float = 0.8
+    batch_size: int = Field(2, ge=1)
+    steps: int = Field(20000, ge=0)
+    learning_rate: float = Field(1e-4, gt=0)
+    liver_patch_fraction: float = Field(0.8, ge=0, le=1)
     """Share of training patches centred on a liver voxel (the rest anywhere in the body)."""
-    tumor_patch_fraction: float = 0.25
+    tumor_patch_fraction: float = Field(0.25, ge=0, le=1)
     """Share of training patches taken around the real tumors of the registered training cases
     instead of the normal CT (0 = normal CT only). An autoencoder that never saw a tumor cannot
     decode one: the paper adapts a pretrained autoencoder that had."""
@@ -54,8 +54,8 @@ class AutoencoderConfig(Section):
     discriminator_layers: int = 3
     perceptual_weight: float = 0.0
     """MONAI PerceptualLoss weight; off by default because it downloads pretrained weights."""
-    checkpoint_every_steps: int = 1000
-    validation_patches: int = 32
+    checkpoint_every_steps: int = Field(1000, ge=1)
+    validation_patches: int = Field(32, ge=1)
     """Held-out patches (validation cases) for the reconstruction MAE (HU, liver)."""
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
@@ -85,28 +85,28 @@ class DiffusionConfig(Section):
     mask gets one coherent kind over all phases. joint: the latents of all phases are denoised
     together as one multi-channel latent (the paper's "all-in-one" future direction), conditioned on
     the whole profile."""
-    crop_vox: int = 96
+    crop_vox: int = Field(96, ge=8)
     """Cubic crop edge around a tumor, voxels (the autoencoder maps it to crop/4 latent voxels)."""
     channels: tuple[int, ...] = (128, 256, 256)
     attention_levels: tuple[bool, ...] = (False, True, True)
     num_res_blocks: int = 2
     norm_num_groups: int = 32
     num_head_channels: int = 32
-    num_train_timesteps: int = 1000
+    num_train_timesteps: int = Field(1000, ge=1)
     schedule: Literal["linear_beta", "scaled_linear_beta", "cosine"] = "scaled_linear_beta"
     beta_start: float = 0.0015
     beta_end: float = 0.0195
-    crops_per_tumor: int = 8
+    crops_per_tumor: int = Field(8, ge=1)
     """Jittered, randomly flipped crops per real tumor (their latents are computed once)."""
     jitter_vox: int = 8
     """Largest shift of a crop's centre from the tumor's centre, voxels."""
-    batch_size: int = 8
-    steps: int = 30000
-    learning_rate: float = 1e-4
+    batch_size: int = Field(8, ge=1)
+    steps: int = Field(30000, ge=0)
+    learning_rate: float = Field(1e-4, gt=0)
     tumor_loss_weight: float = 1.0
     """Adds the MSE inside the tumor mask again with this weight (0 = the paper's Eq. 3 exactly). The
     tumor is a few latent voxels of the crop; without it the network learns the background first."""
-    checkpoint_every_steps: int = 1000
+    checkpoint_every_steps: int = Field(1000, ge=1)
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"crop_vox": 16, "channels": (8, 16), "attention_levels": (False, False), "num_res_blocks": 1,
@@ -130,7 +130,7 @@ class TumorMaskConfig(Section):
     """Where tumor counts and shapes come from: the training split's real tumors, or the size classes."""
     size_jitter: float = 0.15
     """dataset: log-normal jitter of each drawn semi-axis (standard deviation of its log)."""
-    max_tumors_per_case: int = 6
+    max_tumors_per_case: int = Field(6, ge=1)
     """dataset: at most this many tumors in one synthetic case."""
     size_emphasis: float = Field(default=0.0, ge=0.0)
     """dataset: a real tumor is drawn as a shape with weight ``voxels ** -size_emphasis``: 0 keeps
@@ -170,13 +170,13 @@ class SynthesizeConfig(Section):
     """The synthesize stage: paint random tumors into the normal CT of the training cases."""
 
     method: PainterMethod = "ldm"
-    per_case: int = 2
+    per_case: int = Field(2, ge=0)
     """Synthetic cases written per training case."""
     sampler: Literal["ddim", "ddpm"] = "ddim"
     """ddim: ``ddim_steps`` deterministic steps; ddpm: all of the schedule's steps (slow, for comparison)."""
-    ddim_steps: int = 50
-    ddim_eta: float = 0.0
-    strength: float = 1.0
+    ddim_steps: int = Field(50, ge=1)
+    ddim_eta: float = Field(0.0, ge=0)
+    strength: float = Field(1.0, ge=0, le=1)
     """1: sample from pure noise at T (the paper). Below 1: start at strength·T from the latent of the
     masked CT noised to that level (SDEdit), so that less has to be invented."""
     clip_latent: bool = True
@@ -218,12 +218,12 @@ class SynthesizeConfig(Section):
     spread (at least 10 HU)."""
     quality_seam_hu: float = 10.0
     """The largest mean offset (HU) the painting may leave in the liver of the feathered band."""
-    quality_retries: int = 2
+    quality_retries: int = Field(2, ge=0)
     """A rejected tumor is painted again this many times, then left out."""
     match_background: bool = True
     """ldm: shift each decoded phase by the median difference to the normal CT in the crop's liver away
     from the tumor, so the blend leaves no halo (the autoencoder's reconstruction can sit a few HU off)."""
-    figures: int = 3
+    figures: int = Field(3, ge=0)
     """Synthetic cases shown in report/figures/synthesis_*.png."""
     tumor: TumorMaskConfig = TumorMaskConfig()
 

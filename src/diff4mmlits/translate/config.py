@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+from pydantic import Field
+
 from diff4mmlits import Phase
 from diff4mmlits.settings import Section
 
@@ -34,13 +36,13 @@ class TranslateConfig(Section):
     target_window_hu: tuple[float, float] = (-250.0, 350.0)
     percentiles: tuple[float, float] = (0.5, 99.5)
     """Per-volume percentiles mapped to [-1, 1] for ``percentile`` intensities."""
-    crop_vox: int = 256
+    crop_vox: int = Field(256, ge=8)
     """Side of the training crops in voxels (a multiple of 4)."""
-    batch_size: int = 1
-    steps: int = 200_000
-    decay_fraction: float = 0.5
+    batch_size: int = Field(1, ge=1)
+    steps: int = Field(200_000, ge=0)
+    decay_fraction: float = Field(0.5, ge=0, le=1)
     """Share of the steps at the end over which the learning rate falls linearly to zero."""
-    learning_rate: float = 2e-4
+    learning_rate: float = Field(2e-4, gt=0)
     betas: tuple[float, float] = (0.5, 0.999)
     generator_filters: int = 64
     generator_blocks: int = 9
@@ -62,9 +64,9 @@ class TranslateConfig(Section):
     nce_patches: int = 256
     nce_features: int = 256
     nce_identity: bool = True
-    checkpoint_every_steps: int = 1000
-    log_every_steps: int = 10
-    translate_batch_slices: int = 16
+    checkpoint_every_steps: int = Field(1000, ge=1)
+    log_every_steps: int = Field(10, ge=1)
+    translate_batch_slices: int = Field(16, ge=1)
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {
             "crop_vox": 32, "batch_size": 2, "steps": 4, "generator_filters": 8, "generator_blocks": 2,
