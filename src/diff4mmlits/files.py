@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from diff4mmlits.errors import InputError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -82,6 +84,16 @@ def describe_path_error(err: OSError) -> str:
         return f"{where}: is a folder where a file is needed; choose another path"
     return (f"{where}: a file stands where a folder is needed (the path or one of its parents is a file); "
             "choose another path")
+
+
+def refuse_output_in_input(input_path: str | Path, output: str | Path, what: str) -> None:
+    """Stop (``InputError``) when ``output`` is ``input_path`` or lies inside the input folder: writing
+    there would overwrite the input's own files (a case's ``label.nii.gz``) or add files that the
+    input's reader then takes for images. ``what``: the outputs, e.g. "the labels"."""
+    source, target = Path(input_path).resolve(), Path(output).resolve()
+    if target == source or (source.is_dir() and source in target.parents):
+        raise InputError(f"OUTPUT is {'the INPUT' if target == source else 'inside the INPUT'}: {what} would overwrite "
+                         "or mix with the input's files; choose a place outside it", Path(output))
 
 
 def free_space_mb(path: str | Path) -> float | None:

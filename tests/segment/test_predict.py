@@ -185,3 +185,16 @@ def test_a_model_saved_under_old_setting_names_loads(trained, tmp_path) -> None:
     segmenter = load_segmenter(old, device="cpu")
     assert segmenter.config.mixed_precision == load_segmenter(trained, device="cpu").config.mixed_precision
     assert segmenter.config.synthetic_augmentation == {}
+
+
+def test_predict_refuses_to_write_into_its_input(trained, tiny_case, tmp_path) -> None:
+    """``predict CASE CASE/label.nii.gz`` replaced the case's own ground truth and exited 0."""
+    case_folder = tmp_path / "case"
+    write_case_folder(tiny_case("c", seed=1), case_folder)
+    label = case_folder / "label.nii.gz"
+    before = label.read_bytes()
+    for output in (label, case_folder, case_folder / "predictions"):
+        with pytest.raises(InputError, match="OUTPUT is (the|inside the) INPUT"):
+            predict_path(trained, case_folder, output, device="cpu")
+    assert label.read_bytes() == before
+    assert not (case_folder / "predictions").exists() and not (case_folder / "c.nii.gz").exists()

@@ -22,6 +22,7 @@ from diff4mmlits.data.case import Case
 from diff4mmlits.data.io import write_volume
 from diff4mmlits.distributed import DistributedContext, cleanup_distributed, init_distributed
 from diff4mmlits.errors import InputError
+from diff4mmlits.files import refuse_output_in_input
 from diff4mmlits.progress import progress
 from diff4mmlits.register import register_case
 from diff4mmlits.runfolder import PAINTED_SPLITS, RunFolder
@@ -179,6 +180,7 @@ def predict_path(model_dir: str | Path, input_path: str | Path, output: str | Pa
     folder or a dataset) → ``output/<case>.nii.gz`` (or the one file ``output``)."""
     if output_type not in OUTPUT_SUFFIXES:
         raise InputError(f"--output-type {output_type!r}: choose {' or '.join(OUTPUT_SUFFIXES)}")
+    refuse_output_in_input(input_path, output, "the labels")
     if output_type == "dicom-seg" and not is_dicom_series_folder(Path(input_path)):
         raise InputError("--output-type dicom-seg: the input must be a DICOM series folder (the segmentation "
                          "references its slices); use nifti for other inputs", input_path)

@@ -22,6 +22,7 @@ from diff4mmlits.data.io import read_volume, volume_extension, write_volume
 from diff4mmlits.data.native import write_case_folder
 from diff4mmlits.data.volume import require_same_grid
 from diff4mmlits.errors import InputError
+from diff4mmlits.files import refuse_output_in_input
 from diff4mmlits.progress import progress
 from diff4mmlits.runfolder import RunFolder
 from diff4mmlits.stage import Stage
@@ -108,8 +109,7 @@ def translate_path(model: Path, input_path: Path, output: Path, device: str = "c
     input_path, output = Path(input_path), Path(output)
     if not input_path.exists():
         raise InputError("input not found; give a volume file, a case folder or a dataset folder", input_path)
-    if output.resolve() == input_path.resolve():
-        raise InputError("OUTPUT is the INPUT; choose another place for the translated data", output)
+    refuse_output_in_input(input_path, output, "the translated data")
     translator = load_translator(model, device=device)
     if input_path.is_file():
         if volume_extension(input_path) is None:
