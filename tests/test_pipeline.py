@@ -203,3 +203,15 @@ def test_every_stage_honours_the_annotated_phase(ap_annotated_dataset: Path, tmp
     assert all(c.annotated_phase == "AP" for c in synthetic)
     (test_id,) = run.split("test")
     assert (run.predictions_dir / f"{test_id}.nii.gz").is_file() and (run.report_dir / "metrics.csv").is_file()
+
+
+def test_run_refuses_a_run_folder_made_from_another_dataset(tiny_dataset: Path, tmp_path: Path) -> None:
+    """``run OTHER --run R`` switched R's manifest to OTHER and left R's registered cases beside the new ones."""
+    run = RunFolder(tmp_path / "run")
+    config = resolve_config("smoke")
+    run_pipeline(tiny_dataset, run, config, only=["previews"])
+    other = tmp_path / "other"
+    shutil.copytree(tiny_dataset, other)
+    with pytest.raises(InputError, match="made from .* not .*other; use another --run folder"):
+        run_pipeline(other, run, config, only=["previews"])
+    assert run.dataset_path() == tiny_dataset.resolve()

@@ -131,6 +131,17 @@ def ingest_dataset(dataset: str | Path, run: RunFolder, config: Config, require_
 
 
 # --- opening a run folder -----------------------------------------------------------------------
+def check_same_dataset(run: RunFolder, dataset: str | Path) -> None:
+    """Refuse a dataset other than the one the run folder was made from: its stages' outputs (registered
+    cases, models) belong to that one. A folder without a readable manifest has nothing to protect."""
+    try:
+        recorded = run.dataset_path() if run.manifest_path.is_file() else None
+    except InputError:  # damaged: ingest writes it again
+        return
+    if recorded is not None and recorded.resolve() != Path(dataset).resolve():
+        raise InputError(f"this run folder was made from {recorded}, not {dataset}; use another --run folder", run.root)
+
+
 def open_run(run_dir: str | Path, dataset: str | Path | None = None, preset: str | None = None,
              config_file: str | Path | None = None, overrides: Sequence[str] = (), device: str | None = None,
              save: bool = False, create: bool = False) -> tuple[RunFolder, Config]:
@@ -163,11 +174,7 @@ def open_run(run_dir: str | Path, dataset: str | Path | None = None, preset: str
         if preset is not None and preset != previous.preset:
             raise InputError(f"--preset {preset}: this run folder was made with preset {previous.preset}; "
                              "use a new --run folder, or --set to change single settings", run.root)
-        if run.manifest_path.is_file():
-            recorded = run.dataset_path()
-            if recorded.resolve() != Path(dataset).resolve():
-                raise InputError(f"this run folder was made from {recorded}, not {dataset}; use another --run folder",
-                                 run.root)
+        check_same_dataset(run, dataset)
         config = resolve_config(previous.preset, config_file, extra, base=previous.model_dump(mode="json"))
     ingest_dataset(dataset, run, config, require_label=False)  # register works without labels (body mask)
     run.save_config(config)

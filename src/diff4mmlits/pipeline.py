@@ -82,6 +82,7 @@ def run_pipeline(
 
 def _run_pipeline_locked(dataset: str | Path, run: RunFolder, config: Config, wanted: set[str] | None,
                          force: bool) -> RunFolder:
+    ingest.check_same_dataset(run, dataset)
     if run.exists():  # the saved configuration is only compared here: this run's is given in full
         try:
             previous = run.load_config()
