@@ -52,3 +52,25 @@ def test_a_zip_that_writes_outside_the_folder_is_refused(tmp_path) -> None:
     with pytest.raises(InputError, match="outside the model folder"):
         import_model(tmp_path / "evil.zip", tmp_path / "copy")
     assert not (tmp_path / "outside.txt").exists()
+
+
+def test_a_damaged_model_is_not_exported(model_dir, tmp_path) -> None:
+    """A weights file that fails its checksum was zipped, and import-model called the zip checked."""
+    weights = model_dir / "liver" / WEIGHTS_NAME
+    data = bytearray(weights.read_bytes())
+    data[-4:] = bytes(255 - b for b in data[-4:])
+    weights.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="does not match its checksum"):
+        export_model(model_dir, tmp_path / "m.zip")
+    assert not (tmp_path / "m.zip").exists()
+
+
+def test_a_damaged_checksum_list_is_refused_and_a_missing_one_warns(model_dir, caplog) -> None:
+    from diff4mmlits.checkpoint import CHECKSUMS_NAME, verify_checksum
+
+    (model_dir / CHECKSUMS_NAME).write_text("{damaged")
+    with pytest.raises(InputError, match=f"{CHECKSUMS_NAME}: is damaged"):
+        verify_checksum(model_dir / WEIGHTS_NAME)
+    (model_dir / CHECKSUMS_NAME).unlink()
+    verify_checksum(model_dir / WEIGHTS_NAME)
+    assert "is not verified" in caplog.text

@@ -104,12 +104,17 @@ def recover_file_group(folder: str | Path) -> None:
 
 def verify_checksum(path: str | Path) -> None:
     """Refuse a weights or state file whose SHA-256 differs from the one its folder's ``checksums.json``
-    recorded at training (a folder without ``checksums.json``, from an older version, is read as is)."""
+    recorded at training, or whose ``checksums.json`` is damaged (a folder without one, from an older
+    version, is read as is, with a warning)."""
     path = Path(path)
-    checksums = read_json_or_none(path.parent / CHECKSUMS_NAME)
-    if checksums is None:
-        log.debug("%s: no %s (written by an older version), not verified", path.parent, CHECKSUMS_NAME)
+    listing = path.parent / CHECKSUMS_NAME
+    if not listing.is_file():
+        log.warning("%s: no %s (a model folder of an older version, or the file was removed): %s is not verified",
+                    path.parent, CHECKSUMS_NAME, path.name)
         return
+    checksums = read_json_or_none(listing)
+    if not isinstance(checksums, dict):
+        raise InputError("is damaged, so the weights cannot be verified; restore the model folder or re-train", listing)
     expected = checksums.get(path.name)
     if expected is None:
         raise InputError(f"is not listed in {CHECKSUMS_NAME}: it was not written by this model's training; "

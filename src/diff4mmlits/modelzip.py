@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from diff4mmlits.checkpoint import CONFIG_NAME, STATE_NAME, model_kind, read_model_config
+from diff4mmlits.checkpoint import CONFIG_NAME, STATE_NAME, model_kind, read_model_config, verify_checksum
 from diff4mmlits.errors import InputError
 from diff4mmlits.files import atomic_path
 
@@ -40,6 +40,9 @@ def export_model(model_dir: str | Path, out_zip: str | Path) -> Path:
         raise InputError("the output must be a .zip file name", out_zip)
     files = sorted(p for p in model_dir.rglob("*") if p.is_file() and p.name not in LEFT_OUT
                    and not p.name.startswith("."))
+    for path in files:  # a damaged model is refused here, not found only at predict on another machine
+        if path.suffix in (".safetensors", ".pt"):
+            verify_checksum(path)
     manifest: dict[str, Any] = {"format": 1, "diff4mmlits_version": __version__, "kind": model_kind(config),
                                 "files": {}}
     with atomic_path(out_zip) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
