@@ -370,3 +370,27 @@ def test_cli_writes_healthy_scans_beside_the_cases(tmp_path, capsys) -> None:
     assert not (tmp_path / "many").exists()
     assert main(["phantom", str(tmp_path / "m"), "--modality", "mri", "--healthy", "1"]) == 2
     assert "--healthy is for the CT phantom" in capsys.readouterr().err
+
+
+def test_a_failed_write_leaves_no_dataset_and_a_full_folder_is_refused(tmp_path, monkeypatch) -> None:
+    """A full disk left case folders without some phases, which validate passed; a second phantom
+    into a written one mixed two seeds' cases."""
+    import errno
+
+    from diff4mmlits.data.phantom import writer
+
+    written, write = [], writer.write_phantom_case
+
+    def write_then_fail(phantom, out):
+        if written:
+            raise OSError(errno.ENOSPC, "No space left on device", str(out / "case_001" / "DP.nii.gz"))
+        written.append(write(phantom, out))
+
+    monkeypatch.setattr(writer, "write_phantom_case", write_then_fail)
+    with pytest.raises(OSError):
+        write_phantom_dataset(tmp_path / "ph", cases=2, seed=0, size=16)
+    assert written and sorted(p.name for p in tmp_path.iterdir()) == []  # neither the dataset nor its temporary
+    monkeypatch.undo()
+    write_phantom_dataset(tmp_path / "ph", cases=1, seed=0, size=16)
+    with pytest.raises(InputError, match="is not empty"):
+        write_phantom_dataset(tmp_path / "ph", cases=1, seed=5, size=16)

@@ -361,3 +361,13 @@ def test_raise_for_errors_is_one_line_with_a_count(dataset: Path) -> None:
     with pytest.raises(InputError, match=r"^\S+case_000: no label file.*\(and 1 more problem\(s\); run 'diff4mmlits validate"):
         report.raise_for_errors()
 
+
+
+def test_a_case_without_a_phase_the_others_have_is_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A phantom cut short by a full disk left a case without DP, and validate called the dataset clean."""
+    dataset = Build().dataset(tmp_path / "dataset", n_cases=3, phases=("AP", "PVP"))
+    next((dataset / "case_001").glob("AP.*")).unlink()
+    code, lines = run_validate(dataset, capsys)
+    assert code == 0
+    assert lines == [f"warning: {dataset / 'case_001'}: no AP phase, which 2 of the 3 cases have; the segmenter sees "
+                     "an empty channel there (check the export if the scan exists)"]

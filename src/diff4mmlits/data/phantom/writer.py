@@ -17,6 +17,8 @@ Every file is written atomically, and the same ``(seed, site, size)`` gives byte
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from types import MappingProxyType
@@ -100,7 +102,25 @@ def write_phantom_dataset(out: str | Path, cases: int, seed: int, site: str = "d
         raise InputError(f"--cases {cases} with --healthy: at most {HEALTHY_PATIENT_OFFSET} cases (the healthy "
                          f"scans are patients {HEALTHY_PATIENT_OFFSET}…, which more cases would repeat)")
     check_phantom_arguments(0, seed, site, size, patients)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_dir() and any(out.iterdir()):
+        raise InputError("is not empty; give a new folder (or delete this one to write the phantom again)", out)
+    # the whole dataset is written beside ``out`` and renamed into place: a full disk or Ctrl-C leaves no
+    # half-written dataset (a case without a phase) for validate and register to take for a whole one
+    final, out = out, out.parent / f".{out.name}.tmp"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    try:
+        _write_cases(out, cases, healthy, seed, site, size, patients, workers)
+        os.replace(out, final)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return final
+
+
+def _write_cases(out: Path, cases: int, healthy: int, seed: int, site: str, size: int, patients: str | None,
+                 workers: int) -> None:
+    """The cases, their truth and ``_truth/phantom.json`` into ``out``."""
     bar = progress(total=cases + healthy, desc="phantom", unit="case")
     case_ids = []
     todo = [(index, False) for index in range(cases)] + [(index, True) for index in range(healthy)]
@@ -127,7 +147,6 @@ def write_phantom_dataset(out: str | Path, cases: int, seed: int, site: str = "d
         "tissues": {str(tissue_id): name for tissue_id, name in TISSUES.items()},
         "displacement_convention": "ITK: the anatomy at PVP point p lies at p + d(p) in the phase; mm",
     })
-    return out
 
 
 def read_phantom_truth(dataset: str | Path, case_id: str) -> PhantomTruth:
