@@ -161,3 +161,12 @@ def test_a_model_zip_with_a_damaged_manifest_is_refused(tmp_path: Path, capsys: 
     assert main(["import-model", str(tmp_path / "m.zip"), str(tmp_path / "model")]) == 2
     assert f"{MANIFEST_NAME} in the zip is damaged" in _one_error_line(capsys)
     assert not (tmp_path / "model").exists()
+
+
+def test_run_only_lists_every_stage_of_the_pipeline(capsys: pytest.CaptureFixture[str]) -> None:
+    from diff4mmlits.pipeline import stage_names
+
+    assert main(["run", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split()).replace("- ", "-")  # names wrapped at their hyphen
+    for name in stage_names():
+        assert name in text, name

@@ -72,3 +72,18 @@ def test_atomic_write_follows_the_umask_not_mkstemp_0600(tmp_path: Path) -> None
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_a_failed_write_names_the_file_it_was_for(tmp_path: Path) -> None:
+    """A writer handed an open file (zipfile) reports a full disk without a file name: the message said
+    "cannot write a file"."""
+    import errno
+
+    from diff4mmlits.files import describe_os_error
+
+    target = tmp_path / "model.zip"
+    with pytest.raises(OSError) as err, atomic_path(target):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(target)
+    assert describe_os_error(err.value).startswith(f"cannot write {target}: the disk is full")
+    assert list(tmp_path.iterdir()) == []

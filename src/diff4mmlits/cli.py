@@ -51,7 +51,8 @@ app = typer.Typer(
 log = logging.getLogger("diff4mmlits")
 
 # Shared option types -------------------------------------------------------------------------
-RunOption = Annotated[Path, typer.Option("--run", help="Run folder (created if needed), e.g. runs/demo.")]
+NewRunOption = Annotated[Path, typer.Option("--run", help="Run folder (created if needed), e.g. runs/demo.")]
+RunOption = Annotated[Path, typer.Option("--run", help="Run folder that 'register' or 'run' made, e.g. runs/demo.")]
 PresetOption = Annotated[str, typer.Option("--preset", help="smoke (seconds, tests), demo (minutes on a CPU), bench (the demo trained longer, for benchmarks) or paper (the paper's settings, GPU).")]
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML file of settings (sections as in RUN/config.yaml).")]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override one setting, e.g. --set segment.epochs=3 (repeatable).")]
@@ -304,7 +305,7 @@ def show_config(
 @app.command()
 def register(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder (native, nnU-Net v2 raw or LiTS layout).")],
-    run_dir: RunOption = Path("runs/default"),
+    run_dir: NewRunOption = Path("runs/default"),
     method: Annotated[str | None, typer.Option("--method", help="none (only resample onto the PVP grid); rigid, affine or bspline (the SimpleITK chain; default: the config's, bspline); elastix (needs itk-elastix); convexadam (needs convexadam).")] = None,
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="Cases registered in parallel processes (default: the config's workers; 0 there means the thread budget, see --threads, at most 4).")] = None,
     shard: Annotated[str | None, typer.Option("--shard", help="Only shard I of N of the cases, e.g. 2/4 (to split the work across machines).")] = None,
@@ -463,8 +464,8 @@ def train(
     run_dir: RunOption,
     backbone: Annotated[str | None, typer.Option("--backbone", help="dynunet (nnU-Net style, default), unet, attention-unet, segresnet, swin-unetr or vnet.")] = None,
     synthetic: Annotated[str | None, typer.Option("--synthetic", help="none (real cases only), offline (RUN/synthetic/) or on-the-fly (painted into the normal CT while training).")] = None,
-    synthetic_ratio: Annotated[float | None, typer.Option("--synthetic-ratio", min=0.0, max=1.0, help="Share of training samples that are synthetic, 0 to 1.")] = None,
-    phases: Annotated[str | None, typer.Option("--phases", help="Phases the model sees, e.g. NC,AP,PVP,DP or PVP (the unimodal baseline); the others are filled by duplication.")] = None,
+    synthetic_ratio: Annotated[float | None, typer.Option("--synthetic-ratio", min=0.0, max=1.0, help="Share of training samples that are synthetic, 0 to 1 (default: the config's, 0.5).")] = None,
+    phases: Annotated[str | None, typer.Option("--phases", help="Phases the model sees, e.g. NC,AP,PVP,DP or PVP (the unimodal baseline); the others are filled by duplication (default: the config's, all four).")] = None,
     cascade: Annotated[str | None, typer.Option("--cascade", help="on: the liver-region cascade (stage one finds the liver coarsely, stage two segments liver and tumor in its box at a fine spacing; the default); off: one model on the whole volume.")] = None,
     device: DeviceOption = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted training from its last checkpoint.")] = False,
@@ -537,7 +538,7 @@ def evaluate(
 # --- translate: unpaired cross-modality translation --------------------------------------------
 @app.command("train-translator")
 def train_translator(
-    run_dir: RunOption,
+    run_dir: NewRunOption,
     source: Annotated[Path | None, typer.Option("--source", help="Dataset to translate from, e.g. labelled CT (labels needed for essnet).")] = None,
     target: Annotated[Path | None, typer.Option("--target", help="Dataset of the other modality, e.g. MRI; other patients are fine (unpaired).")] = None,
     method: Annotated[str | None, typer.Option("--method", help="essnet (CycleGAN + segmentation constraint, keeps anatomy), cyclegan or cut (default: the config's, essnet).")] = None,
@@ -588,12 +589,12 @@ def translate(
 @app.command()
 def run(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder (native, nnU-Net v2 raw or LiTS layout).")],
-    run_dir: RunOption = Path("runs/default"),
+    run_dir: NewRunOption = Path("runs/default"),
     preset: PresetOption = "demo",
     config_file: ConfigOption = None,
     overrides: SetOption = None,
     device: DeviceOption = None,
-    only: Annotated[list[str] | None, typer.Option("--only", help="Run only this stage (repeatable).")] = None,
+    only: Annotated[list[str] | None, typer.Option("--only", help="Run only this stage (repeatable): previews, register, train-inpainter, inpaint, train-autoencoder, train-synthesizer, synthesize, train, predict, evaluate or report.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Run stages even when they are up to date.")] = False,
 ) -> None:
     """Run every stage over DATASET into the run folder, skipping stages that are up to date."""

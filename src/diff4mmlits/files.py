@@ -39,6 +39,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.chmod(tmp, _default_file_mode())  # mkstemp makes 0600; outputs follow the umask like any file
         fsync_file(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename is None or Path(err.filename) == tmp:  # a writer given an open file names none (zipfile)
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from err
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
