@@ -181,15 +181,19 @@ def phantom(
 @app.command()
 def validate(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder (native, nnU-Net v2 raw or LiTS / MSD layout).")],
-    phase: Annotated[str, typer.Option("--annotated-phase", help="The phase the labels are drawn on.")] = "PVP",
+    phase: Annotated[str, typer.Option("--annotated-phase", help="The phase the labels are drawn on: NC, AP, PVP or DP (names such as arterial or portal-venous are understood).")] = "PVP",
     unlabelled: Annotated[bool, typer.Option("--unlabelled", help="Cases without a label are fine (prediction input).")] = False,
 ) -> None:
     """Check a dataset before using it: prints a table of its cases and one line per problem (the
     file, what is wrong, what to do). Writes nothing. Exit status 0 when clean (warnings allowed),
     2 when any error was found."""
+    from diff4mmlits.data.native import canonical_phase_name
     from diff4mmlits.data.validate import validate_dataset
 
-    report = validate_dataset(dataset, annotated_phase=phase, require_label=not unlabelled)
+    annotated = canonical_phase_name(phase)
+    if annotated is None:
+        raise InputError(f"--annotated-phase {phase!r}: not a phase; use NC, AP, PVP or DP (or a name such as arterial)")
+    report = validate_dataset(dataset, annotated_phase=annotated, require_label=not unlabelled)
     if report.rows:
         header = f"{'case':<20} {'phases':<16} {'shape (z,y,x)':<16} {'spacing (mm)':<20} {'labels':<8} {'liver mL':>9} {'tumor mL':>9}"
         typer.echo(header)

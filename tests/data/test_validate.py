@@ -371,3 +371,12 @@ def test_a_case_without_a_phase_the_others_have_is_a_warning(tmp_path: Path, cap
     assert code == 0
     assert lines == [f"warning: {dataset / 'case_001'}: no AP phase, which 2 of the 3 cases have; the segmenter sees "
                      "an empty channel there (check the export if the scan exists)"]
+
+
+def test_the_annotated_phase_option_takes_phase_names_and_refuses_others(dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--annotated-phase ap`` or ``XYZ`` gave one "annotated phase missing" error per case."""
+    for name in ("ap", "arterial", "portal-venous", "PVP"):
+        assert main(["validate", str(dataset), "--annotated-phase", name]) == 0, name
+    capsys.readouterr()
+    assert main(["validate", str(dataset), "--annotated-phase", "XYZ"]) == 2
+    assert "--annotated-phase 'XYZ': not a phase" in capsys.readouterr().err

@@ -99,3 +99,16 @@ def test_evaluate_command(tmp_path, capsys) -> None:
     assert "Lesion detection at IoU thresholds" in page
     assert main(["evaluate", str(tmp_path / "none"), str(labels), "--out", str(tmp_path / "x")]) == 2
     assert "prediction folder not found" in capsys.readouterr().err
+
+
+def test_a_prediction_with_other_label_values_is_refused_before_anything_is_written(tmp_path) -> None:
+    """A label file with value 7 was scored as if it were a prediction."""
+    _, labels, preds = _write_pair(tmp_path, n=2)
+    other = _truth(1)
+    other[other == 2] = 7
+    write_volume(Volume(other, SPACING, kind="label"), preds / "case_1.nii.gz")
+    with pytest.raises(InputError, match="case_1.nii.gz: holds label value.s. 7; a prediction is 0 background"):
+        evaluate_predictions(preds, read_truth(labels), tmp_path / "out", EvaluateConfig())
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(InputError, match="is a file; give the folder of predictions"):
+        evaluate_predictions(preds / "case_0.nii.gz", read_truth(labels), tmp_path / "out", EvaluateConfig())

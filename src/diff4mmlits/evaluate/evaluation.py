@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from diff4mmlits import LABEL_LIVER, LABEL_TUMOR
 from diff4mmlits.data.io import read_volume, strip_extension, volume_extension
 from diff4mmlits.data.volume import Volume, require_same_grid
 from diff4mmlits.errors import InputError
@@ -89,7 +90,8 @@ def evaluate_predictions(
 
     pred_dir, out_dir = Path(pred_dir), Path(out_dir)
     if not pred_dir.is_dir():
-        raise InputError("prediction folder not found; run 'diff4mmlits predict' first", pred_dir)
+        raise InputError("is a file; give the folder of predictions (one <case>.nii.gz each)" if pred_dir.exists()
+                         else "prediction folder not found; run 'diff4mmlits predict' first", pred_dir)
     predictions = label_files(pred_dir)
     if not predictions:
         raise InputError("no prediction files (<case>.nii.gz) here; run 'diff4mmlits predict' first", pred_dir)
@@ -109,6 +111,10 @@ def evaluate_predictions(
         pred = read_volume(predictions[case_id], kind="label")
         require_same_grid(truth.label, pred, what=f"{predictions[case_id]} vs the ground truth of {case_id}",
                           hint="predictions must be on the annotated phase's grid ('diff4mmlits predict' writes them so)")
+        values = np.unique(pred.array)
+        if not np.isin(values, (0, LABEL_LIVER, LABEL_TUMOR)).all():
+            raise InputError(f"holds label value(s) {', '.join(str(v) for v in values if v not in (0, LABEL_LIVER, LABEL_TUMOR))}; a prediction "
+                             "is 0 background, 1 liver, 2 tumor (remap other label files before scoring)", predictions[case_id])
         pred_array = pred.array.astype(np.uint8)
         truth_array = truth.label.array.astype(np.uint8)
         row = {"case": case_id, **case_metrics(
