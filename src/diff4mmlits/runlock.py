@@ -112,11 +112,13 @@ def release(path: Path) -> None:
 
 @contextlib.contextmanager
 def run_folder_lock(root: str | Path, command: str | None = None) -> Iterator[None]:
-    """Hold the run folder's lock while the block runs (created folder included; re-entrant)."""
+    """Hold the run folder's lock while the block runs (re-entrant). A folder it created is removed
+    again when the block wrote nothing into it (a command that stopped on bad input)."""
     root = Path(root)
     if not is_main_process():
         yield
         return
+    created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
     key = (root / LOCK_FILE).resolve()
     if _HELD.get(key):
@@ -136,3 +138,5 @@ def run_folder_lock(root: str | Path, command: str | None = None) -> Iterator[No
     finally:
         _HELD.pop(key, None)
         release(path)
+        if created and not any(root.iterdir()):  # a command refused before writing: no empty run folder left
+            root.rmdir()

@@ -114,3 +114,13 @@ def test_taking_the_lock_removes_what_a_killed_writer_left(tmp_path: Path) -> No
         pass
     assert sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*")) == [
         "previews", "previews/case_000.png", "registered"]
+
+
+def test_a_command_refused_before_writing_leaves_no_run_folder(tmp_path: Path, capsys) -> None:
+    """``register /nonexistent --run R`` left an empty R behind; a folder that existed stays."""
+    assert main(["register", str(tmp_path / "nonexistent"), "--run", str(tmp_path / "new"), "--preset", "smoke"]) == 2
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()
+    with run_folder_lock(tmp_path / "kept"):
+        pass
+    assert (tmp_path / "kept").is_dir() and not any((tmp_path / "kept").iterdir())
