@@ -609,7 +609,8 @@ def run(
     extra = list(overrides or []) + ([f"device={device}"] if device else [])
     config = resolve_config(preset, config_file, extra)
     folder = run_pipeline(dataset, RunFolder(run_dir), config, only=only, force=force)
-    typer.echo(f"run: outputs in {folder.root}; report: {folder.report_dir / 'index.html'}")
+    report = folder.report_dir / "index.html"
+    typer.echo(f"run: outputs in {folder.root}" + (f"; report: {report}" if report.is_file() else ""))
 
 
 @app.command()

@@ -50,6 +50,10 @@ def test_train_then_translate_a_dataset(tmp_path, datasets, capsys) -> None:
     single = tmp_path / "one.nii.gz"
     assert main(["translate", "--model", str(model), str(ct / "toy_00" / "PVP.nii.gz"), str(single)]) == 0
     assert np.allclose(read_volume(single).array, read_volume(out / "toy_00" / "PVP.nii.gz").array, atol=1e-3)
+    # a dataset into a volume file name created a folder called t.nii.gz; into its own input, mixed with it
+    assert main(["translate", "--model", str(model), str(ct), str(tmp_path / "t.nii.gz")]) == 2
+    assert main(["translate", "--model", str(model), str(ct), str(ct / "translated")]) == 2
+    assert not (tmp_path / "t.nii.gz").exists() and not (ct / "translated").exists()
 
 
 def test_a_case_folder_with_aliased_phase_names_is_one_case(tmp_path, datasets) -> None:

@@ -117,6 +117,9 @@ def translate_path(model: Path, input_path: Path, output: Path, device: str = "c
         if volume_extension(output) is None:
             raise InputError("OUTPUT must be a volume file name (e.g. out.nii.gz) when INPUT is a file", output)
         return [write_volume(translate_volume(read_volume(input_path), translator), output)]
+    if volume_extension(output) is not None:
+        raise InputError("OUTPUT must be a folder when INPUT is a case or dataset folder (one case folder is "
+                         "written per case)", output)
     cases = read_case_or_dataset(input_path)
     written = []
     for case in progress(cases, desc="translate", unit="case"):
