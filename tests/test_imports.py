@@ -118,3 +118,14 @@ def test_no_stage_imports_evaluate_or_pipeline() -> None:
     for source, targets in graph.items():
         if layer(source) in (1, 2, 3, 4):
             assert not any(t.startswith(("diff4mmlits.evaluate", "diff4mmlits.pipeline")) for t in targets), source
+
+
+def test_the_configuration_imports_no_registration_backend() -> None:
+    """``config`` imports ``register.config``; the package's ``__init__`` pulled SimpleITK and scipy into
+    every command through it."""
+    import subprocess
+    import sys
+
+    code = "import sys, diff4mmlits.config; print(sorted(m for m in ('SimpleITK', 'scipy', 'torch') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
