@@ -655,6 +655,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(sys.argv[1:] if argv is None else argv)
     finally:
         if in_main_thread:
+            with contextlib.suppress(Interrupted):  # a Ctrl-C as the command ends: its outputs are complete
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGINT, previous)
         restore_logging()
 

@@ -12,25 +12,26 @@ from pathlib import Path
 
 def test_ctrl_c_says_what_is_kept(tmp_path: Path) -> None:
     out = tmp_path / "phantom"
+    writing = tmp_path / ".phantom.tmp"  # the dataset is written here and renamed into place when whole
     env = {**os.environ, "DIFF4MMLITS_NO_PROGRESS": "1"}
     process = subprocess.Popen([sys.executable, "-m", "diff4mmlits.cli", "phantom", str(out), "--cases", "200", "--size", "48"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not (out / "case_000").exists() and process.poll() is None and time.monotonic() < deadline:
+    while not (writing / "case_000").exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)  # the command is running (its first case is written)
     # (once in a full-suite run the command ended with exit 0 before this loop saw case_000: say so
     # plainly if it happens again rather than fail on the exit status below)
     assert process.poll() is None, (f"the command ended (exit {process.returncode}) before case_000 appeared; "
-                                    f"{out} holds {sorted(p.name for p in out.iterdir())[:5] if out.exists() else 'nothing'}; "
+                                    f"{writing} holds {sorted(p.name for p in writing.iterdir())[:5] if writing.exists() else 'nothing'}; "
                                     f"output: {process.communicate()}")
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
-    written = sorted(p.name for p in out.glob("case_*"))
+    written = sorted(p.name for p in writing.glob("case_*"))
     # (once, in a fresh clone's full suite, the command ended with exit 0 and no output, as if the
     # signal were lost: say how far it got if it happens again)
     assert process.returncode == 130, (f"exit {process.returncode}, {len(written)} cases written, phantom.json "
                                        f"{'written' if (out / '_truth' / 'phantom.json').exists() else 'absent'}; "
                                        f"stdout {stdout!r}; stderr {stderr!r}")
-    assert len(written) < 200  # it stopped, it did not generate every case first
+    assert not out.exists() and not writing.exists()  # it stopped before the end, and left no half dataset
     assert stderr.strip().splitlines()[-1] == "interrupted; outputs written so far are complete; rerun to continue"
     assert "Traceback" not in stderr and "Aborted" not in stderr

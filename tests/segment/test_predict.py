@@ -71,7 +71,8 @@ def test_predict_reads_a_case_folder_or_a_dataset_and_writes_one_label_per_case(
 
 
 def test_bad_inputs_are_one_line_errors(trained, tmp_path, capsys) -> None:
-    assert main(["predict", "--model", str(tmp_path / "nope"), str(tmp_path), str(tmp_path / "o")]) == 2
+    (tmp_path / "input").mkdir()
+    assert main(["predict", "--model", str(tmp_path / "nope"), str(tmp_path / "input"), str(tmp_path / "o")]) == 2
     assert "model folder not found" in capsys.readouterr().err
     with pytest.raises(InputError, match="input not found"):
         read_prediction_inputs(tmp_path / "missing")
