@@ -221,3 +221,9 @@ def test_run_with_a_bad_option_writes_nothing(tmp_path: Path, started_run) -> No
     for options in (["--only", "bogus"], ["--device", "tpu"]):
         assert main(["run", str(dataset), "--run", str(tmp_path / "fresh"), "--preset", "smoke", *options]) == 2
         assert not (tmp_path / "fresh").exists(), options
+
+
+def test_an_unknown_preset_over_an_existing_run_folder_is_named_as_such(started_run, capsys) -> None:
+    dataset, run = started_run
+    assert main(["register", str(dataset), "--run", str(run.root), "--preset", "bogus"]) == 2
+    assert "unknown preset 'bogus'" in capsys.readouterr().err

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from diff4mmlits import LABEL_LIVER, LABEL_TUMOR
-from diff4mmlits.config import Config, apply_overrides, resolve_config
+from diff4mmlits.config import PRESET_NAMES, Config, apply_overrides, resolve_config
 from diff4mmlits.data.case import Case, liver_and_tumor_volume_ml
 from diff4mmlits.data.dataset import detect_layout, load_dataset
 from diff4mmlits.data.validate import validate_dataset
@@ -171,6 +171,8 @@ def open_run(run_dir: str | Path, dataset: str | Path | None = None, preset: str
         config = resolve_config(preset or "demo", config_file, extra)
     else:
         previous = run.load_config()
+        if preset is not None and preset not in PRESET_NAMES:
+            raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESET_NAMES)}")
         if preset is not None and preset != previous.preset:
             raise InputError(f"--preset {preset}: this run folder was made with preset {previous.preset}; "
                              "use a new --run folder, or --set to change single settings", run.root)
