@@ -131,3 +131,17 @@ def test_stage_outputs_with_extra_volumes(tmp_path: Path) -> None:
         load_dataset(tmp_path)
     (read,) = load_dataset(tmp_path, extra_names=("inpaint_mask",))
     np.testing.assert_array_equal(read.extras["inpaint_mask"].array, case.label.array)
+
+
+def test_a_folder_of_volumes_without_phase_names_says_so(tmp_path) -> None:
+    """A case folder holding only T1.nii.gz was called an empty dataset with no further word."""
+    import numpy as np
+
+    from diff4mmlits.data.io import write_volume
+    from diff4mmlits.data.native import native_case_files
+    from diff4mmlits.data.volume import Volume
+    from diff4mmlits.errors import InputError
+
+    write_volume(Volume(np.zeros((2, 4, 4), np.float32), (1.0, 1.0, 1.0)), tmp_path / "T1.nii.gz")
+    with pytest.raises(InputError, match="it holds T1.nii.gz, which is no phase name"):
+        native_case_files(tmp_path)

@@ -153,8 +153,12 @@ def native_case_files(dataset: str | Path, extra_names: Iterable[str] = ()) -> l
     folders = list_case_folders(dataset)
     if not folders:
         hint = ""
-        if any(volume_extension(p) and canonical_phase_name(strip_extension(p)) for p in dataset.iterdir()):
+        volumes = [p for p in dataset.iterdir() if volume_extension(p)]
+        if any(canonical_phase_name(strip_extension(p)) for p in volumes):
             hint = " (this looks like one case folder: give the folder that holds the case folders)"
+        elif volumes:
+            hint = (f" (it holds {volumes[0].name}, which is no phase name: name the files NC, AP, PVP, DP or "
+                    "arterial, portal-venous…)")
         raise InputError(f"empty dataset: no case folders found{hint}; expected DATASET/<case>/PVP.nii.gz and label.nii.gz", dataset)
     return [scan_case_folder(folder, extra_names) for folder in folders]
 
