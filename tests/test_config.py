@@ -197,3 +197,9 @@ def test_settings_out_of_their_range_are_refused(setting: str) -> None:
     """``segment.epochs=-3`` trained 0 epochs and exited 0, rewriting the model's config.json."""
     with pytest.raises(InputError, match=f"setting '{setting.split('=')[0]}'"):
         resolve_config("smoke", overrides=[setting])
+
+
+@pytest.mark.parametrize("setting", ["segment.synthetic_pool=0", "segment.cascade_min_tumor_vox=0"])
+def test_the_documented_zero_settings_are_accepted(setting: str) -> None:
+    """docs/presets.md and docs/segment.md use these; the new ranges must not refuse them."""
+    resolve_config("smoke", overrides=[setting])

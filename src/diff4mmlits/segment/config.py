@@ -39,7 +39,7 @@ class SegmentConfig(Section):
     synthesis_method: PainterMethod = "ldm"
     """Painter used on the fly (diff4mmlits.synthesize.painters.load_painter's method)."""
     synthesis_mode: DiffusionMode = "profile"
-    synthetic_pool: int = Field(16, ge=1)
+    synthetic_pool: int = Field(16, ge=0)
     """On the fly: synthetic cases kept painted in a pool (0 = paint a new case for every synthetic
     sample, slow); see segment/synthetic_pool.py."""
     synthetic_pool_refresh: int = Field(4, ge=1)
@@ -68,9 +68,9 @@ class SegmentConfig(Section):
     """Margin around the liver's bounding box that stage two sees, mm."""
     cascade_liver_max_vox: int = Field(128, ge=8)
     """Stage one's grid: the median image's longest side spans at most this many voxels."""
-    cascade_min_tumor_vox: float = Field(4.0, gt=0)
+    cascade_min_tumor_vox: float = Field(4.0, ge=0)
     """Stage two's in-plane spacing makes the training set's small tumors (10th percentile of their
-    equivalent diameters) span at least this many voxels."""
+    equivalent diameters) span at least this many voxels (0: the data's own spacing)."""
     cascade_liver_epochs: int | None = Field(None, ge=1)
     """Stage one's epochs (None: ``epochs``); finding the liver needs less training than the tumors."""
     batch_size: int = Field(2, ge=1)
