@@ -11,7 +11,9 @@
 #
 # Knobs (environment): SIZE (in-plane voxels, 256), CASES (4: one round of registration and
 # phantom processes), STEPS (training steps per stage, 200: the float16 R1 overflow showed after ~150), DEVICE (cuda), PRESET (paper), OUT (folder for the log), WORK (scratch, default /tmp/gpu_check_work:
-# not under OUT, which may be copied back whole).
+# not under OUT, which may be copied back whole; emptied first). The log goes to $OUT/gpu_check.log,
+# internal errors' tracebacks to $OUT/crash-logs/. The whole script at the defaults may take longer
+# than a 10-minute command limit: lower STEPS or SIZE there.
 set -uo pipefail
 SIZE=${SIZE:-256}
 CASES=${CASES:-4}
@@ -22,7 +24,10 @@ PRESET=${PRESET:-paper}
 WORK=${WORK:-/tmp/gpu_check_work}
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1 DIFF4MMLITS_PROGRESS=lines
+rm -rf "$WORK"  # a fresh phantom and run folder each time: every stage runs again
 mkdir -p "$OUT" "$WORK"
+exec > >(tee "$OUT/gpu_check.log") 2>&1  # the log comes back with $OUT
+trap 'cp -r /tmp/diff4mmlits-logs "$OUT/crash-logs" 2>/dev/null; true' EXIT  # tracebacks of internal errors
 D=("$PY" -m diff4mmlits.cli)
 
 section() { echo; echo "=== $* ($(date +%T))"; }
@@ -57,11 +62,15 @@ if [ "$run_status" = 0 ]; then
   "${timer[@]}" "${D[@]}" predict "$WORK/data/$case" "$WORK/predicted/$case.nii.gz" \
     --model "$WORK/run/models/segmenter" --device "$DEVICE" 2>&1 | grep -vE '^\s+(Average|Exit|File|Major|Minor|Page|Percent|Signals|Socket|Swaps|System|User|Voluntary|Involuntary)'
 
-  if [ "$DEVICE" = cuda ]; then
-    section "train under torchrun (DDP, NCCL), one short epoch"
-    torchrun --standalone --nproc_per_node 1 -m diff4mmlits.cli -- train --run "$WORK/run" --device cuda \
-      --set segment.epochs=1 --set "segment.steps_per_epoch=$((STEPS / 6 + 1))" --force
-    echo "torchrun exit status: $?"
-  fi
+  echo "predict exit status: ${PIPESTATUS[0]}"
+
+  # DDP needs two processes: NCCL with one GPU each where there are two or more GPUs, else gloo on
+  # the CPU (the wrapping, the gradient and metric all-reduces and the rank-0 writes; not NCCL)
+  gpus=0; [ "$DEVICE" = cuda ] && gpus=$(nvidia-smi -L 2>/dev/null | wc -l)
+  if [ "$gpus" -ge 2 ]; then ddp_device=cuda; nproc=$gpus; else ddp_device=cpu; nproc=2; fi
+  section "train under torch.distributed.run ($nproc processes, $ddp_device), one short epoch"
+  "$PY" -m torch.distributed.run --standalone --nproc_per_node "$nproc" -m diff4mmlits.cli -- train \
+    --run "$WORK/run" --device "$ddp_device" --set segment.epochs=1 --set "segment.steps_per_epoch=$((STEPS / 6 + 1))"
+  echo "distributed train exit status: $?"
 fi
 

@@ -186,3 +186,12 @@ def test_mixed_precision_checked_on_cpu(monkeypatch, caplog) -> None:
     assert "net: trains in float32" in caplog.text and "gradient of 2 differs" in caplog.text
     monkeypatch.setattr(training, "cpu_computes_bfloat16", lambda: False)
     assert training.mixed_precision_checked(cpu, True, good, lambda: good(x), "net") is False
+
+
+def test_a_gpu_that_only_emulates_bfloat16_gets_float16(monkeypatch) -> None:
+    """torch.cuda.is_bf16_supported() counts emulation (V100, T4): half precision there is float16 with a
+    gradient scaler, not emulated bfloat16."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert half_dtype(torch.device("cuda")) == torch.float16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert half_dtype(torch.device("cuda")) == torch.bfloat16

@@ -63,7 +63,8 @@ def cpu_computes_bfloat16() -> bool:
 
 def half_dtype(device: torch.device) -> torch.dtype:
     """bfloat16 where the device supports it (CUDA with bf16; a CPU always, see :func:`autocast`), else float16."""
-    if device.type == "cpu" or (device.type == "cuda" and torch.cuda.is_bf16_supported()):
+    # bf16 in hardware only: V100 and T4 "support" it by emulation, slower than float16 with a scaler
+    if device.type == "cpu" or (device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)):
         return torch.bfloat16
     return torch.float16
 

@@ -170,9 +170,9 @@ def validate(model: torch.nn.Module, cases: Sequence[PreparedCase], plan: Segmen
     if context.is_distributed:
         import torch.distributed as dist
 
-        tensor = torch.tensor(sums, dtype=torch.float64)
+        tensor = torch.tensor(sums, dtype=torch.float64, device=context.device)  # NCCL reduces CUDA tensors only
         dist.all_reduce(tensor)
-        sums = tensor.numpy()
+        sums = tensor.cpu().numpy()
     count = max(sums[2], 1)
     liver, tumor = sums[0] / count, sums[1] / count
     return {"liver": float(liver), "tumor": float(tumor), "mean": float((liver + tumor) / 2)}

@@ -214,7 +214,7 @@ def _restore(
         optimizer.load_state_dict(state["optimizers"][name])
     for name, scheduler in schedulers.items():
         scheduler.load_state_dict(state["schedulers"][name])
-    sampler.set_state(state["sampler"])
+    sampler.set_state(state["sampler"].cpu())  # a CPU generator's state (map_location moved it to the device)
     for name, pool in model.pools.items():
         pool.load_state(state["pools"][name], device)
     step = int(state["step"])
