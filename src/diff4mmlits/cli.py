@@ -358,13 +358,6 @@ def train_inpainter(
     overrides: SetOption = None,
 ) -> None:
     """Train the FFC inpainter (LaMa-style) on the run's registered train and validation cases."""
-    if init_from is not None:  # checked before the stage clears its stamp
-        if not init_from.is_dir():
-            raise InputError("--init-from: not a folder; give a model folder with config.json and weights.safetensors", init_from)
-        from diff4mmlits.checkpoint import read_model_config
-        from diff4mmlits.inpaint.train import MODEL_KIND
-
-        read_model_config(init_from, kind=MODEL_KIND)
     _, _, folder = _run_stage_command("train-inpainter", run_dir, device, overrides, resume=resume, init_from=init_from)
     if is_main_process():
         typer.echo(f"train-inpainter: model, log.csv and curves.png in {folder}")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from diff4mmlits.config import Config, config_to_yaml, read_run_config
-from diff4mmlits.data.case import Case
+from diff4mmlits.data.case import ANNOTATED_PHASE, Case
 from diff4mmlits.data.dataset import load_dataset
 from diff4mmlits.data.native import is_case_folder_name, read_case_folder, write_case_folder
 from diff4mmlits.errors import InputError
@@ -218,7 +218,7 @@ class RunFolder:
     def annotated_phase(self) -> str:
         """The phase the labels are drawn on, as the dataset was ingested (``manifest.json``)."""
         if self.manifest_path.is_file():
-            return str(self.load_manifest().get("annotated_phase", "PVP"))
+            return str(self.load_manifest().get("annotated_phase", ANNOTATED_PHASE))
         return self.load_config().data.annotated_phase
 
     # --- the input cases ---
@@ -350,3 +350,9 @@ def fingerprint_of(*parts: Any) -> str:
     """A short stable hash of JSON-able parts (config sections, upstream fingerprints)."""
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def annotated_phase_parts(phase: str) -> list[dict[str, str]]:
+    """The annotated phase as extra :func:`fingerprint_of` parts: none for PVP, so that fingerprints made
+    before the phase was part of them still hold for the PVP-annotated run folders they were made for."""
+    return [] if phase == ANNOTATED_PHASE else [{"annotated_phase": phase}]

@@ -31,7 +31,7 @@ from diff4mmlits.distributed import (
     resolve_device,
 )
 from diff4mmlits.errors import InputError
-from diff4mmlits.runfolder import RunFolder, fingerprint_of
+from diff4mmlits.runfolder import RunFolder, annotated_phase_parts, fingerprint_of
 from diff4mmlits.runlock import run_folder_lock
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,9 @@ class Stage:
     """Never skipped (the run report: it shows whatever the folder holds now)."""
     is_complete: Callable[[RunFolder, Config], bool] | None = None
     """Checked after the work: the stage is stamped only when it holds (e.g. every shard registered)."""
+    check: Callable[..., None] | None = None
+    """``check(run, config, **options)``: raises ``InputError`` for options the work would refuse, before
+    the stamp is cleared (a bad option must not make a finished stage look unfinished)."""
 
     def required_upstream(self, config: Config) -> tuple[str, ...]:
         return tuple(self.needs(config)) if self.needs is not None else self.upstream
@@ -91,9 +94,8 @@ def stage_fingerprint(run: RunFolder, stage: Stage, config: Config) -> str:
     upstream = {name: stamp["fingerprint"] for name in stage.upstream
                 if (stamp := run.read_stamp(name)) is not None and stamp.get("fingerprint") is not None}
     manifest = run.load_manifest() if run.manifest_path.is_file() else {}
-    phase = manifest.get("annotated_phase", ANNOTATED_PHASE)
     return fingerprint_of(stage.name, sections, config.seed, upstream, manifest.get("cases"), manifest.get("split"),
-                          *([] if phase == ANNOTATED_PHASE else [{"annotated_phase": phase}]))
+                          *annotated_phase_parts(manifest.get("annotated_phase", ANNOTATED_PHASE)))
 
 
 def _section_values(config: Config, key: str) -> Any:
@@ -140,6 +142,8 @@ def _run_stage_locked(run: RunFolder, stage: Stage, config: Config, force: bool,
         return StageOutcome(ran=False)
     check_upstream(run, stage, config)
     resolve_device(config.device)  # a device this machine lacks is refused before the stamp is cleared
+    if stage.check is not None:
+        stage.check(run, config, **options)
     main = is_main_process()
     if main:
         run.clear_stamp(stage.name)

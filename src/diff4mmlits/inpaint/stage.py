@@ -28,7 +28,7 @@ from diff4mmlits.inpaint.case import METHODS, inpaint_case
 from diff4mmlits.inpaint.figures import save_inpaint_figure
 from diff4mmlits.inpaint.infer import Inpainter
 from diff4mmlits.inpaint.report import section_inpaint
-from diff4mmlits.inpaint.train import train_inpainter
+from diff4mmlits.inpaint.train import MODEL_KIND, train_inpainter
 from diff4mmlits.progress import progress
 from diff4mmlits.runfolder import RunFolder
 from diff4mmlits.stage import Stage
@@ -47,6 +47,15 @@ def training_key(config: Config, run: RunFolder, case_ids: Sequence[str]) -> dic
     settings = {k: v for k, v in config.inpaint.model_dump(mode="json").items() if k not in TRAINING_ONLY | INFERENCE_ONLY}
     register = (run.read_stamp("register") or {}).get("fingerprint")
     return {"settings": settings, "seed": config.seed, "cases": sorted(case_ids), "register": register}
+
+
+def check_init_from(run: RunFolder, config: Config, init_from: str | Path | None = None, **options: object) -> None:
+    """``--init-from`` names an inpainter's model folder (checked before the stage clears its stamp)."""
+    if init_from is None:
+        return
+    if not Path(init_from).is_dir():
+        raise InputError("--init-from: not a folder; give a model folder with config.json and weights.safetensors", init_from)
+    read_model_config(init_from, kind=MODEL_KIND)
 
 
 def stage_train_inpainter(run: RunFolder, config: Config, device: str | None = None, resume: bool | None = None,
@@ -129,7 +138,7 @@ def _needs_trained_inpainter(config: Config) -> tuple[str, ...]:
 
 STAGES: list[Stage] = [
     Stage("train-inpainter", "the FFC inpainter trained on the registered cases (models/inpainter/)",
-          stage_train_inpainter, ("inpaint",), ("register",)),
+          stage_train_inpainter, ("inpaint",), ("register",), check=check_init_from),
     Stage("inpaint", "tumor-free normal CT of every phase (normal/)", stage_inpaint, ("inpaint",),
           ("train-inpainter", "register"), needs=_needs_trained_inpainter, report=section_inpaint),
 ]

@@ -41,7 +41,7 @@ from diff4mmlits.register.config import RegisterConfig
 from diff4mmlits.register.qc import QC_JSON, QC_PNG, plot_registration_qc, read_qc
 from diff4mmlits.register.report import section_registration
 from diff4mmlits.register.workers import run_in_processes
-from diff4mmlits.runfolder import RunFolder, fingerprint_of, write_case_atomically
+from diff4mmlits.runfolder import RunFolder, annotated_phase_parts, fingerprint_of, write_case_atomically
 from diff4mmlits.stage import Stage
 from diff4mmlits.threads import available_memory_bytes, worker_processes
 
@@ -153,9 +153,8 @@ class CaseJob:
 def case_fingerprint(config: RegisterConfig, manifest_entry: Mapping[str, Any] | None,
                      annotated_phase: str = ANNOTATED_PHASE) -> str:
     """What a case's registration depends on: the ``register`` settings, the input checksums and the
-    phase the others are registered onto (left out when PVP, so earlier fingerprints still hold)."""
-    phase = [] if annotated_phase == ANNOTATED_PHASE else [{"annotated_phase": annotated_phase}]
-    return fingerprint_of("register", config.model_dump(mode="json"), manifest_entry, *phase)
+    phase the others are registered onto."""
+    return fingerprint_of("register", config.model_dump(mode="json"), manifest_entry, *annotated_phase_parts(annotated_phase))
 
 
 WORKER_MEMORY_GIB = 3.0

@@ -11,7 +11,7 @@
     OUT/_truth/<case>/tissues.nii.gz                          tissue map on the PVP grid
     OUT/_truth/<case>/tumors.json, parameters.json
 
-Every file is written atomically, and the same ``(seed, site, size)`` gives byte-identical files.
+The dataset is written whole or not at all, and the same ``(seed, site, size)`` gives byte-identical files.
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ def write_phantom_dataset(out: str | Path, cases: int, seed: int, site: str = "d
     :func:`~diff4mmlits.data.phantom.generate.make_healthy_case`) into ``out``; returns ``out``.
 
     Args:
-        out: dataset folder (created; existing phantom files of the same case ids are replaced).
+        out: dataset folder, new or empty (the dataset is written into ``.<out>.tmp`` beside it and
+            renamed into place when whole).
         cases: number of cases (≥ 1). Case ``i`` depends only on ``(seed, i, site, size, patients)``.
         seed: the dataset seed.
         site: ``"default"``, ``"second"`` or ``"third"``.
@@ -86,7 +87,7 @@ def write_phantom_dataset(out: str | Path, cases: int, seed: int, site: str = "d
         healthy: tumor-free scans of other patients, labelled liver only (``data.healthy_cases``).
 
     Raises:
-        InputError: ``out`` is a file, ``cases`` or ``workers`` below 1, a bad ``site``/``size``/``patients``,
+        InputError: ``out`` is a file or a folder that is not empty, ``cases`` or ``workers`` below 1, a bad ``site``/``size``/``patients``,
             or healthy scans beside more than ``HEALTHY_PATIENT_OFFSET`` cases.
     """
     out = Path(out)
