@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diff4mmlits.files import atomic_path, read_json_or_none, write_bytes_atomic, write_json_atomic, write_text_atomic
+from diff4mmlits.files import (
+    atomic_path,
+    read_json_or_none,
+    staged_files,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 
 def test_atomic_path_keeps_the_suffixes_and_renames(tmp_path: Path) -> None:
@@ -87,3 +94,29 @@ def test_a_failed_write_names_the_file_it_was_for(tmp_path: Path) -> None:
     assert err.value.errno == errno.ENOSPC and err.value.filename == str(target)
     assert describe_os_error(err.value).startswith(f"cannot write {target}: the disk is full")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_staged_files_land_whole_with_the_marker_last_or_not_at_all(tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "report"
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "overlay_old.png").write_text("old overlay")
+    (out / "figures" / "keep.png").write_text("another writer's")
+    (out / "metrics.csv").write_text("old")
+    moves: list[str] = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (moves.append(Path(b).name), real_replace(a, b)))
+    with staged_files(out, last="metrics.csv", replaces=("figures/overlay_*.png",)) as stage:
+        (stage / "metrics.csv").write_text("new")
+        (stage / "figures").mkdir()
+        (stage / "figures" / "overlay_new.png").write_text("new overlay")
+        (stage / "summary.txt").write_text("summary")
+    assert moves[-1] == "metrics.csv" and sorted(moves) == ["metrics.csv", "overlay_new.png", "summary.txt"]
+    files = {str(p.relative_to(out)): p.read_text() for p in out.rglob("*") if p.is_file()}
+    assert files == {"metrics.csv": "new", "summary.txt": "summary", "figures/overlay_new.png": "new overlay",
+                     "figures/keep.png": "another writer's"}
+    monkeypatch.undo()
+
+    with pytest.raises(RuntimeError), staged_files(out, last="metrics.csv", replaces=("figures/overlay_*.png",)) as stage:
+        (stage / "metrics.csv").write_text("half")
+        raise RuntimeError("the figures failed")
+    assert {str(p.relative_to(out)): p.read_text() for p in out.rglob("*") if p.is_file()} == files

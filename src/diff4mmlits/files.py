@@ -48,6 +48,36 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+@contextlib.contextmanager
+def staged_files(out_dir: str | Path, last: str | None = None, replaces: tuple[str, ...] = ()) -> Iterator[Path]:
+    """A set of files that lands in ``out_dir`` whole or not at all.
+
+    Yields a new staging folder inside ``out_dir`` (``.staged.<rand>.tmp``); the caller writes the
+    whole set there. On success each file moves to the same relative path under ``out_dir``
+    (``os.replace``: renames need no new space, so a full disk fails while writing, before any
+    file of ``out_dir`` is touched), ``last`` (a relative path, the file readers look for) after
+    the others; files under ``out_dir`` matching a glob of ``replaces`` that the set does not hold
+    (an earlier set's) are removed first. On an error the staging folder is deleted and ``out_dir``
+    is as it was. For a folder shared with other writers (``RUN/report/``), where a whole-folder
+    swap would remove their files.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".staged.", suffix=".tmp", dir=out_dir))
+    try:
+        yield stage
+        written = sorted(p.relative_to(stage) for p in stage.rglob("*") if p.is_file())
+        for pattern in replaces:
+            for old in out_dir.glob(pattern):
+                if old.is_file() and old.relative_to(out_dir) not in written:
+                    old.unlink()
+        for relative in sorted(written, key=lambda p: str(p) == last):
+            (out_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(stage / relative, out_dir / relative)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
 def remove_interrupted_writes(root: str | Path) -> int:
     """Delete the temporary files :func:`atomic_path` left under ``root`` when a process was killed
     mid-write (``.<name>.<random>.tmp<suffix>``), and half-written case folders (``.<case>.tmp/``);

@@ -112,3 +112,35 @@ def test_a_prediction_with_other_label_values_is_refused_before_anything_is_writ
     assert not (tmp_path / "out").exists()
     with pytest.raises(InputError, match="is a file; give the folder of predictions"):
         evaluate_predictions(preds / "case_0.nii.gz", read_truth(labels), tmp_path / "out", EvaluateConfig())
+
+
+def test_a_full_disk_during_the_figures_leaves_the_earlier_evaluation_whole(tmp_path, monkeypatch) -> None:
+    """The tables were written before the figures: a full disk there left new tables beside the
+    earlier evaluation's figures (and its stale overlays deleted)."""
+    import errno
+
+    from diff4mmlits.evaluate import metric_figures
+
+    _, labels, preds = _write_pair(tmp_path, n=4)
+    out = tmp_path / "report"
+    evaluate_predictions(preds, read_truth(labels), out, EvaluateConfig())
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert len([p for p in before if p.name.startswith("overlay_")]) == 3
+    write_volume(Volume(_truth(0), SPACING, kind="label"), preds / "case_0.nii.gz")  # case 0 now perfect
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(args[3]))
+
+    monkeypatch.setattr(metric_figures, "plot_overlay", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        evaluate_predictions(preds, read_truth(labels), out, EvaluateConfig())
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+    monkeypatch.undo()
+    evaluate_predictions(preds, read_truth(labels), out, EvaluateConfig())
+    rows = read_rows_csv(out / "metrics.csv")
+    assert rows[0]["tumor_dice_per_case"] == 1.0
+    overlays = sorted(p.name for p in (out / "figures").glob("overlay_*.png"))
+    assert len(overlays) == 3 and not [p for p in out.iterdir() if p.name.startswith(".")]

@@ -28,7 +28,7 @@ from diff4mmlits.data.io import read_volume, strip_extension, volume_extension
 from diff4mmlits.data.volume import Volume, require_same_grid
 from diff4mmlits.errors import InputError
 from diff4mmlits.evaluate.config import EvaluateConfig
-from diff4mmlits.files import write_text_atomic
+from diff4mmlits.files import staged_files, write_text_atomic
 from diff4mmlits.progress import progress
 
 log = logging.getLogger(__name__)
@@ -125,29 +125,29 @@ def evaluate_predictions(
         labels[case_id] = (truth_array, pred_array)
 
     summary = summarize(rows)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_rows_csv(rows, out_dir / METRICS_FILE)
-    write_rows_csv([{"case": r["metric"], **{k: v for k, v in r.items() if k != "metric"}} for r in summary], out_dir / SUMMARY_FILE)
-    write_text_atomic(out_dir / SUMMARY_TEXT_FILE, summary_text(summary) + "\n")
-
-    figures_dir = out_dir / "figures"
-    for stale in figures_dir.glob("overlay_*.png"):  # from an earlier evaluation into the same folder
-        stale.unlink()
-    figures: dict[str, Path] = {"boxplots": plot_metric_boxplots(rows, figures_dir / BOXPLOT_FILE)}
-    for rank, case_id in pick_best_median_worst(rows, config.overlay_cases):
-        truth_array, pred_array = labels[case_id]
-        image = by_id[case_id].image
-        grid = by_id[case_id].label  # the radiological axial view, whatever the storage orientation
-        truth_array, pred_array = (display_volume(grid.with_array(a, kind="label")).array for a in (truth_array, pred_array))
-        image = display_volume(image) if image is not None and image.same_grid(grid) else None
-        dsc = next(r[TUMOR_DICE_PER_CASE] for r in rows if r["case"] == case_id)
-        figures[f"{rank}: {case_id}"] = plot_overlay(
-            image.array if image is not None else None, truth_array, pred_array,
-            figures_dir / f"overlay_{rank}_{case_id}.png", f"{rank} — {case_id}, tumor Dice {dsc:.3f}", config.window_hu,
-        )
+    # The whole set or nothing: out_dir is often the run's shared report/ folder (a full disk
+    # after metrics.csv used to leave new tables beside an earlier evaluation's figures).
+    with staged_files(out_dir, last=METRICS_FILE, replaces=("figures/overlay_*.png",)) as stage:
+        write_rows_csv(rows, stage / METRICS_FILE)
+        write_rows_csv([{"case": r["metric"], **{k: v for k, v in r.items() if k != "metric"}} for r in summary], stage / SUMMARY_FILE)
+        write_text_atomic(stage / SUMMARY_TEXT_FILE, summary_text(summary) + "\n")
+        figures_dir = stage / "figures"
+        figures: dict[str, Path] = {"boxplots": plot_metric_boxplots(rows, figures_dir / BOXPLOT_FILE)}
+        for rank, case_id in pick_best_median_worst(rows, config.overlay_cases):
+            truth_array, pred_array = labels[case_id]
+            image = by_id[case_id].image
+            grid = by_id[case_id].label  # the radiological axial view, whatever the storage orientation
+            truth_array, pred_array = (display_volume(grid.with_array(a, kind="label")).array for a in (truth_array, pred_array))
+            image = display_volume(image) if image is not None and image.same_grid(grid) else None
+            dsc = next(r[TUMOR_DICE_PER_CASE] for r in rows if r["case"] == case_id)
+            figures[f"{rank}: {case_id}"] = plot_overlay(
+                image.array if image is not None else None, truth_array, pred_array,
+                figures_dir / f"overlay_{rank}_{case_id}.png", f"{rank} — {case_id}, tumor Dice {dsc:.3f}", config.window_hu,
+            )
+        if write_html:
+            write_text_atomic(stage / "index.html", evaluation_page(Evaluation(rows, summary, stage, figures, missing), title))
+    figures = {name: out_dir / path.relative_to(stage) for name, path in figures.items()}
     evaluation = Evaluation(rows, summary, out_dir, figures, missing)
-    if write_html:
-        write_text_atomic(out_dir / "index.html", evaluation_page(evaluation, title))
     return evaluation
 
 
