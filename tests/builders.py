@@ -126,3 +126,12 @@ def liver_pair(
 def liver_case(case_id: str = "case_000", seed: int = 0, **options) -> Case:
     """The labelled case of :func:`liver_pair` alone."""
     return liver_pair(case_id, seed, **options)[0]
+
+
+def tiny_case(case_id: str, seed: int) -> Case:
+    """A 12³ two-phase case (AP, PVP): a liver ball with a small tumor inside, noise around."""
+    contrast = Contrast(liver={"AP": 70.0, "PVP": 110.0}, tumor={"AP": 60.0, "PVP": 80.0}, background=-100.0)
+    anatomy = Anatomy(liver_centre=(0.5, 0.5, 0.5), liver_radii=(0.3, 0.3, 0.3), tumor_radius_vox=(1.5, 1.8),
+                      tumor_spread=0.1)
+    return liver_case(case_id, seed, shape=(12, 12, 12), spacing=(2.0, 1.5, 1.5), origin=(0.0, -10.0, 5.0),
+                      phases=("AP", "PVP"), contrast=contrast, anatomy=anatomy, noise_hu=10.0)

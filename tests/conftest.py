@@ -51,8 +51,8 @@ def phantom_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def tiny_dataset_for_report(tmp_path: Path) -> Path:
     """Five tiny two-phase case folders (AP, PVP) with labels, for pipeline-level tests."""
+    from builders import tiny_case
     from diff4mmlits.data.native import write_case_folder
-    from test_pipeline import tiny_case
 
     for i in range(5):
         write_case_folder(tiny_case(f"case_{i:03d}", i), tmp_path / "data" / f"case_{i:03d}")

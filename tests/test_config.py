@@ -192,7 +192,9 @@ def test_every_section_lives_with_its_stage() -> None:
 @pytest.mark.parametrize("setting", ["segment.epochs=-3", "segment.epochs=0", "segment.steps_per_epoch=0",
                                      "segment.batch_size=0", "segment.flip_prob=1.5", "segment.learning_rate=0",
                                      "diffusion.batch_size=0", "synthesize.strength=2", "translate.steps=-1",
-                                     "register.sampling_percentage=0"])
+                                     "register.sampling_percentage=0", "autoencoder.num_res_layers=0",
+                                     "autoencoder.adversarial_weight=-1", "diffusion.num_res_blocks=0",
+                                     "diffusion.jitter_vox=-2", "diffusion.beta_end=1.5"])
 def test_settings_out_of_their_range_are_refused(setting: str) -> None:
     """``segment.epochs=-3`` trained 0 epochs and exited 0, rewriting the model's config.json."""
     with pytest.raises(InputError, match=f"setting '{setting.split('=')[0]}'"):

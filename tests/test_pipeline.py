@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from builders import Anatomy, Contrast, liver_case
+from builders import tiny_case
 from diff4mmlits.config import resolve_config
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.native import write_case_folder
@@ -16,15 +16,6 @@ from diff4mmlits.ingest import ingest_dataset, split_cases
 from diff4mmlits.pipeline import STAGES, get_stage, run_pipeline
 from diff4mmlits.runfolder import RunFolder
 from diff4mmlits.stage import Stage, run_stage
-
-
-def tiny_case(case_id: str, seed: int) -> Case:
-    """A 12³ two-phase case (AP, PVP): a liver ball with a small tumor inside, noise around."""
-    contrast = Contrast(liver={"AP": 70.0, "PVP": 110.0}, tumor={"AP": 60.0, "PVP": 80.0}, background=-100.0)
-    anatomy = Anatomy(liver_centre=(0.5, 0.5, 0.5), liver_radii=(0.3, 0.3, 0.3), tumor_radius_vox=(1.5, 1.8),
-                      tumor_spread=0.1)
-    return liver_case(case_id, seed, shape=(12, 12, 12), spacing=(2.0, 1.5, 1.5), origin=(0.0, -10.0, 5.0),
-                      phases=("AP", "PVP"), contrast=contrast, anatomy=anatomy, noise_hu=10.0)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from builders import tiny_case
 from diff4mmlits import pipeline
 from diff4mmlits.cli import main
 from diff4mmlits.config import resolve_config
@@ -25,7 +26,6 @@ from diff4mmlits.pipeline import get_stage, run_pipeline
 from diff4mmlits.runfolder import RunFolder, fingerprint_of
 from diff4mmlits.stage import Stage, is_up_to_date, run_stage
 from finished_stages import mark_finished
-from test_pipeline import tiny_case
 
 COMMANDS: dict[str, object] = {
     "register": [],

@@ -532,6 +532,7 @@ def evaluate(
         typer.echo(f"note: {len(evaluation.missing_predictions)} ground-truth case(s) have no prediction and were not scored")
     typer.echo(f"evaluate: {len(evaluation.rows)} case(s); tables in {out / 'metrics.csv'}; report {out / 'index.html'}")
 
+
 # --- translate: unpaired cross-modality translation --------------------------------------------
 @app.command("train-translator")
 def train_translator(

@@ -329,6 +329,7 @@ def test_the_default_sites_patients_can_be_scanned_at_the_second_site() -> None:
         return plan_phantom_case(3, seed=0, site=site, size=32, patients=patients)
 
     default, rescanned, own = plan("default"), plan("second", "default"), plan("second")
+
     def liver(anatomy) -> np.ndarray:
         return np.concatenate([np.r_[lobe.centre, lobe.radii] for lobe in anatomy.liver_lobes])
 

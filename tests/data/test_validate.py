@@ -362,7 +362,6 @@ def test_raise_for_errors_is_one_line_with_a_count(dataset: Path) -> None:
         report.raise_for_errors()
 
 
-
 def test_a_case_without_a_phase_the_others_have_is_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A phantom cut short by a full disk left a case without DP, and validate called the dataset clean."""
     dataset = Build().dataset(tmp_path / "dataset", n_cases=3, phases=("AP", "PVP"))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from builders import tiny_case
 from diff4mmlits.data.native import write_case_folder
-from test_pipeline import tiny_case
 
 
 @pytest.fixture

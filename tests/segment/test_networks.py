@@ -46,8 +46,8 @@ def test_backbones_that_need_larger_patches_say_so(backbone, factor) -> None:
 
 @pytest.mark.parametrize(("backbone", "factor"), [("swin-unetr", 32), ("vnet", 16)])
 def test_a_patch_of_one_multiple_is_refused_with_the_size_that_works(backbone, factor) -> None:
-    # a factor³ patch leaves a 1-voxel bottleneck, which instance norm cannot normalise; the message
-    # used to say "a multiple of 32" for a 32³ patch, which is one
+    # a factor³ patch leaves a 1-voxel bottleneck, which instance norm cannot normalise: the message
+    # names the smallest size that works (2·factor), not "a multiple of factor" (factor³ is one)
     plan, config = _plan(backbone=backbone, patch_size_vox=(factor,) * 3)
     with pytest.raises(InputError, match=f"at least {2 * factor} along one"):
         build_network(plan, config)

@@ -19,7 +19,6 @@ from diff4mmlits.segment.train import train_segmenter
 OBLIQUE = np.array([[-1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
 
 
-
 @pytest.fixture
 def trained(tiny_case, tmp_path):
     cases = [tiny_case(f"c{i}", seed=i) for i in range(2)]

@@ -17,7 +17,7 @@ from diff4mmlits.checkpoint import WEIGHTS_NAME, load_weights, model_config_erro
 from diff4mmlits.data.intensity import window_map
 from diff4mmlits.distributed import resolve_device
 from diff4mmlits.errors import InputError
-from diff4mmlits.inpaint.network import FFCInpainter, InpainterArchitecture
+from diff4mmlits.inpaint.network import MODEL_KIND, FFCInpainter, InpainterArchitecture
 from diff4mmlits.inpaint.slices import neighbour_indices
 from diff4mmlits.training import autocast
 
@@ -35,7 +35,7 @@ class Inpainter:
     def load(cls, folder: str | Path, device: str = "auto", batch_size: int = 32) -> Inpainter:
         """Load ``config.json`` + ``weights.safetensors`` of a model folder (``RUN/models/inpainter``)."""
         folder = Path(folder)
-        saved = read_model_config(folder, kind="ffc-inpainter")
+        saved = read_model_config(folder, kind=MODEL_KIND)
         with model_config_errors(folder):
             network = FFCInpainter(InpainterArchitecture.from_dict(saved["architecture"]))
             window_hu = tuple(float(v) for v in saved["window_hu"])

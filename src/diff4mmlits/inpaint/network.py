@@ -31,6 +31,9 @@ from torch import nn
 from diff4mmlits import PHASES
 from diff4mmlits.inpaint.coarse import coarse_fill
 
+MODEL_KIND = "ffc-inpainter"
+"""The ``kind`` in an inpainter model folder's ``config.json``."""
+
 Branches = tuple[torch.Tensor | None, torch.Tensor | None]
 """(local, global) feature maps of an FFC layer; a branch with no channels is ``None``."""
 

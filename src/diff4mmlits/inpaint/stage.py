@@ -20,15 +20,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from diff4mmlits import LABEL_TUMOR
-from diff4mmlits.checkpoint import WEIGHTS_NAME, read_model_config
+from diff4mmlits.checkpoint import CONFIG_NAME, WEIGHTS_NAME, read_model_config
 from diff4mmlits.config import Config
 from diff4mmlits.data.case import Case
 from diff4mmlits.errors import InputError
 from diff4mmlits.inpaint.case import METHODS, inpaint_case
 from diff4mmlits.inpaint.figures import save_inpaint_figure
 from diff4mmlits.inpaint.infer import Inpainter
+from diff4mmlits.inpaint.network import MODEL_KIND
 from diff4mmlits.inpaint.report import section_inpaint
-from diff4mmlits.inpaint.train import MODEL_KIND, train_inpainter
+from diff4mmlits.inpaint.train import train_inpainter
 from diff4mmlits.progress import progress
 from diff4mmlits.runfolder import RunFolder
 from diff4mmlits.stage import Stage
@@ -75,7 +76,7 @@ def stage_train_inpainter(run: RunFolder, config: Config, device: str | None = N
         raise InputError("no train or validation case to train the inpainter on", run.manifest_path)
     monitor_ids = run.case_ids("validation") or train_ids
     key = training_key(config, run, train_ids)
-    saved = read_model_config(folder) if (folder / "config.json").is_file() else None
+    saved = read_model_config(folder) if (folder / CONFIG_NAME).is_file() else None
     same = saved is not None and saved.get("training_key") == key
     if resume is None:
         if same and saved.get("steps_done", 0) >= config.inpaint.steps and (folder / WEIGHTS_NAME).is_file():

@@ -55,7 +55,7 @@ from diff4mmlits.inpaint.losses import (
     masked_l1,
     r1_penalty,
 )
-from diff4mmlits.inpaint.network import FFCInpainter, InpainterArchitecture, composite
+from diff4mmlits.inpaint.network import MODEL_KIND, FFCInpainter, InpainterArchitecture, composite
 from diff4mmlits.inpaint.slices import TrainingBatch, build_sources, monitor_batch, sample_batch
 from diff4mmlits.progress import progress
 from diff4mmlits.training import (
@@ -74,7 +74,6 @@ log = logging.getLogger(__name__)
 
 DISCRIMINATOR_NAME = "discriminator.safetensors"
 RAW_GENERATOR_NAME = "generator_train.safetensors"
-MODEL_KIND = "ffc-inpainter"
 LOSS_NAMES = ("l1_hole", "l1_known", "adv_g", "feature_matching", "perceptual", "adv_d", "r1", "g_total", "d_total")
 LOG_COLUMNS = ("step", *LOSS_NAMES, "monitor_mae_hu", "seconds")
 CURVES = (

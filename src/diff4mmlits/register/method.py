@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 CHAIN: tuple[str, ...] = ("rigid", "affine", "bspline")
 """The stages in the order they run; ``RegisterConfig.method`` names the last one."""
 
+
 def stage_names(method: str) -> tuple[str, ...]:
     """The stages ``method`` runs: ``bspline`` → rigid, affine, bspline; ``none`` → none."""
     if method == "none":

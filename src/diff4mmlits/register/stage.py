@@ -29,7 +29,6 @@ from diff4mmlits.config import Config
 from diff4mmlits.data.case import ANNOTATED_PHASE, Case
 from diff4mmlits.data.casefiles import CaseFiles, read_case_files
 from diff4mmlits.data.dataset import list_case_files
-from diff4mmlits.data.native import read_case_folder
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.distributed import shard as take_shard
 from diff4mmlits.errors import InputError, StorageError
@@ -61,6 +60,8 @@ def transform_suffix(transform: sitk.Transform) -> str:
         parts = [composite.GetNthTransform(i) for i in range(composite.GetNumberOfTransforms())]
     fields = any(part.GetName().startswith("DisplacementFieldTransform") for part in parts)
     return FIELD_TRANSFORM_SUFFIX if fields else TRANSFORM_SUFFIX
+
+
 ROUND_TRIP_TOLERANCE_MM = 1e-6
 """A written transform, read back, must map points to within this distance of the original (mm)."""
 
@@ -124,13 +125,6 @@ def write_registered_case(result: RegisteredCase, original: Case, folder: str | 
     writers = [write_transforms, write_figure] if figure else [write_transforms]
     return write_case_atomically(result.case, Path(folder), {QC_JSON: {**result.qc, "fingerprint": fingerprint}},
                                  writers, last_file=QC_JSON)
-
-
-def read_registered_case(folder: str | Path, annotated_phase: str = ANNOTATED_PHASE) -> Case:
-    """Read a ``registered/<case>/`` folder back into a :class:`Case` (every phase on one grid)."""
-    case = read_case_folder(folder, annotated_phase=annotated_phase, require_label=False)
-    case.require_registered()
-    return case
 
 
 # --- the stage -----------------------------------------------------------------------------

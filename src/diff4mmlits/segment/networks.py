@@ -25,6 +25,8 @@ from diff4mmlits.training import autocast, half_dtype
 IN_CHANNELS = len(PHASES)
 OUT_CHANNELS = 3
 
+MODEL_KIND = "segmenter"
+"""The ``kind`` in a segmenter model folder's ``config.json``."""
 BEST_NAME = "best.safetensors"
 """The weights of the best validation epoch in a segmenter's model folder (``weights.safetensors``: the last)."""
 

@@ -35,7 +35,7 @@ from diff4mmlits.errors import InputError
 from diff4mmlits.segment.cascade import crop_case, largest_component, liver_box, paste_label
 from diff4mmlits.segment.config import SegmentConfig
 from diff4mmlits.segment.dataset import LIVER_EXTRA, prepare_case
-from diff4mmlits.segment.networks import BEST_NAME, build_network, main_output, network_autocast
+from diff4mmlits.segment.networks import BEST_NAME, MODEL_KIND, build_network, main_output, network_autocast
 from diff4mmlits.segment.plan import PLAN_FILE, SegmenterPlan, read_plan
 from diff4mmlits.segment.postprocess import postprocess_label
 from diff4mmlits.segment.predict_io import VOLUME_FACTOR
@@ -68,7 +68,7 @@ def load_segmenter(model_dir: str | Path, device: str = "auto", weights: str = "
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise InputError("model folder not found; train one with 'diff4mmlits train --run RUN'", model_dir)
-    model_config = read_model_config(model_dir, kind="segmenter")
+    model_config = read_model_config(model_dir, kind=MODEL_KIND)
     plan = read_plan(model_dir / PLAN_FILE)
     resolved = resolve_device(device)
     with model_config_errors(model_dir):

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from diff4mmlits.config import Config, rename_old_settings
-from diff4mmlits.data.case import Case
+from diff4mmlits.data.case import ANNOTATED_PHASE, Case
 from diff4mmlits.data.io import write_volume
 from diff4mmlits.distributed import DistributedContext, cleanup_distributed, init_distributed
 from diff4mmlits.errors import InputError
@@ -185,7 +185,7 @@ def predict_path(model_dir: str | Path, input_path: str | Path, output: str | Pa
         raise InputError("--output-type dicom-seg: the input must be a DICOM series folder (the segmentation "
                          "references its slices); use nifti for other inputs", input_path)
     segmenter = load_segmenter(model_dir, device=device)
-    annotated_phase = (segmenter.model_config.get("run_config") or {}).get("data", {}).get("annotated_phase", "PVP")
+    annotated_phase = (segmenter.model_config.get("run_config") or {}).get("data", {}).get("annotated_phase", ANNOTATED_PHASE)
     cases = read_prediction_inputs(input_path, annotated_phase)
     label_paths([c.case_id for c in cases], output, output_type)  # a bad output path stops before any work
     return predict_cases(cases, segmenter, output, tta=tta, statistics=statistics, save_registered=save_registered,

@@ -58,7 +58,7 @@ from diff4mmlits.segment.cascade import (
 )
 from diff4mmlits.segment.config import SegmentConfig
 from diff4mmlits.segment.dataset import HybridDataset, PreparedCase, TumorPainter, prepare_case, resample_case
-from diff4mmlits.segment.networks import BEST_NAME, build_network, main_output, network_autocast
+from diff4mmlits.segment.networks import BEST_NAME, MODEL_KIND, build_network, main_output, network_autocast
 from diff4mmlits.segment.plan import (
     PLAN_FILE,
     Fingerprint,
@@ -268,7 +268,7 @@ def train_segmenter(
 
     model = wrap_ddp(model, context)
     model_config = {
-        "kind": "segmenter", "backbone": config.backbone, "segment": config.model_dump(mode="json"),
+        "kind": MODEL_KIND, "backbone": config.backbone, "segment": config.model_dump(mode="json"),
         "in_channels": 4, "out_channels": 3, "channel_phases": ["NC", "AP", "PVP", "DP"], **(extra_config or {}),
     }
     if context.is_main:

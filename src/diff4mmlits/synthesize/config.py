@@ -30,10 +30,10 @@ class AutoencoderConfig(Section):
     """Cubic training patch edge, voxels (divisible by 2**len(channels))."""
     channels: tuple[int, ...] = (64, 128)
     """Channels per encoder level; each level halves the grid (96³ → 24³ with two levels)."""
-    num_res_layers: int = 2
+    num_res_layers: int = Field(2, ge=1)
     num_embeddings: int = Field(1024, ge=2)
     """Codebook size of the vector quantizer."""
-    restart_dead_codes_every: int = 20
+    restart_dead_codes_every: int = Field(20, ge=0)
     """Every so many steps, codebook entries that no latent uses are moved onto encoder outputs (0 = never)."""
     embedding_dim: int = Field(8, ge=1)
     """Latent channels (the diffusion model works on these)."""
@@ -46,13 +46,13 @@ class AutoencoderConfig(Section):
     """Share of training patches taken around the real tumors of the registered training cases
     instead of the normal CT (0 = normal CT only). An autoencoder that never saw a tumor cannot
     decode one: the paper adapts a pretrained autoencoder that had."""
-    adversarial_weight: float = 0.01
+    adversarial_weight: float = Field(0.01, ge=0)
     """Weight of the PatchDiscriminator's least-squares adversarial loss (0 turns it off)."""
-    adversarial_start_step: int = 2000
+    adversarial_start_step: int = Field(2000, ge=0)
     """Adversarial loss off before this step (the reconstruction settles first)."""
-    discriminator_channels: int = 32
-    discriminator_layers: int = 3
-    perceptual_weight: float = 0.0
+    discriminator_channels: int = Field(32, ge=1)
+    discriminator_layers: int = Field(3, ge=1)
+    perceptual_weight: float = Field(0.0, ge=0)
     """MONAI PerceptualLoss weight; off by default because it downloads pretrained weights."""
     checkpoint_every_steps: int = Field(1000, ge=1)
     validation_patches: int = Field(32, ge=1)
@@ -89,16 +89,16 @@ class DiffusionConfig(Section):
     """Cubic crop edge around a tumor, voxels (the autoencoder maps it to crop/4 latent voxels)."""
     channels: tuple[int, ...] = (128, 256, 256)
     attention_levels: tuple[bool, ...] = (False, True, True)
-    num_res_blocks: int = 2
-    norm_num_groups: int = 32
-    num_head_channels: int = 32
+    num_res_blocks: int = Field(2, ge=1)
+    norm_num_groups: int = Field(32, ge=1)
+    num_head_channels: int = Field(32, ge=1)
     num_train_timesteps: int = Field(1000, ge=1)
     schedule: Literal["linear_beta", "scaled_linear_beta", "cosine"] = "scaled_linear_beta"
-    beta_start: float = 0.0015
-    beta_end: float = 0.0195
+    beta_start: float = Field(0.0015, gt=0, lt=1)
+    beta_end: float = Field(0.0195, gt=0, lt=1)
     crops_per_tumor: int = Field(8, ge=1)
     """Jittered, randomly flipped crops per real tumor (their latents are computed once)."""
-    jitter_vox: int = 8
+    jitter_vox: int = Field(8, ge=0)
     """Largest shift of a crop's centre from the tumor's centre, voxels."""
     batch_size: int = Field(8, ge=1)
     steps: int = Field(30000, ge=0)

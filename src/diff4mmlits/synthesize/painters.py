@@ -24,7 +24,7 @@ import torch
 from scipy import ndimage
 
 from diff4mmlits import PHASES
-from diff4mmlits.checkpoint import WEIGHTS_NAME, file_sha256
+from diff4mmlits.checkpoint import WEIGHTS_NAME, file_sha256, read_model_config
 from diff4mmlits.config import Config
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.intensity import window_map
@@ -220,7 +220,7 @@ def load_ldm_painter(run: RunFolder, mode: str = "profile", device: str | torch.
                          diffusion_folder)
     codec = load_autoencoder(run.autoencoder_dir, device)
     diffusion = load_diffusion(diffusion_folder, device)
-    stored = json.loads((diffusion_folder / "config.json").read_text())
+    stored = read_model_config(diffusion_folder)
     expected = stored.get("autoencoder_sha256")
     actual = file_sha256(run.autoencoder_dir / WEIGHTS_NAME)
     if expected and expected != actual:

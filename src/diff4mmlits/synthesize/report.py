@@ -14,7 +14,7 @@ def _read_json(path: Path) -> dict:
     return read_json_or_none(path) or {}
 
 
-def synthesis_section(run: RunFolder, report_dir: Path) -> str:
+def section_synthesis(run: RunFolder, report_dir: Path) -> str:
     """HTML: model metrics, per-phase tumor-to-liver contrast (synthetic vs real), curves and example figures."""
     from diff4mmlits.htmlpage import figure_html, html_table
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from diff4mmlits.checkpoint import WEIGHTS_NAME, file_sha256
+from diff4mmlits.checkpoint import CONFIG_NAME, STATE_NAME, WEIGHTS_NAME, file_sha256
 from diff4mmlits.config import Config
 from diff4mmlits.distributed import barrier, init_distributed, shard
 from diff4mmlits.errors import InputError
@@ -32,7 +32,8 @@ from diff4mmlits.runfolder import PAINTED_SPLITS, PROVENANCE_FILE, RunFolder
 from diff4mmlits.stage import Stage
 from diff4mmlits.synthesize.cut_painter import train_cut_painter
 from diff4mmlits.synthesize.painters import load_painter
-from diff4mmlits.synthesize.report import synthesis_section
+from diff4mmlits.synthesize.report import section_synthesis
+from diff4mmlits.training import CURVES_NAME, LOG_NAME
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def stage_train_synthesizer(run: RunFolder, config: Config, resume: bool = False
 
 def _clear_model_folder(folder: Path) -> None:
     """Remove a previous training's files (a fresh run must not resume or mix logs)."""
-    for name in (WEIGHTS_NAME, "training_state.pt", "log.csv", "curves.png", "config.json", "discriminator.safetensors"):
+    for name in (WEIGHTS_NAME, STATE_NAME, LOG_NAME, CURVES_NAME, CONFIG_NAME, "discriminator.safetensors"):
         (folder / name).unlink(missing_ok=True)
 
 
@@ -196,7 +197,7 @@ STAGES: list[Stage] = [
           ("register", "train-autoencoder")),
     Stage("synthesize", "synthetic cases with aligned tumors in every phase (synthetic/)", stage_synthesize,
           ("synthesize", "diffusion"), ("register", "inpaint", "train-autoencoder", "train-synthesizer", "train-cut-painter"),
-          needs=_painter_needs, report=synthesis_section),
+          needs=_painter_needs, report=section_synthesis),
 ]
 
 COMMAND_STAGES: list[Stage] = [

@@ -35,11 +35,6 @@ from diff4mmlits.translate.translator import complete_missing_phase, load_transl
 log = logging.getLogger(__name__)
 
 
-def translator_dir(run: RunFolder, method: str) -> Path:
-    """``RUN/models/translator-<method>/``."""
-    return run.translator_dir(method)
-
-
 def prepare_data(source: Sequence[Case], target: Sequence[Case], config: TranslateConfig, need_labels: bool) -> TranslatorData:
     """Normalise both datasets to [-1, 1] (float16 in memory) and check phases, grids and labels."""
     source_map = intensity_map(config.source_intensity, config.source_window_hu, config.percentiles)
@@ -96,7 +91,7 @@ def train_translator_from_datasets(source: Path, target: Path, run: RunFolder, c
     source_cases = load_dataset(source, require_label=METHODS[settings.method].needs_labels)
     target_cases = load_dataset(target, require_label=False)
     log.info("translate: %d source case(s) from %s, %d target case(s) from %s", len(source_cases), source, len(target_cases), target)
-    return train_translator(source_cases, target_cases, settings, translator_dir(run, settings.method),
+    return train_translator(source_cases, target_cases, settings, run.translator_dir(settings.method),
                             device=config.device, resume=resume, seed=config.seed)
 
 
