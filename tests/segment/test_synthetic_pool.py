@@ -83,3 +83,40 @@ def test_training_on_the_fly_uses_the_pool(setup, painter, tmp_path) -> None:
     result = train_segmenter(prepared, [], plan, config, tmp_path / "m", seed=0, normal=normal, painter=counting)
     assert counting.calls == 3 + 2  # not one per synthetic sample
     assert all(row["synthetic_share"] > 0 for row in result.rows)
+
+
+def test_the_pool_says_what_it_paints_and_when_the_trainer_waits_for_it(setup, painter, caplog, monkeypatch) -> None:
+    """Filling the first pool with the paper preset's painter took minutes on a CPU without a line."""
+    import logging
+
+    _, config, plan, normal = setup
+    monkeypatch.delenv("DIFF4MMLITS_NO_PROGRESS", raising=False)
+    monkeypatch.setenv("DIFF4MMLITS_PROGRESS", "lines")
+    release = threading.Event()
+
+    class Slow(CountingPainter):
+        def paint(self, normal, rng):  # the background painting waits until the trainer has said it waits
+            if threading.current_thread().name.startswith("synthetic-pool"):
+                assert release.wait(60)
+            return super().paint(normal, rng)
+
+    class ReleaseOnWait(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "waiting for the synthetic pool" in record.getMessage():
+                release.set()
+
+    handler = ReleaseOnWait()
+    logging.getLogger("diff4mmlits.segment.synthetic_pool").addHandler(handler)
+    try:
+        with caplog.at_level(logging.INFO):
+            pool = SyntheticPool(normal, Slow(painter), plan, config.phases, size=2, refresh=1, seed=0)
+            pool.cases_for_epoch(0)
+            pool.cases_for_epoch(1)
+            pool.close()
+    finally:
+        logging.getLogger("diff4mmlits.segment.synthetic_pool").removeHandler(handler)
+        release.set()
+    messages = [r.getMessage() for r in caplog.records]
+    assert [m.split(",")[0] for m in messages if m.startswith("synthetic pool")] == [
+        "synthetic pool: painting: 1/2 case (50%)", "synthetic pool: painting: 2/2 cases (100%)"]
+    assert any(m.startswith("epoch 2: waiting for the synthetic pool's 1 new painting") for m in messages)

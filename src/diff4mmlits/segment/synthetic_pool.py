@@ -12,15 +12,19 @@ case ``(g·refresh + k) mod N``), never on thread timing, so a run is reproducib
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 
 import numpy as np
 
 from diff4mmlits.data.case import Case
+from diff4mmlits.progress import progress
 from diff4mmlits.segment.dataset import PreparedCase, prepare_case, prepare_resampled
 from diff4mmlits.segment.plan import SegmenterPlan
 from diff4mmlits.synthesize.painter import TumorPainter
+
+log = logging.getLogger(__name__)
 
 
 class SyntheticPool:
@@ -66,6 +70,9 @@ class SyntheticPool:
         if epoch != self._epoch + 1 or not self._cases:
             self._rebuild(epoch)
         else:
+            if self._thread is not None and self._thread.is_alive():
+                log.info("epoch %d: waiting for the synthetic pool's %d new painting(s) (painting is slower than an "
+                         "epoch: fewer with segment.synthetic_pool_refresh)", epoch + 1, self.refresh)
             self._join()
             fresh = self._next or []
             self._cases = self._cases[len(fresh):] + fresh
@@ -76,10 +83,16 @@ class SyntheticPool:
     def _rebuild(self, epoch: int) -> None:
         """The pool of ``epoch`` painted here and now: generation 0, then each later epoch's fresh cases."""
         self._join(discard=True)
-        cases = [self.paint(0, k) for k in range(self.size)]
+        painting = progress(total=self.size + self.refresh * epoch, desc="synthetic pool: painting", unit="case")
+        cases = []
+        for k in range(self.size):
+            cases.append(self.paint(0, k))
+            painting.update(1)
         for past in range(1, epoch + 1):
             fresh = self._fresh(past) if self.refresh else []
             cases = cases[len(fresh):] + fresh
+            painting.update(len(fresh))
+        painting.close()
         self._cases = cases
 
     def _start(self, epoch: int) -> None:
