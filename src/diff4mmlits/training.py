@@ -45,6 +45,26 @@ UNPLOTTED = ("lr", "seconds")
 
 
 # --- per-step randomness and mixed precision ----------------------------------------------------
+# Named seed streams: each random choice of a training draws from its own generator, seeded from the
+# run's seed and a fixed number, so that adding a draw in one place does not move the others (the
+# numbers themselves are arbitrary; changing one changes every figure that depends on it).
+CROP_STREAM = 31
+"""``default_rng([seed, CROP_STREAM])``: which real-tumor crops the diffusion model and the CUT painter
+train on."""
+EVALUATION_STREAM = 12345
+"""``default_rng([seed, EVALUATION_STREAM, i])``: the diffusion model's fixed evaluation batches."""
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of a per-process sampler under DDP (each rank draws other batches)."""
+    return seed * 1000 + rank
+
+
+def code_restart_seed(seed: int, step: int) -> int:
+    """The seed of the autoencoder's dead-code restart at ``step``."""
+    return seed * 7919 + step
+
+
 def step_rng(seed: int, rank: int, step: int) -> np.random.Generator:
     """The batch generator of one training step (the same after a resume)."""
     return np.random.default_rng([seed, rank, step])

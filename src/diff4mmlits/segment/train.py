@@ -78,6 +78,7 @@ from diff4mmlits.training import (
     grad_scaler,
     half_dtype,
     mixed_precision_checked,
+    rank_seed,
     save_checkpoint,
 )
 
@@ -281,7 +282,7 @@ def train_segmenter(
     if normal and painter is not None and config.synthetic_pool > 0:
         # painting per sample starves the trainer: keep a pool, refreshed in the background
         pool = SyntheticPool(normal, painter, plan, config.phases, config.synthetic_pool, config.synthetic_pool_refresh,
-                             seed=seed * 1000 + context.rank)
+                             seed=rank_seed(seed, context.rank))
         normal, painter = (), None
     dataset = HybridDataset(
         train, plan, config, samples_per_epoch=config.steps_per_epoch * config.batch_size, seed=seed,

@@ -44,6 +44,7 @@ from diff4mmlits.synthesize.crops import crop_box, dilate_tumor_mask, extract_cr
 from diff4mmlits.synthesize.painting import largest_semi_axis_mm, paint_tumors
 from diff4mmlits.synthesize.quality import quality_control
 from diff4mmlits.synthesize.tumor_masks import draw_tumor_mask, sample_tumor_params
+from diff4mmlits.training import CROP_STREAM
 from diff4mmlits.translate.config import TranslateConfig
 from diff4mmlits.translate.sampling import SampleSource
 from diff4mmlits.translate.train import TranslatorData, fit_translator
@@ -118,7 +119,7 @@ def train_cut_painter(run: RunFolder, config: Config, resume: bool = False) -> P
     cases and healthy scans) and the training cases' real tumors."""
     normal = run.read_cases("normal", PAINTED_SPLITS)
     real = run.read_cases("registered", "train")
-    data = painter_training_data(normal, real, config, np.random.default_rng([config.seed, 31]))
+    data = painter_training_data(normal, real, config, np.random.default_rng([config.seed, CROP_STREAM]))
     log.info("cut painter: %d normal crops with random masks, %d real tumor crops", len(data.source.images), len(data.target.images))
     extra = {"painter": True, "phases": data.source_phase.split("+"), "crop_vox": config.diffusion.crop_vox,
              "close_kernel_vox": config.inpaint.close_kernel_vox, "dilate_kernel_vox": config.inpaint.dilate_kernel_vox}

@@ -33,7 +33,7 @@ from diff4mmlits.stage import Stage
 from diff4mmlits.synthesize.cut_painter import train_cut_painter
 from diff4mmlits.synthesize.painters import load_painter
 from diff4mmlits.synthesize.report import section_synthesis
-from diff4mmlits.training import CURVES_NAME, LOG_NAME
+from diff4mmlits.training import CROP_STREAM, CURVES_NAME, LOG_NAME
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def stage_train_synthesizer(run: RunFolder, config: Config, resume: bool = False
         raise InputError(f"no trained autoencoder; run 'diff4mmlits train-autoencoder --run {run.root}' first", autoencoder)
     codec = load_autoencoder(autoencoder, context.device)
     cases = run.read_cases("registered", "train")
-    crops = build_tumor_crops(cases, codec, config.diffusion, np.random.default_rng([config.seed, 31]),
+    crops = build_tumor_crops(cases, codec, config.diffusion, np.random.default_rng([config.seed, CROP_STREAM]),
                               config.inpaint.close_kernel_vox, config.inpaint.dilate_kernel_vox)
     log.info("train-synthesizer: %d crops around the real tumors of %d training case(s)", len(crops), len(cases))
     folder = run.diffusion_dir(config.diffusion.mode)

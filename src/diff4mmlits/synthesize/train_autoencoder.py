@@ -46,6 +46,7 @@ from diff4mmlits.training import (
     RunningMean,
     TrainingLog,
     autocast,
+    code_restart_seed,
     mixed_precision_checked,
     save_checkpoint,
     step_rng,
@@ -272,7 +273,7 @@ def train_autoencoder(
             opt_d.step()
             values["discriminator"] = loss_d.item()
         if config.restart_dead_codes_every and (step + 1) % config.restart_dead_codes_every == 0:
-            values["codes_restarted"] = restart_dead_codes(unwrap(network_ddp), x, torch.Generator().manual_seed(seed * 7919 + step), context)
+            values["codes_restarted"] = restart_dead_codes(unwrap(network_ddp), x, torch.Generator().manual_seed(code_restart_seed(seed, step)), context)
         running.add(**values)
         done = step + 1
         if done % log_every == 0 or done == config.steps:

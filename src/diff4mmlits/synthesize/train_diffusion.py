@@ -52,6 +52,7 @@ from diff4mmlits.synthesize.diffusion import (
     uses_profile,
 )
 from diff4mmlits.training import (
+    EVALUATION_STREAM,
     LOG_STATE_KEY,
     RunningMean,
     TrainingLog,
@@ -238,7 +239,7 @@ def evaluation_loss(network: torch.nn.Module, scheduler: Any, crops: TumorCrops,
     device = next(network.parameters()).device
     losses = []
     for i in range(batches):
-        rng = np.random.default_rng([seed, 12345, i])
+        rng = np.random.default_rng([seed, EVALUATION_STREAM, i])
         batch = {k: v.to(device) for k, v in make_batch(crops, mode, rng, batch_size).items()}
         losses.append(diffusion_loss(network, scheduler, batch, rng, tumor_weight).item())
     return float(np.mean(losses))

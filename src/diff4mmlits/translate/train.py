@@ -33,7 +33,7 @@ from diff4mmlits.data.intensity import IntensityMap
 from diff4mmlits.distributed import DistributedContext, all_reduce_mean, barrier, init_distributed
 from diff4mmlits.errors import InputError
 from diff4mmlits.progress import progress
-from diff4mmlits.training import LOG_STATE_KEY, CurveGroup, TrainingLog, save_checkpoint
+from diff4mmlits.training import LOG_STATE_KEY, CurveGroup, TrainingLog, rank_seed, save_checkpoint
 from diff4mmlits.translate.base import Batch, TranslationModel, broadcast_parameters
 from diff4mmlits.translate.config import TranslateConfig
 from diff4mmlits.translate.cut import CUT
@@ -111,7 +111,7 @@ def fit_translator(
     if model.needs_labels and data.source.labels is None:
         raise InputError(f"{config.method} needs labelled source cases (label.nii.gz); use --method cyclegan or cut otherwise")
     broadcast_parameters(model, context)
-    sampler = torch.Generator().manual_seed(seed * 1000 + context.rank)
+    sampler = torch.Generator().manual_seed(rank_seed(seed, context.rank))
     schedulers = {
         name: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: learning_rate_factor(s, config.steps, config.decay_fraction))
         for name, opt in model.optimizers.items()
