@@ -198,3 +198,34 @@ def test_a_study_missing_phases_is_flagged_only_for_a_model_trained_without_phas
     assert missing_phases_note(["PVP"], phases, 0.25) is None  # it saw such studies in training
     assert missing_phases_note(list(phases), phases, 0.0) is None  # nothing missing
     assert missing_phases_note(["PVP"], ("PVP",), 0.0) is None  # a PVP-only model needs nothing else
+
+
+def test_a_real_unregistered_three_phase_study_gives_a_label_on_its_portal_venous_grid(tmp_path) -> None:
+    """Real geometry none of our builders make: the HCC patient's NC (10 mm slices), AP and PVP, each on
+    its own grid, no delayed phase (../shared/data/real; skipped where absent). The model is a toy
+    at 6 × 4 × 4 mm (few sliding windows over the 256 × 256 × 33 study); what is checked is the
+    path from real files to a label that lies on the PVP scan's grid."""
+    from builders import Contrast, liver_case
+    from conftest import REAL_DATA
+
+    folder = REAL_DATA / "melihkurtaran__medical_image_processing" / "derived"
+    files = {"NC": "HCC_007_19971227_PRE_LIVER_noncontrast.nii.gz", "AP": "HCC_007_19971227_LIVER_3_PHASE_acq2_arterial.nii.gz",
+             "PVP": "HCC_007_19971227_LIVER_3_PHASE_acq3_portalvenous.nii.gz"}
+    if not all((folder / name).is_file() for name in files.values()):
+        pytest.skip(f"real CT not here ({folder})")
+    contrast = Contrast(liver={"NC": 55.0, "AP": 70.0, "PVP": 110.0}, tumor={"NC": 40.0, "AP": 90.0, "PVP": 80.0})
+    config = resolve_config("smoke")
+    segment = config.segment.model_copy(update={"epochs": 1, "steps_per_epoch": 2})
+    train_model([liver_case(f"c{i}", seed=i, shape=(12, 16, 16), spacing=(6.0, 4.0, 4.0), phases=("NC", "AP", "PVP"),
+                            contrast=contrast) for i in range(2)],
+                [], segment, tmp_path / "model", seed=0, echo=lambda _: None,
+                extra_config={"run_config": config.model_dump(mode="json")})
+    case = tmp_path / "HCC_007"
+    case.mkdir()
+    for phase, name in files.items():
+        (case / f"{phase}.nii.gz").symlink_to(folder / name)
+    assert main(["predict", str(case), str(tmp_path / "out.nii.gz"), "--model", str(tmp_path / "model"), "--statistics"]) == 0
+    label, pvp = read_volume(tmp_path / "out.nii.gz", kind="label"), read_volume(case / "PVP.nii.gz")
+    assert label.same_grid(pvp) and set(np.unique(label.array)) <= {0, 1, 2}
+    stats = json.loads((tmp_path / "out.statistics.json").read_text())
+    assert stats and (tmp_path / "statistics.csv").is_file()
