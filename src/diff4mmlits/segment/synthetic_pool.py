@@ -71,8 +71,8 @@ class SyntheticPool:
             self._rebuild(epoch)
         else:
             if self._thread is not None and self._thread.is_alive():
-                log.info("epoch %d: waiting for the synthetic pool's %d new painting(s) (painting is slower than an "
-                         "epoch: fewer with segment.synthetic_pool_refresh)", epoch + 1, self.refresh)
+                log.info("epoch %d: waiting for the synthetic pool's %d new painting(s), which take longer than an "
+                         "epoch (a lower segment.synthetic_pool_refresh paints fewer)", epoch + 1, self.refresh)
             self._join()
             fresh = self._next or []
             self._cases = self._cases[len(fresh):] + fresh
