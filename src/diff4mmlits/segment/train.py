@@ -203,6 +203,81 @@ def _check_resumable(out_dir: Path, plan: SegmenterPlan, config: SegmentConfig) 
         raise InputError(f"cannot resume: {', '.join(changed)} changed since the saved checkpoint; train without --resume", out_dir)
 
 
+@dataclass(frozen=True)
+class StepParts:
+    """What one optimisation step of the segmenter uses (built once per training)."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    loss_fn: Any
+    mixed: bool
+    memory_format: torch.memory_format
+    device: torch.device
+
+
+@dataclass
+class EpochStats:
+    """One epoch's step losses, synthetic samples, steps, and seconds waiting for data and computing."""
+
+    losses: list[float] = field(default_factory=list)
+    synthetic: int = 0
+    steps: int = 0
+    wait_s: float = 0.0
+    compute_s: float = 0.0
+
+
+def _train_epoch(loader: DataLoader, parts: StepParts, bar: Any) -> EpochStats:
+    """One pass over ``loader``: forward under autocast, loss in float32, scaled backward, gradient
+    clipping, optimizer and LR steps; times the wait for each batch apart from the step itself."""
+    model, optimizer, scaler, device = parts.model, parts.optimizer, parts.scaler, parts.device
+    stats = EpochStats()
+    tick = time.perf_counter()
+    for batch in loader:
+        got = time.perf_counter()
+        stats.wait_s += got - tick
+        image = batch["image"].to(device, non_blocking=True, memory_format=parts.memory_format)
+        label = batch["label"].to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, parts.mixed, half_dtype(device)):
+            output = model(image)
+        loss = supervised_loss(parts.loss_fn, output.float(), label)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP_NORM)
+        scaler.step(optimizer)
+        scaler.update()
+        parts.scheduler.step()
+        stats.losses.append(float(loss.item()))  # .item() waits for the device: compute time is honest
+        stats.synthetic += int(batch["synthetic"].sum())
+        stats.steps += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{stats.losses[-1]:.3f}")
+        tick = time.perf_counter()
+        stats.compute_s += tick - got
+    bar.close()
+    return stats
+
+
+def _resume(out_dir: Path, plan: SegmenterPlan, config: SegmentConfig, model: torch.nn.Module,
+            optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any, training_log: TrainingLog) -> tuple[int, float | None]:
+    """Load the weights, optimizer, LR schedule, scaler and log of an interrupted training in ``out_dir``;
+    returns the epochs done and the best validation Dice so far."""
+    state = load_training_state(out_dir)
+    if state is None or not (out_dir / WEIGHTS_NAME).is_file():
+        raise InputError("nothing to resume: no training_state.pt and weights here; train without --resume", out_dir)
+    _check_resumable(out_dir, plan, config)
+    load_weights(model, out_dir / WEIGHTS_NAME)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if "scaler" in state and scaler.is_enabled():
+        scaler.load_state_dict(state["scaler"])
+    start_epoch = int(state["epoch"])
+    training_log.resume(start_epoch, state.get(LOG_STATE_KEY))
+    return start_epoch, state.get("best_val_dice")
+
+
 def train_segmenter(
     train: Sequence[PreparedCase],
     validation: Sequence[PreparedCase],
@@ -252,18 +327,7 @@ def train_segmenter(
     start_epoch, best = 0, None
     training_log = TrainingLog(out_dir, LOG_FIELDS, step_key="epoch", groups=CURVES)
     if resume:
-        state = load_training_state(out_dir)
-        if state is None or not (out_dir / WEIGHTS_NAME).is_file():
-            raise InputError("nothing to resume: no training_state.pt and weights here; train without --resume", out_dir)
-        _check_resumable(out_dir, plan, config)
-        load_weights(model, out_dir / WEIGHTS_NAME)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if "scaler" in state and use_scaler:
-            scaler.load_state_dict(state["scaler"])
-        start_epoch = int(state["epoch"])
-        best = state.get("best_val_dice")
-        training_log.resume(start_epoch, state.get(LOG_STATE_KEY))
+        start_epoch, best = _resume(out_dir, plan, config, model, optimizer, scheduler, scaler, training_log)
         if context.is_main:
             log.info("segmenter: resuming after epoch %d of %d", start_epoch, config.epochs)
 
@@ -305,39 +369,15 @@ def train_segmenter(
             )
             model.train()
             epoch_start = time.perf_counter()
-            wait_s = compute_s = 0.0
-            losses, synthetic_count, steps = [], 0, 0
             bar = progress(total=config.steps_per_epoch, desc=f"train {epoch + 1}/{config.epochs}", unit="step", leave=False)
-            tick = time.perf_counter()
-            for batch in loader:
-                got = time.perf_counter()
-                wait_s += got - tick
-                image = batch["image"].to(device, non_blocking=True, memory_format=memory_format)
-                label = batch["label"].to(device, non_blocking=True)
-                optimizer.zero_grad(set_to_none=True)
-                with autocast(device, mixed, half_dtype(device)):
-                    output = model(image)
-                loss = supervised_loss(loss_fn, output.float(), label)
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP_NORM)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                losses.append(float(loss.item()))  # .item() waits for the device: compute time is honest
-                synthetic_count += int(batch["synthetic"].sum())
-                steps += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{losses[-1]:.3f}")
-                tick = time.perf_counter()
-                compute_s += tick - got
-            bar.close()
+            stats = _train_epoch(loader, StepParts(model, optimizer, scheduler, scaler, loss_fn, mixed, memory_format, device), bar)
             from diff4mmlits.distributed import all_reduce_mean
 
-            train_loss = all_reduce_mean(float(np.mean(losses)), context)
+            train_loss = all_reduce_mean(float(np.mean(stats.losses)), context)
+            wait_s, compute_s = stats.wait_s, stats.compute_s
             row: dict[str, Any] = {
                 "epoch": epoch + 1, "train_loss": train_loss, "lr": optimizer.param_groups[0]["lr"],
-                "synthetic_share": synthetic_count / max(steps * config.batch_size, 1), "steps": steps,
+                "synthetic_share": stats.synthetic / max(stats.steps * config.batch_size, 1), "steps": stats.steps,
                 "loader_wait_s": wait_s, "compute_s": compute_s,
                 "val_dice_liver": float("nan"), "val_dice_tumor": float("nan"), "val_dice_mean": float("nan"),
             }
