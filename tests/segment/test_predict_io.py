@@ -229,3 +229,22 @@ def test_a_real_unregistered_three_phase_study_gives_a_label_on_its_portal_venou
     assert label.same_grid(pvp) and set(np.unique(label.array)) <= {0, 1, 2}
     stats = json.loads((tmp_path / "out.statistics.json").read_text())
     assert stats and (tmp_path / "statistics.csv").is_file()
+
+
+def test_phases_the_model_never_trained_on_are_left_out_not_a_crash(tmp_path, capsys) -> None:
+    """A model trained on AP and PVP studies given a four-phase study stopped with an internal error
+    (its stage one normalises with the training data's intensity statistics, which have no NC or DP)."""
+    from builders import liver_case, tiny_case
+
+    config = resolve_config("smoke")
+    segment = config.segment.model_copy(update={"epochs": 1, "steps_per_epoch": 2})
+    model = tmp_path / "model"
+    train_model([tiny_case(f"c{i}", seed=i) for i in range(2)], [], segment, model, seed=0, echo=lambda _: None,
+                extra_config={"run_config": config.model_dump(mode="json")})
+    assert set(json.loads((model / "liver" / "plan.json").read_text())["plan"]["intensity_stats"]) == {"AP", "PVP"}
+    case = liver_case("four", seed=3, shape=(12, 12, 12), spacing=(2.0, 1.5, 1.5), origin=(0.0, -10.0, 5.0))
+    assert case.phase_names == ["NC", "AP", "PVP", "DP"]
+    write_case_folder(case, tmp_path / "four")
+    assert main(["predict", str(tmp_path / "four"), str(tmp_path / "out.nii.gz"), "--model", str(model)]) == 0
+    assert read_volume(tmp_path / "out.nii.gz", kind="label").same_grid(case.annotated)
+    assert "four: NC, DP not used: the model was trained without them" in capsys.readouterr().err

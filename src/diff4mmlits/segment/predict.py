@@ -60,7 +60,11 @@ class Segmenter:
 
     @property
     def phases(self) -> tuple[str, ...]:
-        return tuple(self.config.phases)
+        """The phases this model reads: those of its settings that its training cases held. A phase
+        the training cases never had has no intensity statistics in the plan and its channel was
+        always filled from another phase, so a study's own copy of it is left out."""
+        trained = self.plan.intensity_stats
+        return tuple(name for name in self.config.phases if not trained or name in trained)
 
 
 def load_segmenter(model_dir: str | Path, device: str = "auto", weights: str = "best") -> Segmenter:
