@@ -33,9 +33,12 @@ def test_a_single_image_file_gives_a_single_label_file(model, tiny_case, tmp_pat
     case = tiny_case("scan", seed=4)
     write_volume(case.phases["PVP"], tmp_path / "scan.nii.gz")
     out = tmp_path / "labels" / "scan_label.nii.gz"
-    assert main(["predict", str(tmp_path / "scan.nii.gz"), str(out), "--model", str(model), "--device", "cpu"]) == 0
+    assert main(["predict", str(tmp_path / "scan.nii.gz"), str(out), "--model", str(model), "--device", "cpu",
+                 "--statistics"]) == 0
     assert out.is_file() and read_volume(out, kind="label").same_grid(case.phases["PVP"])
-    assert f"labels in {out}" in capsys.readouterr().out
+    said = capsys.readouterr().out  # the statistics' own files, not the label file ("statistics in .../scan_label.nii.gz")
+    stats = tmp_path / "labels" / "scan_label.statistics.json"
+    assert f"labels in {out}; statistics in {stats} and {tmp_path / 'labels' / 'statistics.csv'}" in said and stats.is_file()
 
 
 def test_a_dicom_series_folder_is_one_case_on_its_own_grid(model, tmp_path) -> None:

@@ -194,13 +194,17 @@ def _phase_order(item: tuple[str, Any]) -> int:
     return PHASES.index(item[0]) if item[0] in PHASES else len(PHASES)
 
 
+def statistics_path(label_file: Path) -> Path:
+    """``<label>.statistics.json`` beside a label file (``.nii.gz``, ``.nii`` or ``.dcm``)."""
+    return label_file.parent / f"{strip_extension(label_file.name).removesuffix('.dcm')}.statistics.json"
+
+
 def write_statistics(statistics: Mapping[str, Mapping[str, Any]], label_files: Mapping[str, Path]) -> Path:
     """``<label>.statistics.json`` per case and ``statistics.csv`` (a row per lesion; a case without
     lesions gets one row with lesion 0) beside the labels; returns the CSV's path."""
     for case_id, stats in statistics.items():
         label_file = label_files[case_id]
-        write_json_atomic(label_file.parent / f"{strip_extension(label_file.name).removesuffix('.dcm')}.statistics.json",
-                          {"case": case_id, **stats})
+        write_json_atomic(statistics_path(label_file), {"case": case_id, **stats})
     folder = next(iter(label_files.values())).parent
     buffer = io.StringIO()
     writer = csv.writer(buffer)
