@@ -251,3 +251,37 @@ def test_phases_the_model_never_trained_on_are_left_out_not_a_crash(tmp_path, ca
     assert main(["predict", str(tmp_path / "four"), str(tmp_path / "out.nii.gz"), "--model", str(model)]) == 0
     assert read_volume(tmp_path / "out.nii.gz", kind="label").same_grid(case.annotated)
     assert "four: NC, DP not used: the model was trained without them" in capsys.readouterr().err
+
+
+def test_dicom_seg_takes_blank_sop_uids_from_the_file_meta_header(model, tmp_path, capsys) -> None:
+    """TotalSegmentator's example series has blank SOP Class and Instance UIDs in its data sets (the
+    file meta header keeps them): writing the SEG stopped with an internal error (KeyError: '')."""
+    highdicom = pytest.importorskip("highdicom")
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    array = np.full((4, 16, 16), -50, np.int16)
+    array[1:3, 3:13, 3:13] = 60
+    files = Build.dicom_series(tmp_path / "series", array, spacing=(2.5, 1.5, 1.5), origin=(-30.0, 10.0, -5.0))
+    frame_of_reference, instances = generate_uid(), []
+    for path in files:
+        ds = pydicom.dcmread(path)
+        instances.append(str(ds.file_meta.MediaStorageSOPInstanceUID))
+        ds.FrameOfReferenceUID, ds.SliceThickness, ds.SOPClassUID, ds.SOPInstanceUID = frame_of_reference, "2.5", "", ""
+        ds.save_as(path)
+    assert main(["predict", str(tmp_path / "series"), str(tmp_path / "seg.dcm"), "--model", str(model),
+                 "--output-type", "dicom-seg"]) == 0
+    seg = highdicom.seg.segread(tmp_path / "seg.dcm")
+    referenced = {str(item.ReferencedSOPInstanceUID) for series in seg.ReferencedSeriesSequence
+                  for item in series.ReferencedInstanceSequence}
+    assert referenced == set(instances)
+
+    for path in files:  # nothing to take them from: one line, no file
+        ds = pydicom.dcmread(path)
+        ds.file_meta.MediaStorageSOPInstanceUID = ""
+        ds.save_as(path)
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "series"), str(tmp_path / "seg2.dcm"), "--model", str(model),
+                 "--output-type", "dicom-seg"]) == 2
+    assert "has no SOPInstanceUID: a DICOM-SEG cannot reference it; use --output-type nifti" in capsys.readouterr().err
+    assert not (tmp_path / "seg2.dcm").exists()

@@ -38,13 +38,27 @@ def series_files(folder: Path) -> list[str]:
     return list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), ids[0]))
 
 
+def _with_sop_uids(dataset, file: str, series_folder: str | Path):
+    """``dataset`` with its SOP Class and Instance UIDs, taken from the file meta header where the data
+    set's own are blank (some anonymisers and converters blank them; the SEG must reference both)."""
+    meta = getattr(dataset, "file_meta", None)
+    for own, stored in (("SOPClassUID", "MediaStorageSOPClassUID"), ("SOPInstanceUID", "MediaStorageSOPInstanceUID")):
+        if not str(dataset.get(own, "") or "").strip():
+            value = str((meta.get(stored, "") if meta is not None else "") or "").strip()
+            if not value:
+                raise InputError(f"{Path(file).name} has no {own}: a DICOM-SEG cannot reference it; use --output-type "
+                                 "nifti", series_folder)
+            setattr(dataset, own, value)
+    return dataset
+
+
 def write_dicom_seg(label: Volume, series_folder: str | Path, path: str | Path) -> Path:
     """Write ``label`` (on the series' own grid) as a binary DICOM-SEG referencing the series."""
     hd, pydicom = _highdicom()
     from diff4mmlits import __version__
 
     files = series_files(Path(series_folder))
-    sources = [pydicom.dcmread(f) for f in files]
+    sources = [_with_sop_uids(pydicom.dcmread(f), f, series_folder) for f in files]
     if len(sources) != label.shape[0]:
         raise InputError(f"the label has {label.shape[0]} slices, the series {len(sources)}; give the series "
                          "the label was predicted on", series_folder)
