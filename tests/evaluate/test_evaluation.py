@@ -144,3 +144,16 @@ def test_a_full_disk_during_the_figures_leaves_the_earlier_evaluation_whole(tmp_
     assert rows[0]["tumor_dice_per_case"] == 1.0
     overlays = sorted(p.name for p in (out / "figures").glob("overlay_*.png"))
     assert len(overlays) == 3 and not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_a_multi_organ_ground_truth_is_refused_not_scored(tmp_path) -> None:
+    """A TotalSegmentator map as ground truth (liver 5, right kidney 2, ...) was scored: every organ as
+    liver, the kidney as tumor."""
+    _, labels, preds = _write_pair(tmp_path, n=2)
+    organs = _truth(1)
+    organs[organs == 1] = 5
+    write_volume(Volume(organs, SPACING, kind="label"), labels / "case_1.nii.gz")
+    with pytest.raises(InputError, match=r"case_1.nii.gz: holds label value\(s\) 5; the ground truth is 0 background, "
+                                         r"1 liver, 2 tumor \(remap .* TotalSegmentator's liver 5 to 1\)"):
+        evaluate_predictions(preds, read_truth(labels), tmp_path / "out", EvaluateConfig())
+    assert not (tmp_path / "out").exists()

@@ -46,6 +46,8 @@ class Truth:
     case_id: str
     label: Volume
     image: Volume | None = None
+    source: Path | None = None
+    """The file the label was read from (named in error messages)."""
 
 
 @dataclass
@@ -71,11 +73,22 @@ def read_truth(gt: str | Path) -> list[Truth]:
         raise InputError("GT must be a folder (a dataset, or label files named <case>.nii.gz)", gt)
     files = label_files(gt)
     if files:
-        return [Truth(case_id, read_volume(path, kind="label")) for case_id, path in files.items()]
+        return [Truth(case_id, read_volume(path, kind="label"), source=path) for case_id, path in files.items()]
     from diff4mmlits.data.dataset import load_dataset
 
     cases = load_dataset(gt, require_label=True)
     return [Truth(c.case_id, c.label, c.annotated) for c in cases if c.label is not None]
+
+
+def _require_liver_tumor_values(label: Volume, what: str, where: str | Path) -> None:
+    """Refuse a label file with values other than 0, 1, 2 (a multi-organ map would be scored as if its
+    organ 2 were tumor and every organ liver)."""
+    values = np.unique(label.array)
+    other = [str(v) for v in values if v not in (0, LABEL_LIVER, LABEL_TUMOR)]
+    if other:
+        shown = ", ".join(other[:8]) + (f" and {len(other) - 8} more" if len(other) > 8 else "")
+        raise InputError(f"holds label value(s) {shown}; {what} is 0 background, 1 liver, 2 tumor (remap other label "
+                         "files before scoring, e.g. TotalSegmentator's liver 5 to 1)", where)
 
 
 def evaluate_predictions(
@@ -111,10 +124,8 @@ def evaluate_predictions(
         pred = read_volume(predictions[case_id], kind="label")
         require_same_grid(truth.label, pred, what=f"{predictions[case_id]} vs the ground truth of {case_id}",
                           hint="predictions must be on the annotated phase's grid ('diff4mmlits predict' writes them so)")
-        values = np.unique(pred.array)
-        if not np.isin(values, (0, LABEL_LIVER, LABEL_TUMOR)).all():
-            raise InputError(f"holds label value(s) {', '.join(str(v) for v in values if v not in (0, LABEL_LIVER, LABEL_TUMOR))}; a prediction "
-                             "is 0 background, 1 liver, 2 tumor (remap other label files before scoring)", predictions[case_id])
+        _require_liver_tumor_values(pred, "a prediction", predictions[case_id])
+        _require_liver_tumor_values(truth.label, "the ground truth", truth.source or case_id)
         pred_array = pred.array.astype(np.uint8)
         truth_array = truth.label.array.astype(np.uint8)
         row = {"case": case_id, **case_metrics(
