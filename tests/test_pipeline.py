@@ -206,3 +206,24 @@ def test_run_refuses_a_run_folder_made_from_another_dataset(tiny_dataset: Path, 
     with pytest.raises(InputError, match="made from .* not .*other; use another --run folder"):
         run_pipeline(other, run, config, only=["previews"])
     assert run.dataset_path() == tiny_dataset.resolve()
+
+
+def test_a_refused_dataset_leaves_the_run_folder_as_it_was(tiny_dataset: Path, tmp_path: Path) -> None:
+    """``run`` saved its configuration before validating the dataset: a refused dataset left a new run
+    folder holding only config.yaml, and replaced an existing folder's configuration."""
+    config = resolve_config("smoke")
+    (tiny_dataset / "case_001" / "label.nii.gz").unlink()
+    fresh = RunFolder(tmp_path / "fresh")
+    with pytest.raises(InputError, match="case_001: no label file"):
+        run_pipeline(tiny_dataset, fresh, config, only=["previews"])
+    assert not fresh.root.exists()
+
+    shutil.rmtree(tiny_dataset / "case_001")
+    run = RunFolder(tmp_path / "run")
+    run_pipeline(tiny_dataset, run, config, only=["previews"])
+    saved = (run.root / "config.yaml").read_bytes()
+    write_case_folder(tiny_case("case_009", 9), tiny_dataset / "case_009")
+    (tiny_dataset / "case_009" / "label.nii.gz").unlink()
+    with pytest.raises(InputError, match="case_009: no label file"):
+        run_pipeline(tiny_dataset, run, resolve_config("smoke", overrides=["seed=7"]), only=["previews"])
+    assert (run.root / "config.yaml").read_bytes() == saved

@@ -91,8 +91,8 @@ def _run_pipeline_locked(dataset: str | Path, run: RunFolder, config: Config, wa
         else:
             if previous.model_dump() != config.model_dump():
                 log.info("configuration changed since the last run; stages it affects will run again")
+    ingest_dataset(dataset, run, config)  # validates first: a refused dataset leaves the folder as it was
     run.save_config(config)
-    ingest_dataset(dataset, run, config)
     for stage in STAGES:
         if wanted is None or stage.name in wanted:
             run_stage(run, stage, config, force=force)
