@@ -74,3 +74,12 @@ def test_a_damaged_checksum_list_is_refused_and_a_missing_one_warns(model_dir, c
     (model_dir / CHECKSUMS_NAME).unlink()
     verify_checksum(model_dir / WEIGHTS_NAME)
     assert "is not verified" in caplog.text
+
+
+def test_predict_given_the_zip_says_to_unpack_it(model_dir, tmp_path, capsys) -> None:
+    """``predict --model m.zip`` said 'model folder not found; train one', to a user who had one."""
+    assert main(["export-model", str(model_dir), str(tmp_path / "m.zip")]) == 0
+    capsys.readouterr()
+    (tmp_path / "scan.nii.gz").write_bytes(b"")  # never read: the model is checked first
+    assert main(["predict", str(tmp_path / "scan.nii.gz"), str(tmp_path / "out.nii.gz"), "--model", str(tmp_path / "m.zip")]) == 2
+    assert f"m.zip: is a model zip; unpack it first: diff4mmlits import-model {tmp_path / 'm.zip'} DIR" in capsys.readouterr().err

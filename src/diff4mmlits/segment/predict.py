@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,9 @@ class Segmenter:
 def load_segmenter(model_dir: str | Path, device: str = "auto", weights: str = "best") -> Segmenter:
     """Load ``RUN/models/segmenter/`` (``best`` weights when present, else the last)."""
     model_dir = Path(model_dir)
+    if model_dir.is_file() and zipfile.is_zipfile(model_dir):
+        raise InputError(f"is a model zip; unpack it first: diff4mmlits import-model {model_dir} DIR, then --model DIR",
+                         model_dir)
     if not model_dir.is_dir():
         raise InputError("model folder not found; train one with 'diff4mmlits train --run RUN'", model_dir)
     model_config = read_model_config(model_dir, kind=MODEL_KIND)
