@@ -114,6 +114,13 @@ def test_a_stage_does_not_start_before_the_stages_it_reads_from(started_run) -> 
     mark_finished(run, config, "register")
     with pytest.raises(InputError, match="'train-inpainter' has not finished"):
         run_stage(run, get_stage("inpaint"), config)
+    # a stage that 'run' leaves out is named by the command that runs it (there is no 'train-cut-painter')
+    cut = resolve_config("smoke", overrides=["synthesize.method=cut"])
+    mark_finished(run, config, "train-inpainter")
+    mark_finished(run, config, "inpaint")
+    with pytest.raises(InputError, match=r"'train-cut-painter' has not finished .*; run 'diff4mmlits train-translator "
+                                         r"--painter --run \S+' first$"):
+        run_stage(run, get_stage("synthesize"), cut)
     # the median inpainter needs no trained network
     probe = dataclasses.replace(get_stage("inpaint"), work=lambda run_folder, config: "ran")
     median = resolve_config("smoke", overrides=["inpaint.method=median"])

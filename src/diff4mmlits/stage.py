@@ -42,6 +42,11 @@ ReportSection = Callable[[RunFolder, Path], str]
 """``section(run, report_dir)``: an HTML fragment for ``report/index.html`` (``""`` when nothing to show)."""
 
 
+DECLARED: dict[str, Stage] = {}
+"""Every stage declared so far, by name (a stage package declares its stages when it is imported;
+the command line imports them all): what :func:`check_upstream` names when one has not run."""
+
+
 @dataclass(frozen=True)
 class Stage:
     """One step of the pipeline over a run folder.
@@ -69,6 +74,13 @@ class Stage:
     check: Callable[..., None] | None = None
     """``check(run, config, **options)``: raises ``InputError`` for options the work would refuse, before
     the stamp is cleared (a bad option must not make a finished stage look unfinished)."""
+    command: str = ""
+    """The command that runs this stage over a run folder where it is not ``diff4mmlits <name>``."""
+    in_run: bool = True
+    """``diff4mmlits run`` runs it (False: a stage command of its own, such as the CUT painter)."""
+
+    def __post_init__(self) -> None:
+        DECLARED.setdefault(self.name, self)
 
     def required_upstream(self, config: Config) -> tuple[str, ...]:
         return tuple(self.needs(config)) if self.needs is not None else self.upstream
@@ -115,10 +127,12 @@ def check_upstream(run: RunFolder, stage: Stage, config: Config) -> None:
     """Refuse to start when a stage this one reads from has not finished (an interrupted or missing run)."""
     for name in stage.required_upstream(config):
         if run.read_stamp(name) is None:
-            command = "register DATASET" if name == "register" else name
+            upstream = DECLARED.get(name)
+            command = "register DATASET" if name == "register" else (upstream.command if upstream and upstream.command else name)
+            whole = f" or 'diff4mmlits run DATASET --run {run.root}'" if upstream is None or upstream.in_run else ""
             raise InputError(f"{stage.name} reads what '{name}' writes, and '{name}' has not finished in this run folder "
-                             f"(never run, or interrupted); run 'diff4mmlits {command} --run {run.root}' or "
-                             f"'diff4mmlits run DATASET --run {run.root}' first", run.root)
+                             f"(never run, or interrupted); run 'diff4mmlits {command} --run {run.root}'{whole} first",
+                             run.root)
 
 
 def run_stage(run: RunFolder, stage: Stage, config: Config, force: bool = False, *, lock: bool = True,

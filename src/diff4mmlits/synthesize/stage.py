@@ -203,6 +203,6 @@ STAGES: list[Stage] = [
 COMMAND_STAGES: list[Stage] = [
     Stage("train-cut-painter", "the CUT tumor painter, the paper's Table V baseline (models/cut-painter/; "
           "'train-translator --painter', not part of 'run')", train_cut_painter, ("translate", "diffusion"),
-          ("register", "inpaint")),
+          ("register", "inpaint"), command="train-translator --painter", in_run=False),
 ]
 """Stage commands over a run folder that ``run`` leaves out."""
