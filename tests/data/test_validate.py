@@ -379,3 +379,15 @@ def test_the_annotated_phase_option_takes_phase_names_and_refuses_others(dataset
     capsys.readouterr()
     assert main(["validate", str(dataset), "--annotated-phase", "XYZ"]) == 2
     assert "--annotated-phase 'XYZ': not a phase" in capsys.readouterr().err
+
+
+def test_a_case_folder_that_is_a_dicom_series_is_named_as_such(dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A series' files directly in a case folder were reported as 'empty case folder: no image files
+    (... or a DICOM folder)' — contradictory to a user looking at a folder of DICOM files."""
+    array = np.full((4, 10, 12), -50, np.int16)
+    Build.dicom_series(dataset / "scan", array, spacing=(2.5, 1.5, 1.5), origin=(0.0, 0.0, 0.0))
+    code, lines = run_validate(dataset, capsys)
+    assert code == 2
+    assert [line for line in lines if "scan" in line] == [
+        f"error: {dataset / 'scan'}: holds a DICOM series itself, not one file or DICOM folder per phase: give this "
+        "folder to predict on its own, or move the series into scan/PVP/"]

@@ -16,7 +16,7 @@ import numpy as np
 
 from diff4mmlits.data.case import ANNOTATED_PHASE, Case
 from diff4mmlits.data.checks import Problem, check_geometry, check_image_values, check_label_values, check_overlap
-from diff4mmlits.data.io import read_volume
+from diff4mmlits.data.io import holds_dicom_series, read_volume
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.errors import InputError
 from diff4mmlits.threads import thread_budget
@@ -52,6 +52,9 @@ class CaseFiles:
     def missing(self, annotated_phase: str = ANNOTATED_PHASE, require_label: bool = True) -> list[tuple[Path, str]]:
         """Problems of the listing itself: an empty case, no annotated phase, no label."""
         if not self.phases and self.label is None and not self.issues:
+            if self.location.is_dir() and holds_dicom_series(self.location):
+                return [(self.location, "holds a DICOM series itself, not one file or DICOM folder per phase: give this folder "
+                                        f"to predict on its own, or move the series into {self.location.name}/{annotated_phase}/")]
             return [(self.location, "empty case folder: no image files (.nii.gz, .nii, .nrrd, .mha, .mhd or a DICOM folder); add the phases or remove the folder")]
         problems: list[tuple[Path, str]] = []
         if annotated_phase not in self.phases:

@@ -228,6 +228,14 @@ def _nifti_data_bytes(path: Path, expected: int) -> int:
         return total if stream.eof else min(total, expected - 1)
 
 
+def holds_dicom_series(folder: str | Path) -> bool:
+    """``folder`` holds the files of a DICOM series itself (GDCM finds a series there)."""
+    try:
+        return bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    except RuntimeError:
+        return False
+
+
 def read_dicom_series(folder: str | Path, kind: str = "image") -> Volume:
     """Read the (single) DICOM series in ``folder``, checking for missing slices.
 
