@@ -492,7 +492,7 @@ def train(
 
 @app.command()
 def predict(
-    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="An image file (read as the annotated phase), a DICOM series folder, a case folder (PVP.nii.gz, AP.nii.gz…; any subset of phases) or a dataset of any layout; registered here if needed.")],
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="An image file (read as the annotated phase), a DICOM series folder, a case folder (PVP.nii.gz, AP.nii.gz…; any subset of phases), a folder of single scans (files named by patient, not by phase: one case each) or a dataset of any layout; registered here if needed.")],
     output: Annotated[Path, typer.Argument(metavar="OUTPUT", help="Folder for the labels, one <case>.nii.gz per case; or one file name ending in .nii.gz / .nii for a single case.")],
     model: Annotated[Path, typer.Option("--model", help="Trained segmenter folder, e.g. runs/NAME/models/segmenter.")],
     device: DeviceOption = None,

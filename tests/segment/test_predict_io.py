@@ -285,3 +285,22 @@ def test_dicom_seg_takes_blank_sop_uids_from_the_file_meta_header(model, tmp_pat
                  "--output-type", "dicom-seg"]) == 2
     assert "has no SOPInstanceUID: a DICOM-SEG cannot reference it; use --output-type nifti" in capsys.readouterr().err
     assert not (tmp_path / "seg2.dcm").exists()
+
+
+def test_a_folder_of_single_scans_gives_one_label_per_scan(model, tiny_case, tmp_path) -> None:
+    """A folder of scans named by patient (as TotalSegmentator users keep them) was refused as 'no case
+    folders found'; each scan is now a case read as the annotated phase, and a label file beside them
+    (``*_seg``) is not taken for a scan."""
+    scans = tmp_path / "scans"
+    for name, seed in (("patient_a", 1), ("patient-b", 2)):
+        case = tiny_case(name, seed=seed)
+        write_volume(case.phases["PVP"], scans / f"{name}.nii.gz")
+    write_volume(case.label, scans / "patient-b_seg.nii.gz")
+    assert [c.case_id for c in read_prediction_inputs(scans, "PVP")] == ["patient-b", "patient_a"]
+    assert main(["predict", str(scans), str(tmp_path / "out"), "--model", str(model)]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["patient-b.nii.gz", "patient_a.nii.gz"]
+    assert read_volume(tmp_path / "out" / "patient_a.nii.gz", kind="label").same_grid(read_volume(scans / "patient_a.nii.gz"))
+    # files named by phase are still one case, and a folder with case folders still a dataset
+    write_volume(case.phases["PVP"], tmp_path / "one" / "PVP.nii.gz")
+    write_volume(case.phases["AP"], tmp_path / "one" / "AP.nii.gz")
+    assert [(c.case_id, c.phase_names) for c in read_prediction_inputs(tmp_path / "one", "PVP")] == [("one", ["AP", "PVP"])]

@@ -1,7 +1,8 @@
 """What ``diff4mmlits predict`` reads and writes, as a TotalSegmentator user expects.
 
 Input: a case folder (``PVP.nii.gz``, ``AP.nii.gz``…), a dataset of any layout, a single image file
-(read as the annotated phase) or a DICOM series folder (likewise). Any subset of the phases is
+(read as the annotated phase), a DICOM series folder (likewise) or a folder of single scans (image
+files whose names are no phase names and no case folders: each file one case, as the annotated phase). Any subset of the phases is
 accepted: the reference grid is the annotated phase when present, else the present phase nearest
 to it in contrast timing, and the output says which. Label files beside the images are not read
 (predict needs none, and a label with other values must not stop it).
@@ -17,6 +18,7 @@ import csv
 import dataclasses
 import io
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from diff4mmlits.data.case import Case
 from diff4mmlits.data.casefiles import CaseFiles, read_case_files
 from diff4mmlits.data.dataset import list_case_files
 from diff4mmlits.data.io import read_dicom_series, read_volume, strip_extension, volume_extension
-from diff4mmlits.data.native import LABEL_ALIASES, scan_case_folder
+from diff4mmlits.data.native import LABEL_ALIASES, canonical_phase_name, scan_case_folder
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.errors import InputError
 from diff4mmlits.files import write_bytes_atomic, write_json_atomic
@@ -75,8 +77,33 @@ def read_prediction_inputs(path: str | Path, annotated_phase: str = "PVP") -> li
         log.info("%s: a DICOM series, read as phase %s", path.name, annotated_phase)
         return [Case(path.name, {annotated_phase: read_dicom_series(path)}, None, annotated_phase)]
     listing = scan_case_folder(path)
+    if not listing.phases:
+        scans = single_scans(path)
+        if scans:
+            log.info("%s: %d image file(s) named by case, not by phase: each read as one case's %s", path.name,
+                     len(scans), annotated_phase)
+            return [Case(strip_extension(p.name), {annotated_phase: read_volume(p)}, None, annotated_phase) for p in scans]
     files = [listing] if listing.phases else list_case_files(path, require_label=False, annotated_phase=annotated_phase)
     return [_read_images(f, annotated_phase) for f in files]
+
+
+def single_scans(folder: Path) -> list[Path]:
+    """The image files of a folder of single scans (``scan_01.nii.gz``, ``scan_02.nii.gz``… as
+    TotalSegmentator users keep them), or ``[]`` when ``folder`` is anything else: a folder with
+    subfolders (a dataset), a LiTS or nnU-Net layout, or files named by phase or as labels."""
+    from diff4mmlits.data.dataset import detect_layout
+
+    entries = [p for p in folder.iterdir() if not p.name.startswith((".", "_"))]
+    images = sorted(p for p in entries if p.is_file() and volume_extension(p))
+    if not images or any(p.is_dir() for p in entries) or detect_layout(folder) != "native":
+        return []
+    names = [strip_extension(p.name) for p in images]
+    if any(canonical_phase_name(n) or n.lower() in LABEL_ALIASES for n in names):
+        return []
+    labels = [p for p, n in zip(images, names) if re.split(r"[_\-.]", n.lower())[-1] in LABEL_ALIASES]
+    if labels:  # example_seg.nii.gz beside example_ct.nii.gz: a label map, not a scan
+        log.info("%s: not read as scans (named as labels): %s", folder.name, ", ".join(p.name for p in labels))
+    return [p for p in images if p not in labels]
 
 
 def _read_images(files: CaseFiles, annotated_phase: str) -> Case:
