@@ -510,12 +510,12 @@ def predict(
     start = time.time()
     written = predict_path(model, input_path, output, device=device or "auto", tta=tta, statistics=statistics,
                            save_registered=save_registered, output_type=output_type)
-    single = len(written) == 1 and str(output).lower().endswith((".nii.gz", ".nii", ".dcm"))
+    from diff4mmlits.segment.predict_io import single_file_output, statistics_path
+
+    single = len(written) == 1 and single_file_output(output, output_type)
     where = written[0] if single else output
     extra = ""
     if statistics:
-        from diff4mmlits.segment.predict_io import statistics_path
-
         extra = (f"; statistics in {statistics_path(Path(where))} and {Path(where).parent / 'statistics.csv'}" if single
                  else f"; statistics in {output} (<case>.statistics.json, statistics.csv)")
     typer.echo(f"predict: {len(written)} case(s) in {time.time() - start:.1f} s; labels in {where}{extra}")

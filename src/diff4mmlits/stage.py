@@ -128,7 +128,7 @@ def check_upstream(run: RunFolder, stage: Stage, config: Config) -> None:
     for name in stage.required_upstream(config):
         if run.read_stamp(name) is None:
             upstream = DECLARED.get(name)
-            command = "register DATASET" if name == "register" else (upstream.command if upstream and upstream.command else name)
+            command = upstream.command if upstream and upstream.command else name
             whole = f" or 'diff4mmlits run DATASET --run {run.root}'" if upstream is None or upstream.in_run else ""
             raise InputError(f"{stage.name} reads what '{name}' writes, and '{name}' has not finished in this run folder "
                              f"(never run, or interrupted); run 'diff4mmlits {command} --run {run.root}'{whole} first",

@@ -254,5 +254,5 @@ def every_case_registered(run: RunFolder, config: Config) -> bool:
 
 STAGES: list[Stage] = [
     Stage("register", "every phase registered onto the annotated phase (registered/)", register_run,
-          ("register",), (), report=section_registration, is_complete=every_case_registered),
+          ("register",), (), report=section_registration, is_complete=every_case_registered, command="register DATASET"),
 ]

@@ -24,14 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import SimpleITK as sitk
 from scipy import ndimage
 
 from diff4mmlits import PHASES
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.casefiles import CaseFiles, read_case_files
 from diff4mmlits.data.dataset import list_case_files
-from diff4mmlits.data.io import read_dicom_series, read_volume, strip_extension, volume_extension
+from diff4mmlits.data.io import holds_dicom_series, read_dicom_series, read_volume, strip_extension, volume_extension
 from diff4mmlits.data.native import LABEL_ALIASES, canonical_phase_name, scan_case_folder
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.errors import InputError
@@ -59,7 +58,7 @@ def is_dicom_series_folder(path: Path) -> bool:
     """A folder whose files hold a DICOM series (and no phase files of a case folder)."""
     if not path.is_dir() or any(volume_extension(p) for p in path.iterdir() if p.is_file()):
         return False
-    return bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path)))
+    return holds_dicom_series(path)
 
 
 def read_prediction_inputs(path: str | Path, annotated_phase: str = "PVP") -> list[Case]:

@@ -158,7 +158,7 @@ def predict_cases(cases: Sequence[Case], segmenter: Segmenter, output: str | Pat
         unused = [name for name in ready.phase_names if name not in segmenter.phases]
         if unused:
             log.warning("%s: %s not used: the model was trained without %s", case.case_id, ", ".join(unused),
-                     "it" if len(unused) == 1 else "them")
+                        "it" if len(unused) == 1 else "them")
         label = segment_case(ready, segmenter, tta=tta)
         reasons = out_of_domain(label, ready.phases, segmenter.model_config.get("training_livers") or {})
         if reasons:
