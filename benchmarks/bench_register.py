@@ -14,7 +14,12 @@
    at size 128 up-sampled in-plane ×4, each phase on its own grid), liver-focused on the working
    grid (``register.working_spacing_mm``, 2 mm) versus the same chain on the scan's own voxels and
    on the whole image (no mask, no crop), in this process; printed as ratios, with each one's TRE.
-5. Threads: wall seconds of one case's chain with ``register.threads`` 1 (the default, bit-
+5. Resolution: the default chain (``bspline``) on each site with the slice spacing it has at size
+   64 (3.75 / 6 / 10 mm; ``make_phantom_case(slice_mm=...)``) at in-plane sizes 64, 128 and 256
+   (pixels of about 3.75–4.8, 1.9–2.4 and 0.9–1.2 mm): TRE mean / p95 and the per-case spread.
+   Size 64 pairs the thick slices with pixels four times a clinical scan's; the issue's targets
+   are read at the clinical pixel as well as at 64.
+6. Threads: wall seconds of one case's chain with ``register.threads`` 1 (the default, bit-
    reproducible) against all cores, run twice each: the ratio, and whether the two runs agree.
 
 Usage::
@@ -52,7 +57,10 @@ from clinical import clinical_case  # noqa: E402  (benchmarks/clinical.py)
 
 METHODS = ("none", "rigid", "affine", "bspline", "elastix", "convexadam")
 """Every backend side by side (elastix and convexadam skipped where not installed)."""
-PARTS = ("accuracy", "demo", "speed", "threads", "real")
+PARTS = ("accuracy", "demo", "speed", "resolution", "threads", "real")
+SITE_SLICE_MM = {"default": 3.75, "second": 6.0, "third": 10.0}
+"""Each site's slice spacing at size 64 (``acquisition.SITES``: 0.75 · 64 / slice_factor slices over its z extent)."""
+RESOLUTION_SIZES = (64, 128, 256)
 REAL_STUDY = Path("data") / "real" / "melihkurtaran__medical_image_processing" / "derived"
 REPO = Path(__file__).resolve().parents[1]
 REAL_CANDIDATES = (REPO.parent / "shared" / REAL_STUDY, REPO.parent.parent / "shared" / REAL_STUDY)
@@ -113,6 +121,28 @@ def phantom_accuracy(dataset: Path, preset: str) -> dict[str, dict[str, float]]:
             rows[method]["seconds_ratio_to_bspline"] = rows[method]["cpu_seconds_per_case"] / max(rows["bspline"]["cpu_seconds_per_case"], 1e-9)
         print_row(method, rows[method])
     return rows
+
+
+def resolution_accuracy(site: str, size: int, cases: int, preset: str) -> dict[str, object]:
+    """TRE of the default method on ``cases`` phantom cases of ``site`` at in-plane ``size`` with the
+    site's size-64 slice spacing (in memory; one process, one SimpleITK thread)."""
+    config = resolve_config(preset).register
+    errors, per_case, seconds = [], [], []
+    for index in range(cases):
+        phantom = make_phantom_case(index, seed=0, site=site, size=size, slice_mm=SITE_SLICE_MM[site])
+        start = time.process_time()
+        result = register_case(phantom.case, config)
+        seconds.append(time.process_time() - start)
+        mask = phantom.case.label.array > 0
+        case_errors = [target_registration_error(transform, phantom.case.annotated, phantom.truth.displacement_mm[name], mask)
+                       for name, transform in result.transforms.items()]
+        errors.extend(case_errors)
+        per_case.append(float(np.concatenate(case_errors).mean()))
+    after = np.concatenate(errors)
+    pixel = phantom.case.annotated.spacing_mm[1]
+    return {"site": site, "size": size, "slice_mm": SITE_SLICE_MM[site], "pixel_mm_last_case": round(float(pixel), 3),
+            "tre_mean": float(after.mean()), "tre_p95": float(np.percentile(after, 95)),
+            "case_mean_min": min(per_case), "case_mean_max": max(per_case), "cpu_seconds_per_case": float(np.mean(seconds))}
 
 
 def print_row(method: str, row: dict) -> None:
@@ -260,13 +290,17 @@ def thread_cost(case: Case, preset: str) -> dict[str, float | bool]:
     return row
 
 
+def config_method(preset: str) -> str:
+    return resolve_config(preset).register.method
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=12)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_register"))
-    parser.add_argument("--skip-large", action="store_true", help="skip the 512×512×96 speed case")
+    parser.add_argument("--skip-large", action="store_true", help="skip the 512×512×96 speed case and size 256 of the resolution part")
     parser.add_argument("--only", action="append", choices=PARTS, help="run only these parts (repeatable)")
     args = parser.parse_args(argv)
     parts = set(args.only or PARTS)
@@ -306,6 +340,15 @@ def main(argv: list[str] | None = None) -> int:
                   f"own voxels {row['own_voxels_s_per_phase']:.1f} s (TRE {row['own_voxels_tre_mm']:.2f}, "
                   f"×{row['ratio_own_over_working']:.2f}); whole image {row['whole_image_s_per_phase']:.1f} s "
                   f"(TRE {row['whole_image_tre_mm']:.2f}, ×{row['ratio_whole_over_working']:.2f})", flush=True)
+    if "resolution" in parts:
+        print(f"resolution ({config_method(args.preset)}, {args.cases} cases per row, each site's size-64 slices):", flush=True)
+        for site in SITE_SLICE_MM:
+            for size in RESOLUTION_SIZES if not args.skip_large else RESOLUTION_SIZES[:2]:
+                row = resolution_accuracy(site, size, args.cases, args.preset)
+                results[f"resolution_{site}_{size}"] = row
+                print(f"  {site:<7} {row['slice_mm']:5.2f} mm slices, size {size:3d} (pixel ≈ {row['pixel_mm_last_case']:.2f} mm): "
+                      f"TRE {row['tre_mean']:.2f} / p95 {row['tre_p95']:.2f} mm (cases {row['case_mean_min']:.2f}–"
+                      f"{row['case_mean_max']:.2f}), {row['cpu_seconds_per_case']:.1f} CPU s/case", flush=True)
     if "threads" in parts:
         label, size, site = ("256x256x120", 256, "second") if not args.skip_large else (f"size {args.size}", args.size, "default")
         phantom = make_phantom_case(0, seed=0, site=site, size=size)

@@ -143,6 +143,7 @@ def phantom(
     patients: Annotated[str | None, typer.Option("--patients", help="Scan another site's patients with --site's scanner: e.g. --site second --patients default gives the default site's cases (same anatomy, tumors of the same kinds and sizes) as the second site images them, so an out-of-distribution test measures the site alone.")] = None,
     modality: Annotated[str, typer.Option("--modality", help="ct (four phases), or mri: the same anatomy as a T1 post-contrast-like MRI study (PVP.nii.gz + label), for train-translator; use another --seed than the CT set so the patients differ.")] = "ct",
     healthy: Annotated[int, typer.Option("--healthy", min=0, help="Also write this many healthy scans (healthy_000…: other patients without tumors, label liver only) to paint synthetic tumors into: run with --set data.healthy_cases=healthy_*.")] = 0,
+    slice_mm: Annotated[float | None, typer.Option("--slice-mm", help="Slice spacing in mm whatever --size (e.g. --site third --size 256 --slice-mm 10: thick slices at a clinical pixel). Default: the site's, which scales with the pixel (at size 64: 3.75 mm default, 6 mm second, 10 mm third).")] = None,
 ) -> None:
     """Write the built-in four-phase phantom: misaligned phases, PVP labels and per-phase truth."""
     from diff4mmlits.data.phantom import SITES, TRUTH_FOLDER, write_phantom_dataset
@@ -157,6 +158,8 @@ def phantom(
         raise InputError("--patients is for the CT phantom; the MRI phantom draws its own patients (use --seed)")
     if healthy and modality == "mri":
         raise InputError("--healthy is for the CT phantom; the MRI phantom is for train-translator")
+    if slice_mm is not None and modality == "mri":
+        raise InputError("--slice-mm is for the CT phantom; the MRI phantom keeps its site's slices")
     start = time.time()
     if modality == "mri":
         from diff4mmlits.data.phantom.mri import write_mri_phantom_dataset
@@ -168,10 +171,12 @@ def phantom(
     from diff4mmlits.threads import worker_processes
 
     write_phantom_dataset(out, cases=cases, seed=seed, site=site, size=size,
-                          workers=workers or worker_processes(jobs=cases + healthy), patients=patients, healthy=healthy)
+                          workers=workers or worker_processes(jobs=cases + healthy), patients=patients, healthy=healthy,
+                          slice_mm=slice_mm)
     whose = f", the {patients} site's patients" if patients else ""
     scans = f" and {healthy} healthy scan(s)" if healthy else ""
-    typer.echo(f"phantom: {cases} case(s){scans} ({site} site{whose}, size {size}) written in {time.time() - start:.1f} s")
+    slices = f", {slice_mm:g} mm slices" if slice_mm is not None else ""
+    typer.echo(f"phantom: {cases} case(s){scans} ({site} site{whose}, size {size}{slices}) written in {time.time() - start:.1f} s")
     typer.echo(f"  dataset: {out}   (<case>/{{NC,AP,PVP,DP}}.nii.gz, label.nii.gz)")
     if healthy:
         typer.echo("  healthy scans: paint into them with 'diff4mmlits run DATASET --set data.healthy_cases=healthy_*'")

@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from diff4mmlits import LABEL_TUMOR, PHASES
 from diff4mmlits.cli import main
-from diff4mmlits.data.io import displacement_to_sitk, to_sitk
+from diff4mmlits.data.io import displacement_to_sitk, read_volume, to_sitk
 from diff4mmlits.data.native import read_case_folder
 from diff4mmlits.data.phantom import (
     SITES,
@@ -395,3 +395,39 @@ def test_a_failed_write_leaves_no_dataset_and_a_full_folder_is_refused(tmp_path,
     write_phantom_dataset(tmp_path / "ph", cases=1, seed=0, size=16)
     with pytest.raises(InputError, match="is not empty"):
         write_phantom_dataset(tmp_path / "ph", cases=1, seed=5, size=16)
+
+
+def test_slice_mm_gives_thick_slices_at_any_pixel_with_the_same_patient() -> None:
+    """The site's slices scale with the pixel (10 mm on the third site at size 64, 2.5 mm at 256);
+    ``slice_mm`` keeps them thick at a fine pixel, drawing the same anatomy, motion and field of view."""
+    own = plan_phantom_case(1, seed=0, site="third", size=32)
+    thick = plan_phantom_case(1, seed=0, site="third", size=32, slice_mm=8.0)
+    own_grid, thick_grid = own.acquisition.grids["PVP"], thick.acquisition.grids["PVP"]
+    assert own_grid.spacing_mm[0] == pytest.approx(200.0 / 10)  # 0.75 · 32 / 2.4 slices
+    assert thick_grid.spacing_mm[0] == pytest.approx(8.0) and thick_grid.shape[0] == 25
+    assert thick_grid.spacing_mm[1:] == own_grid.spacing_mm[1:]
+    assert thick.contrast.timing == own.contrast.timing
+    assert len(thick.tumors) == len(own.tumors)
+    np.testing.assert_array_equal(thick.breathing["AP"].shift_mm, own.breathing["AP"].shift_mm)
+    fine = make_phantom_case(1, seed=0, site="third", size=48, slice_mm=7.0)
+    pvp = fine.case.annotated
+    assert pvp.spacing_mm[0] == pytest.approx(200.0 / round(200.0 / 7.0)) and pvp.shape[1:] == (48, 48)
+    assert fine.truth.parameters["slice_mm"] == 7.0
+    assert fine.truth.displacement_mm["AP"].shape[:3] == pvp.shape
+    for bad in (0.0, -5.0, float("nan")):
+        with pytest.raises(InputError, match="slice spacing"):
+            make_phantom_case(0, slice_mm=bad)
+
+
+def test_cli_writes_a_thick_slice_phantom_and_refuses_a_bad_spacing(tmp_path, capsys) -> None:
+    out = tmp_path / "ph"
+    assert main(["phantom", str(out), "--cases", "1", "--size", "24", "--site", "third", "--slice-mm", "25",
+                 "--workers", "1"]) == 0
+    assert "25 mm slices" in capsys.readouterr().out
+    assert read_volume(out / "case_000" / "PVP.nii.gz").spacing_mm[0] == pytest.approx(25.0)
+    assert main(["phantom", str(tmp_path / "bad"), "--slice-mm", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "slice spacing 0.0 mm" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
+    assert main(["phantom", str(tmp_path / "mri"), "--modality", "mri", "--slice-mm", "5"]) == 2
+    assert "--slice-mm is for the CT phantom" in capsys.readouterr().err

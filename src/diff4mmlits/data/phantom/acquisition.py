@@ -103,16 +103,27 @@ class Acquisition:
         }
 
 
+def slice_count(site: Site, size: int, slice_mm: float | None = None) -> int:
+    """Slices of the PVP grid over ``site.z_extent_mm``: ``0.75 · size / slice_factor`` (the site's
+    thickness relative to its pixel, as at size 64), or as near ``slice_mm`` apart as a whole number
+    of slices allows when given; at least 8."""
+    if slice_mm is None:
+        return max(8, int(round(0.75 * size / site.slice_factor)))
+    return max(8, int(round(site.z_extent_mm / slice_mm)))
+
+
 def sample_acquisition(rng: np.random.Generator, site: Site, site_name: str, size: int, centre_mm: np.ndarray,
-                       grid_rng: np.random.Generator | None = None) -> Acquisition:
-    """Draw grids (a ``size``-voxel square in-plane, ``0.75 · size / slice_factor`` slices), blur and noise.
+                       grid_rng: np.random.Generator | None = None, slice_mm: float | None = None) -> Acquisition:
+    """Draw grids (a ``size``-voxel square in-plane, :func:`slice_count` slices), blur and noise.
 
     ``centre_mm``: the world point (z, y, x) the PVP field of view is centred on. ``grid_rng`` draws
     each other phase's pixel size and flipped axes (a stream of its own, so the other draws stay as
     they were); without it, every phase has the annotated phase's pixel and none is flipped.
+    ``slice_mm``: slice spacing in mm whatever ``size`` (thick slices at a fine pixel); None: the
+    site's, which scales with the pixel. The draws are the same either way.
     """
     pixel = rng.uniform(*site.field_of_view_mm) / size
-    slices = max(8, int(round(0.75 * size / site.slice_factor)))
+    slices = slice_count(site, size, slice_mm)
     spacing = (site.z_extent_mm / slices, pixel, pixel)
     shape = (slices, size, size)
     centre = np.asarray(centre_mm, dtype=np.float64) + rng.uniform(-5, 5, size=3)

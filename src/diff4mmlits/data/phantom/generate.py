@@ -26,6 +26,7 @@ more where the default site's first 30 test cases hold 21).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -117,9 +118,10 @@ def case_id_for(index: int) -> str:
     return f"case_{index:03d}"
 
 
-def check_phantom_arguments(index: int, seed: int, site: str, size: int, patients: str | None = None) -> None:
-    """Raise :class:`InputError` for an unknown site or patients' site, a size below 16 or a negative
-    index or seed."""
+def check_phantom_arguments(index: int, seed: int, site: str, size: int, patients: str | None = None,
+                            slice_mm: float | None = None) -> None:
+    """Raise :class:`InputError` for an unknown site or patients' site, a size below 16, a negative
+    index or seed, or a slice spacing that is not a positive number of mm."""
     if site not in SITES:
         raise InputError(f"unknown phantom site {site!r}; choose one of {', '.join(SITES)}")
     if patients is not None and patients not in SITES:
@@ -128,6 +130,8 @@ def check_phantom_arguments(index: int, seed: int, site: str, size: int, patient
         raise InputError(f"phantom size {size} is too small; use at least {MIN_SIZE} voxels")
     if index < 0 or seed < 0:
         raise InputError(f"phantom case index ({index}) and seed ({seed}) must be ≥ 0")
+    if slice_mm is not None and not (math.isfinite(slice_mm) and slice_mm > 0):
+        raise InputError(f"phantom slice spacing {slice_mm} mm: give a positive number of mm (e.g. 5)")
 
 
 def patient_stream(site: str, patients: str | None) -> int:
@@ -137,10 +141,11 @@ def patient_stream(site: str, patients: str | None) -> int:
 
 
 def plan_phantom_case(index: int, seed: int = 0, site: str = "default", size: int = 64,
-                      patients: str | None = None) -> PhantomPlan:
+                      patients: str | None = None, slice_mm: float | None = None) -> PhantomPlan:
     """Draw every random choice of case ``index`` (deterministic in ``seed``, ``index``, ``site`` and
-    ``patients``: whose streams the draws come from, ``site``'s own when None; module doc)."""
-    check_phantom_arguments(index, seed, site, size, patients)
+    ``patients``: whose streams the draws come from, ``site``'s own when None; module doc).
+    ``slice_mm``: the slice spacing, mm (None: the site's; :func:`.acquisition.slice_count`)."""
+    check_phantom_arguments(index, seed, site, size, patients, slice_mm)
     stream = patient_stream(site, patients)
     rng = np.random.default_rng([seed, index, stream])
     # issue 17's harder motion and grids draw from a stream of their own: the anatomy, tumors,
@@ -149,7 +154,7 @@ def plan_phantom_case(index: int, seed: int = 0, site: str = "default", size: in
     anatomy = sample_anatomy(rng)
     contrast = sample_contrast(rng, SITES[site].timing)
     acquisition = sample_acquisition(rng, SITES[site], site, size, centre_mm=np.array([-8.0, 0.0, -22.0]),
-                                     grid_rng=motion_rng)
+                                     grid_rng=motion_rng, slice_mm=slice_mm)
     pvp = acquisition.grids[ANNOTATED_PHASE]
     pvp_tissues = render_anatomy(pvp.points().astype(np.float32), anatomy)
     liver = np.isin(pvp_tissues, LIVER_TISSUES)
@@ -186,7 +191,7 @@ def label_from_tissues(tissues: np.ndarray) -> np.ndarray:
 
 
 def make_phantom_case(index: int, seed: int = 0, site: str = "default", size: int = 64,
-                      patients: str | None = None) -> PhantomCase:
+                      patients: str | None = None, slice_mm: float | None = None) -> PhantomCase:
     """Generate phantom case ``index``: four misaligned phases (HU, int16), the PVP label, and the truth.
 
     Args:
@@ -197,11 +202,14 @@ def make_phantom_case(index: int, seed: int = 0, site: str = "default", size: in
         size: in-plane voxels; the PVP grid is ``(0.75·size / slice factor, size, size)``.
         patients: scan this site's case ``index`` instead of ``site``'s own (the same patient at
             another site; module doc); None: ``site``'s own.
+        slice_mm: slice spacing in mm whatever ``size`` (e.g. the third site's 10 mm slices at a
+            clinical pixel); None: the site's, which scales with the pixel.
 
     Raises:
-        InputError: unknown ``site`` or ``patients``, ``size`` below 16, negative ``index`` or ``seed``.
+        InputError: unknown ``site`` or ``patients``, ``size`` below 16, negative ``index`` or ``seed``,
+            ``slice_mm`` not positive.
     """
-    plan = plan_phantom_case(index, seed=seed, site=site, size=size, patients=patients)
+    plan = plan_phantom_case(index, seed=seed, site=site, size=size, patients=patients, slice_mm=slice_mm)
     noise_rng = np.random.default_rng([seed, index, patient_stream(site, patients), 1])
     pvp_grid = plan.acquisition.grids[ANNOTATED_PHASE]
     pvp_points = pvp_grid.points()
@@ -226,7 +234,8 @@ def make_phantom_case(index: int, seed: int = 0, site: str = "default", size: in
         displacement_mm=MappingProxyType(displacement),
         tumors=[tumor.to_dict() for tumor in plan.tumors],
         tissues=tissues,
-        parameters=_parameters(plan, index, seed, site, size, pvp_points) | ({"patients": patients} if patients else {}),
+        parameters=_parameters(plan, index, seed, site, size, pvp_points) | ({"patients": patients} if patients else {})
+        | ({"slice_mm": slice_mm} if slice_mm is not None else {}),
     )
     return PhantomCase(case=case, truth=truth)
 
@@ -235,12 +244,13 @@ HEALTHY_PATIENT_OFFSET = 400
 """Healthy scan ``i`` is phantom patient ``400 + i`` (other patients than the cases ``0…399``)."""
 
 
-def make_healthy_case(index: int, seed: int = 0, site: str = "default", size: int = 64) -> PhantomCase:
+def make_healthy_case(index: int, seed: int = 0, site: str = "default", size: int = 64,
+                      slice_mm: float | None = None) -> PhantomCase:
     """Healthy scan ``index`` (``healthy_{index:03d}``): phantom patient ``HEALTHY_PATIENT_OFFSET + index``
     as its tumor-free twin — the same phases, noise and breathing without the tumors, the label liver
     only (tumor voxels become liver, 1). The normal CT a site has in plenty and needs no tumor drawn
     for: ``data.healthy_cases`` paints synthetic tumors into such scans (paper step 3)."""
-    phantom = make_phantom_case(HEALTHY_PATIENT_OFFSET + index, seed=seed, site=site, size=size)
+    phantom = make_phantom_case(HEALTHY_PATIENT_OFFSET + index, seed=seed, site=site, size=size, slice_mm=slice_mm)
     truth = phantom.truth
 
     def liver_only(label: Volume) -> Volume:
@@ -259,7 +269,7 @@ def make_healthy_case(index: int, seed: int = 0, site: str = "default", size: in
 
 
 def noise_free_phases(index: int, seed: int = 0, site: str = "default", size: int = 64, patients: str | None = None,
-                      tumors: bool = False) -> dict[str, Volume]:
+                      tumors: bool = False, slice_mm: float | None = None) -> dict[str, Volume]:
     """Case ``index``'s phases as its scanner would see them without noise (float32 HU, blurred by the
     PSF), stored exactly as ``make_phantom_case`` stores the phases (same grid, flips and direction).
 
@@ -267,7 +277,7 @@ def noise_free_phases(index: int, seed: int = 0, site: str = "default", size: in
     ``tumors=False``, the tumor-free twin) scores about the lowest MAE a method can expect (the floor
     of ``benchmarks/bench_inpaint.py``). Arguments as ``make_phantom_case``.
     """
-    plan = plan_phantom_case(index, seed=seed, site=site, size=size, patients=patients)
+    plan = plan_phantom_case(index, seed=seed, site=site, size=size, patients=patients, slice_mm=slice_mm)
     volumes = {}
     for phase in PHASES:
         drawing = draw_phase(plan, phase)

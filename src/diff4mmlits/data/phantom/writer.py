@@ -60,17 +60,18 @@ def write_phantom_case(phantom: PhantomCase, out: str | Path) -> Path:
 
 
 def _make_and_write(out: Path, index: int, seed: int, site: str, size: int, patients: str | None = None,
-                    healthy: bool = False) -> str:
+                    healthy: bool = False, slice_mm: float | None = None) -> str:
     if healthy:
-        phantom = make_healthy_case(index, seed=seed, site=site, size=size)
+        phantom = make_healthy_case(index, seed=seed, site=site, size=size, slice_mm=slice_mm)
     else:
-        phantom = make_phantom_case(index, seed=seed, site=site, size=size, patients=patients)
+        phantom = make_phantom_case(index, seed=seed, site=site, size=size, patients=patients, slice_mm=slice_mm)
     write_phantom_case(phantom, out)
     return phantom.case.case_id
 
 
 def write_phantom_dataset(out: str | Path, cases: int, seed: int, site: str = "default", size: int = 64,
-                          workers: int = 1, patients: str | None = None, healthy: int = 0) -> Path:
+                          workers: int = 1, patients: str | None = None, healthy: int = 0,
+                          slice_mm: float | None = None) -> Path:
     """Generate ``cases`` phantom cases (``case_000``…) and ``healthy`` healthy scans (``healthy_000``…,
     :func:`~diff4mmlits.data.phantom.generate.make_healthy_case`) into ``out``; returns ``out``.
 
@@ -85,10 +86,11 @@ def write_phantom_dataset(out: str | Path, cases: int, seed: int, site: str = "d
         patients: scan this site's patients with ``site``'s scanner (the same patients at another
             site, generate.py); None: ``site``'s own.
         healthy: tumor-free scans of other patients, labelled liver only (``data.healthy_cases``).
+        slice_mm: slice spacing in mm whatever ``size``; None: the site's (it scales with the pixel).
 
     Raises:
         InputError: ``out`` is a file or a folder that is not empty, ``cases`` or ``workers`` below 1, a bad ``site``/``size``/``patients``,
-            or healthy scans beside more than ``HEALTHY_PATIENT_OFFSET`` cases.
+            or healthy scans beside more than ``HEALTHY_PATIENT_OFFSET`` cases, or ``slice_mm`` not positive.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -102,7 +104,7 @@ def write_phantom_dataset(out: str | Path, cases: int, seed: int, site: str = "d
     if healthy and cases > HEALTHY_PATIENT_OFFSET:
         raise InputError(f"--cases {cases} with --healthy: at most {HEALTHY_PATIENT_OFFSET} cases (the healthy "
                          f"scans are patients {HEALTHY_PATIENT_OFFSET}…, which more cases would repeat)")
-    check_phantom_arguments(0, seed, site, size, patients)
+    check_phantom_arguments(0, seed, site, size, patients, slice_mm)
     if out.is_dir() and any(out.iterdir()):
         raise InputError("is not empty; give a new folder (or delete this one to write the phantom again)", out)
     # the whole dataset is written beside ``out`` and renamed into place: a full disk or Ctrl-C leaves no
@@ -112,7 +114,7 @@ def write_phantom_dataset(out: str | Path, cases: int, seed: int, site: str = "d
         shutil.rmtree(out)
     out.mkdir(parents=True)
     try:
-        _write_cases(out, cases, healthy, seed, site, size, patients, workers)
+        _write_cases(out, cases, healthy, seed, site, size, patients, workers, slice_mm)
         os.replace(out, final)
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -120,19 +122,19 @@ def write_phantom_dataset(out: str | Path, cases: int, seed: int, site: str = "d
 
 
 def _write_cases(out: Path, cases: int, healthy: int, seed: int, site: str, size: int, patients: str | None,
-                 workers: int) -> None:
+                 workers: int, slice_mm: float | None = None) -> None:
     """The cases, their truth and ``_truth/phantom.json`` into ``out``."""
     bar = progress(total=cases + healthy, desc="phantom", unit="case")
     case_ids = []
     todo = [(index, False) for index in range(cases)] + [(index, True) for index in range(healthy)]
     if workers == 1:
         for index, is_healthy in todo:
-            case_ids.append(_make_and_write(out, index, seed, site, size, patients, is_healthy))
+            case_ids.append(_make_and_write(out, index, seed, site, size, patients, is_healthy, slice_mm))
             bar.update(1)
     else:
         pool = ProcessPoolExecutor(max_workers=workers)
         try:
-            jobs = [pool.submit(_make_and_write, out, index, seed, site, size, patients, is_healthy)
+            jobs = [pool.submit(_make_and_write, out, index, seed, site, size, patients, is_healthy, slice_mm)
                     for index, is_healthy in todo]
             for job in jobs:
                 case_ids.append(job.result())
@@ -145,6 +147,7 @@ def _write_cases(out: Path, cases: int, healthy: int, seed: int, site: str, size
     write_json_atomic(out / TRUTH_FOLDER / "phantom.json", {
         "seed": seed, "site": site, "size": size, "cases": case_ids,
         **({"patients": patients} if patients else {}),
+        **({"slice_mm": slice_mm} if slice_mm is not None else {}),
         "tissues": {str(tissue_id): name for tissue_id, name in TISSUES.items()},
         "displacement_convention": "ITK: the anatomy at PVP point p lies at p + d(p) in the phase; mm",
     })
