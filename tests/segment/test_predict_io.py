@@ -287,6 +287,41 @@ def test_dicom_seg_takes_blank_sop_uids_from_the_file_meta_header(model, tmp_pat
     assert not (tmp_path / "seg2.dcm").exists()
 
 
+def test_dicom_seg_over_a_series_with_a_blank_character_set(model, tmp_path, capfd) -> None:
+    """The QIICR CT series stores Specific Character Set as '' and a one-part patient name: the SEG
+    stopped with an internal error (ValueError: '' is not a valid SpecificCharacterSetValues) after
+    a paragraph of pydicom advice on the name. A blank set means the default repertoire."""
+    highdicom = pytest.importorskip("highdicom")
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    array = np.full((4, 16, 16), -50, np.int16)
+    array[1:3, 3:13, 3:13] = 60
+    files = Build.dicom_series(tmp_path / "series", array, spacing=(2.5, 1.5, 1.5), origin=(-30.0, 10.0, -5.0))
+    frame_of_reference = generate_uid()
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.FrameOfReferenceUID, ds.SliceThickness = frame_of_reference, "2.5"
+        ds.SpecificCharacterSet, ds.PatientName = "", "JANCT000"
+        ds.save_as(path)
+    capfd.readouterr()
+    assert main(["predict", str(tmp_path / "series"), str(tmp_path / "seg.dcm"), "--model", str(model),
+                 "--output-type", "dicom-seg"]) == 0
+    assert len(highdicom.seg.segread(tmp_path / "seg.dcm").SegmentSequence) == 2
+    err = capfd.readouterr().err
+    assert "person name" not in err and "internal error" not in err
+
+
+def test_predicting_a_dataset_prints_no_itk_warning(model, tiny_case, tmp_path, capfd) -> None:
+    """Every dataset predict printed GDCM's 'WARNING: In .../itkGDCMSeriesFileNames.cxx ... No Series
+    were found' (the probe for a DICOM series in each folder) to stderr."""
+    write_case_folder(tiny_case("case_a", seed=1), tmp_path / "data" / "case_a")
+    capfd.readouterr()
+    assert main(["predict", str(tmp_path / "data"), str(tmp_path / "out"), "--model", str(model)]) == 0
+    err = capfd.readouterr().err
+    assert "WARNING" not in err and "GDCM" not in err
+
+
 def test_a_folder_of_single_scans_gives_one_label_per_scan(model, tiny_case, tmp_path) -> None:
     """A folder of scans named by patient (as TotalSegmentator users keep them) was refused as 'no case
     folders found'; each scan is now a case read as the annotated phase, and a label file beside them

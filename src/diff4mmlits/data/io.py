@@ -229,9 +229,11 @@ def _nifti_data_bytes(path: Path, expected: int) -> int:
 
 
 def holds_dicom_series(folder: str | Path) -> bool:
-    """``folder`` holds the files of a DICOM series itself (GDCM finds a series there)."""
+    """``folder`` holds the files of a DICOM series itself (GDCM finds a series there). Quiet: GDCM's
+    "No Series were found" warning is not printed for the folders that hold none."""
     try:
-        return bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+        with _quiet_itk():
+            return bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
     except RuntimeError:
         return False
 
@@ -244,7 +246,8 @@ def read_dicom_series(folder: str | Path, kind: str = "image") -> Volume:
     """
     folder = Path(folder)
     try:
-        series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+        with _quiet_itk():
+            series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     except RuntimeError:
         series_ids = ()
     if not series_ids:

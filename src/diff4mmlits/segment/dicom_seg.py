@@ -8,6 +8,7 @@ Segment 1 is the liver (SCT 10200004), segment 2 the tumor (SCT 108369006, neopl
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -38,9 +39,13 @@ def series_files(folder: Path) -> list[str]:
     return list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), ids[0]))
 
 
-def _with_sop_uids(dataset, file: str, series_folder: str | Path):
-    """``dataset`` with its SOP Class and Instance UIDs, taken from the file meta header where the data
-    set's own are blank (some anonymisers and converters blank them; the SEG must reference both)."""
+def _referenceable(dataset, file: str, series_folder: str | Path):
+    """``dataset`` made fit to be a SEG's source: its SOP Class and Instance UIDs taken from the file
+    meta header where the data set's own are blank (some anonymisers and converters blank them; the
+    SEG must reference both), and a blank Specific Character Set removed (it then means the default
+    repertoire, as the standard reads an absent one; highdicom refuses the blank value)."""
+    if "SpecificCharacterSet" in dataset and not str(dataset.SpecificCharacterSet or "").strip():
+        del dataset.SpecificCharacterSet
     meta = getattr(dataset, "file_meta", None)
     for own, stored in (("SOPClassUID", "MediaStorageSOPClassUID"), ("SOPInstanceUID", "MediaStorageSOPInstanceUID")):
         if not str(dataset.get(own, "") or "").strip():
@@ -58,7 +63,7 @@ def write_dicom_seg(label: Volume, series_folder: str | Path, path: str | Path) 
     from diff4mmlits import __version__
 
     files = series_files(Path(series_folder))
-    sources = [_with_sop_uids(pydicom.dcmread(f), f, series_folder) for f in files]
+    sources = [_referenceable(pydicom.dcmread(f), f, series_folder) for f in files]
     if len(sources) != label.shape[0]:
         raise InputError(f"the label has {label.shape[0]} slices, the series {len(sources)}; give the series "
                          "the label was predicted on", series_folder)
@@ -78,12 +83,21 @@ def write_dicom_seg(label: Volume, series_folder: str | Path, path: str | Path) 
         )
     ]
     mask = np.stack([label.array == LABEL_LIVER, label.array == LABEL_TUMOR], axis=-1).astype(np.uint8)
-    seg = hd.seg.Segmentation(
+    with warnings.catch_warnings():  # pydicom's advice on the source's person names is not the user's to act on
+        warnings.filterwarnings("ignore", message=".*person name.*")
+        seg = _segmentation(hd, sources, mask, segments)
+    buffer = io.BytesIO()
+    seg.save_as(buffer)
+    return write_bytes_atomic(path, buffer.getvalue())
+
+
+def _segmentation(hd, sources: list, mask: np.ndarray, segments: list):
+    """highdicom's binary Segmentation of ``mask`` ``(slices, rows, columns, 2)`` over ``sources``."""
+    from diff4mmlits import __version__
+
+    return hd.seg.Segmentation(
         source_images=sources, pixel_array=mask, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=segments, series_instance_uid=hd.UID(), series_number=900,
         sop_instance_uid=hd.UID(), instance_number=1, manufacturer="diff4mmlits",
         manufacturer_model_name="diff4mmlits", software_versions=__version__, device_serial_number="0",
         series_description="diff4mmlits liver and tumor", omit_empty_frames=False)
-    buffer = io.BytesIO()
-    seg.save_as(buffer)
-    return write_bytes_atomic(path, buffer.getvalue())
