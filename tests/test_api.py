@@ -71,3 +71,27 @@ def test_paint_tumors_with_the_runs_handcrafted_painter(tmp_path) -> None:
     assert (painted == 2).any() and set(np.unique(painted)) <= {0, 1, 2}
     changed = sitk.GetArrayFromImage(phases["PVP"]) != normal.phases["PVP"].array
     assert changed.any() and (painted[changed] > 0).mean() > 0.9  # painted inside the liver, not elsewhere
+
+
+def test_an_image_or_a_path_alone_and_a_broken_image_are_one_line(model, tmp_path) -> None:
+    """``predict(image)`` listed every pixel value as an unknown phase name, ``predict(path)`` every
+    character; a NaN voxel ran inference and then blamed the model; ``load(None)`` was a TypeError."""
+    segmenter = Segmenter.load(model, device="cpu")
+    image = to_sitk(make_case("new", seed=7).phases["PVP"])
+    for alone in (image, "scan.nii.gz", [image]):
+        with pytest.raises(InputError, match=r"phases must map phase names to images, e.g. \{'PVP': image\}"):
+            segmenter.predict(alone)
+    array = sitk.GetArrayFromImage(image).astype(np.float32)
+    array[0, 0, 0] = np.nan
+    broken = sitk.GetImageFromArray(array)
+    broken.CopyInformation(image)
+    with pytest.raises(InputError, match="PVP: 1 voxel"):
+        segmenter.predict({"PVP": broken})
+    tiny = sitk.Image(image)
+    tiny.SetSpacing((1e-6, 1e-6, 1e-6))
+    with pytest.raises(InputError, match="absurd voxel spacing"):
+        segmenter.predict({"PVP": tiny})
+    with pytest.raises(InputError, match="phases must map"):
+        Segmenter.statistics(image, ["PVP"])
+    with pytest.raises(InputError, match="takes a model folder's path"):
+        Segmenter.load(None)

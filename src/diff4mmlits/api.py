@@ -30,6 +30,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from diff4mmlits.data.case import Case
+from diff4mmlits.data.casefiles import checked_image
 from diff4mmlits.data.io import from_sitk, read_volume, to_sitk
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.errors import InputError
@@ -38,17 +39,30 @@ ImageLike = sitk.Image | str | Path
 
 
 def _volume(image: ImageLike, kind: str = "image", name: str = "image") -> Volume:
+    """``image`` as a :class:`Volume`; a CT image (``kind="image"``) through the checks the command
+    line makes (spacing, NaN/Inf, constant or non-HU values)."""
     if isinstance(image, sitk.Image):
-        return from_sitk(image, kind=kind)
-    if isinstance(image, (str, Path)):
-        return read_volume(image, kind=kind)
-    raise InputError(f"{name}: expected a SimpleITK.Image or a file path, got {type(image).__name__}")
+        volume = from_sitk(image, kind=kind)
+    elif isinstance(image, (str, Path)):
+        volume = read_volume(image, kind=kind)
+    else:
+        raise InputError(f"{name}: expected a SimpleITK.Image or a file path, got {type(image).__name__}")
+    return checked_image(volume, image if isinstance(image, (str, Path)) else name) if kind == "image" else volume
+
+
+def _phase_mapping(phases: object, argument: str = "phases") -> Mapping[str, ImageLike]:
+    """``phases`` when it is a mapping; one image or path given alone is the commonest slip."""
+    if not isinstance(phases, Mapping):
+        raise InputError(f"{argument} must map phase names to images, e.g. {{'PVP': image}} (got "
+                         f"{type(phases).__name__})")
+    return phases
 
 
 def _case(phases: Mapping[str, ImageLike], label: ImageLike | None, annotated_phase: str, case_id: str) -> Case:
     from diff4mmlits import PHASES
     from diff4mmlits.segment.predict_io import reference_phase
 
+    phases = _phase_mapping(phases)
     unknown = sorted(set(phases) - set(PHASES))
     if unknown:
         raise InputError(f"unknown phase name(s) {unknown}; use {', '.join(PHASES)}")
@@ -69,6 +83,8 @@ class Segmenter:
         """Load a segmenter folder (weights checked against ``checksums.json``)."""
         from diff4mmlits.segment.predict import load_segmenter
 
+        if not isinstance(folder, (str, Path)):
+            raise InputError(f"Segmenter.load takes a model folder's path, got {type(folder).__name__}")
         return cls(load_segmenter(folder, device=device))
 
     @property
@@ -97,7 +113,7 @@ class Segmenter:
         from diff4mmlits.segment.predict_io import label_statistics
 
         grid = _volume(label, "label", "label")
-        volumes = {name: _volume(image, name=name) for name, image in (phases or {}).items()}
+        volumes = {name: _volume(image, name=name) for name, image in _phase_mapping(phases or {}).items()}
         return label_statistics(grid, {k: v for k, v in volumes.items() if v.same_grid(grid)})
 
 

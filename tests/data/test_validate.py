@@ -193,6 +193,13 @@ def huge_spacing(root: Path) -> Path:
     return _ap(root)
 
 
+def micrometre_spacing(root: Path) -> Path:
+    """1e-6 mm passed as "> 0" and predict wrote an empty label with exit 0."""
+    volume = read_volume(_ap(root))
+    write_volume(type(volume)(volume.array, (1e-6, 1e-6, 1e-6), volume.origin_mm, volume.direction), _ap(root))
+    return _ap(root)
+
+
 def sheared_nifti(root: Path) -> Path:
     affine = np.diag([0.8, 0.8, 2.5, 1.0])
     affine[0, 1] = 0.5
@@ -252,6 +259,7 @@ BAD_INPUTS = [
     (zero_spacing, "absurd voxel spacing"),
     (negative_spacing, "absurd voxel spacing"),
     (huge_spacing, "absurd voxel spacing"),
+    (micrometre_spacing, "absurd voxel spacing"),
     (sheared_nifti, "not orthonormal"),
     (sheared_mha, "not orthonormal"),
     (dicom_missing_slice, "missing slice"),

@@ -322,6 +322,27 @@ def test_predicting_a_dataset_prints_no_itk_warning(model, tiny_case, tmp_path, 
     assert "WARNING" not in err and "GDCM" not in err
 
 
+def test_a_single_scan_gets_the_checks_a_case_folder_gets(model, tiny_case, tmp_path, capsys) -> None:
+    """A 10 m voxel header was refused in a case folder but an internal MemoryError (3.38 PiB) as a
+    single file or in a folder of scans; a constant image got a confident liver with exit 0."""
+    pvp = tiny_case("a", seed=1).phases["PVP"]
+    bad = {"huge": (pvp.with_array(pvp.array), "absurd voxel spacing"),
+           "air": (pvp.with_array(np.full_like(pvp.array, -1024)), "the image is constant")}
+    huge, _ = bad["huge"]
+    bad["huge"] = (type(huge)(huge.array, (1e4, 1e4, 1e4), huge.origin_mm, huge.direction), "absurd voxel spacing")
+    for name, (volume, message) in bad.items():
+        write_volume(volume, tmp_path / f"{name}.nii.gz")
+        write_volume(volume, tmp_path / f"scans_{name}" / f"patient_{name}.nii.gz")
+        for given in (tmp_path / f"{name}.nii.gz", tmp_path / f"scans_{name}"):
+            capsys.readouterr()
+            assert main(["predict", str(given), str(tmp_path / f"out_{name}"), "--model", str(model)]) == 2
+            err = capsys.readouterr().err
+            errors = [line for line in err.splitlines() if line.startswith("error:")]
+            assert len(errors) == 1 and message in errors[0] and f"{name}.nii.gz" in errors[0], err
+            assert "internal error" not in err
+            assert not (tmp_path / f"out_{name}").exists()
+
+
 def test_a_folder_of_single_scans_gives_one_label_per_scan(model, tiny_case, tmp_path) -> None:
     """A folder of scans named by patient (as TotalSegmentator users keep them) was refused as 'no case
     folders found'; each scan is now a case read as the annotated phase, and a label file beside them

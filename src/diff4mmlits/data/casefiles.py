@@ -7,6 +7,7 @@ same files one by one, so reading and validation never disagree about a dataset.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from diff4mmlits.data.io import holds_dicom_series, read_volume
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.errors import InputError
 from diff4mmlits.threads import thread_budget
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ def read_case_files(files: CaseFiles, annotated_phase: str = ANNOTATED_PHASE, re
         raise InputError(message, path)
     for path, message in files.missing(annotated_phase, require_label):
         raise InputError(message, path)
-    phases = dict(zip(files.phases, _map_in_threads(_read_checked_phase, list(files.phases.values()))))
+    phases = dict(zip(files.phases, _map_in_threads(read_checked_image, list(files.phases.values()))))
     label = None
     if files.label is not None:
         label = read_label(files.label, files.label_ids)
@@ -121,9 +124,20 @@ def read_case_files(files: CaseFiles, annotated_phase: str = ANNOTATED_PHASE, re
     return case
 
 
-def _read_checked_phase(path: Path) -> Volume:
-    volume = read_volume(path)
-    _raise_first_error(check_geometry(volume, path) + check_image_values(volume, path))
+def read_checked_image(path: Path) -> Volume:
+    """A CT image read through the checks every phase of a case gets (:func:`checked_image`)."""
+    return checked_image(read_volume(path), path)
+
+
+def checked_image(volume: Volume, where: str | Path) -> Volume:
+    """``volume`` when its geometry and values are those of a CT in HU (``checks.check_geometry``,
+    ``checks.check_image_values``); else :class:`InputError` naming ``where`` (warnings are left to
+    ``diff4mmlits validate``; the one warning on values, no voxel below 0 HU, is logged: a scan stored
+    without its rescale intercept is segmented as nonsense)."""
+    problems = check_geometry(volume, where) + check_image_values(volume, where)
+    _raise_first_error(problems)
+    for problem in problems:
+        log.warning("%s: %s", Path(problem.path).name, problem.message)
     return volume
 
 

@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 
 from diff4mmlits import LABEL_BACKGROUND, LABEL_LIVER, LABEL_TUMOR
-from diff4mmlits.data.volume import MAX_SPACING_MM, Volume, grid_mismatch
+from diff4mmlits.data.volume import MAX_SPACING_MM, MIN_SPACING_MM, Volume, grid_mismatch
 from diff4mmlits.errors import InputError
 
 Severity = Literal["error", "warning"]
@@ -43,12 +43,13 @@ class Problem:
 
 
 def check_geometry(volume: Volume, where: str | Path) -> list[Problem]:
-    """Spacing must be positive and at most 20 mm; the direction orthonormal; every axis ≥ 2 voxels."""
+    """Spacing between 0.01 and 20 mm; the direction orthonormal; every axis ≥ 2 voxels."""
     problems: list[Problem] = []
     spacing = np.asarray(volume.spacing_mm)
-    if not np.isfinite(spacing).all() or (spacing <= 0).any() or (spacing > MAX_SPACING_MM).any():
-        shown = tuple(round(float(s), 4) for s in spacing)
-        problems.append(Problem("error", str(where), f"absurd voxel spacing {shown} mm (must be > 0 and ≤ {MAX_SPACING_MM:g} mm); fix the header"))
+    if not np.isfinite(spacing).all() or (spacing < MIN_SPACING_MM).any() or (spacing > MAX_SPACING_MM).any():
+        shown = tuple(float(f"{s:.4g}") for s in spacing)
+        problems.append(Problem("error", str(where), f"absurd voxel spacing {shown} mm (must be ≥ {MIN_SPACING_MM:g} "
+                                                     f"and ≤ {MAX_SPACING_MM:g} mm); fix the header"))
     direction = np.asarray(volume.direction)
     if not np.isfinite(direction).all() or not np.allclose(direction.T @ direction, np.eye(3), atol=1e-3):
         problems.append(Problem("error", str(where), "the direction matrix is not orthonormal (sheared or scaled axes); fix the header"))

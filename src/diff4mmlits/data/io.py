@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from diff4mmlits.data.volume import MAX_SPACING_MM, Volume
+from diff4mmlits.data.volume import MAX_SPACING_MM, MIN_SPACING_MM, Volume
 from diff4mmlits.errors import InputError, StorageError
 from diff4mmlits.files import atomic_path, free_space_note, fsync_file
 
@@ -181,7 +181,8 @@ def _check_nifti_header(path: Path) -> None:
     if any(not np.isfinite(v) or v <= 0 for v in pixdim):
         shown = tuple(round(v, 4) for v in reversed(pixdim))
         raise InputError(
-            f"absurd voxel spacing {shown} mm in the header (must be > 0 and ≤ {MAX_SPACING_MM:g} mm); fix the header",
+            f"absurd voxel spacing {shown} mm in the header (must be ≥ {MIN_SPACING_MM:g} and ≤ {MAX_SPACING_MM:g} mm); "
+            "fix the header",
             path,
         )
     shape = [int(v) for v in header["dim"][1 : ndim + 1]]

@@ -22,7 +22,9 @@ GEOMETRY_TOLERANCE_MM = 1e-3
 """Two grids are the same when spacing and origin agree to this many mm (direction to 1e-4)."""
 
 MAX_SPACING_MM = 20.0
-"""Voxel spacing above this (or ≤ 0) is absurd for CT."""
+"""Voxel spacing above this is absurd for CT."""
+MIN_SPACING_MM = 0.01
+"""Voxel spacing below this is absurd for CT (a micrometre header, or one in metres read as mm)."""
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,9 @@ from scipy import ndimage
 
 from diff4mmlits import PHASES
 from diff4mmlits.data.case import Case
-from diff4mmlits.data.casefiles import CaseFiles, read_case_files
+from diff4mmlits.data.casefiles import CaseFiles, checked_image, read_case_files, read_checked_image
 from diff4mmlits.data.dataset import list_case_files
-from diff4mmlits.data.io import holds_dicom_series, read_dicom_series, read_volume, strip_extension, volume_extension
+from diff4mmlits.data.io import holds_dicom_series, read_dicom_series, strip_extension, volume_extension
 from diff4mmlits.data.native import LABEL_ALIASES, canonical_phase_name, scan_case_folder
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.errors import InputError
@@ -71,17 +71,18 @@ def read_prediction_inputs(path: str | Path, annotated_phase: str = "PVP") -> li
             raise InputError("not an image file diff4mmlits reads (.nii.gz, .nii, .nrrd, .mha, .mhd); give an image, "
                              "a DICOM series folder, a case folder or a dataset", path)
         log.info("%s: one image, read as phase %s", path.name, annotated_phase)
-        return [Case(strip_extension(path.name), {annotated_phase: read_volume(path)}, None, annotated_phase)]
+        return [Case(strip_extension(path.name), {annotated_phase: read_checked_image(path)}, None, annotated_phase)]
     if is_dicom_series_folder(path):
         log.info("%s: a DICOM series, read as phase %s", path.name, annotated_phase)
-        return [Case(path.name, {annotated_phase: read_dicom_series(path)}, None, annotated_phase)]
+        return [Case(path.name, {annotated_phase: checked_image(read_dicom_series(path), path)}, None, annotated_phase)]
     listing = scan_case_folder(path)
     if not listing.phases:
         scans = single_scans(path)
         if scans:
             log.info("%s: %d image file(s) named by case, not by phase: each read as one case's %s", path.name,
                      len(scans), annotated_phase)
-            return [Case(strip_extension(p.name), {annotated_phase: read_volume(p)}, None, annotated_phase) for p in scans]
+            return [Case(strip_extension(p.name), {annotated_phase: read_checked_image(p)}, None, annotated_phase)
+                    for p in scans]
     files = [listing] if listing.phases else list_case_files(path, require_label=False, annotated_phase=annotated_phase)
     return [_read_images(f, annotated_phase) for f in files]
 
