@@ -343,6 +343,37 @@ def test_a_single_scan_gets_the_checks_a_case_folder_gets(model, tiny_case, tmp_
             assert not (tmp_path / f"out_{name}").exists()
 
 
+def test_a_phase_file_given_alone_is_that_phase_of_its_folders_case(model, tiny_case, tmp_path) -> None:
+    """``predict case_000/PVP.nii.gz out/`` wrote ``out/PVP.nii.gz``, so a loop over the cases kept the
+    last one only; and an ``AP.nii.gz`` given alone was read as PVP."""
+    for name, seed in (("case_000", 1), ("case_001", 2)):
+        write_case_folder(tiny_case(name, seed=seed), tmp_path / name)
+        assert main(["predict", str(tmp_path / name / "PVP.nii.gz"), str(tmp_path / "out"), "--model", str(model)]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["case_000.nii.gz", "case_001.nii.gz"]
+    [case] = read_prediction_inputs(tmp_path / "case_001" / "AP.nii.gz", "PVP")
+    assert case.case_id == "case_001" and list(case.phases) == ["AP"] and case.annotated_phase == "AP"
+    [scan] = read_prediction_inputs(tmp_path / "case_001" / "PVP.nii.gz", "PVP")
+    assert scan.case_id == "case_001" and list(scan.phases) == ["PVP"]
+
+
+def test_a_scan_given_twice_or_an_output_named_in_another_format_is_refused(model, tiny_case, tmp_path, capsys) -> None:
+    """p1.nii beside p1.nii.gz reported 2 cases and wrote one file; OUTPUT seg.nrrd (or seg.nii.gz with
+    dicom-seg) became a folder of that name with 'labels in seg.nrrd'."""
+    pvp = tiny_case("p1", seed=1).phases["PVP"]
+    for name in ("p1.nii", "p1.nii.gz", "p2.nii.gz"):
+        write_volume(pvp, tmp_path / "scans" / name)
+    with pytest.raises(InputError, match=r"scan p1 is given 2 times \(p1.nii, p1.nii.gz\); keep one file per scan"):
+        read_prediction_inputs(tmp_path / "scans", "PVP")
+    write_volume(pvp, tmp_path / "one.nii.gz")
+    for output, extra in (("seg.nrrd", []), ("seg.mha", []), ("seg.dcm", [])):
+        capsys.readouterr()
+        assert main(["predict", str(tmp_path / "one.nii.gz"), str(tmp_path / output), "--model", str(model), *extra]) == 2
+        assert "--output-type nifti writes .nii.gz or .nii; name the output so, or give a folder" in capsys.readouterr().err
+        assert not (tmp_path / output).exists()
+    with pytest.raises(InputError, match="names a .nii.gz file, but --output-type dicom-seg writes .dcm"):
+        label_paths(["x", "y"], tmp_path / "seg.nii.gz", "dicom-seg")
+
+
 def test_a_folder_of_single_scans_gives_one_label_per_scan(model, tiny_case, tmp_path) -> None:
     """A folder of scans named by patient (as TotalSegmentator users keep them) was refused as 'no case
     folders found'; each scan is now a case read as the annotated phase, and a label file beside them

@@ -70,8 +70,7 @@ def read_prediction_inputs(path: str | Path, annotated_phase: str = "PVP") -> li
         if volume_extension(path) is None:
             raise InputError("not an image file diff4mmlits reads (.nii.gz, .nii, .nrrd, .mha, .mhd); give an image, "
                              "a DICOM series folder, a case folder or a dataset", path)
-        log.info("%s: one image, read as phase %s", path.name, annotated_phase)
-        return [Case(strip_extension(path.name), {annotated_phase: read_checked_image(path)}, None, annotated_phase)]
+        return [_single_image_case(path, annotated_phase)]
     if is_dicom_series_folder(path):
         log.info("%s: a DICOM series, read as phase %s", path.name, annotated_phase)
         return [Case(path.name, {annotated_phase: checked_image(read_dicom_series(path), path)}, None, annotated_phase)]
@@ -85,6 +84,18 @@ def read_prediction_inputs(path: str | Path, annotated_phase: str = "PVP") -> li
                     for p in scans]
     files = [listing] if listing.phases else list_case_files(path, require_label=False, annotated_phase=annotated_phase)
     return [_read_images(f, annotated_phase) for f in files]
+
+
+def _single_image_case(path: Path, annotated_phase: str) -> Case:
+    """One image file as a case: a file named by phase (``case_007/AP.nii.gz``) is that phase of the
+    case its folder names (``case_007``: the label is ``case_007.nii.gz``, not ``AP.nii.gz``, which
+    every case of a loop over ``*/PVP.nii.gz`` would overwrite); any other name is the case, read as
+    the annotated phase."""
+    phase = canonical_phase_name(strip_extension(path.name))
+    case_id = (path.resolve().parent.name if phase else "") or strip_extension(path.name)
+    phase = phase or annotated_phase
+    log.info("%s: one image, read as phase %s of case %s", path.name, phase, case_id)
+    return Case(case_id, {phase: read_checked_image(path)}, None, phase)
 
 
 def single_scans(folder: Path) -> list[Path]:
@@ -103,7 +114,15 @@ def single_scans(folder: Path) -> list[Path]:
     labels = [p for p, n in zip(images, names) if re.split(r"[_\-.]", n.lower())[-1] in LABEL_ALIASES]
     if labels:  # example_seg.nii.gz beside example_ct.nii.gz: a label map, not a scan
         log.info("%s: not read as scans (named as labels): %s", folder.name, ", ".join(p.name for p in labels))
-    return [p for p in images if p not in labels]
+    scans = [p for p in images if p not in labels]
+    by_case: dict[str, list[str]] = {}
+    for scan in scans:
+        by_case.setdefault(strip_extension(scan.name), []).append(scan.name)
+    for case_id, files in by_case.items():
+        if len(files) > 1:  # p1.nii and p1.nii.gz would both write p1.nii.gz, the second over the first
+            raise InputError(f"scan {case_id} is given {len(files)} times ({', '.join(files)}); keep one file per "
+                             "scan", folder)
+    return scans
 
 
 def _read_images(files: CaseFiles, annotated_phase: str) -> Case:
@@ -136,6 +155,11 @@ def label_paths(case_ids: Sequence[str], output: str | Path, output_type: str = 
             raise InputError(f"the output is one file but the input holds {len(case_ids)} cases; give an output folder",
                              output)
         return {case_ids[0]: output}
+    other = volume_extension(output) or (".dcm" if output.name.lower().endswith(".dcm") else None)
+    if other is not None and not output.is_dir():  # seg.nrrd became a folder named seg.nrrd, "labels in seg.nrrd"
+        written = " or ".join(OUTPUT_SUFFIXES[output_type])
+        raise InputError(f"names a {other} file, but --output-type {output_type} writes {written}; name the "
+                         f"output so, or give a folder", output)
     if output.is_file():
         raise InputError("is a file; give a folder for the labels (or a .nii.gz file name for one case)", output)
     suffix = OUTPUT_SUFFIXES[output_type][0]
