@@ -48,10 +48,35 @@ def test_a_changed_zip_is_refused_and_nothing_lands(model_dir, tmp_path) -> None
 def test_a_zip_that_writes_outside_the_folder_is_refused(tmp_path) -> None:
     with zipfile.ZipFile(tmp_path / "evil.zip", "w") as archive:
         archive.writestr("../outside.txt", "x")
-        archive.writestr(MANIFEST_NAME, json.dumps({"files": {"../outside.txt": "0"}}))
+        archive.writestr(MANIFEST_NAME, json.dumps({"format": 1, "files": {"../outside.txt": "0"}}))
     with pytest.raises(InputError, match="outside the model folder"):
         import_model(tmp_path / "evil.zip", tmp_path / "copy")
     assert not (tmp_path / "outside.txt").exists()
+
+
+def test_damaged_compressed_data_and_another_format_are_refused(model_dir, tmp_path) -> None:
+    """Corrupt deflate data in a member was an internal error (zlib.error: invalid block type…); a
+    manifest of another format was unpacked as if it were this one."""
+    export_model(model_dir, tmp_path / "m.zip")
+    with zipfile.ZipFile(tmp_path / "m.zip") as archive:
+        info = archive.getinfo(WEIGHTS_NAME)
+    data = bytearray((tmp_path / "m.zip").read_bytes())
+    name_and_extra = int.from_bytes(data[info.header_offset + 26:info.header_offset + 28], "little") + \
+        int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_and_extra
+    data[start] = 0xFF  # the first deflate block's header: an invalid block type
+    (tmp_path / "bad.zip").write_bytes(bytes(data))
+    with pytest.raises(InputError, match=f"{WEIGHTS_NAME} cannot be read from the zip"):
+        import_model(tmp_path / "bad.zip", tmp_path / "copy")
+    assert not (tmp_path / "copy").exists()
+    with zipfile.ZipFile(tmp_path / "m.zip") as archive, zipfile.ZipFile(tmp_path / "future.zip", "w") as future:
+        for item in archive.infolist():
+            content = archive.read(item)
+            if item.filename == MANIFEST_NAME:
+                content = json.dumps({**json.loads(content), "format": 99}).encode()
+            future.writestr(item, content)
+    with pytest.raises(InputError, match="model zip format 99; this diff4mmlits reads format 1"):
+        import_model(tmp_path / "future.zip", tmp_path / "copy")
 
 
 def test_a_damaged_model_is_not_exported(model_dir, tmp_path) -> None:

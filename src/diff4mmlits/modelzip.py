@@ -14,6 +14,7 @@ import json
 import shutil
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from diff4mmlits.errors import InputError
 from diff4mmlits.files import atomic_path
 
 MANIFEST_NAME = "diff4mmlits-model.json"
+FORMAT = 1
+"""The zip layout's version: a zip of another one is refused, not unpacked and misread."""
 LEFT_OUT = (STATE_NAME,)
 """Files a travelling model does not need."""
 
@@ -43,7 +46,7 @@ def export_model(model_dir: str | Path, out_zip: str | Path) -> Path:
     for path in files:  # a damaged model is refused here, not found only at predict on another machine
         if path.suffix in (".safetensors", ".pt"):
             verify_checksum(path)
-    manifest: dict[str, Any] = {"format": 1, "diff4mmlits_version": __version__, "kind": model_kind(config),
+    manifest: dict[str, Any] = {"format": FORMAT, "diff4mmlits_version": __version__, "kind": model_kind(config),
                                 "files": {}}
     with atomic_path(out_zip) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for path in files:
@@ -76,6 +79,10 @@ def import_model(zip_path: str | Path, model_dir: str | Path) -> Path:
             manifest = None
         if not isinstance(manifest, dict) or not isinstance(manifest.get("files", {}), dict):
             raise InputError(f"{MANIFEST_NAME} in the zip is damaged; export the model again", zip_path)
+        if manifest.get("format") != FORMAT:
+            raise InputError(f"model zip format {manifest.get('format')!r}; this diff4mmlits reads format {FORMAT} "
+                             f"(the zip was written by diff4mmlits {manifest.get('diff4mmlits_version', '?')}: "
+                             "import it with that version)", zip_path)
         listed: dict[str, str] = manifest.get("files", {})
         for name in sorted(names - {MANIFEST_NAME}):
             if name.endswith("/"):
@@ -97,7 +104,7 @@ def import_model(zip_path: str | Path, model_dir: str | Path) -> Path:
             for name, digest in listed.items():
                 try:
                     data = archive.read(name)
-                except (zipfile.BadZipFile, OSError, EOFError) as err:  # a damaged member (CRC error…)
+                except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:  # a damaged member (CRC, deflate…)
                     raise InputError(f"{name} cannot be read from the zip ({err}); export the model again", zip_path) from None
                 if _sha256(data) != digest:
                     raise InputError(f"{name} does not match its checksum in the manifest: the zip was changed or "
