@@ -534,13 +534,13 @@ def evaluate(
 ) -> None:
     """Score predictions: DSC, Jaccard, sensitivity, precision, HD95 and lesion detection, with an HTML report."""
     from diff4mmlits.evaluate.config import EvaluateConfig
-    from diff4mmlits.evaluate.evaluation import evaluate_predictions, read_truth
+    from diff4mmlits.evaluate.evaluation import evaluate_predictions, missing_note, read_truth
     from diff4mmlits.evaluate.tables import summary_text
 
     evaluation = evaluate_predictions(pred, read_truth(gt), out, EvaluateConfig())
     typer.echo(summary_text(evaluation.summary))
     if evaluation.missing_predictions:
-        typer.echo(f"note: {len(evaluation.missing_predictions)} ground-truth case(s) have no prediction and were not scored")
+        typer.echo(f"note: {missing_note(evaluation.missing_predictions).strip()}")
     typer.echo(f"evaluate: {len(evaluation.rows)} case(s); tables in {out / 'metrics.csv'}; report {out / 'index.html'}")
 
 

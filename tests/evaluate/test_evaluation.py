@@ -157,3 +157,14 @@ def test_a_multi_organ_ground_truth_is_refused_not_scored(tmp_path) -> None:
                                          r"1 liver, 2 tumor \(remap .* TotalSegmentator's liver 5 to 1\)"):
         evaluate_predictions(preds, read_truth(labels), tmp_path / "out", EvaluateConfig())
     assert not (tmp_path / "out").exists()
+
+
+def test_ground_truth_cases_without_a_prediction_are_named(tmp_path, capsys) -> None:
+    """The note said '1 ground-truth case(s) have no prediction' without saying which, and
+    summary.txt left it out: a failed predict on the hardest case raised the means unseen."""
+    _, labels, preds = _write_pair(tmp_path, n=3)
+    (preds / "case_2.nii.gz").unlink()
+    assert main(["evaluate", str(preds), str(labels), "--out", str(tmp_path / "rep")]) == 0
+    expected = "not scored: 1 ground-truth case(s) have no prediction (case_2); the means above leave them out"
+    assert expected in capsys.readouterr().out
+    assert expected in (tmp_path / "rep" / "summary.txt").read_text()

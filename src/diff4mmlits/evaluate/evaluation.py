@@ -141,7 +141,7 @@ def evaluate_predictions(
     with staged_files(out_dir, last=METRICS_FILE, replaces=("figures/overlay_*.png",)) as stage:
         write_rows_csv(rows, stage / METRICS_FILE)
         write_rows_csv([{"case": r["metric"], **{k: v for k, v in r.items() if k != "metric"}} for r in summary], stage / SUMMARY_FILE)
-        write_text_atomic(stage / SUMMARY_TEXT_FILE, summary_text(summary) + "\n")
+        write_text_atomic(stage / SUMMARY_TEXT_FILE, summary_text(summary) + "\n" + missing_note(missing))
         figures_dir = stage / "figures"
         figures: dict[str, Path] = {"boxplots": plot_metric_boxplots(rows, figures_dir / BOXPLOT_FILE)}
         for rank, case_id in pick_best_median_worst(rows, config.overlay_cases):
@@ -160,6 +160,15 @@ def evaluate_predictions(
     figures = {name: out_dir / path.relative_to(stage) for name, path in figures.items()}
     evaluation = Evaluation(rows, summary, out_dir, figures, missing)
     return evaluation
+
+
+def missing_note(missing: list[str], shown: int = 10) -> str:
+    """The line that says which ground-truth cases had no prediction (the means leave them out), or ''."""
+    if not missing:
+        return ""
+    more = f" and {len(missing) - shown} more" if len(missing) > shown else ""
+    return (f"not scored: {len(missing)} ground-truth case(s) have no prediction ({', '.join(missing[:shown])}{more}); "
+            "the means above leave them out\n")
 
 
 def load_evaluation(out_dir: str | Path) -> Evaluation | None:
