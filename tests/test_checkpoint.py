@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from diff4mmlits import checkpoint
 from diff4mmlits.checkpoint import load_weights, save_weights
-from diff4mmlits.errors import StorageError
+from diff4mmlits.errors import InputError, StorageError
 
 
 class Aliased(torch.nn.Module):
@@ -46,3 +46,18 @@ def test_a_weights_write_that_fails_on_a_full_disk_is_one_line_naming_the_file(t
         save_weights(torch.nn.Linear(2, 2), tmp_path / "m" / "w.safetensors")
     assert str(tmp_path / "m" / "w.safetensors") in str(err.value) and "\n" not in str(err.value)
     assert [p.name for p in (tmp_path / "m").iterdir()] == []  # nothing half-written is left
+
+
+def test_a_run_folder_or_a_missing_folder_given_as_a_model_says_where_the_model_is(tmp_path) -> None:
+    """``--model RUN`` said 'no config.json here: not a model folder (train it first)' of a trained
+    run; a path that does not exist said the same."""
+    from diff4mmlits.checkpoint import CONFIG_NAME, read_model_config
+
+    run = tmp_path / "run"
+    for name in ("inpainter", "segmenter"):
+        (run / "models" / name).mkdir(parents=True)
+        (run / "models" / name / CONFIG_NAME).write_text('{"kind": "%s"}' % name)
+    with pytest.raises(InputError, match="a run folder, not a model folder; give its model, e.g. .*models/segmenter"):
+        read_model_config(run, kind="segmenter")
+    with pytest.raises(InputError, match="not found; give a model folder"):
+        read_model_config(tmp_path / "nowhere")

@@ -212,7 +212,7 @@ def read_model_config(folder: str | Path, kind: str | None = None) -> dict[str, 
     recover_file_group(folder)
     path = Path(folder) / CONFIG_NAME
     if not path.is_file():
-        raise InputError(f"no {CONFIG_NAME} here: not a model folder (train it first)", Path(folder))
+        raise InputError(_not_a_model_folder(Path(folder), kind), Path(folder))
     try:
         config = json.loads(path.read_text())
     except json.JSONDecodeError:
@@ -221,6 +221,18 @@ def read_model_config(folder: str | Path, kind: str | None = None) -> dict[str, 
         raise InputError(f"not a {kind} model folder (its config.json says kind {model_kind(config)!r}); "
                          "give the folder that its training command wrote", Path(folder))
     return config
+
+
+def _not_a_model_folder(folder: Path, kind: str | None) -> str:
+    """Why ``folder`` holds no model, and where the model is when ``folder`` is the run above it."""
+    if not folder.exists():
+        return "not found; give a model folder (a run's models/<name>/)"
+    if (folder / "models").is_dir():
+        names = sorted(p.name for p in (folder / "models").iterdir() if (p / CONFIG_NAME).is_file())
+        wanted = [n for n in names if kind is None or n.startswith(kind)] or names
+        if wanted:
+            return f"a run folder, not a model folder; give its model, e.g. {folder / 'models' / wanted[0]}"
+    return f"no {CONFIG_NAME} here: not a model folder (train it first)"
 
 
 @contextlib.contextmanager

@@ -374,6 +374,16 @@ def test_a_scan_given_twice_or_an_output_named_in_another_format_is_refused(mode
         label_paths(["x", "y"], tmp_path / "seg.nii.gz", "dicom-seg")
 
 
+def test_a_label_file_named_after_a_phase_beside_the_phases_is_not_read(model, tiny_case, tmp_path) -> None:
+    """A case folder with ``PVP_seg.nii.gz`` beside its phases was refused ('unknown phase name
+    PVP_seg'), though predict reads no label file beside the images."""
+    case = tiny_case("c1", seed=1)
+    write_case_folder(case, tmp_path / "c1")
+    (tmp_path / "c1" / "label.nii.gz").rename(tmp_path / "c1" / "PVP_seg.nii.gz")
+    [read] = read_prediction_inputs(tmp_path / "c1", "PVP")
+    assert read.case_id == "c1" and set(read.phases) == set(case.phases) and read.label is None
+
+
 def test_a_folder_of_single_scans_gives_one_label_per_scan(model, tiny_case, tmp_path) -> None:
     """A folder of scans named by patient (as TotalSegmentator users keep them) was refused as 'no case
     folders found'; each scan is now a case read as the annotated phase, and a label file beside them

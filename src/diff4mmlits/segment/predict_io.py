@@ -111,7 +111,7 @@ def single_scans(folder: Path) -> list[Path]:
     names = [strip_extension(p.name) for p in images]
     if any(canonical_phase_name(n) or n.lower() in LABEL_ALIASES for n in names):
         return []
-    labels = [p for p, n in zip(images, names) if re.split(r"[_\-.]", n.lower())[-1] in LABEL_ALIASES]
+    labels = [p for p in images if _is_label_file(p)]
     if labels:  # example_seg.nii.gz beside example_ct.nii.gz: a label map, not a scan
         log.info("%s: not read as scans (named as labels): %s", folder.name, ", ".join(p.name for p in labels))
     scans = [p for p in images if p not in labels]
@@ -136,8 +136,10 @@ def _read_images(files: CaseFiles, annotated_phase: str) -> Case:
 
 
 def _is_label_file(path: Path) -> bool:
-    """A label file (``label.nii.gz``, ``seg.nrrd``…): predict reads none, so its problems do not stop it."""
-    return strip_extension(path.name).lower() in LABEL_ALIASES
+    """A label file (``label.nii.gz``, ``seg.nrrd``, ``PVP_seg.nii.gz``, ``example_seg.nii.gz``…):
+    predict reads none, so its problems do not stop it."""
+    stem = strip_extension(path.name).lower()
+    return stem in LABEL_ALIASES or re.split(r"[_\-.]", stem)[-1] in LABEL_ALIASES
 
 
 # --- output ---------------------------------------------------------------------------------------
