@@ -31,7 +31,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    except OSError as err:  # the message names the file asked for, not a hidden temporary one
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from err
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -128,6 +131,20 @@ def refuse_output_in_input(input_path: str | Path, output: str | Path, what: str
     if target == source or (source.is_dir() and source in target.parents):
         raise InputError(f"OUTPUT is {'the INPUT' if target == source else 'inside the INPUT'}: {what} would overwrite "
                          "or mix with the input's files; choose a place outside it", Path(output))
+
+
+def require_writable(folder: str | Path) -> None:
+    """Raise the ``OSError`` a write into ``folder`` would meet (read-only file system, no permission),
+    checked on ``folder`` or, where it does not exist yet, the nearest parent it will be made in, and
+    without writing anything: so that a long computation does not end in a failed save."""
+    folder = Path(folder).absolute()
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        return  # a file in the way: the write itself says so (describe_path_error)
+    if os.statvfs(existing).f_flag & os.ST_RDONLY:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(folder))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(folder))
 
 
 def free_space_mb(path: str | Path) -> float | None:

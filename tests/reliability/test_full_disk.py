@@ -85,3 +85,40 @@ def test_environment_errors_are_one_line_with_exit_status_3(code: int, words: st
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0] and "PVP.nii.gz" in err[0] and "Traceback" not in err[0]
     assert not list(out.rglob("*.nii.gz"))
+
+
+@pytest.mark.parametrize(("denied", "words"), [("read-only", "the file system is read-only"),
+                                               ("forbidden", "permission denied")])
+def test_predict_into_an_unwritable_folder_stops_before_inference_naming_the_folder(
+        denied: str, words: str, trained_model: Path, new_case_folder: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """The error came after every case was registered and segmented, and named a hidden temporary file
+    ('.case_new.nii.gz.ih1roxef.tmp.nii.gz') instead of the output."""
+    from diff4mmlits.segment import stage as segment_stage
+
+    out = tmp_path / "locked" / "labels"
+    out.parent.mkdir()
+    locked = str(out.parent)
+    if denied == "read-only":
+        real_statvfs = os.statvfs
+        monkeypatch.setattr("diff4mmlits.files.os.statvfs", lambda p: os.statvfs_result(
+            (*real_statvfs(p)[:8], os.ST_RDONLY, 255)) if str(p) == locked else real_statvfs(p))
+    else:
+        real_access = os.access
+        monkeypatch.setattr("diff4mmlits.files.os.access", lambda p, mode: False if str(p) == locked else real_access(p, mode))
+    monkeypatch.setattr(segment_stage, "predict_cases", lambda *a, **k: pytest.fail("predicted into a folder it cannot write"))
+    code = main(["predict", str(new_case_folder), str(out), "--model", str(trained_model), "--device", "cpu"])
+    errors = [line for line in capsys.readouterr().err.strip().splitlines() if line.startswith("error:")]
+    assert code == 3 and len(errors) == 1 and words in errors[0] and str(out) in errors[0] and ".tmp" not in errors[0]
+    assert not out.exists()
+
+
+def test_a_temporary_file_that_cannot_be_made_is_named_as_the_file_asked_for(tmp_path: Path, monkeypatch) -> None:
+    from diff4mmlits.files import write_text_atomic
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / ".x.txt.abc123.tmp.txt"))
+
+    monkeypatch.setattr("diff4mmlits.files.tempfile.mkstemp", refuse)
+    with pytest.raises(OSError) as caught:
+        write_text_atomic(tmp_path / "x.txt", "x")
+    assert caught.value.filename == str(tmp_path / "x.txt")

@@ -22,7 +22,7 @@ from diff4mmlits.data.case import ANNOTATED_PHASE, Case
 from diff4mmlits.data.io import write_volume
 from diff4mmlits.distributed import DistributedContext, cleanup_distributed, init_distributed
 from diff4mmlits.errors import InputError
-from diff4mmlits.files import refuse_output_in_input
+from diff4mmlits.files import refuse_output_in_input, require_writable
 from diff4mmlits.progress import progress
 from diff4mmlits.register import register_case
 from diff4mmlits.runfolder import PAINTED_SPLITS, RunFolder
@@ -37,6 +37,7 @@ from diff4mmlits.segment.predict_io import (
     missing_phases_note,
     out_of_domain,
     read_prediction_inputs,
+    single_file_output,
     write_statistics,
 )
 from diff4mmlits.segment.report import section_segmenter
@@ -192,6 +193,7 @@ def predict_path(model_dir: str | Path, input_path: str | Path, output: str | Pa
     annotated_phase = (segmenter.model_config.get("run_config") or {}).get("data", {}).get("annotated_phase", ANNOTATED_PHASE)
     cases = read_prediction_inputs(input_path, annotated_phase)
     label_paths([c.case_id for c in cases], output, output_type)  # a bad output path stops before any work
+    require_writable(Path(output).parent if single_file_output(output, output_type) else output)
     return predict_cases(cases, segmenter, output, tta=tta, statistics=statistics, save_registered=save_registered,
                          dicom_series=Path(input_path) if output_type == "dicom-seg" else None)
 
