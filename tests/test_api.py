@@ -92,6 +92,26 @@ def test_an_image_or_a_path_alone_and_a_broken_image_are_one_line(model, tmp_pat
     with pytest.raises(InputError, match="absurd voxel spacing"):
         segmenter.predict({"PVP": tiny})
     with pytest.raises(InputError, match="phases must map"):
-        Segmenter.statistics(image, ["PVP"])
+        Segmenter.statistics(to_sitk(make_case("new", seed=7).label), ["PVP"])
     with pytest.raises(InputError, match="takes a model folder's path"):
         Segmenter.load(None)
+
+
+def test_statistics_and_register_phases_refuse_what_they_cannot_measure(model, tmp_path) -> None:
+    """statistics dropped a phase on another grid without a word, took a CT as the label (232 'lesions')
+    and 0/100/200 values (tumor 0 mL); register_phases took annotated_phase='XX'."""
+    case = make_case("new", seed=7)
+    label, pvp = to_sitk(case.label), to_sitk(case.phases["PVP"])
+    assert Segmenter.statistics(label, {"PVP": pvp})["liver_volume_ml"] > 0
+    shifted = sitk.Image(pvp)
+    shifted.SetOrigin(tuple(v + 5.0 for v in pvp.GetOrigin()))
+    with pytest.raises(InputError, match="PVP is not on the label's grid"):
+        Segmenter.statistics(label, {"PVP": shifted})
+    with pytest.raises(InputError, match="outside \\{0, 1, 2\\}"):
+        Segmenter.statistics(sitk.Cast(label, sitk.sitkUInt8) * 100)
+    with pytest.raises(InputError, match="non-integer values|outside"):
+        Segmenter.statistics(pvp, {"PVP": label})
+    with pytest.raises(InputError, match="unknown phase name"):
+        Segmenter.statistics(label, {"XX": pvp})
+    with pytest.raises(InputError, match="annotated_phase 'XX'"):
+        register_phases({"PVP": pvp, "AP": to_sitk(case.phases["AP"])}, annotated_phase="XX")

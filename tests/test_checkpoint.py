@@ -3,6 +3,8 @@ failed write is one line."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from safetensors import SafetensorError
@@ -56,7 +58,7 @@ def test_a_run_folder_or_a_missing_folder_given_as_a_model_says_where_the_model_
     run = tmp_path / "run"
     for name in ("inpainter", "segmenter"):
         (run / "models" / name).mkdir(parents=True)
-        (run / "models" / name / CONFIG_NAME).write_text('{"kind": "%s"}' % name)
+        (run / "models" / name / CONFIG_NAME).write_text(json.dumps({"kind": name}))
     with pytest.raises(InputError, match="a run folder, not a model folder; give its model, e.g. .*models/segmenter"):
         read_model_config(run, kind="segmenter")
     with pytest.raises(InputError, match="not found; give a model folder"):

@@ -110,21 +110,36 @@ class Segmenter:
     def statistics(label: ImageLike, phases: Mapping[str, ImageLike] | None = None) -> dict[str, Any]:
         """Liver and tumor volumes (mL), lesion count, per lesion its volume, centre (mm) and mean HU
         in each given phase (phases on the label's grid)."""
+        from diff4mmlits import PHASES
+        from diff4mmlits.data.checks import check_label_values
         from diff4mmlits.segment.predict_io import label_statistics
 
         grid = _volume(label, "label", "label")
-        volumes = {name: _volume(image, name=name) for name, image in _phase_mapping(phases or {}).items()}
-        return label_statistics(grid, {k: v for k, v in volumes.items() if v.same_grid(grid)})
+        for problem in check_label_values(grid, "label"):  # a CT or a 0/100/200 map gave nonsense volumes
+            raise InputError(problem.message)
+        phases = _phase_mapping(phases or {})
+        unknown = sorted(set(phases) - set(PHASES))
+        if unknown:
+            raise InputError(f"unknown phase name(s) {unknown}; use {', '.join(PHASES)}")
+        volumes = {name: _volume(image, name=name) for name, image in phases.items()}
+        for name, volume in volumes.items():  # it was left out without a word (no HU for that phase)
+            if not volume.same_grid(grid):
+                raise InputError(f"{name} is not on the label's grid; give the phases the label was predicted on "
+                                 "(register_phases puts them there)")
+        return label_statistics(grid, volumes)
 
 
 def register_phases(phases: Mapping[str, ImageLike], label: ImageLike | None = None, annotated_phase: str = "PVP",
                     preset: str = "demo", overrides: list[str] | None = None) -> dict[str, sitk.Image]:
     """Every phase registered onto the annotated phase (liver-focused when ``label`` is given, else on
     the body) and resampled onto its grid: phase name → image (the annotated phase as given)."""
+    from diff4mmlits import PHASES
     from diff4mmlits.config import resolve_config
     from diff4mmlits.register import register_case
     from diff4mmlits.threads import worker_processes
 
+    if annotated_phase not in PHASES:
+        raise InputError(f"annotated_phase {annotated_phase!r}: use one of {', '.join(PHASES)}")
     config = resolve_config(preset, None, overrides or [])
     result = register_case(_case(phases, label, annotated_phase, "case"), config.register,
                            workers=worker_processes(jobs=len(phases) - 1))
