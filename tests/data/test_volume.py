@@ -54,3 +54,14 @@ def test_volume_must_be_3d_and_with_array_keeps_the_grid() -> None:
     assert label.kind == "label" and label.same_grid(volume)
     with pytest.raises(ValueError):
         volume.with_array(np.ones((2, 2, 2)))
+
+
+def test_a_grid_mismatch_says_its_axis_order_and_gives_a_tolerance_only_in_mm() -> None:
+    """'shape (44, 64, 64) differs from (48, 64, 64) (tolerance 0.001 mm)': numpy's z, y, x order
+    unsaid where the rest of the tool speaks x, y, z, and a tolerance in mm on a voxel count."""
+    a = Volume(np.zeros((4, 5, 6), np.float32), (2.0, 1.0, 1.0))
+    with pytest.raises(InputError) as caught:
+        require_same_grid(a, Volume(np.zeros((3, 5, 6), np.float32), (2.0, 1.0, 1.0)), "pred vs truth")
+    assert str(caught.value.message) == "pred vs truth: shape (z, y, x) (3, 5, 6) differs from (4, 5, 6)"
+    assert grid_mismatch(a, Volume(a.array, (2.5, 1.0, 1.0))) == \
+        "spacing (z, y, x) (2, 1, 1) mm differs from (2.5, 1, 1) mm (by more than 0.001 mm)"

@@ -103,11 +103,13 @@ class Volume:
 def grid_mismatch(a: Volume, b: Volume, tolerance_mm: float = GEOMETRY_TOLERANCE_MM) -> str | None:
     """Describe the first difference between two grids, or ``None`` when they are the same."""
     if a.shape != b.shape:
-        return f"shape {a.shape} differs from {b.shape}"
+        return f"shape (z, y, x) {a.shape} differs from {b.shape}"
     if not np.allclose(a.spacing_mm, b.spacing_mm, atol=tolerance_mm):
-        return f"spacing {_fmt(a.spacing_mm)} mm differs from {_fmt(b.spacing_mm)} mm"
+        return (f"spacing (z, y, x) {_fmt(a.spacing_mm)} mm differs from {_fmt(b.spacing_mm)} mm (by more than "
+                f"{tolerance_mm:g} mm)")
     if not np.allclose(a.origin_mm, b.origin_mm, atol=tolerance_mm):
-        return f"origin {_fmt(a.origin_mm)} mm differs from {_fmt(b.origin_mm)} mm"
+        return (f"origin (z, y, x) {_fmt(a.origin_mm)} mm differs from {_fmt(b.origin_mm)} mm (by more than "
+                f"{tolerance_mm:g} mm)")
     if not np.allclose(a.direction, b.direction, atol=1e-4):
         return f"direction {np.round(a.direction, 4).tolist()} differs from {np.round(b.direction, 4).tolist()}"
     return None
@@ -118,7 +120,7 @@ def require_same_grid(fixed: Volume, moving: Volume, what: str, hint: str = "") 
     problem = grid_mismatch(moving, fixed)
     if problem is not None:
         suffix = f"; {hint}" if hint else ""
-        raise InputError(f"{what}: {problem} (tolerance {GEOMETRY_TOLERANCE_MM} mm){suffix}")
+        raise InputError(f"{what}: {problem}{suffix}")
 
 
 def _fmt(values: tuple[float, ...]) -> str:
