@@ -61,5 +61,5 @@ def test_a_run_folder_or_a_missing_folder_given_as_a_model_says_where_the_model_
         (run / "models" / name / CONFIG_NAME).write_text(json.dumps({"kind": name}))
     with pytest.raises(InputError, match="a run folder, not a model folder; give its model, e.g. .*models/segmenter"):
         read_model_config(run, kind="segmenter")
-    with pytest.raises(InputError, match="not found; give a model folder"):
+    with pytest.raises(InputError, match="not found, so not a model folder"):
         read_model_config(tmp_path / "nowhere")

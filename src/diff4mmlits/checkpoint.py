@@ -226,7 +226,7 @@ def read_model_config(folder: str | Path, kind: str | None = None) -> dict[str, 
 def _not_a_model_folder(folder: Path, kind: str | None) -> str:
     """Why ``folder`` holds no model, and where the model is when ``folder`` is the run above it."""
     if not folder.exists():
-        return "not found; give a model folder (a run's models/<name>/)"
+        return "not found, so not a model folder; give one (a run's models/<name>/)"
     if (folder / "models").is_dir():
         names = sorted(p.name for p in (folder / "models").iterdir() if (p / CONFIG_NAME).is_file())
         wanted = [n for n in names if kind is None or n.startswith(kind)] or names
