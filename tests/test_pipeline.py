@@ -227,3 +227,24 @@ def test_a_refused_dataset_leaves_the_run_folder_as_it_was(tiny_dataset: Path, t
     with pytest.raises(InputError, match="case_009: no label file"):
         run_pipeline(tiny_dataset, run, resolve_config("smoke", overrides=["seed=7"]), only=["previews"])
     assert (run.root / "config.yaml").read_bytes() == saved
+
+
+def test_a_run_folder_in_the_dataset_is_refused_before_anything_is_written(tiny_dataset: Path, tmp_path: Path,
+                                                                            capsys) -> None:
+    """``run DATASET --run DATASET`` (which ``train --run DATASET``'s hint spelled out) wrote config.yaml,
+    manifest.json, previews/ and registered/ among the cases and then stopped, leaving a dataset that
+    validate refused; ``--run DATASET/runs/x`` was refused but left an empty DATASET/runs/; a refused
+    dataset left the empty parents of a new run folder."""
+    from diff4mmlits.cli import main
+
+    before = sorted(p.relative_to(tiny_dataset) for p in tiny_dataset.rglob("*"))
+    for run_dir, words in ((tiny_dataset, "is the dataset"), (tiny_dataset / "runs" / "x", "lies inside the dataset")):
+        for command in (["run", str(tiny_dataset), "--run", str(run_dir), "--preset", "smoke"],
+                        ["register", str(tiny_dataset), "--run", str(run_dir), "--preset", "smoke"]):
+            capsys.readouterr()
+            assert main(command) == 2
+            assert f"the run folder {words}: its files would mix with the cases" in capsys.readouterr().err
+    assert sorted(p.relative_to(tiny_dataset) for p in tiny_dataset.rglob("*")) == before
+    (tiny_dataset / "case_001" / "label.nii.gz").unlink()
+    assert main(["run", str(tiny_dataset), "--run", str(tmp_path / "a" / "b" / "run"), "--preset", "smoke"]) == 2
+    assert not (tmp_path / "a").exists()

@@ -329,11 +329,14 @@ def register(
     3D Slicer opens; <PHASE>.h5 for convexadam's displacement fields), qc.json and qc.png. Creates the run folder when it does not exist yet.
     """
     from diff4mmlits.distributed import parse_shard
-    from diff4mmlits.ingest import open_run
+    from diff4mmlits.ingest import open_run, refuse_run_in_dataset
     from diff4mmlits.pipeline import get_stage, run_stage
+    from diff4mmlits.runfolder import RunFolder
+
     _choices("--method", method, "register.method")
     shard_index, shard_count = parse_shard(shard)
     extra = list(overrides or []) + ([f"register.method={method}"] if method else [])
+    refuse_run_in_dataset(dataset, RunFolder(run_dir))
     # shards of one run folder run at once on several machines, each on its own cases: no lock
     lock = run_folder_lock(run_dir) if shard_count == 1 else contextlib.nullcontext()
     with lock:

@@ -226,3 +226,13 @@ STAGES: list[Stage] = [
     Stage("previews", "a preview figure per input case (previews/)", write_previews, ("preview",), (),
           report=section_dataset),
 ]
+
+
+def refuse_run_in_dataset(dataset: str | Path, run: RunFolder) -> None:
+    """Stop before anything is written when the run folder is the dataset or lies inside it: the run's
+    files would land among the cases, and the dataset's reader would take them for cases."""
+    source, target = Path(dataset).resolve(), run.root.resolve()
+    if target == source or (source.is_dir() and source in target.parents):
+        where = "is the dataset" if target == source else "lies inside the dataset"
+        raise InputError(f"the run folder {where}: its files would mix with the cases; give --run a folder "
+                         "outside it (e.g. runs/NAME)", run.root)

@@ -76,8 +76,10 @@ def run_pipeline(
     for name in wanted or ():  # the options first: nothing is written for a command that cannot run
         find_stage(STAGES, name)
     resolve_device(config.device)
+    ingest.refuse_run_in_dataset(dataset, run)
     with run_folder_lock(run.root):
         return _run_pipeline_locked(dataset, run, config, wanted, force)
+
 
 
 def _run_pipeline_locked(dataset: str | Path, run: RunFolder, config: Config, wanted: set[str] | None,

@@ -118,7 +118,7 @@ def run_folder_lock(root: str | Path, command: str | None = None) -> Iterator[No
     if not is_main_process():
         yield
         return
-    created = not root.exists()
+    made = [folder for folder in (root, *root.absolute().parents) if not folder.exists()]  # innermost first
     root.mkdir(parents=True, exist_ok=True)
     key = (root / LOCK_FILE).resolve()
     if _HELD.get(key):
@@ -138,5 +138,6 @@ def run_folder_lock(root: str | Path, command: str | None = None) -> Iterator[No
     finally:
         _HELD.pop(key, None)
         release(path)
-        if created and not any(root.iterdir()):  # a command refused before writing: no empty run folder left
-            root.rmdir()
+        for folder in made:  # a command refused before writing: no empty run folder (or parents) left
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
