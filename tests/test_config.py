@@ -132,6 +132,14 @@ def test_bad_config_files(tmp_path: Path, text: str, match: str) -> None:
     assert str(path) in str(err.value)
 
 
+def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    """A UTF-16 file (a Windows editor's) was an internal error (UnicodeDecodeError)."""
+    path = tmp_path / "windows.yaml"
+    path.write_bytes("seed: 3\n".encode("utf-16"))
+    with pytest.raises(InputError, match="is not UTF-8 text; save it as UTF-8"):
+        resolve_config("smoke", path)
+
+
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="config file not found"):
         resolve_config("smoke", tmp_path / "absent.yaml")
@@ -194,11 +202,23 @@ def test_every_section_lives_with_its_stage() -> None:
                                      "diffusion.batch_size=0", "synthesize.strength=2", "translate.steps=-1",
                                      "register.sampling_percentage=0", "autoencoder.num_res_layers=0",
                                      "autoencoder.adversarial_weight=-1", "diffusion.num_res_blocks=0",
-                                     "diffusion.jitter_vox=-2", "diffusion.beta_end=1.5"])
+                                     "diffusion.jitter_vox=-2", "diffusion.beta_end=1.5",
+                                     # accepted before: a NaN model, an internal error, a constant input, a 1-voxel axis
+                                     "segment.learning_rate=inf", "register.margin_mm=nan", "seed=-1",
+                                     "segment.window_hu=[200,-100]", "segment.patch_size_vox=[0,16,16]"])
 def test_settings_out_of_their_range_are_refused(setting: str) -> None:
     """``segment.epochs=-3`` trained 0 epochs and exited 0, rewriting the model's config.json."""
     with pytest.raises(InputError, match=f"setting '{setting.split('=')[0]}'"):
         resolve_config("smoke", overrides=[setting])
+
+
+def test_a_backbone_and_a_patch_it_cannot_divide_are_refused_with_the_config() -> None:
+    """``train --backbone swin-unetr`` on the smoke patch failed after clearing the good model's stamp."""
+    with pytest.raises(InputError, match=r"section 'segment': backbone swin-unetr needs a patch that is a multiple "
+                                         r"of 32 .* not \[16, 16, 16\]; set segment.patch_size_vox") as err:
+        resolve_config("smoke", overrides=["segment.backbone=swin-unetr"])
+    assert "got {" not in str(err.value)
+    resolve_config("smoke", overrides=["segment.backbone=swin-unetr", "segment.patch_size_vox=[64,64,64]"])
 
 
 @pytest.mark.parametrize("setting", ["segment.synthetic_pool=0", "segment.cascade_min_tumor_vox=0"])

@@ -100,7 +100,8 @@ class Config(Section):
     """The full, resolved configuration of a run."""
 
     preset: Preset = "paper"
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
+    """The run's seed (NumPy and torch seed streams take non-negative integers)."""
     device: str = "auto"
     """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
     workers: int = Field(default=0, ge=0)
@@ -183,7 +184,9 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError("is a folder, not a config file" if path.is_dir() else "config file not found", path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:  # a UTF-16 file from a Windows editor, or a binary file given by mistake
+        raise InputError("is not UTF-8 text; save it as UTF-8 (plain YAML)", path) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -230,6 +233,8 @@ def validate_config(values: dict[str, Any], source: str = "configuration") -> Co
         key = ".".join(str(p) for p in first["loc"])
         if first["type"] == "extra_forbidden":
             message = f"unknown setting '{key}'"
+        elif isinstance(first.get("input"), dict):  # a check across a section's settings: its message says it all
+            message = f"section '{key}': {first['msg'].removeprefix('Value error, ')}"
         else:
             message = f"setting '{key}': {first['msg']} (got {first.get('input')!r})"
         extra = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""

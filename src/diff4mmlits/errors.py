@@ -25,3 +25,7 @@ class InputError(Exception):
 
 class StorageError(InputError):
     """A file could not be written or read back whole: disk full, read-only folder, no permission."""
+
+
+class TrainingDiverged(InputError):
+    """A training's weights hold NaN or Inf: it diverged (a learning rate too high for the data)."""

@@ -14,5 +14,6 @@ class Section(BaseModel):
     ``PRESETS`` maps a preset name (``smoke``, ``demo``, ``paper``) to the section's overrides.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    """Unknown keys fail; so do inf and NaN in any float setting (a learning rate of inf trained a NaN model)."""
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from diff4mmlits.checkpoint import save_checkpoint_files
+from diff4mmlits.errors import TrainingDiverged
 from diff4mmlits.files import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -384,6 +385,22 @@ def save_checkpoint(folder: str | Path, model: torch.nn.Module, model_config: di
     network, e.g. the discriminator) and ``training_state.pt`` (``state`` plus the log rows, so a resume
     restores them), written as one unit (:func:`~diff4mmlits.checkpoint.write_file_group`), then
     ``log.csv`` (and ``curves.png`` when ``final`` or when due)."""
+    require_finite_weights(model, Path(folder))
     folder = save_checkpoint_files(folder, model, model_config, {**state, LOG_STATE_KEY: training_log.rows}, others)
     training_log.write(final=final)
     return folder
+
+
+def require_finite_weights(model: torch.nn.Module, folder: Path) -> None:
+    """Raise :class:`TrainingDiverged` before a checkpoint of non-finite weights replaces a good one.
+
+    (Mixed precision's scaler skips a step whose gradients overflow, so only a training that really
+    diverged gets here: a NaN loss trained on in float32, or a learning rate far too high.) The
+    training stops there with one line, its stage is not stamped, and the last good checkpoint in
+    ``folder`` stays for ``--resume`` with a lower rate."""
+    broken = [name for name, tensor in model.state_dict().items()
+              if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if broken:
+        raise TrainingDiverged(f"the training diverged: {len(broken)} weight tensor(s) hold NaN or Inf (first: "
+                               f"{broken[0]}); lower the stage's learning_rate (--set) and train again; the last good "
+                               "checkpoint here is kept", folder)

@@ -18,6 +18,12 @@ def _plan(**overrides):
     return plan_segmenter(Fingerprint([(1.0, 1.0, 1.0)], [(32, 32, 32)], {}, (-21.0, 189.0)), config), config
 
 
+def _unchecked_plan(**overrides):
+    """A plan for settings the configuration would refuse (as a plan may derive a patch it cannot check)."""
+    config = SegmentConfig(**SMALL).model_copy(update=overrides)
+    return plan_segmenter(Fingerprint([(1.0, 1.0, 1.0)], [(32, 32, 32)], {}, (-21.0, 189.0)), config), config
+
+
 @pytest.mark.parametrize("backbone", ["dynunet", "unet", "attention-unet", "segresnet"])
 def test_backbone_maps_four_phases_to_three_classes(backbone) -> None:
     plan, config = _plan(backbone=backbone, deep_supervision=False)
@@ -39,7 +45,11 @@ def test_dynunet_takes_the_plan_and_deep_supervision_heads() -> None:
 
 @pytest.mark.parametrize(("backbone", "factor"), [("swin-unetr", 32), ("vnet", 16)])
 def test_backbones_that_need_larger_patches_say_so(backbone, factor) -> None:
-    plan, config = _plan(backbone=backbone, patch_size_vox=(24, 24, 24))
+    """The configuration refuses such a patch when it is given; the network refuses one a plan derived
+    (here given past the configuration's check)."""
+    with pytest.raises(ValueError, match=f"multiple of {factor}"):
+        SegmentConfig(**{**SMALL, "backbone": backbone, "patch_size_vox": (24, 24, 24)})
+    plan, config = _unchecked_plan(backbone=backbone, patch_size_vox=(24, 24, 24))
     with pytest.raises(InputError, match=f"multiple of {factor}"):
         build_network(plan, config)
 
@@ -48,7 +58,7 @@ def test_backbones_that_need_larger_patches_say_so(backbone, factor) -> None:
 def test_a_patch_of_one_multiple_is_refused_with_the_size_that_works(backbone, factor) -> None:
     # a factor³ patch leaves a 1-voxel bottleneck, which instance norm cannot normalise: the message
     # names the smallest size that works (2·factor), not "a multiple of factor" (factor³ is one)
-    plan, config = _plan(backbone=backbone, patch_size_vox=(factor,) * 3)
+    plan, config = _unchecked_plan(backbone=backbone, patch_size_vox=(factor,) * 3)
     with pytest.raises(InputError, match=f"at least {2 * factor} along one"):
         build_network(plan, config)
 

@@ -41,6 +41,23 @@ def test_smoke_training_lowers_the_loss_and_writes_the_model_folder(data, tmp_pa
     assert [int(r["steps"]) for r in rows] == [config.steps_per_epoch] * 3
 
 
+def test_a_diverged_training_stops_with_one_line_and_keeps_the_last_good_checkpoint(data, tmp_path,
+                                                                                   monkeypatch) -> None:
+    """With segment.learning_rate=inf the loss went NaN, train exited 0 and was stamped; the model
+    failed only at predict ('weight tensor(s) hold NaN'). The weights are checked before each save."""
+    from diff4mmlits.errors import TrainingDiverged
+    from diff4mmlits.segment import train as train_module
+
+    train, validation, plan, config, fp = data
+    train_segmenter(train, validation, plan, config, tmp_path / "seg", seed=0, fingerprint=fp, max_epochs=1)
+    good = (tmp_path / "seg" / "weights.safetensors").read_bytes()
+    real_loss = train_module.supervised_loss
+    monkeypatch.setattr(train_module, "supervised_loss", lambda *a: real_loss(*a) * float("nan"))
+    with pytest.raises(TrainingDiverged, match="the training diverged: .* hold NaN or Inf .*learning_rate"):
+        train_segmenter(train, validation, plan, config, tmp_path / "seg", seed=0, fingerprint=fp, resume=True)
+    assert (tmp_path / "seg" / "weights.safetensors").read_bytes() == good
+
+
 def test_the_loop_figures_are_shares_of_the_logged_times(tmp_path) -> None:
     rows = [{"loader_wait_s": 1.0, "compute_s": 3.0, "steps": 4}, {"loader_wait_s": "0.5", "compute_s": "3.5", "steps": "4"}]
     result = TrainResult(tmp_path, epochs_done=2, best_val_dice=None, rows=rows)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, TypeAdapter, field_validator
+from pydantic import Field, TypeAdapter, field_validator, model_validator
 
 from diff4mmlits.settings import Section
 from diff4mmlits.synthesize.config import DiffusionMode, PainterMethod
 
 SegmentBackbone = Literal["dynunet", "unet", "attention-unet", "segresnet", "swin-unetr", "vnet"]
 SyntheticSource = Literal["none", "offline", "on-the-fly"]
+PATCH_DIVISOR: dict[str, int] = {"swin-unetr": 32, "vnet": 16}
+"""Backbones whose patch must be a multiple of this along every axis (they pool every axis 5 / 4 times)."""
 
 SYNTHETIC_AUGMENTATION_KEYS: tuple[str, ...] = (
     "noise_prob", "noise_std", "grain_noise_prob", "grain_noise_std", "grain_noise_vox", "blur_prob", "blur_sigma_vox",
@@ -208,6 +210,32 @@ class SegmentConfig(Section):
         if not self.synthetic_augmentation:
             return self
         return type(self).model_validate(self.model_dump() | self.synthetic_augmentation | {"synthetic_augmentation": {}})
+
+    @field_validator("window_hu")
+    @classmethod
+    def _check_window(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not value[0] < value[1]:
+            raise ValueError(f"window_hu {list(value)}: give [low, high] with low < high (HU)")
+        return value
+
+    @field_validator("patch_size_vox")
+    @classmethod
+    def _check_patch(cls, value: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+        if value is not None and min(value) < 2:
+            raise ValueError(f"patch_size_vox {list(value)}: every axis needs at least 2 voxels")
+        return value
+
+    @model_validator(mode="after")
+    def _check_backbone_patch(self) -> SegmentConfig:
+        """A backbone that pools every axis ``factor``× needs a patch it divides; checked here so that a
+        command stops on it before clearing a finished stage's stamp (networks.py checks a derived patch)."""
+        factor = PATCH_DIVISOR.get(self.backbone)
+        patch = self.patch_size_vox
+        if factor and patch is not None and (any(p % factor for p in patch) or max(patch) < 2 * factor):
+            raise ValueError(f"backbone {self.backbone} needs a patch that is a multiple of {factor} along every axis "
+                             f"and at least {2 * factor} along one, not {list(patch)}; set segment.patch_size_vox "
+                             f"(e.g. [{2 * factor}, {2 * factor}, {2 * factor}])")
+        return self
 
     @field_validator("synthetic_ratio")
     @classmethod

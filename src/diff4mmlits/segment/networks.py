@@ -18,7 +18,7 @@ import torch
 
 from diff4mmlits import PHASES
 from diff4mmlits.errors import InputError
-from diff4mmlits.segment.config import SegmentConfig
+from diff4mmlits.segment.config import PATCH_DIVISOR, SegmentConfig
 from diff4mmlits.segment.plan import SegmenterPlan, divisibility
 from diff4mmlits.training import autocast, half_dtype
 
@@ -111,7 +111,7 @@ def build_segresnet(plan: SegmenterPlan, config: SegmentConfig) -> torch.nn.Modu
 def build_swin_unetr(plan: SegmenterPlan, config: SegmentConfig) -> torch.nn.Module:
     from monai.networks.nets import SwinUNETR
 
-    _require_divisible("swin-unetr", plan, 32)
+    _require_divisible("swin-unetr", plan, PATCH_DIVISOR["swin-unetr"])
     feature_size = max(12, 12 * round(config.base_filters / 12))
     return SwinUNETR(in_channels=IN_CHANNELS, out_channels=OUT_CHANNELS, feature_size=feature_size, spatial_dims=3)
 
@@ -119,7 +119,7 @@ def build_swin_unetr(plan: SegmenterPlan, config: SegmentConfig) -> torch.nn.Mod
 def build_vnet(plan: SegmenterPlan, config: SegmentConfig) -> torch.nn.Module:
     from monai.networks.nets import VNet
 
-    _require_divisible("vnet", plan, 16)
+    _require_divisible("vnet", plan, PATCH_DIVISOR["vnet"])
     return VNet(spatial_dims=3, in_channels=IN_CHANNELS, out_channels=OUT_CHANNELS)
 
 
