@@ -248,3 +248,24 @@ def test_a_run_folder_in_the_dataset_is_refused_before_anything_is_written(tiny_
     (tiny_dataset / "case_001" / "label.nii.gz").unlink()
     assert main(["run", str(tiny_dataset), "--run", str(tmp_path / "a" / "b" / "run"), "--preset", "smoke"]) == 2
     assert not (tmp_path / "a").exists()
+
+
+def test_a_stage_whose_outputs_were_deleted_runs_again(tiny_dataset: Path, tmp_path: Path) -> None:
+    """``rm -rf RUN/registered/case_001`` (or all of registered/) left register 'up to date, skipped',
+    and every later stage stopped on the missing case, telling the user to rerun ``run``, which skipped
+    it again."""
+    run = RunFolder(tmp_path / "run")
+    config = resolve_config("smoke")
+    run_pipeline(tiny_dataset, run, config, only=["register"])
+    register = get_stage("register")
+    assert not run_stage(run, register, config).ran  # up to date
+    shutil.rmtree(run.registered_dir / "case_001")
+    assert run_stage(run, register, config).ran
+    assert (run.registered_dir / "case_001").is_dir()
+    shutil.rmtree(run.registered_dir)
+    assert run_stage(run, register, config).ran and not run_stage(run, register, config).ran
+    stage = Stage("makes-a-file", "writes out.txt", lambda r, c: (r.root / "out.txt").write_text("x"),
+                  outputs=("out.txt",))
+    assert run_stage(run, stage, config).ran and not run_stage(run, stage, config).ran
+    (run.root / "out.txt").unlink()
+    assert run_stage(run, stage, config).ran and (run.root / "out.txt").is_file()

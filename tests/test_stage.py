@@ -58,7 +58,8 @@ def _command_line(name: str, dataset: Path, run: RunFolder) -> list[str]:
 
 def _with_work(monkeypatch, name: str, work) -> None:
     """Replace stage ``name``'s work (and completeness check) in the pipeline the CLI and ``run`` read."""
-    stages = [dataclasses.replace(s, work=work, is_complete=None) if s.name == name else s for s in pipeline.STAGES]
+    stages = [dataclasses.replace(s, work=work, is_complete=None, outputs=()) if s.name == name else s
+              for s in pipeline.STAGES]
     monkeypatch.setattr(pipeline, "STAGES", stages)
 
 
@@ -181,6 +182,8 @@ def test_a_retrained_cut_painter_makes_synthesis_and_training_stale(started_run)
     _, run = started_run
     config = resolve_config("smoke", overrides=["synthesize.method=cut", "segment.synthesis_method=cut"])
     mark_finished(run, config, "register", "train-inpainter", "inpaint", "train-cut-painter", "synthesize", "train")
+    run.segmenter_dir.mkdir(parents=True)
+    (run.segmenter_dir / "config.json").write_text("{}")  # what train leaves (its outputs)
     assert is_up_to_date(run, get_stage("synthesize"), config) and is_up_to_date(run, get_stage("train"), config)
     run.write_stamp("train-cut-painter", "retrained")
     assert not is_up_to_date(run, get_stage("synthesize"), config)

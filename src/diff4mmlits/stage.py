@@ -78,6 +78,9 @@ class Stage:
     """The command that runs this stage over a run folder where it is not ``diff4mmlits <name>``."""
     in_run: bool = True
     """``diff4mmlits run`` runs it (False: a stage command of its own, such as the CUT painter)."""
+    outputs: tuple[str, ...] = ()
+    """Run-folder paths the stage always writes (a file, or a folder it fills): a stamped stage whose
+    outputs were deleted (to have them made again) is not up to date."""
 
     def __post_init__(self) -> None:
         DECLARED.setdefault(self.name, self)
@@ -118,9 +121,22 @@ def _section_values(config: Config, key: str) -> Any:
 
 
 def is_up_to_date(run: RunFolder, stage: Stage, config: Config) -> bool:
-    """The stage's stamp records the fingerprint these settings and upstream results give."""
+    """The stage's stamp records the fingerprint these settings and upstream results give, and what it
+    wrote is still there (its ``outputs``, and ``is_complete`` where declared): ``rm -rf RUN/registered``
+    used to leave register 'up to date' and every later stage stopping on the missing folder."""
     stamp = run.read_stamp(stage.name)
-    return stamp is not None and stamp.get("fingerprint") == stage_fingerprint(run, stage, config)
+    if stamp is None or stamp.get("fingerprint") != stage_fingerprint(run, stage, config):
+        return False
+    missing = [path for path in stage.outputs if not _holds_something(run.root / path)]
+    if missing or (stage.is_complete is not None and not stage.is_complete(run, config)):
+        log.info("%s: its outputs in %s are gone or incomplete; running it again", stage.name,
+                 ", ".join(missing) or "the run folder")
+        return False
+    return True
+
+
+def _holds_something(path: Path) -> bool:
+    return path.is_file() or (path.is_dir() and any(path.iterdir()))
 
 
 def check_upstream(run: RunFolder, stage: Stage, config: Config) -> None:

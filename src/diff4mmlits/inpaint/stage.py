@@ -141,5 +141,5 @@ STAGES: list[Stage] = [
     Stage("train-inpainter", "the FFC inpainter trained on the registered cases (models/inpainter/)",
           stage_train_inpainter, ("inpaint",), ("register",), check=check_init_from),
     Stage("inpaint", "tumor-free normal CT of every phase (normal/)", stage_inpaint, ("inpaint",),
-          ("train-inpainter", "register"), needs=_needs_trained_inpainter, report=section_inpaint),
+          ("train-inpainter", "register"), needs=_needs_trained_inpainter, report=section_inpaint, outputs=("normal",)),
 ]

@@ -226,6 +226,6 @@ def _train_needs(config: Config) -> tuple[str, ...]:
 STAGES: list[Stage] = [
     Stage("train", "the 4-phase segmenter trained on real + synthetic cases (models/segmenter/)", stage_train,
           ("segment",), ("register", "inpaint", "train-autoencoder", "train-synthesizer", "train-cut-painter", "synthesize"),
-          needs=_train_needs, report=section_segmenter),
+          needs=_train_needs, report=section_segmenter, outputs=("models/segmenter/config.json",)),
     Stage("predict", "labels of the held-out test cases (predictions/)", stage_predict, ("segment",), ("train",)),
 ]
