@@ -14,13 +14,14 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -97,6 +98,23 @@ def _run_stage_command(name: str, run_dir: Path, device: str | None = None, over
         folder, config = open_run(run_dir, overrides=list(overrides or []), device=device)
         outcome = run_stage(folder, get_stage(name), config, force=True, **options)
     return folder, config, outcome.result
+
+
+@contextlib.contextmanager
+def _removed_when_refused(run_dir: Path) -> Iterator[None]:
+    """A run folder this command creates is removed again when the command stops on bad input before
+    it wrote more than its configuration (``train-translator`` saves that first, then reads the data)."""
+    from diff4mmlits.runfolder import CONFIG_FILE
+
+    created = not Path(run_dir).exists()
+    try:
+        yield
+    except InputError:
+        leftovers = {p.name for p in Path(run_dir).iterdir()} if Path(run_dir).is_dir() else set()
+        stamps = Path(run_dir) / ".stages"
+        if created and leftovers <= {CONFIG_FILE, ".stages"} and not (stamps.is_dir() and any(stamps.iterdir())):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def _choices(option: str, value: str | None, setting: str) -> None:
@@ -239,6 +257,10 @@ def export_nnunet(
     *sources, out = paths
     if out in sources:
         raise InputError("OUT is also a source; give the nnU-Net raw folder as the last argument", out)
+    from diff4mmlits.files import refuse_output_in_input
+
+    for source in sources:  # OUT inside a source's case folder was written and then read as a phase
+        refuse_output_in_input(source, out, "the nnU-Net dataset")
     if run_dir is None and not sources:
         raise InputError("give the dataset folder(s) to export and then OUT, or --run RUN and OUT")
     cases, options = [], {}
@@ -575,9 +597,11 @@ def train_translator(
     if source is None or target is None:
         raise InputError("give both --source DATASET and --target DATASET (or --painter to train the CUT tumor painter)")
     extra = list(overrides or []) + ([f"translate.method={method}"] if method else [])
-    folder, config = open_run(run_dir, preset=preset, config_file=config_file, overrides=extra, device=device, create=True)
-    model = run_stage(folder, get_stage("train-translator"), config, force=True, source=source, target=target,
-                      resume=resume).result
+    with _removed_when_refused(run_dir):
+        folder, config = open_run(run_dir, preset=preset, config_file=config_file, overrides=extra, device=device,
+                                  create=True)
+        model = run_stage(folder, get_stage("train-translator"), config, force=True, source=source, target=target,
+                          resume=resume).result
     if is_main_process():
         typer.echo(f"train-translator: {config.translate.method} model in {model} (log.csv, curves.png beside it)")
 

@@ -222,6 +222,16 @@ def test_cli_export_refuses_a_bad_source_with_one_line(tmp_path: Path, capsys: p
     assert not (tmp_path / "raw").exists()
 
 
+def test_cli_export_refuses_an_out_inside_a_source(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """OUT inside a source's case folder was written (exit 0), and the source then failed validate and
+    training ('unknown phase name Dataset513_Diff4MMLiTS')."""
+    source = Build().dataset(tmp_path / "ds", n_cases=1, phases=("PVP",))
+    before = sorted(p.name for p in (source / "case_000").iterdir())
+    code = main(["export-nnunet", str(source), str(source / "case_000"), "--dataset-id", "513"])
+    assert code == 2 and "OUTPUT is inside the INPUT: the nnU-Net dataset would" in capsys.readouterr().err
+    assert sorted(p.name for p in (source / "case_000").iterdir()) == before
+
+
 def test_patient_splits_keep_each_patients_synthetic_copies_out_of_its_validation_fold() -> None:
     from diff4mmlits.data.nnunet import make_patient_splits
 

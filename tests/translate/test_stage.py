@@ -50,6 +50,9 @@ def test_train_then_translate_a_dataset(tmp_path, datasets, capsys) -> None:
     single = tmp_path / "one.nii.gz"
     assert main(["translate", "--model", str(model), str(ct / "toy_00" / "PVP.nii.gz"), str(single)]) == 0
     assert np.allclose(read_volume(single).array, read_volume(out / "toy_00" / "PVP.nii.gz").array, atol=1e-3)
+    capsys.readouterr()  # a label map given alone was translated (exit 0); in a dataset it is refused
+    assert main(["translate", "--model", str(model), str(ct / "toy_00" / "label.nii.gz"), str(tmp_path / "l.nii.gz")]) == 2
+    assert "an 8-bit image, not Hounsfield units" in capsys.readouterr().err and not (tmp_path / "l.nii.gz").exists()
     # a dataset into a volume file name created a folder called t.nii.gz; into its own input, mixed with it
     assert main(["translate", "--model", str(model), str(ct), str(tmp_path / "t.nii.gz")]) == 2
     assert main(["translate", "--model", str(model), str(ct), str(ct / "translated")]) == 2
@@ -90,3 +93,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, datasets, capsys) -> None:
     assert main(["train-translator", "--source", str(tmp_path / "missing"), "--target", str(mri),
                  "--run", str(tmp_path / "r2"), "--preset", "smoke"]) == 2
     assert "not found" in capsys.readouterr().err
+    assert not (tmp_path / "r2").exists()  # a refused command left RUN/config.yaml
+    assert main(["train-translator", "--source", str(mri), "--target", str(mri), "--run", str(tmp_path / "r3"),
+                 "--preset", "smoke"]) == 2
+    assert not (tmp_path / "r3").exists()

@@ -50,11 +50,11 @@ def check_geometry(volume: Volume, where: str | Path) -> list[Problem]:
         shown = tuple(float(f"{s:.4g}") for s in spacing)
         problems.append(Problem("error", str(where), f"absurd voxel spacing {shown} mm (must be ≥ {MIN_SPACING_MM:g} "
                                                      f"and ≤ {MAX_SPACING_MM:g} mm); fix the header"))
+    if not np.isfinite(np.asarray(volume.origin_mm)).all():  # first: a NaN in the affine spoils the direction too
+        problems.append(Problem("error", str(where), "the origin is not a finite position; fix the header"))
     direction = np.asarray(volume.direction)
     if not np.isfinite(direction).all() or not np.allclose(direction.T @ direction, np.eye(3), atol=1e-3):
         problems.append(Problem("error", str(where), "the direction matrix is not orthonormal (sheared or scaled axes); fix the header"))
-    if not np.isfinite(np.asarray(volume.origin_mm)).all():
-        problems.append(Problem("error", str(where), "the origin is not a finite position; fix the header"))
     if min(volume.shape) < 2:
         problems.append(Problem("error", str(where), f"shape {volume.shape} (z, y, x) is not a 3D volume (an axis has fewer than 2 voxels); give the whole volume"))
     return problems

@@ -16,9 +16,10 @@ import numpy as np
 
 from diff4mmlits.config import Config
 from diff4mmlits.data.case import Case
+from diff4mmlits.data.casefiles import read_checked_image
 from diff4mmlits.data.dataset import load_dataset, read_case_or_dataset
 from diff4mmlits.data.intensity import intensity_map
-from diff4mmlits.data.io import read_volume, volume_extension, write_volume
+from diff4mmlits.data.io import volume_extension, write_volume
 from diff4mmlits.data.native import write_case_folder
 from diff4mmlits.data.volume import require_same_grid
 from diff4mmlits.errors import InputError
@@ -111,7 +112,7 @@ def translate_path(model: Path, input_path: Path, output: Path, device: str = "c
             raise InputError("not a volume file (.nii.gz, .nii, .nrrd, .mha)", input_path)
         if volume_extension(output) is None:
             raise InputError("OUTPUT must be a volume file name (e.g. out.nii.gz) when INPUT is a file", output)
-        return [write_volume(translate_volume(read_volume(input_path), translator), output)]
+        return [write_volume(translate_volume(read_checked_image(input_path), translator), output)]
     if volume_extension(output) is not None:
         raise InputError("OUTPUT must be a folder when INPUT is a case or dataset folder (one case folder is "
                          "written per case)", output)
