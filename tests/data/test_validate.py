@@ -206,6 +206,13 @@ def sheared_nifti(root: Path) -> Path:
     return _nifti(_ap(root), _ap_array(root), affine=affine)
 
 
+def nan_origin(root: Path) -> Path:
+    """Was reported as 'the direction matrix is not orthonormal' (a NaN in the affine spoils both)."""
+    affine = np.diag([0.8, 0.8, 2.5, 1.0])
+    affine[0, 3] = np.nan
+    return _nifti(_ap(root), _ap_array(root), affine=affine)
+
+
 def sheared_mha(root: Path) -> Path:
     image = sitk.ReadImage(str(_ap(root)))
     image.SetDirection((1.0, 0.5, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
@@ -261,6 +268,7 @@ BAD_INPUTS = [
     (huge_spacing, "absurd voxel spacing"),
     (micrometre_spacing, "absurd voxel spacing"),
     (sheared_nifti, "not orthonormal"),
+    (nan_origin, "the origin is not a finite position"),
     (sheared_mha, "not orthonormal"),
     (dicom_missing_slice, "missing slice"),
 ]
