@@ -208,9 +208,10 @@ def sheared_nifti(root: Path) -> Path:
 
 def nan_origin(root: Path) -> Path:
     """Was reported as 'the direction matrix is not orthonormal' (a NaN in the affine spoils both)."""
-    affine = np.diag([0.8, 0.8, 2.5, 1.0])
+    image = nib.load(str(_ap(root)))
+    affine = image.affine.copy()
     affine[0, 3] = np.nan
-    return _nifti(_ap(root), _ap_array(root), affine=affine)
+    return _nifti(_ap(root), np.asarray(image.dataobj), affine=affine)
 
 
 def sheared_mha(root: Path) -> Path:
@@ -407,3 +408,12 @@ def test_a_case_folder_that_is_a_dicom_series_is_named_as_such(dataset: Path, ca
     assert [line for line in lines if "scan" in line] == [
         f"error: {dataset / 'scan'}: holds a DICOM series itself, not one file or DICOM folder per phase: give this "
         "folder to predict on its own, or move the series into scan/PVP/"]
+
+
+def test_a_nan_origin_is_the_first_problem_a_reader_names(dataset: Path) -> None:
+    """A NaN in the affine spoils the direction ITK derives too; readers raise the first problem, which
+    named the direction ('not orthonormal'), sending the user to the wrong part of the header."""
+    from diff4mmlits.data.casefiles import read_checked_image
+
+    with pytest.raises(InputError, match="the origin is not a finite position"):
+        read_checked_image(nan_origin(dataset))

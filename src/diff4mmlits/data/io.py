@@ -185,6 +185,14 @@ def _check_nifti_header(path: Path) -> None:
             "fix the header",
             path,
         )
+    placement = [header[key] for key, code in (("srow_x", "sform_code"), ("srow_y", "sform_code"),
+                                               ("srow_z", "sform_code"), ("qoffset_x", "qform_code"),
+                                               ("qoffset_y", "qform_code"), ("qoffset_z", "qform_code"))
+                 if int(header[code]) > 0]
+    if not all(np.isfinite(np.asarray(value, dtype=float)).all() for value in placement):
+        # ITK would report the direction as not orthonormal: a NaN in the affine spoils both
+        raise InputError("the origin is not a finite position (NaN or Inf in the header's affine); fix the header",
+                         path)
     shape = [int(v) for v in header["dim"][1 : ndim + 1]]
     expected = int(header["vox_offset"]) + int(np.prod(shape)) * int(header["bitpix"]) // 8
     actual = _nifti_data_bytes(path, expected)
