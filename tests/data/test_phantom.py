@@ -421,13 +421,28 @@ def test_slice_mm_gives_thick_slices_at_any_pixel_with_the_same_patient() -> Non
 
 def test_cli_writes_a_thick_slice_phantom_and_refuses_a_bad_spacing(tmp_path, capsys) -> None:
     out = tmp_path / "ph"
-    assert main(["phantom", str(out), "--cases", "1", "--size", "24", "--site", "third", "--slice-mm", "25",
+    assert main(["phantom", str(out), "--cases", "1", "--size", "24", "--site", "third", "--slice-mm", "15",
                  "--workers", "1"]) == 0
-    assert "25 mm slices" in capsys.readouterr().out
-    assert read_volume(out / "case_000" / "PVP.nii.gz").spacing_mm[0] == pytest.approx(25.0)
+    assert "15 mm slices" in capsys.readouterr().out
+    assert read_volume(out / "case_000" / "PVP.nii.gz").spacing_mm[0] == pytest.approx(200.0 / 13)
     assert main(["phantom", str(tmp_path / "bad"), "--slice-mm", "0"]) == 2
     err = capsys.readouterr().err
     assert "slice spacing 0.0 mm" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
     assert main(["phantom", str(tmp_path / "mri"), "--modality", "mri", "--slice-mm", "5"]) == 2
     assert "--slice-mm is for the CT phantom" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("arguments", "words"), [
+    (["--slice-mm", "50"], "slice spacing of 22.5 mm (site default, size 64, --slice-mm 50)"),
+    (["--site", "third", "--size", "16"], "slice spacing of 25 mm (site third, size 16)"),
+    (["--slice-mm", "0.001"], "slice spacing of 0.001 mm"),
+    (["--slice-mm", "0.05"], "phantom of 3600 slices"),
+])
+def test_a_phantom_that_validate_would_refuse_is_not_written(arguments, words, tmp_path, capsys) -> None:
+    """--slice-mm 50 and --site third --size 16 wrote datasets validate refused (slices over 20 mm);
+    --slice-mm 0.001 failed in ITK with advice about disk space, naming a hidden temporary file."""
+    assert main(["phantom", str(tmp_path / "p"), "--cases", "1", *arguments]) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "p").exists()

@@ -42,16 +42,19 @@ from diff4mmlits.data.phantom.acquisition import (
     acquire,
     blur,
     sample_acquisition,
+    slice_count,
     stored_geometry,
 )
 from diff4mmlits.data.phantom.anatomy import LIVER_TISSUES, TUMOR_TISSUES, Anatomy, render_anatomy, sample_anatomy
 from diff4mmlits.data.phantom.breathing import Breathing, sample_breathing
 from diff4mmlits.data.phantom.enhancement import Contrast, clean_hu, sample_contrast
 from diff4mmlits.data.phantom.tumors import Tumor, paint_tumors, sample_tumors
-from diff4mmlits.data.volume import Volume
+from diff4mmlits.data.volume import MAX_SPACING_MM, MIN_SPACING_MM, Volume
 from diff4mmlits.errors import InputError
 
 MIN_SIZE = 16
+MAX_SLICES = 2048
+"""More slices than a whole-body CT at 1 mm has (and NIfTI-1 stores at most 32 767 along an axis)."""
 DISPLACEMENT_QUANTUM_MM = 1.0 / 1024
 """Truth displacements are rounded to multiples of this (exact in binary: small, reproducible files)."""
 
@@ -132,6 +135,18 @@ def check_phantom_arguments(index: int, seed: int, site: str, size: int, patient
         raise InputError(f"phantom case index ({index}) and seed ({seed}) must be ≥ 0")
     if slice_mm is not None and not (math.isfinite(slice_mm) and slice_mm > 0):
         raise InputError(f"phantom slice spacing {slice_mm} mm: give a positive number of mm (e.g. 5)")
+    scanner = SITES[site]
+    slices = slice_count(scanner, size, slice_mm)
+    spacing = {"slice spacing": scanner.z_extent_mm / slices, "pixel": scanner.field_of_view_mm[1] / size}
+    for what, value in spacing.items():  # a phantom that validate would refuse is not written
+        if not MIN_SPACING_MM <= value <= MAX_SPACING_MM:
+            raise InputError(f"phantom {what} of {value:.3g} mm (site {site}, size {size}"
+                             f"{f', --slice-mm {slice_mm:g}' if slice_mm is not None else ''}) lies outside the "
+                             f"{MIN_SPACING_MM:g}–{MAX_SPACING_MM:g} mm a CT has; choose a larger --size or a --slice-mm "
+                             "in that range")
+    if slices > MAX_SLICES:
+        raise InputError(f"phantom of {slices} slices (--slice-mm {slice_mm:g}): at most {MAX_SLICES}; give a larger "
+                         "--slice-mm")
 
 
 def patient_stream(site: str, patients: str | None) -> int:
