@@ -682,26 +682,34 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point: one line for bad input (exit 2), one line + log file for a bug (exit 1)."""
     restore_logging = _setup_logging(verbose=bool(os.environ.get("DIFF4MMLITS_VERBOSE")))
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, _raise_interrupted) if in_main_thread else None
+    # Ctrl-C, and SIGTERM (a batch scheduler's time limit, ``kill``): the same clean stop
+    previous = {signum: signal.signal(signum, _raise_interrupted) for signum in STOP_SIGNALS} if in_main_thread else {}
     try:
         return _run(sys.argv[1:] if argv is None else argv)
     finally:
-        if in_main_thread:
-            with contextlib.suppress(Interrupted):  # a Ctrl-C as the command ends: its outputs are complete
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            with contextlib.suppress(Interrupted):  # a signal as the command ends: its outputs are complete
+                signal.signal(signum, signal.SIG_IGN)
+            signal.signal(signum, handler)
         restore_logging()
 
 
 INTERRUPTED = "interrupted; outputs written so far are complete; rerun to continue"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""Signals that stop a command cleanly: one line, the run folder's lock released, exit 128 + the signal."""
 
 
 class Interrupted(BaseException):
-    """Ctrl-C (SIGINT). Not a ``KeyboardInterrupt``: click would catch that, print "Aborted!" and exit 1."""
+    """Ctrl-C (SIGINT) or SIGTERM. Not a ``KeyboardInterrupt``: click would catch that, print "Aborted!"
+    and exit 1."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signum)
+        self.signum = int(signum)
 
 
 def _raise_interrupted(signum: int, frame: Any) -> None:
-    raise Interrupted()
+    raise Interrupted(signum)
 
 
 def _run(args: list[str]) -> int:
@@ -723,9 +731,11 @@ def _run(args: list[str]) -> int:
             return _internal_error(args, err)
         typer.echo(f"error: {describe_os_error(err)}", err=True)
         return 3
-    except (KeyboardInterrupt, Interrupted):
-        typer.echo(INTERRUPTED, err=True)
-        return 130
+    except (KeyboardInterrupt, Interrupted) as err:
+        signum = err.signum if isinstance(err, Interrupted) else int(signal.SIGINT)
+        name = "" if signum == signal.SIGINT else f" ({signal.Signals(signum).name})"
+        typer.echo(INTERRUPTED.replace("interrupted", f"interrupted{name}", 1), err=True)
+        return 128 + signum
     except Exception as err:  # a bug: keep the traceback in a file, show one line
         return _internal_error(args, err)
     return 0

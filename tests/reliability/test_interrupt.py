@@ -1,4 +1,6 @@
-"""Ctrl-C: one line saying what is kept, exit status 130, no traceback (click would print "Aborted!")."""
+"""Ctrl-C and SIGTERM: one line saying what is kept, exit status 128 + the signal (130, 143), no traceback
+(click would print "Aborted!"; SIGTERM, a batch scheduler's time limit, ended the process with no line
+and left the run folder's lock behind)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 
-def test_ctrl_c_says_what_is_kept(tmp_path: Path) -> None:
+
+@pytest.mark.parametrize(("signum", "said"), [(signal.SIGINT, "interrupted"), (signal.SIGTERM, "interrupted (SIGTERM)")])
+def test_ctrl_c_says_what_is_kept(signum: int, said: str, tmp_path: Path) -> None:
     out = tmp_path / "phantom"
     writing = tmp_path / ".phantom.tmp"  # the dataset is written here and renamed into place when whole
     env = {**os.environ, "DIFF4MMLITS_NO_PROGRESS": "1"}
@@ -24,14 +29,14 @@ def test_ctrl_c_says_what_is_kept(tmp_path: Path) -> None:
     assert process.poll() is None, (f"the command ended (exit {process.returncode}) before case_000 appeared; "
                                     f"{writing} holds {sorted(p.name for p in writing.iterdir())[:5] if writing.exists() else 'nothing'}; "
                                     f"output: {process.communicate()}")
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=120)
     written = sorted(p.name for p in writing.glob("case_*"))
     # (once, in a fresh clone's full suite, the command ended with exit 0 and no output, as if the
     # signal were lost: say how far it got if it happens again)
-    assert process.returncode == 130, (f"exit {process.returncode}, {len(written)} cases written, phantom.json "
+    assert process.returncode == 128 + signum, (f"exit {process.returncode}, {len(written)} cases written, phantom.json "
                                        f"{'written' if (out / '_truth' / 'phantom.json').exists() else 'absent'}; "
                                        f"stdout {stdout!r}; stderr {stderr!r}")
     assert not out.exists() and not writing.exists()  # it stopped before the end, and left no half dataset
-    assert stderr.strip().splitlines()[-1] == "interrupted; outputs written so far are complete; rerun to continue"
+    assert stderr.strip().splitlines()[-1] == f"{said}; outputs written so far are complete; rerun to continue"
     assert "Traceback" not in stderr and "Aborted" not in stderr
