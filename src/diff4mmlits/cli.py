@@ -101,6 +101,18 @@ def _run_stage_command(name: str, run_dir: Path, device: str | None = None, over
 
 
 @contextlib.contextmanager
+def _named_as_option(option: str, setting: str) -> Iterator[None]:
+    """An option that stands for one setting: its error names the option the user typed."""
+    try:
+        yield
+    except InputError as err:
+        if f"setting '{setting}'" not in err.message:
+            raise
+        reason = err.message.split(f"setting '{setting}': ", 1)[-1].split("; see docs/presets.md")[0]
+        raise InputError(f"{option}: {reason}") from None
+
+
+@contextlib.contextmanager
 def _removed_when_refused(run_dir: Path) -> Iterator[None]:
     """A run folder this command creates is removed again when the command stops on bad input before
     it wrote more than its configuration (``train-translator`` saves that first, then reads the data)."""
@@ -512,10 +524,13 @@ def train(
     extra = list(overrides or [])
     if cascade is not None:
         extra.append(f"segment.cascade={cascade == 'on'}")
-    for key, value in (("backbone", backbone), ("synthetic", synthetic), ("synthetic_ratio", synthetic_ratio), ("phases", phases)):
-        if value is not None:
-            extra.append(f"segment.{key}={value}")
-    folder, _, result = _run_stage_command("train", run_dir, device, extra, resume=resume, echo=typer.echo)
+    given = {key: value for key, value in (("backbone", backbone), ("synthetic", synthetic),
+                                           ("synthetic_ratio", synthetic_ratio), ("phases", phases)) if value is not None}
+    extra += [f"segment.{key}={value}" for key, value in given.items()]
+    with contextlib.ExitStack() as named:
+        for key in given:  # their errors name the option typed, not "--set: setting 'segment.…'"
+            named.enter_context(_named_as_option(f"--{key.replace('_', '-')}", f"segment.{key}"))
+        folder, _, result = _run_stage_command("train", run_dir, device, extra, resume=resume, echo=typer.echo)
     if is_main_process():
         typer.echo(f"train: model in {folder.segmenter_dir} ({result.epochs_done} epochs; log.csv, curves.png, plan.json)")
 

@@ -62,7 +62,8 @@ def import_model(zip_path: str | Path, model_dir: str | Path) -> Path:
     """Unpack a zip written by :func:`export_model` into ``model_dir`` after checking every file."""
     zip_path, model_dir = Path(zip_path), Path(model_dir)
     if not zip_path.is_file():
-        raise InputError("model zip not found", zip_path)
+        raise InputError("model zip not found" if not zip_path.exists() else "not a file; give the model's .zip",
+                         zip_path)
     if model_dir.exists() and any(model_dir.iterdir()):
         raise InputError("already exists and is not empty; give a new folder", model_dir)
     try:

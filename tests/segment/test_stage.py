@@ -114,3 +114,13 @@ def test_loader_workers_default_to_the_gpus_share_of_the_cores(monkeypatch: pyte
     assert loader_worker_count(5, cuda) == 5 and loader_worker_count(0, cuda) == 0
     monkeypatch.setattr(train_module, "usable_cores", lambda: 1)
     assert loader_worker_count(None, cuda) == 1
+
+
+def test_a_bad_phases_option_is_named_as_typed_and_lower_case_phases_are_read(run_folder, capsys) -> None:
+    """``train --phases XX`` said "--set: setting 'segment.phases': …", naming an option the user never
+    typed; ``--phases pvp`` was refused though phase files are read without regard to case."""
+    run, _ = run_folder
+    assert main(["train", "--run", str(run.root), "--device", "cpu", "--phases", "PVP,XX"]) == 2
+    err = capsys.readouterr().err
+    assert "error: --phases: " in err and "--set" not in err and "non-empty subset of NC,AP,PVP,DP" in err
+    assert resolve_config("smoke", overrides=["segment.phases=pvp,ap"]).segment.phases == ("AP", "PVP")

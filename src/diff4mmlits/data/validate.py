@@ -170,10 +170,10 @@ def validate_dataset(dataset: str | Path, annotated_phase: str = ANNOTATED_PHASE
 
 def check_phases_across_cases(rows: Sequence[CaseRow], dataset: Path) -> list[Problem]:
     """A warning for each case that lacks a phase most of the dataset's cases have (a scan not
-    exported, or a write that did not finish): the segmenter then sees an empty channel there."""
+    exported, or a write that did not finish): the segmenter then fills that channel from the nearest phase."""
     counts = Counter(name for row in rows for name in row.phases)
     common = [name for name in PHASES if counts[name] > len(rows) / 2]
     return [Problem("warning", str(dataset / row.case_id),
                     f"no {', '.join(missing)} phase, which {min(counts[m] for m in missing)} of the {len(rows)} cases "
-                    "have; the segmenter sees an empty channel there (check the export if the scan exists)")
+                    "have; the segmenter fills its channel from the nearest phase (check the export if the scan exists)")
             for row in rows if (missing := [name for name in common if name not in row.phases])]

@@ -189,6 +189,7 @@ class SegmentConfig(Section):
         from diff4mmlits import PHASES
 
         names = [p.strip() for p in value.split(",")] if isinstance(value, str) else list(value)
+        names = [n.upper() if isinstance(n, str) else n for n in names]  # pvp, as phase file names are read
         unknown = [n for n in names if n not in PHASES]
         if not names or unknown:
             raise ValueError(f"phases must be a non-empty subset of {','.join(PHASES)}")
