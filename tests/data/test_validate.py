@@ -385,8 +385,8 @@ def test_a_case_without_a_phase_the_others_have_is_a_warning(tmp_path: Path, cap
     next((dataset / "case_001").glob("AP.*")).unlink()
     code, lines = run_validate(dataset, capsys)
     assert code == 0
-    assert lines == [f"warning: {dataset / 'case_001'}: no AP phase, which 2 of the 3 cases have; the segmenter sees "
-                     "an empty channel there (check the export if the scan exists)"]
+    assert lines == [f"warning: {dataset / 'case_001'}: no AP phase, which 2 of the 3 cases have; the segmenter fills "
+                     "its channel from the nearest phase (check the export if the scan exists)"]
 
 
 def test_the_annotated_phase_option_takes_phase_names_and_refuses_others(dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
