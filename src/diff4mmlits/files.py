@@ -133,6 +133,24 @@ def refuse_output_in_input(input_path: str | Path, output: str | Path, what: str
                          "or mix with the input's files; choose a place outside it", Path(output))
 
 
+@contextlib.contextmanager
+def named_as_final(staging: str | Path, final: str | Path) -> Iterator[None]:
+    """Errors raised while a folder is written in ``staging`` (to be renamed to ``final`` when whole)
+    name the file as it would have been in ``final``: the staging folder is gone by the time the user
+    reads the message (a full disk while writing a phantom or an nnU-Net dataset)."""
+    staging, final = str(staging), str(final)
+    try:
+        yield
+    except InputError as err:
+        if err.path is None or not str(err.path).startswith(staging):
+            raise
+        raise type(err)(err.message, final + str(err.path)[len(staging):]) from None
+    except OSError as err:
+        if not err.filename or not str(err.filename).startswith(staging):
+            raise
+        raise OSError(err.errno, err.strerror or str(err), final + str(err.filename)[len(staging):]) from None
+
+
 def require_writable(folder: str | Path) -> None:
     """Raise the ``OSError`` a write into ``folder`` would meet (read-only file system, no permission),
     checked on ``folder`` or, where it does not exist yet, the nearest parent it will be made in, and

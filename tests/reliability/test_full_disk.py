@@ -122,3 +122,14 @@ def test_a_temporary_file_that_cannot_be_made_is_named_as_the_file_asked_for(tmp
     with pytest.raises(OSError) as caught:
         write_text_atomic(tmp_path / "x.txt", "x")
     assert caught.value.filename == str(tmp_path / "x.txt")
+
+
+def test_a_full_disk_while_writing_a_phantom_names_the_file_as_it_would_have_been(tmp_path: Path, monkeypatch,
+                                                                                   capsys) -> None:
+    """The error named '.phantom.tmp/case_000/NC.nii.gz', a staging folder already gone when it was read."""
+    monkeypatch.setattr(io.sitk, "WriteImage", write_short_file)
+    out = tmp_path / "phantom"
+    assert main(["phantom", str(out), "--cases", "1", "--size", "16", "--workers", "1"]) == 3
+    [line] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert ".phantom.tmp" not in line and f"{out}/case_000/" in line, line
+    assert not out.exists() and not (tmp_path / ".phantom.tmp").exists()

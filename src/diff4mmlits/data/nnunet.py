@@ -26,7 +26,7 @@ from diff4mmlits.data.io import write_volume
 from diff4mmlits.data.native import canonical_phase_name
 from diff4mmlits.data.volume import require_same_grid
 from diff4mmlits.errors import InputError
-from diff4mmlits.files import write_json_atomic
+from diff4mmlits.files import named_as_final, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,8 @@ def export_nnunet_dataset(
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=out))
     try:
-        filled = _write_cases(cases, staging, phases, test_ids)
+        with named_as_final(staging, target):
+            filled = _write_cases(cases, staging, phases, test_ids)
         labelled = len(training)
         meta: dict[str, Any] = {
             "channel_names": {str(i): ("CT" if channel_names == "ct" else phase) for i, phase in enumerate(phases)},

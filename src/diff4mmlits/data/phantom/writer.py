@@ -36,7 +36,7 @@ from diff4mmlits.data.phantom.generate import (
     make_phantom_case,
 )
 from diff4mmlits.errors import InputError
-from diff4mmlits.files import write_json_atomic
+from diff4mmlits.files import named_as_final, write_json_atomic
 from diff4mmlits.progress import progress
 
 TRUTH_FOLDER = "_truth"
@@ -114,7 +114,8 @@ def write_phantom_dataset(out: str | Path, cases: int, seed: int, site: str = "d
         shutil.rmtree(out)
     out.mkdir(parents=True)
     try:
-        _write_cases(out, cases, healthy, seed, site, size, patients, workers, slice_mm)
+        with named_as_final(out, final):
+            _write_cases(out, cases, healthy, seed, site, size, patients, workers, slice_mm)
         os.replace(out, final)
     finally:
         shutil.rmtree(out, ignore_errors=True)
