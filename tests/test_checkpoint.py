@@ -56,10 +56,14 @@ def test_a_run_folder_or_a_missing_folder_given_as_a_model_says_where_the_model_
     from diff4mmlits.checkpoint import CONFIG_NAME, read_model_config
 
     run = tmp_path / "run"
-    for name in ("inpainter", "segmenter"):
-        (run / "models" / name).mkdir(parents=True)
-        (run / "models" / name / CONFIG_NAME).write_text(json.dumps({"kind": name}))
+    for name, kind in (("autoencoder", "vqvae"), ("inpainter", "ffc-inpainter"), ("segmenter", "segmenter")):
+        (run / "models" / name).mkdir(parents=True)  # folder names are not kinds: found by config.json
+        (run / "models" / name / CONFIG_NAME).write_text(json.dumps({"kind": kind}))
     with pytest.raises(InputError, match="a run folder, not a model folder; give its model, e.g. .*models/segmenter"):
         read_model_config(run, kind="segmenter")
+    with pytest.raises(InputError, match="give its model, e.g. .*models/inpainter$"):
+        read_model_config(run, kind="ffc-inpainter")
+    with pytest.raises(InputError, match="none of its models is a latent-diffusion model"):
+        read_model_config(run, kind="latent-diffusion")
     with pytest.raises(InputError, match="not found, so not a model folder"):
         read_model_config(tmp_path / "nowhere")

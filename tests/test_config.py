@@ -212,6 +212,14 @@ def test_settings_out_of_their_range_are_refused(setting: str) -> None:
         resolve_config("smoke", overrides=[setting])
 
 
+def test_a_mapping_given_to_a_setting_is_named_as_the_setting_and_no_pydantic_prefix_shows() -> None:
+    with pytest.raises(InputError, match="setting 'segment.learning_rate'"):
+        resolve_config("smoke", overrides=["segment.learning_rate={a: 1}"])
+    with pytest.raises(InputError) as err:
+        resolve_config("smoke", overrides=["segment.phases=foo"])
+    assert "Value error" not in str(err.value) and "non-empty subset" in str(err.value)
+
+
 def test_a_backbone_and_a_patch_it_cannot_divide_are_refused_with_the_config() -> None:
     """``train --backbone swin-unetr`` on the smoke patch failed after clearing the good model's stamp."""
     with pytest.raises(InputError, match=r"section 'segment': backbone swin-unetr needs a patch that is a multiple "

@@ -238,12 +238,12 @@ def test_a_run_folder_in_the_dataset_is_refused_before_anything_is_written(tiny_
     from diff4mmlits.cli import main
 
     before = sorted(p.relative_to(tiny_dataset) for p in tiny_dataset.rglob("*"))
-    for run_dir, words in ((tiny_dataset, "is the dataset"), (tiny_dataset / "runs" / "x", "lies inside the dataset")):
+    for run_dir, words in ((tiny_dataset, "is the DATASET"), (tiny_dataset / "runs" / "x", "is inside the DATASET")):
         for command in (["run", str(tiny_dataset), "--run", str(run_dir), "--preset", "smoke"],
                         ["register", str(tiny_dataset), "--run", str(run_dir), "--preset", "smoke"]):
             capsys.readouterr()
             assert main(command) == 2
-            assert f"the run folder {words}: its files would mix with the cases" in capsys.readouterr().err
+            assert f"--run {words}: the run folder's files would overwrite or mix" in capsys.readouterr().err
     assert sorted(p.relative_to(tiny_dataset) for p in tiny_dataset.rglob("*")) == before
     (tiny_dataset / "case_001" / "label.nii.gz").unlink()
     assert main(["run", str(tiny_dataset), "--run", str(tmp_path / "a" / "b" / "run"), "--preset", "smoke"]) == 2

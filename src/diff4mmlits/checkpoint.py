@@ -228,11 +228,21 @@ def _not_a_model_folder(folder: Path, kind: str | None) -> str:
     if not folder.exists():
         return "not found, so not a model folder; give one (a run's models/<name>/)"
     if (folder / "models").is_dir():
-        names = sorted(p.name for p in (folder / "models").iterdir() if (p / CONFIG_NAME).is_file())
-        wanted = [n for n in names if kind is None or n.startswith(kind)] or names
+        models = sorted(p for p in (folder / "models").iterdir() if (p / CONFIG_NAME).is_file())
+        wanted = [p for p in models if kind is None or _kind_of(p) == kind]
         if wanted:
-            return f"a run folder, not a model folder; give its model, e.g. {folder / 'models' / wanted[0]}"
+            return f"a run folder, not a model folder; give its model, e.g. {wanted[0]}"
+        if models:
+            return f"a run folder, not a model folder, and none of its models is a {kind} model; train one first"
     return f"no {CONFIG_NAME} here: not a model folder (train it first)"
+
+
+def _kind_of(folder: Path) -> str | None:
+    """The kind a model folder's ``config.json`` names (None when it cannot be read)."""
+    try:
+        return model_kind(json.loads((folder / CONFIG_NAME).read_text()))
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 @contextlib.contextmanager

@@ -116,16 +116,18 @@ def _named_as_option(option: str, setting: str) -> Iterator[None]:
 def _removed_when_refused(run_dir: Path) -> Iterator[None]:
     """A run folder this command creates is removed again when the command stops on bad input before
     it wrote more than its configuration (``train-translator`` saves that first, then reads the data)."""
+    from diff4mmlits.files import missing_folders, remove_empty_folders
     from diff4mmlits.runfolder import CONFIG_FILE
 
-    created = not Path(run_dir).exists()
+    made = missing_folders(run_dir)
     try:
         yield
     except InputError:
         leftovers = {p.name for p in Path(run_dir).iterdir()} if Path(run_dir).is_dir() else set()
         stamps = Path(run_dir) / ".stages"
-        if created and leftovers <= {CONFIG_FILE, ".stages"} and not (stamps.is_dir() and any(stamps.iterdir())):
+        if made and leftovers <= {CONFIG_FILE, ".stages"} and not (stamps.is_dir() and any(stamps.iterdir())):
             shutil.rmtree(run_dir, ignore_errors=True)
+            remove_empty_folders(made)
         raise
 
 
@@ -272,7 +274,7 @@ def export_nnunet(
     from diff4mmlits.files import refuse_output_in_input
 
     for source in sources:  # OUT inside a source's case folder was written and then read as a phase
-        refuse_output_in_input(source, out, "the nnU-Net dataset")
+        refuse_output_in_input(source, out, "the nnU-Net dataset", names=("OUT", "SOURCE"))
     if run_dir is None and not sources:
         raise InputError("give the dataset folder(s) to export and then OUT, or --run RUN and OUT")
     cases, options = [], {}

@@ -233,10 +233,10 @@ def validate_config(values: dict[str, Any], source: str = "configuration") -> Co
         key = ".".join(str(p) for p in first["loc"])
         if first["type"] == "extra_forbidden":
             message = f"unknown setting '{key}'"
-        elif isinstance(first.get("input"), dict):  # a check across a section's settings: its message says it all
+        elif first["type"] == "value_error" and len(first["loc"]) == 1:  # a check across a section's settings
             message = f"section '{key}': {first['msg'].removeprefix('Value error, ')}"
         else:
-            message = f"setting '{key}': {first['msg']} (got {first.get('input')!r})"
+            message = f"setting '{key}': {first['msg'].removeprefix('Value error, ')} (got {first.get('input')!r})"
         extra = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
         raise InputError(f"{source}: {message}{extra}; see docs/presets.md for the settings") from None
 

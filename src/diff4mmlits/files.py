@@ -123,14 +123,31 @@ def describe_path_error(err: OSError) -> str:
             "choose another path")
 
 
-def refuse_output_in_input(input_path: str | Path, output: str | Path, what: str) -> None:
+def refuse_output_in_input(input_path: str | Path, output: str | Path, what: str,
+                           names: tuple[str, str] = ("OUTPUT", "INPUT")) -> None:
     """Stop (``InputError``) when ``output`` is ``input_path`` or lies inside the input folder: writing
     there would overwrite the input's own files (a case's ``label.nii.gz``) or add files that the
-    input's reader then takes for images. ``what``: the outputs, e.g. "the labels"."""
+    input's reader then takes for images. ``what``: the outputs, e.g. "the labels"; ``names``: the
+    command's names for the two arguments."""
     source, target = Path(input_path).resolve(), Path(output).resolve()
+    out, given = names
     if target == source or (source.is_dir() and source in target.parents):
-        raise InputError(f"OUTPUT is {'the INPUT' if target == source else 'inside the INPUT'}: {what} would overwrite "
-                         "or mix with the input's files; choose a place outside it", Path(output))
+        raise InputError(f"{out} is {f'the {given}' if target == source else f'inside the {given}'}: {what} would "
+                         "overwrite or mix with the input's files; choose a place outside it", Path(output))
+
+
+def missing_folders(folder: str | Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, innermost first: what making it makes."""
+    folder = Path(folder).absolute()
+    return [f for f in (folder, *folder.parents) if not f.exists()]
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove each of ``folders`` (innermost first) that is an empty folder: a refused command leaves
+    none of the folders it made behind."""
+    for folder in folders:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 @contextlib.contextmanager

@@ -27,6 +27,7 @@ from diff4mmlits.data.validate import validate_dataset
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.distributed import is_main_process
 from diff4mmlits.errors import InputError
+from diff4mmlits.files import refuse_output_in_input
 from diff4mmlits.htmlpage import figure_html, html_table
 from diff4mmlits.progress import progress
 from diff4mmlits.runfolder import RunFolder, fingerprint_of
@@ -231,8 +232,4 @@ STAGES: list[Stage] = [
 def refuse_run_in_dataset(dataset: str | Path, run: RunFolder) -> None:
     """Stop before anything is written when the run folder is the dataset or lies inside it: the run's
     files would land among the cases, and the dataset's reader would take them for cases."""
-    source, target = Path(dataset).resolve(), run.root.resolve()
-    if target == source or (source.is_dir() and source in target.parents):
-        where = "is the dataset" if target == source else "lies inside the dataset"
-        raise InputError(f"the run folder {where}: its files would mix with the cases; give --run a folder "
-                         "outside it (e.g. runs/NAME)", run.root)
+    refuse_output_in_input(dataset, run.root, "the run folder's files", names=("--run", "DATASET"))

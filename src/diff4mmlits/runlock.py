@@ -24,7 +24,7 @@ from pathlib import Path
 
 from diff4mmlits.distributed import is_main_process
 from diff4mmlits.errors import InputError
-from diff4mmlits.files import remove_interrupted_writes
+from diff4mmlits.files import missing_folders, remove_empty_folders, remove_interrupted_writes
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def run_folder_lock(root: str | Path, command: str | None = None) -> Iterator[No
     if not is_main_process():
         yield
         return
-    made = [folder for folder in (root, *root.absolute().parents) if not folder.exists()]  # innermost first
+    made = missing_folders(root)
     root.mkdir(parents=True, exist_ok=True)
     key = (root / LOCK_FILE).resolve()
     if _HELD.get(key):
@@ -138,6 +138,4 @@ def run_folder_lock(root: str | Path, command: str | None = None) -> Iterator[No
     finally:
         _HELD.pop(key, None)
         release(path)
-        for folder in made:  # a command refused before writing: no empty run folder (or parents) left
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
+        remove_empty_folders(made)  # a command refused before writing: no empty run folder (or parents) left

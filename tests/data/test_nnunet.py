@@ -228,7 +228,7 @@ def test_cli_export_refuses_an_out_inside_a_source(tmp_path: Path, capsys: pytes
     source = Build().dataset(tmp_path / "ds", n_cases=1, phases=("PVP",))
     before = sorted(p.name for p in (source / "case_000").iterdir())
     code = main(["export-nnunet", str(source), str(source / "case_000"), "--dataset-id", "513"])
-    assert code == 2 and "OUTPUT is inside the INPUT: the nnU-Net dataset would" in capsys.readouterr().err
+    assert code == 2 and "OUT is inside the SOURCE: the nnU-Net dataset would" in capsys.readouterr().err
     assert sorted(p.name for p in (source / "case_000").iterdir()) == before
 
 

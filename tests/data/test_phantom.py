@@ -438,6 +438,8 @@ def test_cli_writes_a_thick_slice_phantom_and_refuses_a_bad_spacing(tmp_path, ca
     (["--site", "third", "--size", "16"], "slice spacing of 25 mm (site third, size 16)"),
     (["--slice-mm", "0.001"], "slice spacing of 0.001 mm"),
     (["--slice-mm", "0.05"], "phantom of 3600 slices"),
+    (["--site", "third", "--size", "17", "--slice-mm", "5"], "pixel of 21 mm"),  # another phase's pixel is 8 % larger
+    (["--size", "3000"], "phantom of 2250 slices"),  # was a TypeError formatting the absent --slice-mm
 ])
 def test_a_phantom_that_validate_would_refuse_is_not_written(arguments, words, tmp_path, capsys) -> None:
     """--slice-mm 50 and --site third --size 16 wrote datasets validate refused (slices over 20 mm);

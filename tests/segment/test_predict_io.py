@@ -354,6 +354,11 @@ def test_a_phase_file_given_alone_is_that_phase_of_its_folders_case(model, tiny_
     assert case.case_id == "case_001" and list(case.phases) == ["AP"] and case.annotated_phase == "AP"
     [scan] = read_prediction_inputs(tmp_path / "case_001" / "PVP.nii.gz", "PVP")
     assert scan.case_id == "case_001" and list(scan.phases) == ["PVP"]
+    (tmp_path / "store" / "ab12cd").mkdir(parents=True)  # git-annex, DVC: the file is a link into a store
+    (tmp_path / "case_001" / "AP.nii.gz").rename(tmp_path / "store" / "ab12cd" / "AP.nii.gz")
+    (tmp_path / "case_001" / "AP.nii.gz").symlink_to(tmp_path / "store" / "ab12cd" / "AP.nii.gz")
+    [linked] = read_prediction_inputs(tmp_path / "case_001" / "AP.nii.gz", "PVP")
+    assert linked.case_id == "case_001"
 
 
 def test_a_scan_given_twice_or_an_output_named_in_another_format_is_refused(model, tiny_case, tmp_path, capsys) -> None:
@@ -382,6 +387,20 @@ def test_a_label_file_named_after_a_phase_beside_the_phases_is_not_read(model, t
     (tmp_path / "c1" / "label.nii.gz").rename(tmp_path / "c1" / "PVP_seg.nii.gz")
     [read] = read_prediction_inputs(tmp_path / "c1", "PVP")
     assert read.case_id == "c1" and set(read.phases) == set(case.phases) and read.label is None
+
+
+def test_a_scan_without_its_rescale_intercept_is_warned_about_by_predict_only(tiny_case, tmp_path, caplog) -> None:
+    """Stored values 0…4095 (no rescale intercept) were segmented with a warning blaming the scanner or
+    the timing; the warning names the case and phase, and reading an MRI for a translator gives none."""
+    from diff4mmlits.data.casefiles import read_checked_image
+
+    pvp = tiny_case("raw", seed=1).phases["PVP"]
+    write_volume(pvp.with_array((4 * (pvp.array - pvp.array.min()) + 1).astype(np.int16)), tmp_path / "raw.nii.gz")
+    with caplog.at_level("WARNING"):
+        read_checked_image(tmp_path / "raw.nii.gz")
+        assert not caplog.records
+        read_prediction_inputs(tmp_path / "raw.nii.gz", "PVP")
+    assert "raw/PVP: no voxel below 0 HU" in caplog.text and "rescale intercept" in caplog.text
 
 
 def test_a_folder_of_single_scans_gives_one_label_per_scan(model, tiny_case, tmp_path) -> None:

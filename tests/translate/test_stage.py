@@ -94,6 +94,6 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, datasets, capsys) -> None:
                  "--run", str(tmp_path / "r2"), "--preset", "smoke"]) == 2
     assert "not found" in capsys.readouterr().err
     assert not (tmp_path / "r2").exists()  # a refused command left RUN/config.yaml
-    assert main(["train-translator", "--source", str(mri), "--target", str(mri), "--run", str(tmp_path / "r3"),
+    assert main(["train-translator", "--source", str(mri), "--target", str(mri), "--run", str(tmp_path / "new" / "r3"),
                  "--preset", "smoke"]) == 2
-    assert not (tmp_path / "r3").exists()
+    assert not (tmp_path / "new").exists()  # nor the parents it made

@@ -7,7 +7,6 @@ same files one by one, so reading and validation never disagree about a dataset.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,8 +20,6 @@ from diff4mmlits.data.io import holds_dicom_series, read_volume
 from diff4mmlits.data.volume import Volume
 from diff4mmlits.errors import InputError
 from diff4mmlits.threads import thread_budget
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -132,12 +129,8 @@ def read_checked_image(path: Path) -> Volume:
 def checked_image(volume: Volume, where: str | Path) -> Volume:
     """``volume`` when its geometry and values are those of a CT in HU (``checks.check_geometry``,
     ``checks.check_image_values``); else :class:`InputError` naming ``where`` (warnings are left to
-    ``diff4mmlits validate``; the one warning on values, no voxel below 0 HU, is logged: a scan stored
-    without its rescale intercept is segmented as nonsense)."""
-    problems = check_geometry(volume, where) + check_image_values(volume, where)
-    _raise_first_error(problems)
-    for problem in problems:
-        log.warning("%s: %s", Path(problem.path).name, problem.message)
+    ``diff4mmlits validate``, and to ``predict``, whose input must be CT: a translator's MRI is not)."""
+    _raise_first_error(check_geometry(volume, where) + check_image_values(volume, where))
     return volume
 
 

@@ -14,6 +14,18 @@ SyntheticSource = Literal["none", "offline", "on-the-fly"]
 PATCH_DIVISOR: dict[str, int] = {"swin-unetr": 32, "vnet": 16}
 """Backbones whose patch must be a multiple of this along every axis (they pool every axis 5 / 4 times)."""
 
+
+def backbone_patch_problem(backbone: str, patch: tuple[int, ...] | None) -> str | None:
+    """Why ``backbone`` cannot take ``patch`` (voxels, z, y, x), or None: a multiple of its
+    :data:`PATCH_DIVISOR` on every axis and twice that on one (a one-voxel bottleneck cannot be
+    instance-normalised). Checked on the settings and on a patch the plan derives."""
+    factor = PATCH_DIVISOR.get(backbone)
+    if not factor or patch is None or (not any(p % factor for p in patch) and max(patch) >= 2 * factor):
+        return None
+    return (f"backbone {backbone} needs a patch that is a multiple of {factor} along every axis and at least "
+            f"{2 * factor} along one, not {list(patch)}; set segment.patch_size_vox (e.g. [{2 * factor}, "
+            f"{2 * factor}, {2 * factor}])")
+
 SYNTHETIC_AUGMENTATION_KEYS: tuple[str, ...] = (
     "noise_prob", "noise_std", "grain_noise_prob", "grain_noise_std", "grain_noise_vox", "blur_prob", "blur_sigma_vox",
     "brightness_prob", "brightness_factor", "contrast_prob", "contrast_factor", "low_resolution_prob",
@@ -230,12 +242,9 @@ class SegmentConfig(Section):
     def _check_backbone_patch(self) -> SegmentConfig:
         """A backbone that pools every axis ``factor``× needs a patch it divides; checked here so that a
         command stops on it before clearing a finished stage's stamp (networks.py checks a derived patch)."""
-        factor = PATCH_DIVISOR.get(self.backbone)
-        patch = self.patch_size_vox
-        if factor and patch is not None and (any(p % factor for p in patch) or max(patch) < 2 * factor):
-            raise ValueError(f"backbone {self.backbone} needs a patch that is a multiple of {factor} along every axis "
-                             f"and at least {2 * factor} along one, not {list(patch)}; set segment.patch_size_vox "
-                             f"(e.g. [{2 * factor}, {2 * factor}, {2 * factor}])")
+        problem = backbone_patch_problem(self.backbone, self.patch_size_vox)
+        if problem:
+            raise ValueError(problem)
         return self
 
     @field_validator("synthetic_ratio")

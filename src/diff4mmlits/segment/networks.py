@@ -18,7 +18,7 @@ import torch
 
 from diff4mmlits import PHASES
 from diff4mmlits.errors import InputError
-from diff4mmlits.segment.config import PATCH_DIVISOR, SegmentConfig
+from diff4mmlits.segment.config import SegmentConfig, backbone_patch_problem
 from diff4mmlits.segment.plan import SegmenterPlan, divisibility
 from diff4mmlits.training import autocast, half_dtype
 
@@ -69,13 +69,11 @@ def _isotropic_levels(plan: SegmenterPlan, limit: int) -> int:
     return max(1, min(limit, int(math.log2(smallest)) + 1))
 
 
-def _require_divisible(name: str, plan: SegmenterPlan, factor: int) -> None:
-    """Raise unless every patch axis is a multiple of ``factor`` and the deepest map has > 1 voxel."""
-    if any(p % factor for p in plan.patch_size_vox) or max(plan.patch_size_vox) < 2 * factor:
-        raise InputError(
-            f"backbone {name} needs a patch that is a multiple of {factor} along every axis and at least "
-            f"{2 * factor} along one, the plan has {plan.patch_size_vox}; set segment.patch_size_vox (e.g. {2 * factor}³)"
-        )
+def _require_divisible(name: str, plan: SegmenterPlan) -> None:
+    """Raise unless the plan's patch suits ``name`` (:func:`~diff4mmlits.segment.config.backbone_patch_problem`)."""
+    problem = backbone_patch_problem(name, plan.patch_size_vox)
+    if problem:
+        raise InputError(problem)
 
 
 def build_unet(plan: SegmenterPlan, config: SegmentConfig) -> torch.nn.Module:
@@ -111,7 +109,7 @@ def build_segresnet(plan: SegmenterPlan, config: SegmentConfig) -> torch.nn.Modu
 def build_swin_unetr(plan: SegmenterPlan, config: SegmentConfig) -> torch.nn.Module:
     from monai.networks.nets import SwinUNETR
 
-    _require_divisible("swin-unetr", plan, PATCH_DIVISOR["swin-unetr"])
+    _require_divisible("swin-unetr", plan)
     feature_size = max(12, 12 * round(config.base_filters / 12))
     return SwinUNETR(in_channels=IN_CHANNELS, out_channels=OUT_CHANNELS, feature_size=feature_size, spatial_dims=3)
 
@@ -119,7 +117,7 @@ def build_swin_unetr(plan: SegmenterPlan, config: SegmentConfig) -> torch.nn.Mod
 def build_vnet(plan: SegmenterPlan, config: SegmentConfig) -> torch.nn.Module:
     from monai.networks.nets import VNet
 
-    _require_divisible("vnet", plan, PATCH_DIVISOR["vnet"])
+    _require_divisible("vnet", plan)
     return VNet(spatial_dims=3, in_channels=IN_CHANNELS, out_channels=OUT_CHANNELS)
 
 

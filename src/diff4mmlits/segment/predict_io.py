@@ -29,6 +29,7 @@ from scipy import ndimage
 from diff4mmlits import PHASES
 from diff4mmlits.data.case import Case
 from diff4mmlits.data.casefiles import CaseFiles, checked_image, read_case_files, read_checked_image
+from diff4mmlits.data.checks import check_image_values
 from diff4mmlits.data.dataset import list_case_files
 from diff4mmlits.data.io import holds_dicom_series, read_dicom_series, strip_extension, volume_extension
 from diff4mmlits.data.native import LABEL_ALIASES, canonical_phase_name, scan_case_folder
@@ -62,7 +63,17 @@ def is_dicom_series_folder(path: Path) -> bool:
 
 
 def read_prediction_inputs(path: str | Path, annotated_phase: str = "PVP") -> list[Case]:
-    """The cases under ``path`` (see the module doc), unregistered, without labels."""
+    """The cases under ``path`` (see the module doc), unregistered, without labels; a phase that does
+    not look like CT in HU (no voxel below 0 HU: the rescale intercept not applied) is warned about."""
+    cases = _read_prediction_inputs(Path(path), annotated_phase)
+    for case in cases:
+        for name, volume in case.phases.items():
+            for problem in check_image_values(volume, f"{case.case_id}/{name}"):
+                log.warning("%s: %s", problem.path, problem.message)  # the errors were raised on reading
+    return cases
+
+
+def _read_prediction_inputs(path: Path, annotated_phase: str) -> list[Case]:
     path = Path(path)
     if not path.exists():
         raise InputError("input not found; give an image file, a DICOM series folder, a case folder or a dataset", path)
@@ -92,7 +103,8 @@ def _single_image_case(path: Path, annotated_phase: str) -> Case:
     every case of a loop over ``*/PVP.nii.gz`` would overwrite); any other name is the case, read as
     the annotated phase."""
     phase = canonical_phase_name(strip_extension(path.name))
-    case_id = (path.resolve().parent.name if phase else "") or strip_extension(path.name)
+    case_id = (path.absolute().parent.name if phase else "") or strip_extension(path.name)  # not resolve(): a
+    # symlinked file (git-annex, DVC) would be named after its store folder
     phase = phase or annotated_phase
     log.info("%s: one image, read as phase %s of case %s", path.name, phase, case_id)
     return Case(case_id, {phase: read_checked_image(path)}, None, phase)

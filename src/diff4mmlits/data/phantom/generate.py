@@ -36,6 +36,7 @@ import numpy as np
 from diff4mmlits import LABEL_BACKGROUND, LABEL_LIVER, LABEL_TUMOR, PHASES
 from diff4mmlits.data.case import ANNOTATED_PHASE, Case
 from diff4mmlits.data.phantom.acquisition import (
+    PIXEL_JITTER,
     SITES,
     Acquisition,
     Grid,
@@ -137,7 +138,8 @@ def check_phantom_arguments(index: int, seed: int, site: str, size: int, patient
         raise InputError(f"phantom slice spacing {slice_mm} mm: give a positive number of mm (e.g. 5)")
     scanner = SITES[site]
     slices = slice_count(scanner, size, slice_mm)
-    spacing = {"slice spacing": scanner.z_extent_mm / slices, "pixel": scanner.field_of_view_mm[1] / size}
+    pixel = scanner.field_of_view_mm[1] / size  # the largest a case draws; another phase's is up to 8 % larger
+    spacing = {"slice spacing": scanner.z_extent_mm / slices, "pixel": pixel * (1 + PIXEL_JITTER)}
     for what, value in spacing.items():  # a phantom that validate would refuse is not written
         if not MIN_SPACING_MM <= value <= MAX_SPACING_MM:
             raise InputError(f"phantom {what} of {value:.3g} mm (site {site}, size {size}"
@@ -145,8 +147,7 @@ def check_phantom_arguments(index: int, seed: int, site: str, size: int, patient
                              f"{MIN_SPACING_MM:g}–{MAX_SPACING_MM:g} mm a CT has; choose a larger --size or a --slice-mm "
                              "in that range")
     if slices > MAX_SLICES:
-        raise InputError(f"phantom of {slices} slices (--slice-mm {slice_mm:g}): at most {MAX_SLICES}; give a larger "
-                         "--slice-mm")
+        raise InputError(f"phantom of {slices} slices: at most {MAX_SLICES}; give a larger --slice-mm or a smaller --size")
 
 
 def patient_stream(site: str, patients: str | None) -> int:
