@@ -523,6 +523,9 @@ def train(
     if cascade is not None and cascade not in ("on", "off"):
         raise InputError(f"--cascade {cascade!r}: choose on or off")
     _choices("--synthetic", synthetic, "segment.synthetic")
+    if synthetic == "none" and synthetic_ratio:
+        raise InputError(f"--synthetic-ratio {synthetic_ratio:g} with --synthetic none: no synthetic case to mix in; "
+                         "drop one of them")
     extra = list(overrides or [])
     if cascade is not None:
         extra.append(f"segment.cascade={cascade == 'on'}")

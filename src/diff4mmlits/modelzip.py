@@ -42,7 +42,7 @@ def export_model(model_dir: str | Path, out_zip: str | Path) -> Path:
     if out_zip.suffix.lower() != ".zip":
         raise InputError("the output must be a .zip file name", out_zip)
     files = sorted(p for p in model_dir.rglob("*") if p.is_file() and p.name not in LEFT_OUT
-                   and not p.name.startswith("."))
+                   and not p.name.startswith(".") and p.suffix.lower() != ".zip")  # an earlier export saved inside
     for path in files:  # a damaged model is refused here, not found only at predict on another machine
         if path.suffix in (".safetensors", ".pt"):
             verify_checksum(path)

@@ -34,12 +34,13 @@ def test_liver_roi_is_the_dilated_liver(shifted_case) -> None:
 def test_without_a_liver_the_body_mask_is_used_with_a_warning(shifted_case, caplog) -> None:
     case, _, _ = shifted_case
     empty = case.label.with_array(np.zeros_like(case.label.array))
-    for label in (None, empty):
+    # at predict a case never has a label: "has no label" read as if something were wrong with it
+    for label, reason in ((None, "no liver label to focus on"), (empty, "its label holds no liver")):
         unlabelled = Case(case.case_id, case.phases, label=label)
         with caplog.at_level(logging.WARNING, logger="diff4mmlits"):
             roi = liver_roi(unlabelled, margin_mm=20.0)
         assert roi.source == "body"
-        assert "body mask" in caplog.text
+        assert f"{reason}; registering on the body mask" in caplog.text and "has no label" not in caplog.text
         caplog.clear()
         body = roi.mask.array > 0
         assert body[case.annotated.array > 0].all()  # organs are inside the body

@@ -124,3 +124,11 @@ def test_a_bad_phases_option_is_named_as_typed_and_lower_case_phases_are_read(ru
     err = capsys.readouterr().err
     assert "error: --phases: " in err and "--set" not in err and "non-empty subset of NC,AP,PVP,DP" in err
     assert resolve_config("smoke", overrides=["segment.phases=pvp,ap"]).segment.phases == ("AP", "PVP")
+
+
+def test_a_synthetic_ratio_without_synthetic_cases_is_refused_before_the_stamp_is_touched(run_folder, capsys) -> None:
+    """``train --synthetic none --synthetic-ratio 0.5`` trained without a word about the ratio it ignored."""
+    run, _ = run_folder
+    assert main(["train", "--run", str(run.root), "--synthetic", "none", "--synthetic-ratio", "0.5"]) == 2
+    assert "--synthetic-ratio 0.5 with --synthetic none: no synthetic case to mix in" in capsys.readouterr().err
+    assert run.read_stamp("register") is not None

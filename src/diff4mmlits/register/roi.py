@@ -83,7 +83,7 @@ def liver_roi(case: Case, margin_mm: float) -> RegionOfInterest:
     if case.label is not None and (case.label.array > 0).any():
         mask = dilate_mm(case.label.array > 0, annotated.spacing_mm, margin_mm)
         return RegionOfInterest(annotated.with_array(mask.astype(np.uint8), kind="label"), "liver", margin_mm)
-    reason = "has no label" if case.label is None else "has no liver in its label"
+    reason = "no liver label to focus on" if case.label is None else "its label holds no liver"
     log.warning("%s: %s; registering on the body mask instead of the liver", case.case_id, reason)
     mask = body_mask(annotated)
     return RegionOfInterest(annotated.with_array(mask.astype(np.uint8), kind="label"), "body", 0.0)
