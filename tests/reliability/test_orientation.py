@@ -87,3 +87,17 @@ def test_predict_gives_the_same_label_whatever_the_storage_orientation(trained_m
     label_ras = segment_case(stored_ras, segmenter)
     assert label_ras.same_grid(stored_ras.annotated)
     assert np.array_equal(reorient(label_ras, "LPS").array, label.array)
+
+
+def test_the_orientation_line_is_said_once_a_case(trained_model, caplog) -> None:
+    """predict printed 'stored as RAS, the model was trained on LPS…' twice: once more for the coarse
+    pass that finds the liver before registration."""
+    from diff4mmlits.segment.predict import locate_liver
+
+    segmenter = load_segmenter(trained_model, device="cpu")
+    case = make_case("new", seed=5)
+    stored_ras = Case("new", {k: reorient(v, "RAS") for k, v in case.phases.items()}, None, case.annotated_phase)
+    with caplog.at_level("INFO", logger="diff4mmlits"):
+        locate_liver(stored_ras, segmenter)
+        segment_case(stored_ras, segmenter)
+    assert caplog.text.count("stored as RAS, the model was trained on LPS") == 1

@@ -121,19 +121,21 @@ def predict_probabilities(segmenter: Segmenter, image: np.ndarray, tta: bool = F
     return (total / len(flips))[0].cpu().numpy().astype(np.float32)
 
 
-def segment_case(case: Case, segmenter: Segmenter, tta: bool | None = None) -> Volume:
+def segment_case(case: Case, segmenter: Segmenter, tta: bool | None = None, announce: bool = True) -> Volume:
     """Label ``(z, y, x)`` uint8 of a registered case on its annotated phase's grid (post-processed).
 
     A cascade finds the liver with stage one, then segments the liver's box with stage two. A case
     stored in another orientation than the training cases (``config.json``'s ``orientation``, e.g.
-    RAS against LPS) is reoriented for the network (no resampling) and its label turned back.
+    RAS against LPS) is reoriented for the network (no resampling) and its label turned back, with a
+    log line unless ``announce`` is off (the coarse pass that locates the liver: one line a case).
     """
     case.require_registered()
     trained_in = segmenter.model_config.get("orientation")
     stored_in = orientation_code(case.annotated)
     if trained_in and stored_in != trained_in:  # the network saw one orientation: turn the case into it and back
-        log.info("%s: stored as %s, the model was trained on %s: predicted in %s, the label turned back to %s",
-                 case.case_id, stored_in, trained_in, trained_in, stored_in)
+        log.log(logging.INFO if announce else logging.DEBUG,
+                "%s: stored as %s, the model was trained on %s: predicted in %s, the label turned back to %s",
+                case.case_id, stored_in, trained_in, trained_in, stored_in)
         turned = Case(case.case_id, {name: reorient(v, trained_in) for name, v in case.phases.items()}, None,
                       case.annotated_phase)
         label = reorient(segment_case(turned, segmenter, tta), stored_in)
@@ -168,7 +170,7 @@ def locate_liver(case: Case, segmenter: Segmenter) -> Volume | None:
         return None
     grid = target_grid(case.annotated, stage_one.plan.target_spacing_mm)
     phases = {name: resample_onto(volume, grid, default=float(volume.array.min())) for name, volume in case.phases.items()}
-    coarse = segment_case(Case(case.case_id, phases, None, case.annotated_phase), stage_one, tta=False)
+    coarse = segment_case(Case(case.case_id, phases, None, case.annotated_phase), stage_one, tta=False, announce=False)
     liver = largest_component(coarse.array > 0)
     volume_ml = float(liver.sum()) * float(np.prod(coarse.spacing_mm)) / 1000.0
     low, high = (segmenter.model_config.get("training_livers") or {}).get("volume_ml") or [400.0, 4000.0]
