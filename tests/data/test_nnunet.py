@@ -287,3 +287,12 @@ def test_nnunet_itself_accepts_a_run_export_with_test_split_and_splits(tmp_path:
     target = export_nnunet_dataset(cases + [painted], tmp_path / "raw", dataset_id=502, name="Check",
                                    patients={"case_0_s000": "case_0"}, synthetic=["case_0_s000"], test=["case_3"], folds=3)
     verify_dataset_integrity(str(target), num_processes=1)  # raises on any problem
+
+
+def test_more_folds_than_patients_says_how_many_were_written(caplog) -> None:
+    from diff4mmlits.data.nnunet import make_patient_splits
+
+    real = [f"p{i}" for i in range(5)]
+    with caplog.at_level("WARNING"):
+        splits = make_patient_splits(real, {c: c for c in real}, set(), folds=100, seed=0)
+    assert len(splits) == 5 and "100 folds asked for, 5 written (one per real training patient)" in caplog.text

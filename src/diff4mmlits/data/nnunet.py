@@ -307,6 +307,8 @@ def make_patient_splits(training: Sequence[str], patient_of: Mapping[str, str], 
         raise InputError(f"{len(real_patients)} real training patient(s): cross-validation needs at least 2")
     order = [real_patients[i] for i in np.random.default_rng(seed).permutation(len(real_patients))]
     count = min(folds, len(order))
+    if count < folds:  # --folds 100 over 5 patients wrote 5 folds without a word
+        log.warning("nnU-Net export: %d folds asked for, %d written (one per real training patient)", folds, count)
     groups = [set(order[k::count]) for k in range(count)]
     return [{"train": sorted(c for c in training if patient_of[c] not in group),
              "val": sorted(c for c in training if patient_of[c] in group and c not in synthetic)} for group in groups]
