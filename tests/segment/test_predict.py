@@ -99,10 +99,10 @@ def _stage_one_finding(monkeypatch, liver_of) -> None:
 
     real = predict_module.segment_case
 
-    def fake(case, segmenter, tta=None):
+    def fake(case, segmenter, tta=None, announce=True):
         if segmenter.liver is None:  # stage one itself
             return case.annotated.with_array(liver_of(case).astype(np.uint8), kind="label")
-        return real(case, segmenter, tta)
+        return real(case, segmenter, tta, announce)
 
     monkeypatch.setattr(predict_module, "segment_case", fake)
 
