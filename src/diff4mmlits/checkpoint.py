@@ -162,6 +162,11 @@ def save_weights(module: torch.nn.Module, path: str | Path) -> Path:
     return path
 
 
+def non_finite_tensors(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors of ``state`` that hold NaN or Inf (a diverged training)."""
+    return [name for name, tensor in state.items() if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+
+
 def load_weights(module: torch.nn.Module, path: str | Path, strict: bool = True) -> torch.nn.Module:
     """Load safetensors weights into ``module`` (on the module's device)."""
     path = Path(path)
@@ -173,7 +178,7 @@ def load_weights(module: torch.nn.Module, path: str | Path, strict: bool = True)
         state = load_file(str(path))
     except Exception as err:  # safetensors raises its own error types
         raise InputError(f"not a readable safetensors file ({type(err).__name__}); is it truncated?", path) from None
-    broken = [name for name, tensor in state.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    broken = non_finite_tensors(state)
     if broken:
         raise InputError(f"{len(broken)} weight tensor(s) hold NaN or Inf (first: {broken[0]}); the training "
                          "diverged or the file is damaged: re-train", path)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from diff4mmlits.checkpoint import save_checkpoint_files
+from diff4mmlits.checkpoint import non_finite_tensors, save_checkpoint_files
 from diff4mmlits.errors import TrainingDiverged
 from diff4mmlits.files import write_text_atomic
 
@@ -398,8 +398,7 @@ def require_finite_weights(model: torch.nn.Module, folder: Path) -> None:
     diverged gets here: a NaN loss trained on in float32, or a learning rate far too high.) The
     training stops there with one line, its stage is not stamped, and the last good checkpoint in
     ``folder`` stays for ``--resume`` with a lower rate."""
-    broken = [name for name, tensor in model.state_dict().items()
-              if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    broken = non_finite_tensors(model.state_dict())
     if broken:
         raise TrainingDiverged(f"the training diverged: {len(broken)} weight tensor(s) hold NaN or Inf (first: "
                                f"{broken[0]}); lower the stage's learning_rate (--set) and train again; the last good "

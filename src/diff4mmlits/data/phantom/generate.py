@@ -125,7 +125,8 @@ def case_id_for(index: int) -> str:
 def check_phantom_arguments(index: int, seed: int, site: str, size: int, patients: str | None = None,
                             slice_mm: float | None = None) -> None:
     """Raise :class:`InputError` for an unknown site or patients' site, a size below 16, a negative
-    index or seed, or a slice spacing that is not a positive number of mm."""
+    index or seed, a slice spacing that is not a positive number of mm, slices or pixels outside
+    the 0.01–20 mm ``validate`` accepts, or more than :data:`MAX_SLICES` slices."""
     if site not in SITES:
         raise InputError(f"unknown phantom site {site!r}; choose one of {', '.join(SITES)}")
     if patients is not None and patients not in SITES:
